@@ -1,0 +1,2 @@
+//! The `spr` command-line interface.
+fn main() {}

@@ -1,0 +1,1 @@
+//! DockerEngine for spr: a hardened, warm container pool over the Docker API (work in progress).

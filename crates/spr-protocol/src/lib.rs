@@ -1,0 +1,24 @@
+//! The contract between an spr host and its Python workers: versioned messages, framing,
+//! the embedded harness, and the pure logic that turns what a worker observed into a
+//! [`RunnerResult`].
+//!
+//! Sans-IO: nothing here reads or writes a file descriptor, so engines (local processes,
+//! Docker attach streams) share one implementation and it is tested without Python.
+
+mod frame;
+mod harness;
+mod message;
+mod result;
+
+pub use frame::{encode_frame, FrameDecoder, FrameError, FRAME_HEADER_LEN, MAX_FRAME_LEN};
+pub use harness::{harness_hash, HARNESS_FILE_NAME, HARNESS_SOURCE};
+pub use message::{
+    ChildOutcome, ChildReport, Hello, HostMessage, RunReport, RunRequest, WorkerMessage,
+};
+pub use result::{
+    assemble_result, RunnerResult, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT, MAX_RESULT_BYTES,
+};
+
+/// Bumped whenever a message shape or the harness behaviour changes incompatibly.
+/// The host refuses a worker that greets it with another version.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,204 @@
+//! `RunnerResult` and the rules that build it from a worker's observations.
+//!
+//! Status (ok, timeout, memory, exit code, signal) is decided here from what the worker
+//! observed of the child process; the child's own frame only contributes what user code
+//! controls anyway: its `result` and its error text.
+
+use crate::message::{ChildOutcome, ChildReport, RunReport};
+use serde::{Deserialize, Serialize};
+use spr_policy::RunnerPolicy;
+
+/// `exit_code` of a run that hit its timeout (as in the original, and `timeout(1)`).
+pub const EXIT_TIMEOUT: i32 = 124;
+/// `exit_code` of a run that never got to execute because of an engine failure.
+pub const EXIT_INFRASTRUCTURE: i32 = 125;
+
+/// The outcome of one run. The first eight fields are the original's, with its names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunnerResult {
+    pub ok: bool,
+    pub result: serde_json::Value,
+    pub stdout: String,
+    pub stderr: String,
+    pub timed_out: bool,
+    pub resource_exceeded: bool,
+    pub error: Option<String>,
+    pub exit_code: i32,
+    /// Wall-clock time of the run's process, as measured by the worker.
+    pub duration_ms: f64,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    /// Which protections were applied to this run (engines that know fill it in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<serde_json::Value>,
+}
+
+impl RunnerResult {
+    /// A run that could not be executed at all (engine or infrastructure failure).
+    pub fn infrastructure_error(message: impl Into<String>) -> Self {
+        RunnerResult {
+            ok: false,
+            result: serde_json::Value::Null,
+            stdout: String::new(),
+            stderr: String::new(),
+            timed_out: false,
+            resource_exceeded: false,
+            error: Some(message.into()),
+            exit_code: EXIT_INFRASTRUCTURE,
+            duration_ms: 0.0,
+            stdout_truncated: false,
+            stderr_truncated: false,
+            sandbox: None,
+        }
+    }
+
+    /// A run the host had to stop at its deadline because the worker did not answer.
+    pub fn timeout(policy: &RunnerPolicy) -> Self {
+        RunnerResult {
+            timed_out: true,
+            error: Some(timeout_message(policy)),
+            exit_code: EXIT_TIMEOUT,
+            duration_ms: (policy.timeout_seconds * 1000) as f64,
+            ..RunnerResult::infrastructure_error("")
+        }
+    }
+}
+
+fn timeout_message(policy: &RunnerPolicy) -> String {
+    format!("Execution timed out after {}s", policy.timeout_seconds)
+}
+
+/// Build the result of a run from the worker's report.
+pub fn assemble_result(report: &RunReport, policy: &RunnerPolicy) -> RunnerResult {
+    let mut out = RunnerResult {
+        ok: false,
+        result: serde_json::Value::Null,
+        stdout: report.stdout.clone(),
+        stderr: report.stderr.clone(),
+        timed_out: false,
+        resource_exceeded: false,
+        error: None,
+        exit_code: report.exit_code.unwrap_or(0),
+        duration_ms: (report.duration_ms * 1000.0).round() / 1000.0,
+        stdout_truncated: report.stdout_truncated,
+        stderr_truncated: report.stderr_truncated,
+        sandbox: None,
+    };
+    let child = parse_child_frame(report);
+
+    if report.timed_out {
+        out.timed_out = true;
+        out.error = Some(timeout_message(policy));
+        out.exit_code = EXIT_TIMEOUT;
+        return out;
+    }
+    if let Some(signal) = report.signal {
+        out.exit_code = -signal;
+        let memory = matches!(&child, Ok(Some(c)) if c.outcome == ChildOutcome::MemoryError);
+        if memory {
+            out.resource_exceeded = true;
+            out.error = Some(memory_message(policy));
+        } else {
+            out.error = Some(format!(
+                "Process was killed by signal {signal} ({}) before reporting a result",
+                signal_name(signal)
+            ));
+        }
+        return out;
+    }
+    let code = report.exit_code.unwrap_or(-1);
+    if report.child_frame_overflow {
+        out.error = Some(format!(
+            "The result is larger than the {} MiB limit",
+            MAX_RESULT_BYTES >> 20
+        ));
+        return out;
+    }
+    let child = match child {
+        Ok(Some(child)) => child,
+        Ok(None) => {
+            out.error = Some(format!(
+                "Process exited with code {code} without reporting a result"
+            ));
+            return out;
+        }
+        Err(why) => {
+            out.error = Some(format!("Process reported a malformed result: {why}"));
+            return out;
+        }
+    };
+    match child.outcome {
+        ChildOutcome::Completed => {
+            if code == 0 {
+                out.ok = true;
+                out.result = child.result;
+            } else {
+                out.error = Some(format!(
+                    "Process exited with code {code} after reporting success"
+                ));
+            }
+        }
+        ChildOutcome::Exit => {
+            out.result = child.result;
+            out.ok = code == 0 && child.exit_status == Some(0);
+            if !out.ok {
+                out.error = Some(
+                    child
+                        .error
+                        .unwrap_or_else(|| format!("SystemExit: {code}")),
+                );
+            }
+        }
+        ChildOutcome::Exception => {
+            out.error = Some(child.error.unwrap_or_else(|| "Exception: ".to_string()));
+        }
+        ChildOutcome::MemoryError => {
+            out.resource_exceeded = true;
+            out.error = Some(memory_message(policy));
+        }
+    }
+    out
+}
+
+/// Largest result frame a child may send; the harness enforces the same number.
+pub const MAX_RESULT_BYTES: usize = 16 << 20;
+
+fn memory_message(policy: &RunnerPolicy) -> String {
+    format!(
+        "MemoryError: Memory limit exceeded ({} MB)",
+        policy.memory_limit_mb
+    )
+}
+
+fn parse_child_frame(report: &RunReport) -> Result<Option<ChildReport>, String> {
+    match report.child_frame.as_deref() {
+        None | Some("") => Ok(None),
+        Some(text) => serde_json::from_str::<ChildReport>(text)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => "unknown signal",
+    }
+}
+
+#[cfg(test)]
+mod tests;

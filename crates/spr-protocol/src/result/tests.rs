@@ -1,0 +1,117 @@
+//! The status rules of `assemble_result`, one case per row of the contract.
+
+use super::*;
+
+fn report(exit: Option<i32>, frame: Option<&str>) -> RunReport {
+    RunReport {
+        id: 1,
+        exit_code: exit,
+        duration_ms: 1.25,
+        child_frame: frame.map(str::to_string),
+        ..RunReport::default()
+    }
+}
+
+#[test]
+fn a_completed_run_with_status_zero_is_ok_and_keeps_its_result() {
+    let r = assemble_result(
+        &report(Some(0), Some(r#"{"outcome":"completed","result":4}"#)),
+        &RunnerPolicy::default(),
+    );
+    assert!(r.ok);
+    assert_eq!(r.result, serde_json::json!(4));
+    assert_eq!(r.error, None);
+}
+
+#[test]
+fn a_success_frame_from_a_process_that_exited_non_zero_is_not_believed() {
+    let r = assemble_result(
+        &report(Some(3), Some(r#"{"outcome":"completed","result":"SPOOF"}"#)),
+        &RunnerPolicy::default(),
+    );
+    assert!(!r.ok);
+    assert_eq!(r.exit_code, 3);
+    assert_eq!(r.result, serde_json::Value::Null);
+}
+
+#[test]
+fn a_process_that_dies_silently_gets_an_error_naming_its_status() {
+    let r = assemble_result(&report(Some(7), None), &RunnerPolicy::default());
+    assert_eq!(
+        r.error.as_deref(),
+        Some("Process exited with code 7 without reporting a result")
+    );
+    let mut killed = report(None, None);
+    killed.signal = Some(9);
+    let r = assemble_result(&killed, &RunnerPolicy::default());
+    assert_eq!(r.exit_code, -9);
+    assert!(r.error.unwrap().contains("SIGKILL"));
+}
+
+#[test]
+fn garbage_and_non_object_frames_are_errors() {
+    for frame in ["[1]", "not json", r#"{"outcome":"completed"}{"outcome":"completed"}"#] {
+        let r = assemble_result(&report(Some(0), Some(frame)), &RunnerPolicy::default());
+        assert!(!r.ok, "{frame}");
+        assert!(r.error.unwrap().starts_with("Process reported a malformed result"));
+    }
+}
+
+#[test]
+fn a_timeout_wins_over_everything_and_keeps_partial_output() {
+    let mut rep = report(None, None);
+    rep.signal = Some(9);
+    rep.timed_out = true;
+    rep.stdout = "partial\n".into();
+    let policy = RunnerPolicy {
+        timeout_seconds: 2,
+        ..RunnerPolicy::default()
+    };
+    let r = assemble_result(&rep, &policy);
+    assert!(r.timed_out && !r.ok);
+    assert_eq!(r.exit_code, EXIT_TIMEOUT);
+    assert_eq!(r.error.as_deref(), Some("Execution timed out after 2s"));
+    assert_eq!(r.stdout, "partial\n");
+}
+
+#[test]
+fn system_exit_keeps_result_and_uses_the_process_status() {
+    let zero = assemble_result(
+        &report(Some(0), Some(r#"{"outcome":"exit","result":"r","exit_status":0}"#)),
+        &RunnerPolicy::default(),
+    );
+    assert!(zero.ok);
+    assert_eq!(zero.result, serde_json::json!("r"));
+    let wrapped = assemble_result(
+        &report(
+            Some(0),
+            Some(r#"{"outcome":"exit","result":"r","exit_status":256,"error":"SystemExit: 256"}"#),
+        ),
+        &RunnerPolicy::default(),
+    );
+    assert!(!wrapped.ok);
+    assert_eq!(wrapped.exit_code, 0);
+    assert_eq!(wrapped.error.as_deref(), Some("SystemExit: 256"));
+}
+
+#[test]
+fn a_memory_error_sets_resource_exceeded() {
+    let r = assemble_result(
+        &report(Some(1), Some(r#"{"outcome":"memory_error"}"#)),
+        &RunnerPolicy::default(),
+    );
+    assert!(r.resource_exceeded && !r.ok);
+    assert_eq!(
+        r.error.as_deref(),
+        Some("MemoryError: Memory limit exceeded (256 MB)")
+    );
+}
+
+#[test]
+fn result_json_has_the_original_keys_first() {
+    let r = assemble_result(
+        &report(Some(0), Some(r#"{"outcome":"completed","result":[1,"a"]}"#)),
+        &RunnerPolicy::default(),
+    );
+    insta::assert_json_snapshot!(r);
+}
