@@ -56,3 +56,19 @@ impl<E: Engine + ?Sized> Engine for std::sync::Arc<E> {
         (**self).execute(code, input_data, policy)
     }
 }
+
+#[cfg(feature = "docker")]
+impl Engine for spr_engine_docker::DockerEngine {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn execute<'a>(
+        &'a self,
+        code: &'a str,
+        input_data: &'a serde_json::Value,
+        policy: &'a RunnerPolicy,
+    ) -> EngineFuture<'a> {
+        Box::pin(self.run(code, input_data, policy))
+    }
+}

@@ -21,3 +21,8 @@ pub use spr_protocol::{RunnerResult, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT};
 
 #[cfg(feature = "local")]
 pub use spr_engine_local::{LocalEngine, LocalEngineConfig, LocalEngineError, VenvManager};
+#[cfg(feature = "docker")]
+pub use spr_engine_docker::{
+    CleanupSummary, ContainerInfo, DockerAdminError, DockerEngine, DockerEngineConfig,
+    DockerEngineError, ImageInfo,
+};

@@ -71,3 +71,31 @@ impl Default for RunnerPolicy {
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
+
+/// Why a policy was refused. (Placeholder: the policy issue fills this in.)
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl RunnerPolicy {
+    /// Load a policy from a TOML file.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, PolicyError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| PolicyError::Invalid(format!("{}: {e}", path.display())))?;
+        let mut p: RunnerPolicy =
+            toml::from_str(&text).map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        p.config_path = Some(path.to_path_buf());
+        Ok(p)
+    }
+
+    /// The effective policy: re-read from `config_path` when it is set.
+    pub fn resolve(&self) -> Result<Self, PolicyError> {
+        match &self.config_path {
+            Some(path) => Self::from_file(path),
+            None => Ok(self.clone()),
+        }
+    }
+}

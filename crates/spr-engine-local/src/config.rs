@@ -1,0 +1,64 @@
+//! Configuration of a `LocalEngine`.
+
+use std::path::PathBuf;
+
+/// How a missing venv is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VenvManager {
+    /// `uv` when it is on PATH, else `python -m venv`.
+    #[default]
+    Auto,
+    Uv,
+    Python,
+}
+
+impl std::str::FromStr for VenvManager {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(VenvManager::Auto),
+            "uv" => Ok(VenvManager::Uv),
+            "python" => Ok(VenvManager::Python),
+            other => Err(format!(
+                "venv_manager must be 'auto', 'uv' or 'python', got '{other}'"
+            )),
+        }
+    }
+}
+
+/// Options of a `LocalEngine`.
+#[derive(Debug, Clone)]
+pub struct LocalEngineConfig {
+    /// The virtual environment folder itself (created when missing).
+    pub venv_dir: PathBuf,
+    pub venv_manager: VenvManager,
+    /// Pinned `name==version` specs installed into the venv once.
+    pub packages: Vec<String>,
+    /// Warm workers kept ready; default `min(cores, 4)`.
+    pub pool_size: usize,
+    /// Interpreter used to create the venv; default: `python3` found on PATH.
+    pub python: Option<PathBuf>,
+    /// Where per-run scratch directories are made; default: the system temp dir.
+    pub scratch_dir: Option<PathBuf>,
+}
+
+impl LocalEngineConfig {
+    pub fn new(venv_dir: impl Into<PathBuf>) -> Self {
+        LocalEngineConfig {
+            venv_dir: venv_dir.into(),
+            venv_manager: VenvManager::Auto,
+            packages: Vec::new(),
+            pool_size: default_pool_size(),
+            python: None,
+            scratch_dir: None,
+        }
+    }
+}
+
+/// `min(cores, 4)`, as the original.
+pub fn default_pool_size() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(4)
+}
