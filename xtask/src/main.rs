@@ -1,6 +1,108 @@
-//! `cargo xtask`: project automation (tidy checks, benchmarks, images, release).
+//! `cargo xtask`: project automation (tidy checks, benchmarks, the runtime image, release).
+//!
+//! Arguments are parsed by hand: the commands are few and flat, and keeping xtask's dependency list short
+//! keeps `cargo xtask` quick to build from a clean checkout.
+
+mod bench;
+mod image;
+mod release;
+mod tidy;
+mod util;
+
+use util::{refused, repo_root, Error};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [args]
+
+commands:
+  tidy                          check layering, file headers, #[ignore], SAFETY comments, required docs
+  test                          fmt --check, clippy -D warnings, tidy, then nextest (or cargo test)
+  bench [--engine local|docker] [--runs N] [--pool-size N] [--seconds S] [--write]
+                                latency and throughput of `spr serve --stdio`
+  image [args]                  build the Docker runtime image
+  set-version X.Y.Z[-pre]       set the workspace version and the inter-crate dependency versions
+  metadata                      render release_metadata.md into .github/release/metadata.json
+  commit                        git add -A and commit with commit_message.txt (validated)
+  tag                           create the annotated tag v<version> (takes no argument)
+  release [--dry-run]           metadata, test, commit, tag, in that order
+";
 
 fn main() {
-    eprintln!("xtask: not implemented yet");
-    std::process::exit(2);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match dispatch(&args) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(e.exit_code());
+        }
+    }
+}
+
+fn no_args(cmd: &str, rest: &[String]) -> Result<(), Error> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(refused(format!(
+            "`{cmd}` takes no arguments (got: {})",
+            rest.join(" ")
+        )))
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<(), Error> {
+    let root = repo_root();
+    let Some((cmd, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        return Err(refused("no command given"));
+    };
+    match cmd.as_str() {
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        "tidy" => {
+            no_args(cmd, rest)?;
+            tidy::run(&root)
+        }
+        "test" => {
+            no_args(cmd, rest)?;
+            release::test(&root)
+        }
+        "bench" => bench::run(&root, rest),
+        "image" => image::run(rest).map_err(|e| util::failed(format!("image: {e}"))),
+        "set-version" => match rest {
+            [version] => release::set_version_cmd(&root, version),
+            [] => Err(refused("set-version needs a version, e.g. `cargo xtask set-version 0.2.0`")),
+            _ => Err(refused(format!(
+                "set-version takes exactly one version (got: {})",
+                rest.join(" ")
+            ))),
+        },
+        "metadata" => {
+            no_args(cmd, rest)?;
+            release::metadata(&root).map(|_| ())
+        }
+        "commit" => {
+            no_args(cmd, rest)?;
+            release::commit(&root)
+        }
+        "tag" => release::tag(&root, rest).map(|_| ()),
+        "release" => {
+            let dry_run = match rest {
+                [] => false,
+                [flag] if flag == "--dry-run" => true,
+                _ => {
+                    return Err(refused(format!(
+                        "release takes only --dry-run (got: {})",
+                        rest.join(" ")
+                    )))
+                }
+            };
+            release::release(&root, dry_run, &|r| release::test(r))
+        }
+        other => {
+            eprint!("{USAGE}");
+            Err(refused(format!("unknown command `{other}`")))
+        }
+    }
 }

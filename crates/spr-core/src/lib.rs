@@ -16,13 +16,13 @@ mod run;
 pub use engine::{Engine, EngineFuture};
 pub use run::{run_code, run_code_blocking, PolicySource, RunError};
 
-pub use spr_policy::{Mode, RunnerPolicy};
+pub use spr_policy::{Mode, PolicyError, RunnerPolicy, Value};
 pub use spr_protocol::{RunnerResult, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT};
 
-#[cfg(feature = "local")]
-pub use spr_engine_local::{LocalEngine, LocalEngineConfig, LocalEngineError, VenvManager};
 #[cfg(feature = "docker")]
 pub use spr_engine_docker::{
     CleanupSummary, ContainerInfo, DockerAdminError, DockerEngine, DockerEngineConfig,
     DockerEngineError, ImageInfo,
 };
+#[cfg(feature = "local")]
+pub use spr_engine_local::{LocalEngine, LocalEngineConfig, LocalEngineError, VenvManager};

@@ -1,36 +1,194 @@
-//! `LocalEngine`: the public face of the local engine.
+//! `LocalEngine`: prepares the venv, owns the worker pool, turns runs into results.
 
 use crate::config::LocalEngineConfig;
-use spr_policy::RunnerPolicy;
-use spr_protocol::RunnerResult;
+use crate::pool::Pool;
+use crate::venv;
+use crate::worker::{install_harness, WorkerError, WorkerSpec};
+use spr_policy::{PackageSpecError, RunnerPolicy};
+use spr_protocol::{assemble_result, RunRequest, RunnerResult};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long past the policy timeout the host waits for a worker's report before it
+/// declares the worker wedged. The worker enforces the timeout itself; this only
+/// covers a worker that stopped answering.
+const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a local engine could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalEngineError {
-    #[error("{0}")]
-    Setup(String),
+    #[error("LocalEngine requires a non-empty 'venv_dir'")]
+    EmptyVenvDir,
+    #[error("pool_size must be at least 1")]
+    ZeroPoolSize,
+    #[error(transparent)]
+    InvalidPackage(#[from] PackageSpecError),
+    #[error(
+        "Python was not found ({looked_for}); install python3 or set the interpreter explicitly"
+    )]
+    PythonNotFound { looked_for: String },
+    #[error("uv was not found on PATH; install uv or use venv_manager \"python\"")]
+    UvNotFound,
+    #[error("Failed to create venv with {manager}: {stderr}")]
+    CreateVenv {
+        manager: &'static str,
+        stderr: String,
+    },
+    #[error("Failed to install local packages: {stderr}")]
+    InstallPackages { stderr: String },
+    #[error("{} is not a usable venv (no bin/python after creation)", path.display())]
+    VenvBroken { path: PathBuf },
+    #[error("could not {what} at {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not start a Python worker")]
+    Worker(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// Runs code in fresh processes forked from warm Python workers.
+///
+/// Cheap to share: clone the `Arc` or pass `&LocalEngine` to concurrent tasks.
 #[derive(Debug)]
 pub struct LocalEngine {
     config: LocalEngineConfig,
+    python: PathBuf,
+    pool: Arc<Pool>,
+    scratch_root: PathBuf,
+    next_id: AtomicU64,
 }
 
 impl LocalEngine {
+    /// Prepare the venv (create it, install packages) and the harness. Workers start
+    /// lazily on first use, or eagerly with [`LocalEngine::warm_up`].
     pub fn new(config: LocalEngineConfig) -> Result<Self, LocalEngineError> {
-        Ok(LocalEngine { config })
+        if config.pool_size == 0 {
+            return Err(LocalEngineError::ZeroPoolSize);
+        }
+        let python = venv::prepare(&config)?;
+        let scratch_root = make_scratch_root(&config)?;
+        let harness = install_harness(&scratch_root).map_err(|source| LocalEngineError::Io {
+            what: "write the harness",
+            path: scratch_root.clone(),
+            source,
+        })?;
+        let spec = WorkerSpec {
+            python: python.clone(),
+            harness,
+            scratch: scratch_root.clone(),
+        };
+        Ok(LocalEngine {
+            pool: Pool::new(spec, config.pool_size),
+            config,
+            python,
+            scratch_root,
+            next_id: AtomicU64::new(1),
+        })
     }
 
     pub fn config(&self) -> &LocalEngineConfig {
         &self.config
     }
 
+    /// The venv interpreter the workers run.
+    pub fn python(&self) -> &std::path::Path {
+        &self.python
+    }
+
+    pub fn pool_size(&self) -> usize {
+        self.pool.size()
+    }
+
+    /// Start every worker of the pool now, so the first runs are warm too.
+    pub async fn warm_up(&self) -> Result<(), LocalEngineError> {
+        let missing = self.pool.size().saturating_sub(self.pool.idle_count());
+        match self.pool.top_up(missing).await {
+            None => Ok(()),
+            Some(e) => Err(LocalEngineError::Worker(Box::new(e))),
+        }
+    }
+
+    /// Run `code` with `input_data` under `policy` (already resolved: its
+    /// `config_path` is not re-read here).
     pub async fn run(
         &self,
-        _code: &str,
-        _input_data: &serde_json::Value,
-        _policy: &RunnerPolicy,
+        code: &str,
+        input_data: &serde_json::Value,
+        policy: &RunnerPolicy,
     ) -> RunnerResult {
-        RunnerResult::infrastructure_error("not implemented yet")
+        let mut wire_policy = policy.clone();
+        wire_policy.config_path = None;
+        let request = RunRequest {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            code: code.to_string(),
+            input_data: input_data.clone(),
+            policy: wire_policy,
+        };
+        let mut lease = match self.pool.acquire().await {
+            Ok(lease) => lease,
+            Err(e) => {
+                return RunnerResult::infrastructure_error(format!(
+                    "Could not start a Python worker: {e}"
+                ))
+            }
+        };
+        let backstop = Duration::from_secs(policy.timeout_seconds) + BACKSTOP_GRACE;
+        match lease.worker.run(&request, backstop).await {
+            Ok(report) => {
+                self.pool.release(lease);
+                assemble_result(&report, policy)
+            }
+            Err(WorkerError::Unresponsive) => {
+                self.pool.discard(lease);
+                let mut result = RunnerResult::timeout(policy);
+                result.error = Some(format!(
+                    "Execution timed out after {}s (the worker stopped responding and was replaced)",
+                    policy.timeout_seconds
+                ));
+                result
+            }
+            Err(e) => {
+                self.pool.discard(lease);
+                RunnerResult::infrastructure_error(format!(
+                    "The Python worker failed during the run and was replaced: {e}"
+                ))
+            }
+        }
     }
+
+    /// Stop the idle workers cleanly. Dropping the engine also kills them.
+    pub async fn shutdown(&self) {
+        self.pool.shutdown().await;
+    }
+}
+
+impl Drop for LocalEngine {
+    fn drop(&mut self) {
+        if self.config.scratch_dir.is_none() {
+            let _ = std::fs::remove_dir_all(&self.scratch_root);
+        }
+    }
+}
+
+fn make_scratch_root(config: &LocalEngineConfig) -> Result<PathBuf, LocalEngineError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let root = match &config.scratch_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!(
+            "spr-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        )),
+    };
+    std::fs::create_dir_all(&root).map_err(|source| LocalEngineError::Io {
+        what: "create the scratch directory",
+        path: root.clone(),
+        source,
+    })?;
+    Ok(root)
 }

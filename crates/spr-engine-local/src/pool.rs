@@ -1,1 +1,124 @@
-//! pool (in progress).
+//! A fixed-size pool of warm workers: one run per worker at a time, dead ones replaced.
+
+use crate::worker::{Worker, WorkerError, WorkerSpec};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+#[derive(Debug)]
+pub(crate) struct Pool {
+    spec: WorkerSpec,
+    size: usize,
+    idle: Mutex<Vec<Worker>>,
+    permits: Arc<Semaphore>,
+}
+
+/// A worker checked out for one run, with the permit that bounds concurrency.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    pub worker: Worker,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Pool {
+    pub(crate) fn new(spec: WorkerSpec, size: usize) -> Arc<Pool> {
+        Arc::new(Pool {
+            spec,
+            size,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(size)),
+        })
+    }
+
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Wait for a free slot, then take a live idle worker or start one.
+    pub(crate) async fn acquire(self: &Arc<Self>) -> Result<Lease, WorkerError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the pool semaphore is never closed");
+        loop {
+            let candidate = self.idle.lock().expect("pool lock").pop();
+            match candidate {
+                Some(mut worker) => {
+                    if worker.is_alive() {
+                        return Ok(Lease {
+                            worker,
+                            _permit: permit,
+                        });
+                    }
+                    worker.kill();
+                }
+                None => break,
+            }
+        }
+        let worker = Worker::spawn(&self.spec).await?;
+        Ok(Lease {
+            worker,
+            _permit: permit,
+        })
+    }
+
+    /// Return a healthy worker after its run.
+    pub(crate) fn release(&self, lease: Lease) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() < self.size {
+            idle.push(lease.worker);
+        } else {
+            lease.worker.kill();
+        }
+    }
+
+    /// Throw a worker away (wedged, dead or confused) and start a replacement in the
+    /// background so the next run does not pay for the interpreter start.
+    pub(crate) fn discard(self: &Arc<Self>, lease: Lease) {
+        lease.worker.kill();
+        let pool = self.clone();
+        tokio::spawn(async move {
+            pool.top_up(1).await;
+        });
+    }
+
+    /// Start workers until `wanted` more are idle (bounded by the pool size).
+    pub(crate) async fn top_up(self: &Arc<Self>, wanted: usize) -> Option<WorkerError> {
+        let mut tasks = Vec::new();
+        for _ in 0..wanted {
+            let spec = self.spec.clone();
+            tasks.push(tokio::spawn(async move { Worker::spawn(&spec).await }));
+        }
+        let mut first_error = None;
+        for task in tasks {
+            match task.await {
+                Ok(Ok(worker)) => {
+                    let mut idle = self.idle.lock().expect("pool lock");
+                    if idle.len() < self.size {
+                        idle.push(worker);
+                    } else {
+                        worker.kill();
+                    }
+                }
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {}
+            }
+        }
+        first_error
+    }
+
+    pub(crate) fn idle_count(&self) -> usize {
+        self.idle.lock().expect("pool lock").len()
+    }
+
+    /// Stop every idle worker.
+    pub(crate) async fn shutdown(&self) {
+        let workers: Vec<Worker> = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
+        for worker in workers {
+            worker.shutdown().await;
+        }
+    }
+}

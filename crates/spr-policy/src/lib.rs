@@ -1,14 +1,27 @@
 //! `RunnerPolicy`: what untrusted code may import, call and consume, with strict TOML loading.
 //!
 //! This crate does no IO beyond reading a policy file, so it can be embedded alone.
+//! The full reference of keys, ranges and file layouts is `docs/POLICY.md`.
 
+mod error;
+mod load;
+pub mod packages;
+mod render;
+mod validate;
 mod value;
 
+pub use error::PolicyError;
+pub use load::POLICY_KEYS;
+pub use packages::{validate_pinned_packages, PackageSpecError};
+pub use validate::{
+    is_identifier, MAX_OUTPUT_KB_RANGE, MEMORY_LIMIT_MB_RANGE, RESERVED_GLOBALS,
+    TIMEOUT_SECONDS_RANGE,
+};
 pub use value::Value;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Which of the allow/block lists is enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -72,30 +85,57 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-/// Why a policy was refused. (Placeholder: the policy issue fills this in.)
-#[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
-    #[error("{0}")]
-    Invalid(String),
-}
-
 impl RunnerPolicy {
-    /// Load a policy from a TOML file.
-    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, PolicyError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| PolicyError::Invalid(format!("{}: {e}", path.display())))?;
-        let mut p: RunnerPolicy =
-            toml::from_str(&text).map_err(|e| PolicyError::Invalid(e.to_string()))?;
-        p.config_path = Some(path.to_path_buf());
-        Ok(p)
+    /// Checks every field: limits within their ranges, list entries that are Python
+    /// identifiers (dotted for imports), `extra_globals` names that are identifiers and do
+    /// not replace what the runner binds itself.
+    ///
+    /// Names present in both an allowed and a blocked list are not an error: only the
+    /// lists of the active mode are consulted.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        validate::validate(self)
     }
 
-    /// The effective policy: re-read from `config_path` when it is set.
+    /// Parses a policy from TOML text and validates it.
+    ///
+    /// The policy is the `[policy]` table when there is one (then nothing else may be at
+    /// the top level), otherwise the whole document. Keys the text omits keep their
+    /// defaults. `origin` only names the file in errors; `config_path` is left unset.
+    pub fn from_toml_str(text: &str, origin: Option<&Path>) -> Result<Self, PolicyError> {
+        load::from_toml_str(text, origin)
+    }
+
+    /// Loads and validates a policy file, and sets `config_path` to `path` so that
+    /// [`resolve`](Self::resolve) re-reads the file before each run.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, PolicyError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut policy = Self::from_toml_str(&text, Some(path))?;
+        policy.config_path = Some(path.to_path_buf());
+        Ok(policy)
+    }
+
+    /// The policy a run uses, always validated. With `config_path` set the file wins:
+    /// it is re-read now and the object's other fields are ignored (the original's
+    /// semantics, so edits to the file apply to later runs).
     pub fn resolve(&self) -> Result<Self, PolicyError> {
         match &self.config_path {
             Some(path) => Self::from_file(path),
-            None => Ok(self.clone()),
+            None => {
+                self.validate()?;
+                Ok(self.clone())
+            }
         }
+    }
+
+    /// The policy as a `[policy]` table with a `[policy.extra_globals]` table, in the
+    /// documented key order; [`from_toml_str`](Self::from_toml_str) reads it back
+    /// unchanged. `config_path` is not rendered. TOML has no null, so `Value::Null`
+    /// entries of `extra_globals` are omitted and named in a comment.
+    pub fn to_toml(&self) -> String {
+        render::to_toml(self)
     }
 }

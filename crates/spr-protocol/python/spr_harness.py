@@ -15,6 +15,7 @@ import json
 import linecache
 import os
 import select
+import shutil
 import signal
 import sys
 import tempfile
@@ -114,15 +115,24 @@ def read_frame(fd):
 # Process hygiene
 
 
-def set_child_subreaper():
-    """Orphans of a run re-parent to this worker, so the sweep can find them."""
-    try:
-        import ctypes
+_libc = None
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+
+def prctl(option, value):
+    global _libc
+    try:
+        if _libc is None:
+            import ctypes
+
+            _libc = ctypes.CDLL(None, use_errno=True)
+        return _libc.prctl(option, value, 0, 0, 0) == 0
     except Exception:
         return False
+
+
+def set_child_subreaper():
+    """Orphans of a run re-parent to this worker, so the sweep can find them."""
+    return prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
 
 
 def children_of(pid):
@@ -235,8 +245,12 @@ def run_one(request, scratch_base, keep_closed):
         now = time.monotonic()
         if wait_status is None and now >= deadline:
             timed_out = True
-            leftovers += sweep(me, pid)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
             wait_status = reap(pid, block=True)
+            leftovers += sweep(me, pid)
             drain_deadline = time.monotonic() + DRAIN_GRACE_SECONDS
             continue
         if drain_deadline is not None and now >= drain_deadline:
@@ -324,8 +338,6 @@ def remove_tree(path):
         except OSError:
             pass
 
-    import shutil
-
     shutil.rmtree(path, onerror=onerror)
 
 
@@ -334,6 +346,8 @@ def remove_tree(path):
 
 
 def child_main(request, scratch, out_w, err_w, res_w):
+    # If the worker dies (killed by the host as wedged), the run dies with it.
+    prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     os.setsid()
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -385,10 +399,14 @@ def child_main(request, scratch, out_w, err_w, res_w):
     return status
 
 
+try:
+    import resource
+except ImportError:  # not POSIX: no rlimits to apply
+    resource = None
+
+
 def apply_rlimits(policy):
-    try:
-        import resource
-    except ImportError:
+    if resource is None:
         return
     mem = int(policy.get("memory_limit_mb", 256)) * 1024 * 1024
     timeout = int(policy.get("timeout_seconds", 5))

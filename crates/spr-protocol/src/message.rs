@@ -95,3 +95,43 @@ pub struct ChildReport {
     #[serde(default)]
     pub exit_status: Option<i64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode_frame;
+
+    #[test]
+    fn wire_shapes_are_stable() {
+        let run = HostMessage::Run(RunRequest {
+            id: 7,
+            code: "result = 2 + 2".into(),
+            input_data: serde_json::json!({"x": 1}),
+            policy: RunnerPolicy::default(),
+        });
+        insta::assert_json_snapshot!("run_request", run);
+        let hello = WorkerMessage::Hello(Hello {
+            protocol_version: 1,
+            harness_hash: "0123456789abcdef".into(),
+            python_version: "3.11.2".into(),
+            pid: 42,
+        });
+        insta::assert_json_snapshot!("hello", hello);
+        let report = WorkerMessage::Report(RunReport {
+            id: 7,
+            exit_code: Some(0),
+            duration_ms: 1.5,
+            stdout: "hi\n".into(),
+            child_frame: Some(r#"{"outcome":"completed","result":4}"#.into()),
+            ..RunReport::default()
+        });
+        insta::assert_json_snapshot!("report", report);
+    }
+
+    #[test]
+    fn a_frame_is_a_big_endian_length_then_json() {
+        let frame = encode_frame(&HostMessage::Shutdown).unwrap();
+        insta::assert_debug_snapshot!("shutdown_frame", String::from_utf8_lossy(&frame));
+        assert_eq!(&frame[..4], &[0, 0, 0, 19]);
+    }
+}

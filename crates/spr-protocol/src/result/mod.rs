@@ -142,11 +142,7 @@ pub fn assemble_result(report: &RunReport, policy: &RunnerPolicy) -> RunnerResul
             out.result = child.result;
             out.ok = code == 0 && child.exit_status == Some(0);
             if !out.ok {
-                out.error = Some(
-                    child
-                        .error
-                        .unwrap_or_else(|| format!("SystemExit: {code}")),
-                );
+                out.error = Some(child.error.unwrap_or_else(|| format!("SystemExit: {code}")));
             }
         }
         ChildOutcome::Exception => {

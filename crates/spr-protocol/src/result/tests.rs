@@ -50,10 +50,17 @@ fn a_process_that_dies_silently_gets_an_error_naming_its_status() {
 
 #[test]
 fn garbage_and_non_object_frames_are_errors() {
-    for frame in ["[1]", "not json", r#"{"outcome":"completed"}{"outcome":"completed"}"#] {
+    for frame in [
+        "[1]",
+        "not json",
+        r#"{"outcome":"completed"}{"outcome":"completed"}"#,
+    ] {
         let r = assemble_result(&report(Some(0), Some(frame)), &RunnerPolicy::default());
         assert!(!r.ok, "{frame}");
-        assert!(r.error.unwrap().starts_with("Process reported a malformed result"));
+        assert!(r
+            .error
+            .unwrap()
+            .starts_with("Process reported a malformed result"));
     }
 }
 
@@ -77,7 +84,10 @@ fn a_timeout_wins_over_everything_and_keeps_partial_output() {
 #[test]
 fn system_exit_keeps_result_and_uses_the_process_status() {
     let zero = assemble_result(
-        &report(Some(0), Some(r#"{"outcome":"exit","result":"r","exit_status":0}"#)),
+        &report(
+            Some(0),
+            Some(r#"{"outcome":"exit","result":"r","exit_status":0}"#),
+        ),
         &RunnerPolicy::default(),
     );
     assert!(zero.ok);

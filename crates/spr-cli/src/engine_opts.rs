@@ -1,0 +1,319 @@
+//! Engine options shared by `run` and `serve`, the global Docker connection options, and
+//! the engine they build.
+
+use crate::error::CliError;
+use clap::{Args, ValueEnum};
+use spr_core::{
+    DockerEngine, DockerEngineConfig, Engine, EngineFuture, LocalEngine, LocalEngineConfig,
+    RunnerPolicy, VenvManager,
+};
+use std::path::PathBuf;
+
+/// Which engine runs the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineKind {
+    /// Warm Python workers on this machine, in a managed venv.
+    Local,
+    /// A warm pool of hardened, spr-managed Docker containers.
+    Docker,
+}
+
+/// `--venv-manager`: mirrors `VenvManager` so clap can list the choices in `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VenvManagerArg {
+    /// uv when it is on PATH, else python -m venv.
+    Auto,
+    Uv,
+    Python,
+}
+
+impl From<VenvManagerArg> for VenvManager {
+    fn from(arg: VenvManagerArg) -> Self {
+        match arg {
+            VenvManagerArg::Auto => VenvManager::Auto,
+            VenvManagerArg::Uv => VenvManager::Uv,
+            VenvManagerArg::Python => VenvManager::Python,
+        }
+    }
+}
+
+/// Where the Docker daemon is. Global: accepted before or after the subcommand.
+///
+/// The original's conflict rules are enforced by clap so they are usage errors (exit 2)
+/// rather than the original's `ValueError` traceback; `--docker-host` together with
+/// `--ssh-host` stays allowed (ssh wins), as it was.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DockerConnOpts {
+    /// Docker context to use (from the Docker context store).
+    #[arg(long, global = true, value_name = "NAME", conflicts_with_all = ["docker_host", "ssh_host"], help_heading = "Docker connection")]
+    pub docker_context: Option<String>,
+    /// Docker daemon address: unix://, tcp://, ssh://user@host.
+    #[arg(long, global = true, value_name = "URL", help_heading = "Docker connection")]
+    pub docker_host: Option<String>,
+    /// Reach the Docker daemon over SSH on this host.
+    #[arg(long, global = true, value_name = "HOST", help_heading = "Docker connection")]
+    pub ssh_host: Option<String>,
+    /// SSH user (requires --ssh-host).
+    #[arg(long, global = true, value_name = "USER", requires = "ssh_host", help_heading = "Docker connection")]
+    pub ssh_user: Option<String>,
+    /// SSH port (requires --ssh-host).
+    #[arg(long, global = true, value_name = "PORT", requires = "ssh_host", help_heading = "Docker connection")]
+    pub ssh_port: Option<u16>,
+    /// SSH private key file (requires --ssh-host).
+    #[arg(long, global = true, value_name = "PATH", requires = "ssh_host", help_heading = "Docker connection")]
+    pub ssh_key_path: Option<PathBuf>,
+}
+
+impl DockerConnOpts {
+    fn given(&self) -> Option<&'static str> {
+        if self.docker_context.is_some() {
+            Some("--docker-context")
+        } else if self.docker_host.is_some() {
+            Some("--docker-host")
+        } else if self.ssh_host.is_some() {
+            Some("--ssh-host")
+        } else {
+            None
+        }
+    }
+
+    /// A Docker engine configuration with these connection settings and defaults for the rest.
+    pub fn docker_config(&self) -> DockerEngineConfig {
+        DockerEngineConfig {
+            docker_host: self.docker_host.clone(),
+            docker_context: self.docker_context.clone(),
+            ssh_host: self.ssh_host.clone(),
+            ssh_user: self.ssh_user.clone(),
+            ssh_port: self.ssh_port,
+            ssh_key_path: self.ssh_key_path.clone(),
+            ..DockerEngineConfig::default()
+        }
+    }
+
+    /// A Docker engine for the admin commands and `doctor`. `new` does no IO, so an
+    /// error here is always about the options.
+    pub fn admin_engine(&self) -> Result<DockerEngine, CliError> {
+        DockerEngine::new(self.docker_config())
+            .map_err(|e| CliError::usage("invalid Docker connection options").caused_by(e))
+    }
+}
+
+/// Options that pick and configure the engine of `run` and `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct EngineOpts {
+    /// Engine that runs the code.
+    #[arg(long, value_enum, default_value_t = EngineKind::Local)]
+    pub engine: EngineKind,
+
+    /// Venv folder of the local engine (created when missing) [default: $SPR_VENV_DIR,
+    /// else $XDG_CACHE_HOME/spr/venv, else ~/.cache/spr/venv].
+    #[arg(long, value_name = "DIR", help_heading = "Local engine")]
+    pub venv_dir: Option<PathBuf>,
+    /// How a missing venv is created [default: auto].
+    #[arg(long, value_enum, value_name = "MANAGER", help_heading = "Local engine")]
+    pub venv_manager: Option<VenvManagerArg>,
+    /// Pinned package (name==version) to install in the venv; repeatable.
+    #[arg(long = "package", value_name = "SPEC", help_heading = "Local engine")]
+    pub packages: Vec<String>,
+    /// Number of warm workers (containers for --engine docker).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub pool_size: Option<u16>,
+
+    /// Image to run (default: the runtime image built by `cargo xtask image`).
+    #[arg(long, value_name = "IMAGE", help_heading = "Docker engine")]
+    pub image: Option<String>,
+    /// Pinned package (name==version) baked into a derived image; repeatable.
+    #[arg(long = "docker-package", value_name = "SPEC", help_heading = "Docker engine")]
+    pub docker_packages: Vec<String>,
+}
+
+impl EngineOpts {
+    /// Refuse options that the chosen engine would ignore: silently ignored options were
+    /// one of the original's traps (its ssh_port did nothing).
+    pub fn check(&self, conn: &DockerConnOpts) -> Result<(), CliError> {
+        let ignored = match self.engine {
+            EngineKind::Local => {
+                if self.image.is_some() {
+                    Some(("--image", "docker"))
+                } else if !self.docker_packages.is_empty() {
+                    Some(("--docker-package", "docker"))
+                } else {
+                    conn.given().map(|flag| (flag, "docker"))
+                }
+            }
+            EngineKind::Docker => {
+                if self.venv_dir.is_some() {
+                    Some(("--venv-dir", "local"))
+                } else if self.venv_manager.is_some() {
+                    Some(("--venv-manager", "local"))
+                } else if !self.packages.is_empty() {
+                    Some(("--package", "local"))
+                } else {
+                    None
+                }
+            }
+        };
+        match ignored {
+            Some(("--package", _)) => Err(CliError::usage(
+                "--package only applies to --engine local; use --docker-package with --engine docker",
+            )),
+            Some((flag, engine)) => Err(CliError::usage(format!(
+                "{flag} only applies to --engine {engine}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Build the engine. Local engine preparation may create a venv and install
+    /// packages, so it runs on the blocking pool. `default_pool` applies when
+    /// `--pool-size` is not given (`run` needs a single worker, `serve` a pool).
+    pub async fn build(
+        &self,
+        conn: &DockerConnOpts,
+        default_pool: Option<usize>,
+    ) -> Result<CliEngine, CliError> {
+        let pool_size = self.pool_size.map(usize::from).or(default_pool);
+        match self.engine {
+            EngineKind::Local => {
+                let venv_dir = match &self.venv_dir {
+                    Some(dir) => dir.clone(),
+                    None => default_venv_dir().ok_or_else(|| {
+                        CliError::usage(
+                            "cannot choose a venv folder: pass --venv-dir or set SPR_VENV_DIR (HOME is not set)",
+                        )
+                    })?,
+                };
+                let mut config = LocalEngineConfig::new(venv_dir);
+                if let Some(manager) = self.venv_manager {
+                    config.venv_manager = manager.into();
+                }
+                config.packages = self.packages.clone();
+                if let Some(n) = pool_size {
+                    config.pool_size = n;
+                }
+                let engine = tokio::task::spawn_blocking(move || LocalEngine::new(config))
+                    .await
+                    .map_err(|e| {
+                        CliError::infrastructure("the local engine could not be prepared")
+                            .caused_by(e)
+                    })?
+                    .map_err(|e| {
+                        CliError::infrastructure("the local engine could not be prepared")
+                            .caused_by(e)
+                    })?;
+                Ok(CliEngine::Local(engine))
+            }
+            EngineKind::Docker => {
+                let config = DockerEngineConfig {
+                    image: self.image.clone(),
+                    packages: self.docker_packages.clone(),
+                    pool_size,
+                    ..conn.docker_config()
+                };
+                let engine = DockerEngine::new(config)
+                    .map_err(|e| CliError::usage("invalid Docker engine options").caused_by(e))?;
+                Ok(CliEngine::Docker(engine))
+            }
+        }
+    }
+
+    /// How many runs `serve` keeps in flight: the engine's pool, so requests queue in
+    /// the server rather than inside the engine.
+    pub fn concurrency(&self) -> usize {
+        match self.pool_size {
+            Some(n) => usize::from(n),
+            None => spr_default_pool_size(),
+        }
+    }
+}
+
+/// `min(cores, 4)`, the engines' own default pool size.
+fn spr_default_pool_size() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(4)
+}
+
+/// `$SPR_VENV_DIR`, else `$XDG_CACHE_HOME/spr/venv`, else `~/.cache/spr/venv`.
+pub fn default_venv_dir() -> Option<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var("SPR_VENV_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    // The XDG spec says relative values are invalid and must be ignored.
+    if let Some(cache) = var("XDG_CACHE_HOME").map(PathBuf::from) {
+        if cache.is_absolute() {
+            return Some(cache.join("spr").join("venv"));
+        }
+    }
+    var("HOME").map(|home| PathBuf::from(home).join(".cache").join("spr").join("venv"))
+}
+
+/// The engine a command runs on. An enum rather than `Box<dyn Engine>` because
+/// `shutdown` is an inherent method of each engine, not part of the trait.
+#[derive(Debug)]
+pub enum CliEngine {
+    Local(LocalEngine),
+    Docker(DockerEngine),
+}
+
+impl CliEngine {
+    /// Start the warm workers now, so the first requests do not pay for them. A failure
+    /// is not fatal here: each run reports it in its own result.
+    pub async fn warm_up(&self) {
+        if let CliEngine::Local(engine) = self {
+            if let Err(e) = engine.warm_up().await {
+                crate::output::stderr(&format!("spr: warning: could not warm up workers: {e}\n"));
+            }
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        match self {
+            CliEngine::Local(engine) => engine.shutdown().await,
+            CliEngine::Docker(engine) => engine.shutdown().await,
+        }
+    }
+}
+
+impl Engine for CliEngine {
+    fn name(&self) -> &'static str {
+        match self {
+            CliEngine::Local(e) => e.name(),
+            CliEngine::Docker(e) => e.name(),
+        }
+    }
+
+    fn execute<'a>(
+        &'a self,
+        code: &'a str,
+        input_data: &'a serde_json::Value,
+        policy: &'a RunnerPolicy,
+    ) -> EngineFuture<'a> {
+        match self {
+            CliEngine::Local(e) => e.execute(code, input_data, policy),
+            CliEngine::Docker(e) => e.execute(code, input_data, policy),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_of_the_other_engine_are_refused() {
+        let opts = EngineOpts {
+            engine: EngineKind::Local,
+            venv_dir: None,
+            venv_manager: None,
+            packages: vec![],
+            pool_size: None,
+            image: Some("x".into()),
+            docker_packages: vec![],
+        };
+        let err = opts.check(&DockerConnOpts::default()).unwrap_err();
+        assert_eq!(err.to_string(), "--image only applies to --engine docker");
+    }
+}

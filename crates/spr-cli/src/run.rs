@@ -1,0 +1,216 @@
+//! `spr run`: run one piece of code and report it for people or, with `--json`, for tools.
+
+use crate::engine_opts::{DockerConnOpts, EngineOpts};
+use crate::error::{CliError, Exit};
+use crate::{output, policy};
+use clap::{ArgGroup, Args};
+use spr_core::{run_code, PolicySource, RunnerPolicy, RunnerResult, EXIT_INFRASTRUCTURE};
+use std::path::PathBuf;
+use tokio::io::AsyncReadExt;
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["file", "code"])))]
+pub struct RunArgs {
+    /// Python file to run, or `-` to read the code from standard input.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The code to run, given inline.
+    #[arg(short = 'c', long = "code", value_name = "CODE")]
+    pub code: Option<String>,
+    /// input_data as a JSON object; its keys also become globals of the code.
+    #[arg(long, value_name = "JSON", conflicts_with = "input_file")]
+    pub input: Option<String>,
+    /// Read input_data (a JSON object) from this file.
+    #[arg(long, value_name = "PATH")]
+    pub input_file: Option<PathBuf>,
+    /// TOML policy file (default: the built-in default policy).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Print exactly one JSON object, the RunnerResult, on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub engine: EngineOpts,
+}
+
+pub async fn run(args: RunArgs, conn: &DockerConnOpts) -> Result<Exit, CliError> {
+    let json = args.json;
+    match execute(args, conn).await {
+        Ok(result) => {
+            if json {
+                let text = serde_json::to_string(&result).expect("RunnerResult serializes");
+                output::stdout(&format!("{text}\n"));
+            } else {
+                print_human(&result);
+            }
+            Ok(exit_for(&result))
+        }
+        Err(err) => {
+            // Tools parse stdout whatever happened, so a refusal is a result too; the
+            // human-readable report still goes to stderr (main prints it).
+            if json && err.exit != Exit::Interrupted {
+                let result = RunnerResult {
+                    exit_code: err.exit.code(),
+                    ..RunnerResult::infrastructure_error(err.one_line())
+                };
+                let text = serde_json::to_string(&result).expect("RunnerResult serializes");
+                output::stdout(&format!("{text}\n"));
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Everything that can be refused is checked before the engine is built, so a typo
+/// never waits for a venv to be created.
+async fn execute(args: RunArgs, conn: &DockerConnOpts) -> Result<RunnerResult, CliError> {
+    args.engine.check(conn)?;
+    let code = read_code(&args).await?;
+    let input = read_input(&args)?;
+    let policy = match &args.policy {
+        Some(path) => policy::load(path)?,
+        None => RunnerPolicy::default(),
+    };
+    // One run needs one worker; a full pool would only cost start-up time.
+    let engine = args.engine.build(conn, Some(1)).await?;
+    let outcome = tokio::select! {
+        outcome = run_code(&code, &engine, Some(input), PolicySource::Policy(policy)) => outcome,
+        () = crate::interrupted() => {
+            engine.shutdown().await;
+            return Err(CliError::new(Exit::Interrupted, "interrupted"));
+        }
+    };
+    engine.shutdown().await;
+    outcome.map_err(|e| CliError::usage("the run was refused").caused_by(e))
+}
+
+async fn read_code(args: &RunArgs) -> Result<String, CliError> {
+    if let Some(code) = &args.code {
+        return Ok(code.clone());
+    }
+    let file = args
+        .file
+        .as_ref()
+        .expect("clap requires FILE or -c (the `source` group)");
+    let bytes = if file.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        tokio::io::stdin()
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| CliError::usage("cannot read the code from standard input").caused_by(e))?;
+        buf
+    } else {
+        std::fs::read(file).map_err(|e| {
+            CliError::usage(format!("cannot read code file '{}'", file.display())).caused_by(e)
+        })?
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        let from = if file.as_os_str() == "-" {
+            "standard input".to_string()
+        } else {
+            format!("'{}'", file.display())
+        };
+        CliError::usage(format!("the code in {from} is not valid UTF-8")).caused_by(e)
+    })
+}
+
+fn read_input(args: &RunArgs) -> Result<serde_json::Value, CliError> {
+    let (text, what) = match (&args.input, &args.input_file) {
+        (Some(text), _) => (text.clone(), "--input".to_string()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::usage(format!("cannot read input file '{}'", path.display()))
+                    .caused_by(e)
+            })?;
+            (text, format!("input file '{}'", path.display()))
+        }
+        (None, None) => return Ok(serde_json::Value::Object(Default::default())),
+    };
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CliError::usage(format!("{what} is not valid JSON")).caused_by(e))?;
+    match value {
+        serde_json::Value::Object(_) => Ok(value),
+        serde_json::Value::Null => Ok(serde_json::Value::Object(Default::default())),
+        other => Err(CliError::usage(format!(
+            "{what} must be a JSON object, got {}",
+            json_type(&other)
+        ))),
+    }
+}
+
+pub fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// The exit-code contract of DIRECTION.md. Only `timed_out` means a timeout: code that
+/// calls `sys.exit(124)` failed, it did not time out.
+pub fn exit_for(result: &RunnerResult) -> Exit {
+    if result.ok {
+        Exit::Ok
+    } else if result.timed_out {
+        Exit::Timeout
+    } else if result.exit_code == EXIT_INFRASTRUCTURE {
+        Exit::Infrastructure
+    } else {
+        Exit::Failed
+    }
+}
+
+/// The run's own output verbatim, then what spr has to say about it on separate lines.
+fn print_human(result: &RunnerResult) {
+    output::stdout(&result.stdout);
+    output::stderr(&result.stderr);
+    let mut out = String::new();
+    if !result.result.is_null() {
+        if !result.stdout.is_empty() && !result.stdout.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&format!("result: {}\n", result.result));
+    }
+    output::stdout(&out);
+
+    let mut err = String::new();
+    let mut separate = !result.stderr.is_empty() && !result.stderr.ends_with('\n');
+    let mut line = |text: String| {
+        if std::mem::take(&mut separate) {
+            err.push('\n');
+        }
+        err.push_str(&text);
+        err.push('\n');
+    };
+    if result.stdout_truncated {
+        line("note: stdout was truncated at the policy's max_output_kb".into());
+    }
+    if result.stderr_truncated {
+        line("note: stderr was truncated at the policy's max_output_kb".into());
+    }
+    if !result.ok {
+        let message = result.error.as_deref().unwrap_or("the run failed");
+        line(format!("error: {message}"));
+    }
+    output::stderr(&err);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_timed_out_maps_to_124() {
+        let mut r = RunnerResult::infrastructure_error("x");
+        assert_eq!(exit_for(&r), Exit::Infrastructure);
+        r.exit_code = 124;
+        assert_eq!(exit_for(&r), Exit::Failed);
+        r.timed_out = true;
+        assert_eq!(exit_for(&r), Exit::Timeout);
+        r.ok = true;
+        assert_eq!(exit_for(&r), Exit::Ok);
+    }
+}

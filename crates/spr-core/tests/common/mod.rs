@@ -1,0 +1,79 @@
+//! Shared set-up for tests that run real Python through the local engine.
+
+#![allow(dead_code)]
+
+use spr_core::{
+    run_code, LocalEngine, LocalEngineConfig, PolicySource, RunnerPolicy, RunnerResult, VenvManager,
+};
+use std::path::PathBuf;
+
+/// One venv for the whole test suite (created once, under the target dir, locked
+/// against concurrent creation by the engine itself).
+pub fn shared_venv() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("spr-test-venv")
+}
+
+pub fn engine() -> LocalEngine {
+    let mut config = LocalEngineConfig::new(shared_venv());
+    config.venv_manager = VenvManager::Python;
+    config.pool_size = 2;
+    LocalEngine::new(config).expect("the test venv can be prepared")
+}
+
+pub async fn run(code: &str) -> RunnerResult {
+    run_with(code, None, RunnerPolicy::default()).await
+}
+
+pub async fn run_with(
+    code: &str,
+    input: Option<serde_json::Value>,
+    policy: RunnerPolicy,
+) -> RunnerResult {
+    let engine = engine();
+    let result = run_code(code, &engine, input, PolicySource::Policy(policy))
+        .await
+        .expect("the run is accepted");
+    engine.shutdown().await;
+    result
+}
+
+/// Under CI a missing capability is a failure; locally the test is skipped loudly.
+pub fn require(available: bool, what: &str) -> bool {
+    if available {
+        return true;
+    }
+    if std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
+    {
+        panic!("{what} is required under CI but is not available");
+    }
+    eprintln!("SKIPPED: {what} is not available on this machine");
+    false
+}
+
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Whether a process whose command line contains `marker` is still alive.
+pub fn process_alive_with(marker: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmdline).contains(marker) {
+                return true;
+            }
+        }
+    }
+    false
+}
