@@ -139,3 +139,8 @@ impl RunnerPolicy {
         render::to_toml(self)
     }
 }
+
+// Keeps the README's example compiling and true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -295,3 +295,11 @@ fn toml_deserialized_directly_through_serde_also_refuses_datetimes() {
         "{e}"
     );
 }
+
+#[test]
+fn an_error_under_a_dotted_key_still_names_its_line() {
+    assert_eq!(
+        error("# limits\npolicy.timeout_seconds = 0\n"),
+        "policy.toml: line 2: timeout_seconds: must be between 1 and 86400, got 0"
+    );
+}

@@ -19,8 +19,23 @@ pub fn error(text: &str) -> String {
     }
 }
 
-/// A fresh, empty directory under the system temp dir (tests run in parallel).
-pub fn temp_dir() -> PathBuf {
+/// A fresh, empty directory under the system temp dir, removed on drop (tests run in
+/// parallel, so each gets its own).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn temp_dir() -> TempDir {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "spr-policy-test-{}-{}",
@@ -29,5 +44,5 @@ pub fn temp_dir() -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
