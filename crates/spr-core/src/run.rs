@@ -69,16 +69,24 @@ pub async fn run_code<E: Engine + ?Sized>(
 
 /// [`run_code`] for callers without an async runtime. Must not be called from inside
 /// a tokio runtime.
+///
+/// All blocking calls share one background runtime: an engine's workers are bound to
+/// the runtime that started them, so a runtime per call would strand them.
 pub fn run_code_blocking<E: Engine + ?Sized>(
     code: &str,
     engine: &E,
     input_data: Option<serde_json::Value>,
     policy: PolicySource,
 ) -> Result<RunnerResult, RunError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread tokio runtime can always be built");
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let rt = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("spr-blocking")
+            .enable_all()
+            .build()
+            .expect("the blocking-call runtime can be built")
+    });
     rt.block_on(run_code(code, engine, input_data, policy))
 }
 
