@@ -48,19 +48,47 @@ pub struct DockerConnOpts {
     #[arg(long, global = true, value_name = "NAME", conflicts_with_all = ["docker_host", "ssh_host"], help_heading = "Docker connection")]
     pub docker_context: Option<String>,
     /// Docker daemon address: unix://, tcp://, ssh://user@host.
-    #[arg(long, global = true, value_name = "URL", help_heading = "Docker connection")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        help_heading = "Docker connection"
+    )]
     pub docker_host: Option<String>,
     /// Reach the Docker daemon over SSH on this host.
-    #[arg(long, global = true, value_name = "HOST", help_heading = "Docker connection")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "HOST",
+        help_heading = "Docker connection"
+    )]
     pub ssh_host: Option<String>,
     /// SSH user (requires --ssh-host).
-    #[arg(long, global = true, value_name = "USER", requires = "ssh_host", help_heading = "Docker connection")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "USER",
+        requires = "ssh_host",
+        help_heading = "Docker connection"
+    )]
     pub ssh_user: Option<String>,
     /// SSH port (requires --ssh-host).
-    #[arg(long, global = true, value_name = "PORT", requires = "ssh_host", help_heading = "Docker connection")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PORT",
+        requires = "ssh_host",
+        help_heading = "Docker connection"
+    )]
     pub ssh_port: Option<u16>,
     /// SSH private key file (requires --ssh-host).
-    #[arg(long, global = true, value_name = "PATH", requires = "ssh_host", help_heading = "Docker connection")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        requires = "ssh_host",
+        help_heading = "Docker connection"
+    )]
     pub ssh_key_path: Option<PathBuf>,
 }
 
@@ -110,7 +138,12 @@ pub struct EngineOpts {
     #[arg(long, value_name = "DIR", help_heading = "Local engine")]
     pub venv_dir: Option<PathBuf>,
     /// How a missing venv is created [default: auto].
-    #[arg(long, value_enum, value_name = "MANAGER", help_heading = "Local engine")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MANAGER",
+        help_heading = "Local engine"
+    )]
     pub venv_manager: Option<VenvManagerArg>,
     /// Pinned package (name==version) to install in the venv; repeatable.
     #[arg(long = "package", value_name = "SPEC", help_heading = "Local engine")]
@@ -123,7 +156,11 @@ pub struct EngineOpts {
     #[arg(long, value_name = "IMAGE", help_heading = "Docker engine")]
     pub image: Option<String>,
     /// Pinned package (name==version) baked into a derived image; repeatable.
-    #[arg(long = "docker-package", value_name = "SPEC", help_heading = "Docker engine")]
+    #[arg(
+        long = "docker-package",
+        value_name = "SPEC",
+        help_heading = "Docker engine"
+    )]
     pub docker_packages: Vec<String>,
 }
 

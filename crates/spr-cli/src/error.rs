@@ -75,9 +75,9 @@ impl CliError {
         let mut next: Option<&(dyn StdError + 'static)> = self.source();
         while let Some(err) = next {
             let text = err.to_string();
-            // thiserror's `#[error(transparent)]` and wrappers that print their source
-            // would otherwise repeat the same line.
-            if out.last() != Some(&text) {
+            // Errors that print their source inline (thiserror's `transparent`, or
+            // "cannot read x: {source}") would otherwise repeat it as a cause.
+            if !out.last().is_some_and(|last| last.ends_with(&text)) {
                 out.push(text);
             }
             next = err.source();
@@ -116,5 +116,18 @@ mod tests {
         assert_eq!(err.chain(), vec!["cannot read code file 'x.py'", "gone"]);
         assert_eq!(err.one_line(), "cannot read code file 'x.py': gone");
         assert_eq!(err.exit.code(), 2);
+    }
+
+    #[test]
+    fn a_cause_already_printed_by_its_parent_is_not_repeated() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read p.toml: {0}")]
+        struct Read(#[source] std::io::Error);
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let err = CliError::usage("invalid policy").caused_by(Read(io));
+        assert_eq!(
+            err.chain(),
+            vec!["invalid policy", "cannot read p.toml: gone"]
+        );
     }
 }

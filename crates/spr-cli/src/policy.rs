@@ -35,8 +35,7 @@ pub fn run(command: PolicyCommand) -> Result<Exit, CliError> {
                 Some(file) => load(&file)?,
                 None => RunnerPolicy::default(),
             };
-            let text = toml_text(policy.to_toml())
-                .map_err(|e| CliError::infrastructure("cannot render the policy as TOML").caused_by(e))?;
+            let text = policy.to_toml();
             output::stdout(&text);
             if !text.ends_with('\n') {
                 output::stdout("\n");
@@ -59,45 +58,6 @@ pub fn load(path: &Path) -> Result<RunnerPolicy, CliError> {
 
 /// The policy crate's validation (limits in range, names that are identifiers...),
 /// for policies that did not come from a file, such as a `serve` request's.
-pub fn validate(policy: &RunnerPolicy) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    policy.validate().map_err(|e| Box::new(e) as _)
-}
-
-/// Stand-ins for `RunnerPolicy::validate` and `RunnerPolicy::to_toml` while spr-policy
-/// gains them. Inherent methods win over trait methods in method resolution, so once
-/// the real ones exist they are called and these are dead code, to be deleted.
-// TODO(lead): delete once spr-policy exports `validate` and `to_toml`.
-#[allow(dead_code)]
-pub trait PolicyShims {
-    fn validate(&self) -> Result<(), spr_policy::PolicyError> {
-        Ok(())
-    }
-    fn to_toml(&self) -> Result<String, toml::ser::Error>;
-}
-
-impl PolicyShims for RunnerPolicy {
-    fn to_toml(&self) -> Result<String, toml::ser::Error> {
-        toml::to_string(self)
-    }
-}
-
-/// `to_toml` may return the text or a `Result` of it; accept both.
-pub trait TomlText {
-    fn into_text(self) -> Result<String, Box<dyn std::error::Error + Send + Sync>>;
-}
-
-impl TomlText for String {
-    fn into_text(self) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(self)
-    }
-}
-
-impl<E: std::error::Error + Send + Sync + 'static> TomlText for Result<String, E> {
-    fn into_text(self) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-        self.map_err(|e| Box::new(e) as _)
-    }
-}
-
-fn toml_text(text: impl TomlText) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-    text.into_text()
+pub fn validate(policy: &RunnerPolicy) -> Result<(), spr_policy::PolicyError> {
+    policy.validate()
 }

@@ -97,7 +97,9 @@ async fn read_code(args: &RunArgs) -> Result<String, CliError> {
         tokio::io::stdin()
             .read_to_end(&mut buf)
             .await
-            .map_err(|e| CliError::usage("cannot read the code from standard input").caused_by(e))?;
+            .map_err(|e| {
+                CliError::usage("cannot read the code from standard input").caused_by(e)
+            })?;
         buf
     } else {
         std::fs::read(file).map_err(|e| {
@@ -119,8 +121,7 @@ fn read_input(args: &RunArgs) -> Result<serde_json::Value, CliError> {
         (Some(text), _) => (text.clone(), "--input".to_string()),
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                CliError::usage(format!("cannot read input file '{}'", path.display()))
-                    .caused_by(e)
+                CliError::usage(format!("cannot read input file '{}'", path.display())).caused_by(e)
             })?;
             (text, format!("input file '{}'", path.display()))
         }

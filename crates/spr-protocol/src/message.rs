@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 use spr_policy::RunnerPolicy;
 
 /// Host to worker.
+// A message is built once per run and moved straight into a frame: boxing the large
+// variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum HostMessage {

@@ -1,0 +1,465 @@
+//! `spr serve --stdio`: JSON lines in, JSON lines out, one warm engine for the session.
+//!
+//! Requests run concurrently, at most as many as the engine has workers; each response
+//! is written and flushed as soon as its run completes, so responses may come back out
+//! of order and clients correlate them by `id`. Nothing but response lines goes to
+//! stdout; diagnostics go to stderr.
+
+use crate::engine_opts::{CliEngine, DockerConnOpts, EngineOpts};
+use crate::error::{CliError, Exit};
+use crate::{output, policy};
+use clap::Args;
+use serde_json::Value;
+use spr_core::{run_code, PolicySource, RunnerPolicy, RunnerResult};
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, OnceCell, Semaphore};
+use tokio::task::JoinSet;
+
+/// Longest request line accepted. Longer lines are skipped as they stream in, never
+/// held whole, and answered with an error.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// `exit_code` of a response to a request that was refused before running, the same
+/// code `spr run` exits with for a usage or policy error.
+const EXIT_INVALID_REQUEST: i32 = 2;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Serve JSON lines on standard input and standard output.
+    #[arg(long, required = true)]
+    pub stdio: bool,
+    /// TOML policy file for requests that carry no "policy" (default: the built-in default policy).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineOpts,
+}
+
+/// One accepted request.
+#[derive(Debug)]
+struct Request {
+    id: Value,
+    line: u64,
+    code: String,
+    input: Value,
+    policy: Option<RunnerPolicy>,
+}
+
+/// A request refused before running, with whatever id could be recovered.
+#[derive(Debug)]
+struct Invalid {
+    id: Value,
+    message: String,
+}
+
+/// The engine, built once in the background so that the server answers malformed
+/// lines at once even while a venv is being created. Every run waits on the same cell.
+#[derive(Debug)]
+struct EngineSlot {
+    cell: OnceCell<Result<Arc<CliEngine>, String>>,
+    opts: EngineOpts,
+    conn: DockerConnOpts,
+}
+
+impl EngineSlot {
+    async fn get(&self) -> &Result<Arc<CliEngine>, String> {
+        self.cell
+            .get_or_init(|| async {
+                match self.opts.build(&self.conn, None).await {
+                    Ok(engine) => {
+                        engine.warm_up().await;
+                        Ok(Arc::new(engine))
+                    }
+                    Err(err) => {
+                        let message = err.one_line();
+                        log(&format!(
+                            "the engine failed to start; every request will fail: {message}"
+                        ));
+                        Err(message)
+                    }
+                }
+            })
+            .await
+    }
+}
+
+pub async fn run(args: ServeArgs, conn: &DockerConnOpts) -> Result<Exit, CliError> {
+    debug_assert!(args.stdio, "clap requires --stdio");
+    args.engine.check(conn)?;
+    // A bad default policy is a usage error of the server itself: refuse to start
+    // rather than fail every request.
+    let default_policy = Arc::new(match &args.policy {
+        Some(path) => policy::load(path)?,
+        None => RunnerPolicy::default(),
+    });
+    let concurrency = args.engine.concurrency();
+    let slot = Arc::new(EngineSlot {
+        cell: OnceCell::new(),
+        opts: args.engine.clone(),
+        conn: conn.clone(),
+    });
+    let init = {
+        let slot = slot.clone();
+        tokio::spawn(async move {
+            slot.get().await;
+        })
+    };
+
+    let (tx, rx) = mpsc::channel::<String>(concurrency * 2 + 16);
+    let writer = tokio::spawn(write_responses(rx));
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let mut tasks = JoinSet::new();
+    let mut reader = BufReader::with_capacity(64 << 10, tokio::io::stdin());
+    let mut buf = Vec::new();
+    let mut line_no: u64 = 0;
+    let interrupted = crate::interrupted();
+    tokio::pin!(interrupted);
+    let mut was_interrupted = false;
+
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let line = tokio::select! {
+            line = read_line_bounded(&mut reader, &mut buf, MAX_LINE_BYTES) => line,
+            () = &mut interrupted => { was_interrupted = true; break; }
+        };
+        line_no += 1;
+        let request = match line {
+            Err(e) => {
+                log(&format!("reading standard input failed, stopping: {e}"));
+                break;
+            }
+            Ok(Line::Eof) => break,
+            Ok(Line::TooLong) => Err(Invalid {
+                id: Value::Null,
+                message: format!(
+                    "line {line_no}: longer than the {} MiB limit",
+                    MAX_LINE_BYTES >> 20
+                ),
+            }),
+            Ok(Line::Complete) if buf.trim_ascii().is_empty() => continue,
+            Ok(Line::Complete) => parse_request(&buf, line_no),
+        };
+        match request {
+            Err(invalid) => {
+                let result = invalid_result(format!("invalid request: {}", invalid.message));
+                let _ = tx.send(response_line(&invalid.id, &result)).await;
+            }
+            Ok(request) => {
+                // Waiting for a free worker here, before reading on, keeps the memory
+                // of a flood of requests bounded by the pool size.
+                let permit = tokio::select! {
+                    permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                    () = &mut interrupted => { was_interrupted = true; break; }
+                };
+                let slot = slot.clone();
+                let tx = tx.clone();
+                let default_policy = default_policy.clone();
+                tasks.spawn(async move {
+                    let id = request.id.clone();
+                    // The run gets its own task so that a panic in it still produces a
+                    // response for its id.
+                    let result = match tokio::spawn(execute(request, slot, default_policy)).await {
+                        Ok(result) => result,
+                        Err(e) => RunnerResult::infrastructure_error(format!(
+                            "internal error: the run's task failed: {e}"
+                        )),
+                    };
+                    drop(permit);
+                    let _ = tx.send(response_line(&id, &result)).await;
+                });
+            }
+        }
+    }
+
+    if was_interrupted {
+        tasks.abort_all();
+        if let Some(Ok(engine)) = slot.cell.get() {
+            engine.shutdown().await;
+        }
+        return Ok(Exit::Interrupted);
+    }
+    // EOF: let the runs in flight finish and their responses out, then stop the engine.
+    while tasks.join_next().await.is_some() {}
+    drop(tx);
+    let _ = writer.await;
+    let _ = init.await;
+    if let Some(Ok(engine)) = slot.cell.get() {
+        engine.shutdown().await;
+    }
+    Ok(Exit::Ok)
+}
+
+async fn execute(
+    request: Request,
+    slot: Arc<EngineSlot>,
+    default_policy: Arc<RunnerPolicy>,
+) -> RunnerResult {
+    let engine = match slot.get().await {
+        Ok(engine) => engine.clone(),
+        Err(message) => {
+            return RunnerResult::infrastructure_error(format!(
+                "the engine failed to start: {message}"
+            ))
+        }
+    };
+    let policy = request
+        .policy
+        .unwrap_or_else(|| RunnerPolicy::clone(&default_policy));
+    match run_code(
+        &request.code,
+        &*engine,
+        Some(request.input),
+        PolicySource::Policy(policy),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(e) => invalid_result(format!("invalid request: line {}: {e}", request.line)),
+    }
+}
+
+/// Write each response line and flush it at once. If stdout goes away the responses
+/// are dropped (there is no one left to read them) but runs still drain cleanly.
+async fn write_responses(mut rx: mpsc::Receiver<String>) {
+    let mut out = tokio::io::stdout();
+    let mut broken = false;
+    while let Some(line) = rx.recv().await {
+        if broken {
+            continue;
+        }
+        let written = async {
+            out.write_all(line.as_bytes()).await?;
+            out.flush().await
+        }
+        .await;
+        if let Err(e) = written {
+            log(&format!(
+                "writing to standard output failed, dropping responses: {e}"
+            ));
+            broken = true;
+        }
+    }
+}
+
+fn log(message: &str) {
+    output::stderr(&format!("spr serve: {message}\n"));
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A line (without its newline) is in the buffer.
+    Complete,
+    /// A line longer than the limit was skipped.
+    TooLong,
+    Eof,
+}
+
+/// Read one line into `buf` (cleared first), holding at most `max` bytes of it. A
+/// longer line is consumed and dropped as it streams in.
+async fn read_line_bounded<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<Line> {
+    buf.clear();
+    let mut seen_any = false;
+    let mut too_long = false;
+    loop {
+        let chunk = reader.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(match (too_long, seen_any) {
+                (true, _) => Line::TooLong,
+                (false, true) => Line::Complete,
+                (false, false) => Line::Eof,
+            });
+        }
+        seen_any = true;
+        let newline = chunk.iter().position(|&b| b == b'\n');
+        let take = newline.unwrap_or(chunk.len());
+        if !too_long {
+            if buf.len() + take > max {
+                too_long = true;
+                *buf = Vec::new();
+            } else {
+                buf.extend_from_slice(&chunk[..take]);
+            }
+        }
+        match newline {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(if too_long {
+                    Line::TooLong
+                } else {
+                    Line::Complete
+                });
+            }
+            None => reader.consume(take),
+        }
+    }
+}
+
+const REQUEST_KEYS: &[&str] = &["id", "code", "input_data", "policy"];
+
+fn parse_request(bytes: &[u8], line: u64) -> Result<Request, Invalid> {
+    let invalid = |id: &Value, message: String| Invalid {
+        id: id.clone(),
+        message: format!("line {line}: {message}"),
+    };
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| invalid(&Value::Null, format!("not valid UTF-8: {e}")))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| invalid(&Value::Null, format!("not valid JSON: {e}")))?;
+    let Value::Object(mut object) = value else {
+        return Err(invalid(
+            &Value::Null,
+            format!(
+                "a request must be a JSON object, got {}",
+                crate::run::json_type(&value)
+            ),
+        ));
+    };
+    let id = object.remove("id").unwrap_or(Value::Null);
+    if let Some(key) = object.keys().find(|k| !REQUEST_KEYS.contains(&k.as_str())) {
+        return Err(invalid(
+            &id,
+            format!("unknown key \"{key}\" (expected id, code, input_data, policy)"),
+        ));
+    }
+    let code = match object.remove("code") {
+        Some(Value::String(code)) => code,
+        None => return Err(invalid(&id, "missing key \"code\"".into())),
+        Some(other) => {
+            return Err(invalid(
+                &id,
+                format!(
+                    "\"code\" must be a string, got {}",
+                    crate::run::json_type(&other)
+                ),
+            ))
+        }
+    };
+    let input = match object.remove("input_data") {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(value @ Value::Object(_)) => value,
+        Some(other) => {
+            return Err(invalid(
+                &id,
+                format!(
+                    "\"input_data\" must be a JSON object or null, got {}",
+                    crate::run::json_type(&other)
+                ),
+            ))
+        }
+    };
+    let policy = match object.remove("policy") {
+        None | Some(Value::Null) => None,
+        Some(value @ Value::Object(_)) => {
+            let policy: RunnerPolicy = serde_json::from_value(value)
+                .map_err(|e| invalid(&id, format!("\"policy\": {e}")))?;
+            // `config_path` (allowed in JSON, see docs/POLICY.md) names a policy file on
+            // the server's host: read it now, so a bad file is this request's refusal.
+            let policy = if policy.config_path.is_some() {
+                let mut resolved = policy
+                    .resolve()
+                    .map_err(|e| invalid(&id, format!("\"policy\": {e}")))?;
+                resolved.config_path = None;
+                resolved
+            } else {
+                policy
+            };
+            policy::validate(&policy).map_err(|e| invalid(&id, format!("\"policy\": {e}")))?;
+            Some(policy)
+        }
+        Some(other) => {
+            return Err(invalid(
+                &id,
+                format!(
+                    "\"policy\" must be a JSON object or null, got {}",
+                    crate::run::json_type(&other)
+                ),
+            ))
+        }
+    };
+    Ok(Request {
+        id,
+        line,
+        code,
+        input,
+        policy,
+    })
+}
+
+fn invalid_result(message: String) -> RunnerResult {
+    RunnerResult {
+        exit_code: EXIT_INVALID_REQUEST,
+        ..RunnerResult::infrastructure_error(message)
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Response<'a> {
+    id: &'a Value,
+    #[serde(flatten)]
+    result: &'a RunnerResult,
+}
+
+fn response_line(id: &Value, result: &RunnerResult) -> String {
+    let mut line = serde_json::to_string(&Response { id, result }).expect("responses serialize");
+    line.push('\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8], max: usize) -> Vec<(Line, Vec<u8>)> {
+        let mut reader = BufReader::with_capacity(4, input);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            let line = read_line_bounded(&mut reader, &mut buf, max).await.unwrap();
+            if line == Line::Eof {
+                return out;
+            }
+            out.push((line, buf.clone()));
+        }
+    }
+
+    #[tokio::test]
+    async fn long_lines_are_skipped_and_reading_goes_on() {
+        let got = lines(b"short\nthis one is too long\n\nlast", 8).await;
+        assert_eq!(
+            got,
+            vec![
+                (Line::Complete, b"short".to_vec()),
+                (Line::TooLong, vec![]),
+                (Line::Complete, vec![]),
+                (Line::Complete, b"last".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_id_survives_a_bad_request() {
+        let err = parse_request(br#"{"id": 7, "code": 1}"#, 3).unwrap_err();
+        assert_eq!(err.id, serde_json::json!(7));
+        assert_eq!(
+            err.message,
+            "line 3: \"code\" must be a string, got a number"
+        );
+    }
+
+    #[test]
+    fn a_response_line_starts_with_the_id() {
+        let line = response_line(
+            &serde_json::json!("a"),
+            &RunnerResult::infrastructure_error("x"),
+        );
+        assert!(line.starts_with(r#"{"id":"a","ok":false,"#), "{line}");
+        assert!(line.ends_with("}\n"));
+    }
+}
