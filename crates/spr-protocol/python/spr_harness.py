@@ -507,11 +507,15 @@ def describe(exc):
 
 
 def print_user_traceback(exc):
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename != "<user_code>":
-        tb = tb.tb_next
+    # Only the user's frames and the libraries it called: the harness's own frames
+    # (the exec call, the import hook) are noise to the user and a map to an attacker.
     try:
-        traceback.print_exception(type(exc), exc, tb, file=sys.stderr)
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+        text = "".join(traceback.format_list(frames))
+        if text:
+            text = "Traceback (most recent call last):\n" + text
+        text += "".join(traceback.format_exception_only(type(exc), exc))
+        sys.stderr.write(text)
     except Exception:
         pass
 
