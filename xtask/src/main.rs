@@ -72,7 +72,9 @@ fn dispatch(args: &[String]) -> Result<(), Error> {
         "image" => image::run(rest).map_err(|e| util::failed(format!("image: {e}"))),
         "set-version" => match rest {
             [version] => release::set_version_cmd(&root, version),
-            [] => Err(refused("set-version needs a version, e.g. `cargo xtask set-version 0.2.0`")),
+            [] => Err(refused(
+                "set-version needs a version, e.g. `cargo xtask set-version 0.2.0`",
+            )),
             _ => Err(refused(format!(
                 "set-version takes exactly one version (got: {})",
                 rest.join(" ")

@@ -19,10 +19,21 @@ pub const METADATA_JSON: &str = ".github/release/metadata.json";
 
 /// fmt, clippy, tidy, then the test suite: what CI runs, so a release never tags an untested tree.
 pub fn test(root: &Path) -> Result<(), Error> {
-    util::run(util::cargo().args(["fmt", "--all", "--", "--check"]).current_dir(root))?;
     util::run(
         util::cargo()
-            .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+            .args(["fmt", "--all", "--", "--check"])
+            .current_dir(root),
+    )?;
+    util::run(
+        util::cargo()
+            .args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])
             .current_dir(root),
     )?;
     eprintln!("$ cargo xtask tidy");
@@ -34,9 +45,17 @@ pub fn test(root: &Path) -> Result<(), Error> {
         .status()
         .is_ok_and(|s| s.success());
     if has_nextest {
-        util::run(util::cargo().args(["nextest", "run", "--workspace"]).current_dir(root))
+        util::run(
+            util::cargo()
+                .args(["nextest", "run", "--workspace"])
+                .current_dir(root),
+        )
     } else {
-        util::run(util::cargo().args(["test", "--workspace"]).current_dir(root))
+        util::run(
+            util::cargo()
+                .args(["test", "--workspace"])
+                .current_dir(root),
+        )
     }
 }
 
@@ -47,7 +66,11 @@ pub fn test(root: &Path) -> Result<(), Error> {
 /// identifiers of `[0-9A-Za-z-]`, numeric ones without leading zeros). Build metadata (`+...`) is refused:
 /// crates.io ignores it for ordering, so two releases could differ only by it.
 pub fn validate_version(v: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("invalid version `{v}`: {why} (expected X.Y.Z or X.Y.Z-pre)"));
+    let bad = |why: &str| {
+        Err(format!(
+            "invalid version `{v}`: {why} (expected X.Y.Z or X.Y.Z-pre)"
+        ))
+    };
     if v.contains('+') {
         return bad("build metadata (+...) is not accepted");
     }
@@ -86,7 +109,8 @@ pub fn validate_version(v: &str) -> Result<(), String> {
 /// `[workspace.package] version` of the root manifest; the crates inherit it with `version.workspace = true`.
 pub fn read_version(root: &Path) -> Result<String, Error> {
     let path = root.join("Cargo.toml");
-    let text = fs::read_to_string(&path).map_err(|e| refused(format!("cannot read {}: {e}", path.display())))?;
+    let text = fs::read_to_string(&path)
+        .map_err(|e| refused(format!("cannot read {}: {e}", path.display())))?;
     let doc: toml::Table = text
         .parse()
         .map_err(|e| refused(format!("Cargo.toml does not parse: {e}")))?;
@@ -178,7 +202,9 @@ pub fn bump_manifest(text: &str, new: &str) -> Result<(String, Vec<String>), Str
         .iter()
         .zip(&sections)
         .filter(|(l, s)| {
-            s.starts_with("workspace.dependencies.") && section_of(l).is_none() && string_value_span(l, "path").is_some()
+            s.starts_with("workspace.dependencies.")
+                && section_of(l).is_none()
+                && string_value_span(l, "path").is_some()
         })
         .map(|(_, s)| s)
         .collect();
@@ -191,7 +217,8 @@ pub fn bump_manifest(text: &str, new: &str) -> Result<(String, Vec<String>), Str
         let span = if is_header {
             None
         } else if section == "workspace.package" {
-            let s = string_value_span(line, "version").filter(|&(st, _)| line[..st].trim_start().starts_with("version"));
+            let s = string_value_span(line, "version")
+                .filter(|&(st, _)| line[..st].trim_start().starts_with("version"));
             saw_package_version |= s.is_some();
             s
         } else if section == "workspace.dependencies" {
@@ -200,7 +227,9 @@ pub fn bump_manifest(text: &str, new: &str) -> Result<(String, Vec<String>), Str
             } else {
                 None
             }
-        } else if table_deps_with_path.contains(&section) && line.trim_start().starts_with("version") {
+        } else if table_deps_with_path.contains(&section)
+            && line.trim_start().starts_with("version")
+        {
             string_value_span(line, "version")
         } else {
             None
@@ -211,7 +240,10 @@ pub fn bump_manifest(text: &str, new: &str) -> Result<(String, Vec<String>), Str
                 let what = if section == "workspace.package" {
                     "[workspace.package] version".to_string()
                 } else if section == "workspace.dependencies" {
-                    format!("[workspace.dependencies] {}", line.split('=').next().unwrap_or("").trim())
+                    format!(
+                        "[workspace.dependencies] {}",
+                        line.split('=').next().unwrap_or("").trim()
+                    )
                 } else {
                     format!("[{section}] version")
                 };
@@ -230,7 +262,9 @@ pub fn bump_manifest(text: &str, new: &str) -> Result<(String, Vec<String>), Str
 
 /// The edited manifest must equal the original with exactly the intended values replaced.
 fn verify_bump(old: &str, new_text: &str, new: &str) -> Result<(), String> {
-    let mut expected: toml::Table = old.parse().map_err(|e| format!("Cargo.toml does not parse: {e}"))?;
+    let mut expected: toml::Table = old
+        .parse()
+        .map_err(|e| format!("Cargo.toml does not parse: {e}"))?;
     let got: toml::Table = new_text
         .parse()
         .map_err(|e| format!("internal error: the edited Cargo.toml does not parse: {e}"))?;
@@ -242,7 +276,7 @@ fn verify_bump(old: &str, new_text: &str, new: &str) -> Result<(), String> {
         *v = toml::Value::String(new.into());
     }
     if let Some(deps) = ws.get_mut("dependencies").and_then(|d| d.as_table_mut()) {
-        for dep in deps.values_mut() {
+        for (_, dep) in deps.iter_mut() {
             if let Some(t) = dep.as_table_mut() {
                 if t.contains_key("path") && t.contains_key("version") {
                     t.insert("version".into(), toml::Value::String(new.into()));
@@ -251,9 +285,11 @@ fn verify_bump(old: &str, new_text: &str, new: &str) -> Result<(), String> {
         }
     }
     if expected != got {
-        return Err("internal error: editing Cargo.toml would change more than the version keys; \
+        return Err(
+            "internal error: editing Cargo.toml would change more than the version keys; \
                     edit it by hand"
-            .into());
+                .into(),
+        );
     }
     Ok(())
 }
@@ -272,15 +308,28 @@ fn check_members_inherit(root: &Path, manifest: &str) -> Result<(), Error> {
     let mut problems = Vec::new();
     for m in members.iter().filter_map(|m| m.as_str()) {
         let path = root.join(m).join("Cargo.toml");
-        let Ok(text) = fs::read_to_string(&path) else { continue };
-        let Ok(member) = text.parse::<toml::Table>() else { continue };
-        let Some(pkg) = member.get("package") else { continue };
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(member) = text.parse::<toml::Table>() else {
+            continue;
+        };
+        let Some(pkg) = member.get("package") else {
+            continue;
+        };
         let publishable = pkg.get("publish").and_then(|p| p.as_bool()) != Some(false);
         if publishable && pkg.get("version").is_some_and(|v| v.is_str()) {
-            problems.push(format!("{m}/Cargo.toml: set `version.workspace = true` instead of a literal version"));
+            problems.push(format!(
+                "{m}/Cargo.toml: set `version.workspace = true` instead of a literal version"
+            ));
         }
         for kind in ["dependencies", "dev-dependencies", "build-dependencies"] {
-            for (name, dep) in member.get(kind).and_then(|d| d.as_table()).into_iter().flatten() {
+            for (name, dep) in member
+                .get(kind)
+                .and_then(|d| d.as_table())
+                .into_iter()
+                .flatten()
+            {
                 if publishable && dep.get("path").is_some() && dep.get("version").is_some() {
                     problems.push(format!(
                         "{m}/Cargo.toml: [{kind}] {name} sets its own version; use `{name}.workspace = true`"
@@ -303,7 +352,8 @@ fn check_members_inherit(root: &Path, manifest: &str) -> Result<(), Error> {
 pub fn set_version(root: &Path, new: &str) -> Result<Vec<String>, Error> {
     validate_version(new).map_err(refused)?;
     let path = root.join("Cargo.toml");
-    let text = fs::read_to_string(&path).map_err(|e| refused(format!("cannot read {}: {e}", path.display())))?;
+    let text = fs::read_to_string(&path)
+        .map_err(|e| refused(format!("cannot read {}: {e}", path.display())))?;
     check_members_inherit(root, &text)?;
     let (new_text, changes) = bump_manifest(&text, new).map_err(refused)?;
     write_atomic(&path, &new_text)?;
@@ -317,8 +367,15 @@ pub fn set_version_cmd(root: &Path, new: &str) -> Result<(), Error> {
     }
     // Keep Cargo.lock's entries for the workspace crates in step, without touching any other package.
     if root.join("Cargo.lock").exists() {
-        if let Err(e) = util::run(util::cargo().args(["update", "--workspace", "--offline"]).current_dir(root)) {
-            eprintln!("warning: Cargo.lock not refreshed ({}); the next build will do it", e.message());
+        if let Err(e) = util::run(
+            util::cargo()
+                .args(["update", "--workspace", "--offline"])
+                .current_dir(root),
+        ) {
+            eprintln!(
+                "warning: Cargo.lock not refreshed ({}); the next build will do it",
+                e.message()
+            );
         }
     }
     println!("version set to {new}; next: update CHANGELOG.md and release_metadata.md, then `cargo xtask release`");
@@ -359,7 +416,9 @@ pub fn render_metadata(template: &str, tag: &str) -> Result<Metadata, String> {
         .ok_or_else(|| format!("{METADATA_TEMPLATE}: no `# ` title heading"))?;
     let title = lines[idx][2..].trim().to_string();
     if title.is_empty() {
-        return Err(format!("{METADATA_TEMPLATE}: the `# ` title heading is empty"));
+        return Err(format!(
+            "{METADATA_TEMPLATE}: the `# ` title heading is empty"
+        ));
     }
     let mut rest: Vec<&str> = lines[..idx].to_vec();
     rest.extend_from_slice(&lines[idx + 1..]);
@@ -374,7 +433,8 @@ pub fn render_metadata(template: &str, tag: &str) -> Result<Metadata, String> {
 fn load_metadata(root: &Path) -> Result<Metadata, Error> {
     let version = read_version(root)?;
     let path = root.join(METADATA_TEMPLATE);
-    let template = fs::read_to_string(&path).map_err(|e| refused(format!("cannot read {METADATA_TEMPLATE}: {e}")))?;
+    let template = fs::read_to_string(&path)
+        .map_err(|e| refused(format!("cannot read {METADATA_TEMPLATE}: {e}")))?;
     if template.trim().is_empty() {
         return Err(refused(format!("{METADATA_TEMPLATE} is empty")));
     }
@@ -385,8 +445,12 @@ fn load_metadata(root: &Path) -> Result<Metadata, Error> {
 pub fn metadata(root: &Path) -> Result<PathBuf, Error> {
     let md = load_metadata(root)?;
     let out = root.join(METADATA_JSON);
-    fs::create_dir_all(out.parent().expect("has a parent"))
-        .map_err(|e| failed(format!("cannot create {}: {e}", out.parent().unwrap().display())))?;
+    fs::create_dir_all(out.parent().expect("has a parent")).map_err(|e| {
+        failed(format!(
+            "cannot create {}: {e}",
+            out.parent().unwrap().display()
+        ))
+    })?;
     let json = serde_json::to_string_pretty(&md).expect("strings serialize") + "\n";
     write_atomic(&out, &json)?;
     println!("wrote {METADATA_JSON} for {} ({})", md.tag, md.title);
@@ -408,10 +472,16 @@ fn head_message(root: &Path) -> Option<String> {
 /// The commit message after the checks that `commit` and `release` refuse on.
 fn check_commit_message(root: &Path) -> Result<String, Error> {
     let path = root.join(COMMIT_MESSAGE);
-    let msg = fs::read_to_string(&path).map_err(|_| refused(format!("{COMMIT_MESSAGE} not found; write the commit message there")))?;
+    let msg = fs::read_to_string(&path).map_err(|_| {
+        refused(format!(
+            "{COMMIT_MESSAGE} not found; write the commit message there"
+        ))
+    })?;
     let msg = normalize(&msg);
     if msg.is_empty() {
-        return Err(refused(format!("{COMMIT_MESSAGE} is empty; write the commit message there")));
+        return Err(refused(format!(
+            "{COMMIT_MESSAGE} is empty; write the commit message there"
+        )));
     }
     if head_message(root).is_some_and(|h| normalize(&h) == msg) {
         return Err(refused(format!(
@@ -452,14 +522,20 @@ fn check_tag(root: &Path, check_rendered: bool) -> Result<String, Error> {
     }
     if check_rendered {
         let path = root.join(METADATA_JSON);
-        let rendered: Option<serde_json::Value> = fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let rendered: Option<serde_json::Value> = fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
         match rendered {
-            None => return Err(refused(format!("{METADATA_JSON} is missing or unreadable; run `cargo xtask metadata`"))),
+            None => {
+                return Err(refused(format!(
+                    "{METADATA_JSON} is missing or unreadable; run `cargo xtask metadata`"
+                )))
+            }
             Some(v) if v["tag"] != tag.as_str() => {
                 return Err(refused(format!(
-                    "{METADATA_JSON} is for {} but the version is {tag}; run `cargo xtask metadata`",
-                    v["tag"]
-                )))
+                "{METADATA_JSON} is for {} but the version is {tag}; run `cargo xtask metadata`",
+                v["tag"]
+            )))
             }
             Some(_) => {}
         }
@@ -477,9 +553,13 @@ pub fn tag(root: &Path, args: &[String]) -> Result<String, Error> {
         )));
     }
     let tag = check_tag(root, true)?;
-    let title = load_metadata(root).map(|m| m.title).unwrap_or_else(|_| format!("spr {tag}"));
+    let title = load_metadata(root)
+        .map(|m| m.title)
+        .unwrap_or_else(|_| format!("spr {tag}"));
     util::run(util::git(root).args(["tag", "-a", &tag, "-m", &title]))?;
-    println!("created tag {tag}; push it with `git push origin {tag}` to start the release workflow");
+    println!(
+        "created tag {tag}; push it with `git push origin {tag}` to start the release workflow"
+    );
     Ok(tag)
 }
 
@@ -489,16 +569,20 @@ pub fn tag(root: &Path, args: &[String]) -> Result<String, Error> {
 /// `release`: metadata, test, commit, tag, in that order. Every refusal is checked before the first step,
 /// so a bad commit message or an existing tag stops the flow before anything is written or committed.
 /// `run_tests` is `test` in real use; tests of the flow pass a stand-in.
-pub fn release(root: &Path, dry_run: bool, run_tests: &dyn Fn(&Path) -> Result<(), Error>) -> Result<(), Error> {
+pub fn release(
+    root: &Path,
+    dry_run: bool,
+    run_tests: &dyn Fn(&Path) -> Result<(), Error>,
+) -> Result<(), Error> {
     let version = read_version(root)?;
     let md = load_metadata(root)?;
     check_commit_message(root)?;
-    let tag = check_tag(root, false)?;
+    let tag_name = check_tag(root, false)?;
     let steps = [
-        format!("metadata: render {METADATA_TEMPLATE} into {METADATA_JSON} for {tag} (\"{}\")", md.title),
+        format!("metadata: render {METADATA_TEMPLATE} into {METADATA_JSON} for {tag_name} (\"{}\")", md.title),
         "test: cargo fmt --check, cargo clippy -D warnings, cargo xtask tidy, cargo nextest run (or cargo test)".to_string(),
         format!("commit: git add -A && git commit -F {COMMIT_MESSAGE}"),
-        format!("tag: git tag -a {tag}"),
+        format!("tag: git tag -a {tag_name}"),
     ];
     if dry_run {
         println!("release {version} (dry run, nothing changed); would run:");
@@ -552,26 +636,51 @@ version = "0.1.0"
 debug = "line-tables-only"
 "#;
 
-    const MEMBER_A: &str = "[package]\nname = \"a\"\nversion.workspace = true\n\n[dependencies]\nb.workspace = true\n";
+    const MEMBER_A: &str =
+        "[package]\nname = \"a\"\nversion.workspace = true\n\n[dependencies]\nb.workspace = true\n";
     const XTASK: &str = "[package]\nname = \"xtask\"\nversion = \"0.0.0\"\npublish = false\n";
 
     fn workspace() -> TempDir {
         let t = TempDir::new("release");
         t.write("Cargo.toml", MANIFEST);
         t.write("crates/a/Cargo.toml", MEMBER_A);
-        t.write("crates/b/Cargo.toml", MEMBER_A.replace("\"a\"", "\"b\"").as_str());
+        t.write(
+            "crates/b/Cargo.toml",
+            MEMBER_A.replace("\"a\"", "\"b\"").as_str(),
+        );
         t.write("xtask/Cargo.toml", XTASK);
         t
     }
 
     #[test]
     fn versions() {
-        for ok in ["0.1.0", "1.2.3", "10.20.30", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-rc.1-x", "1.0.0-0"] {
+        for ok in [
+            "0.1.0",
+            "1.2.3",
+            "10.20.30",
+            "1.0.0-alpha",
+            "1.0.0-alpha.1",
+            "1.0.0-rc.1-x",
+            "1.0.0-0",
+        ] {
             assert_eq!(validate_version(ok), Ok(()), "{ok}");
         }
         for bad in [
-            "", "1", "1.2", "1.2.3.4", "v1.2.3", "01.2.3", "1.02.3", "1.2.3-", "1.2.3-01", "1.2.3-a..b",
-            "1.2.3+build", "1.2.x", " 1.2.3", "1.2.3-ä", "1.2.99999999999999999999",
+            "",
+            "1",
+            "1.2",
+            "1.2.3.4",
+            "v1.2.3",
+            "01.2.3",
+            "1.02.3",
+            "1.2.3-",
+            "1.2.3-01",
+            "1.2.3-a..b",
+            "1.2.3+build",
+            "1.2.x",
+            " 1.2.3",
+            "1.2.3-ä",
+            "1.2.99999999999999999999",
         ] {
             assert!(validate_version(bad).is_err(), "{bad} was accepted");
         }
@@ -581,12 +690,18 @@ debug = "line-tables-only"
     fn bump_touches_only_the_version_keys() {
         let (got, changes) = bump_manifest(MANIFEST, "0.2.0-rc.1").unwrap();
         let expected = MANIFEST
-            .replace("version = \"0.1.0\"   # bumped", "version = \"0.2.0-rc.1\"   # bumped")
+            .replace(
+                "version = \"0.1.0\"   # bumped",
+                "version = \"0.2.0-rc.1\"   # bumped",
+            )
             .replace(
                 "a = { path = \"crates/a\", version = \"0.1.0\" }",
                 "a = { path = \"crates/a\", version = \"0.2.0-rc.1\" }",
             )
-            .replace("b = {version=\"0.1.0\",path", "b = {version=\"0.2.0-rc.1\",path")
+            .replace(
+                "b = {version=\"0.1.0\",path",
+                "b = {version=\"0.2.0-rc.1\",path",
+            )
             .replace(
                 "path = \"crates/c\"\nversion = \"0.1.0\"",
                 "path = \"crates/c\"\nversion = \"0.2.0-rc.1\"",
@@ -608,7 +723,13 @@ debug = "line-tables-only"
     fn bump_preserves_crlf() {
         let crlf = MANIFEST.replace('\n', "\r\n");
         let (got, _) = bump_manifest(&crlf, "1.0.0").unwrap();
-        assert_eq!(got, bump_manifest(MANIFEST, "1.0.0").unwrap().0.replace('\n', "\r\n"));
+        assert_eq!(
+            got,
+            bump_manifest(MANIFEST, "1.0.0")
+                .unwrap()
+                .0
+                .replace('\n', "\r\n")
+        );
     }
 
     #[test]
@@ -616,7 +737,11 @@ debug = "line-tables-only"
         let text = fs::read_to_string(util::repo_root().join("Cargo.toml")).unwrap();
         let (got, changes) = bump_manifest(&text, "9.8.7").unwrap();
         assert!(changes.len() >= 2, "{changes:?}");
-        let differing: Vec<(&str, &str)> = text.lines().zip(got.lines()).filter(|(a, b)| a != b).collect();
+        let differing: Vec<(&str, &str)> = text
+            .lines()
+            .zip(got.lines())
+            .filter(|(a, b)| a != b)
+            .collect();
         assert_eq!(differing.len(), changes.len());
         for (_, new) in differing {
             assert!(new.contains("version = \"9.8.7\""), "{new}");
@@ -632,7 +757,10 @@ debug = "line-tables-only"
         assert_eq!(text, bump_manifest(MANIFEST, "0.3.0").unwrap().0);
         assert_eq!(read_version(t.path()).unwrap(), "0.3.0");
         // The members are untouched.
-        assert_eq!(fs::read_to_string(t.path().join("crates/a/Cargo.toml")).unwrap(), MEMBER_A);
+        assert_eq!(
+            fs::read_to_string(t.path().join("crates/a/Cargo.toml")).unwrap(),
+            MEMBER_A
+        );
     }
 
     #[test]
@@ -656,15 +784,24 @@ debug = "line-tables-only"
                     .into()
             )
         );
-        assert_eq!(fs::read_to_string(t.path().join("Cargo.toml")).unwrap(), MANIFEST);
+        assert_eq!(
+            fs::read_to_string(t.path().join("Cargo.toml")).unwrap(),
+            MANIFEST
+        );
         // No manifest at all.
         let empty = TempDir::new("noversion");
-        assert!(matches!(set_version(empty.path(), "1.0.0"), Err(Error::Refused(_))));
+        assert!(matches!(
+            set_version(empty.path(), "1.0.0"),
+            Err(Error::Refused(_))
+        ));
         // A manifest without [workspace.package] version.
         empty.write("Cargo.toml", "[workspace]\nmembers = []\n");
         let err = set_version(empty.path(), "1.0.0").unwrap_err();
         assert!(err.message().contains("no `version"), "{err}");
-        assert_eq!(fs::read_to_string(empty.path().join("Cargo.toml")).unwrap(), "[workspace]\nmembers = []\n");
+        assert_eq!(
+            fs::read_to_string(empty.path().join("Cargo.toml")).unwrap(),
+            "[workspace]\nmembers = []\n"
+        );
     }
 
     #[test]
@@ -674,13 +811,19 @@ debug = "line-tables-only"
         t.write("Cargo.toml", "[workspace.package]\nedition = \"2021\"\n");
         assert_eq!(
             read_version(t.path()),
-            Err(Error::Refused("Cargo.toml has no [workspace.package] version".into()))
+            Err(Error::Refused(
+                "Cargo.toml has no [workspace.package] version".into()
+            ))
         );
         t.write("Cargo.toml", "[workspace.package]\nversion = \"1.0\"\n");
-        assert!(read_version(t.path()).unwrap_err().message().contains("invalid version `1.0`"));
+        assert!(read_version(t.path())
+            .unwrap_err()
+            .message()
+            .contains("invalid version `1.0`"));
     }
 
-    const TEMPLATE: &str = "# spr {{tag}}\n\nRelease notes for {{tag}}.\n\n- Summarize key changes here.\n";
+    const TEMPLATE: &str =
+        "# spr {{tag}}\n\nRelease notes for {{tag}}.\n\n- Summarize key changes here.\n";
 
     #[test]
     fn metadata_rendering() {
@@ -717,12 +860,24 @@ debug = "line-tables-only"
     #[test]
     fn metadata_refusals() {
         let t = workspace();
-        assert!(metadata(t.path()).unwrap_err().message().starts_with("cannot read release_metadata.md"));
+        assert!(metadata(t.path())
+            .unwrap_err()
+            .message()
+            .starts_with("cannot read release_metadata.md"));
         t.write(METADATA_TEMPLATE, "  \n");
-        assert_eq!(metadata(t.path()), Err(Error::Refused("release_metadata.md is empty".into())));
-        t.write("Cargo.toml", &MANIFEST.replace("version = \"0.1.0\"   #", "version = \"x\"   #"));
+        assert_eq!(
+            metadata(t.path()),
+            Err(Error::Refused("release_metadata.md is empty".into()))
+        );
+        t.write(
+            "Cargo.toml",
+            &MANIFEST.replace("version = \"0.1.0\"   #", "version = \"x\"   #"),
+        );
         t.write(METADATA_TEMPLATE, TEMPLATE);
-        assert!(metadata(t.path()).unwrap_err().message().contains("invalid version `x`"));
+        assert!(metadata(t.path())
+            .unwrap_err()
+            .message()
+            .contains("invalid version `x`"));
         assert!(!t.path().join(METADATA_JSON).exists());
     }
 
@@ -747,7 +902,10 @@ debug = "line-tables-only"
     fn commit_refusals_and_success() {
         let t = repo();
         let err = commit(t.path()).unwrap_err();
-        assert_eq!(err, Error::Refused("commit_message.txt not found; write the commit message there".into()));
+        assert_eq!(
+            err,
+            Error::Refused("commit_message.txt not found; write the commit message there".into())
+        );
         t.write(COMMIT_MESSAGE, " \n\n");
         assert_eq!(
             commit(t.path()).unwrap_err(),
@@ -755,7 +913,10 @@ debug = "line-tables-only"
         );
         t.write(COMMIT_MESSAGE, "First commit\n\nWith a body.\n");
         commit(t.path()).unwrap();
-        assert_eq!(git_ok(t.path(), &["log", "-1", "--format=%B"]).trim(), "First commit\n\nWith a body.");
+        assert_eq!(
+            git_ok(t.path(), &["log", "-1", "--format=%B"]).trim(),
+            "First commit\n\nWith a body."
+        );
         assert_eq!(git_ok(t.path(), &["status", "--porcelain"]), "");
         // Same message as HEAD, even with different surrounding whitespace.
         t.write("new.txt", "x");
@@ -766,7 +927,10 @@ debug = "line-tables-only"
                 "commit_message.txt is the same as the last commit's message; update it for this commit".into()
             )
         );
-        assert_eq!(git_ok(t.path(), &["rev-list", "--count", "HEAD"]).trim(), "1");
+        assert_eq!(
+            git_ok(t.path(), &["rev-list", "--count", "HEAD"]).trim(),
+            "1"
+        );
     }
 
     #[test]
@@ -777,11 +941,17 @@ debug = "line-tables-only"
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let err = tag(t.path(), &args(&["v0.1.0"])).unwrap_err();
         assert!(matches!(err, Error::Refused(_)));
-        assert!(err.message().starts_with("tag takes no argument (got `v0.1.0`)"), "{err}");
+        assert!(
+            err.message()
+                .starts_with("tag takes no argument (got `v0.1.0`)"),
+            "{err}"
+        );
         // Metadata not rendered yet.
         assert_eq!(
             tag(t.path(), &[]).unwrap_err(),
-            Error::Refused(format!("{METADATA_JSON} is missing or unreadable; run `cargo xtask metadata`"))
+            Error::Refused(format!(
+                "{METADATA_JSON} is missing or unreadable; run `cargo xtask metadata`"
+            ))
         );
         metadata(t.path()).unwrap();
         // Stale metadata after a version bump.
@@ -794,8 +964,15 @@ debug = "line-tables-only"
         );
         metadata(t.path()).unwrap();
         assert_eq!(tag(t.path(), &[]).unwrap(), "v0.2.0");
-        assert_eq!(git_ok(t.path(), &["tag", "-l", "-n1"]).trim(), "v0.2.0          spr v0.2.0");
-        assert_eq!(git_ok(t.path(), &["cat-file", "-t", "v0.2.0"]).trim(), "tag", "annotated");
+        assert_eq!(
+            git_ok(t.path(), &["tag", "-l", "-n1"]).trim(),
+            "v0.2.0          spr v0.2.0"
+        );
+        assert_eq!(
+            git_ok(t.path(), &["cat-file", "-t", "v0.2.0"]).trim(),
+            "tag",
+            "annotated"
+        );
         assert_eq!(
             tag(t.path(), &[]).unwrap_err(),
             Error::Refused("tag v0.2.0 already exists; bump the version first (`cargo xtask set-version X.Y.Z`)".into())
@@ -807,7 +984,10 @@ debug = "line-tables-only"
             Error::Refused("Cargo.toml has no [workspace.package] version".into())
         );
         t.write("Cargo.toml", "[workspace.package]\nversion = \"2\"\n");
-        assert!(tag(t.path(), &[]).unwrap_err().message().contains("invalid version `2`"));
+        assert!(tag(t.path(), &[])
+            .unwrap_err()
+            .message()
+            .contains("invalid version `2`"));
     }
 
     #[test]
@@ -831,7 +1011,10 @@ debug = "line-tables-only"
 
         release(t.path(), false, &fake_tests).unwrap();
         assert_eq!(tests_ran.get(), 1);
-        assert_eq!(git_ok(t.path(), &["log", "-1", "--format=%s"]).trim(), "Release 0.2.0");
+        assert_eq!(
+            git_ok(t.path(), &["log", "-1", "--format=%s"]).trim(),
+            "Release 0.2.0"
+        );
         assert_eq!(git_ok(t.path(), &["tag"]).trim(), "v0.2.0");
         assert_eq!(git_ok(t.path(), &["status", "--porcelain"]), "");
         let committed = git_ok(t.path(), &["show", &format!("HEAD:{METADATA_JSON}")]);
@@ -851,6 +1034,9 @@ debug = "line-tables-only"
         let err = release(t.path(), false, &|_: &Path| Err(failed("tests failed"))).unwrap_err();
         assert_eq!(err, Error::Failed("tests failed".into()));
         assert_eq!(git_ok(t.path(), &["tag"]), "");
-        assert!(util::output(util::git(t.path()).args(["rev-parse", "HEAD"])).is_err(), "nothing committed");
+        assert!(
+            util::output(util::git(t.path()).args(["rev-parse", "HEAD"])).is_err(),
+            "nothing committed"
+        );
     }
 }

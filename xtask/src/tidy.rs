@@ -41,7 +41,10 @@ pub fn run(root: &Path) -> Result<(), Error> {
         eprintln!("tidy: ok");
         Ok(())
     } else {
-        Err(failed(format!("tidy found {} violation(s)", violations.len())))
+        Err(failed(format!(
+            "tidy found {} violation(s)",
+            violations.len()
+        )))
     }
 }
 
@@ -126,13 +129,19 @@ pub fn check_layering(root: &Path, metadata: &Value) -> Vec<Violation> {
             // A renamed crate would otherwise silently escape its rule.
             out.push(Violation::new(
                 "Cargo.toml",
-                format!("workspace has no crate `{}` (update xtask tidy's layering rules)", rule.krate),
+                format!(
+                    "workspace has no crate `{}` (update xtask tidy's layering rules)",
+                    rule.krate
+                ),
             ));
         }
     }
     for pkg in &packages {
         let name = pkg["name"].as_str().unwrap_or_default();
-        let manifest = relative(root, Path::new(pkg["manifest_path"].as_str().unwrap_or_default()));
+        let manifest = relative(
+            root,
+            Path::new(pkg["manifest_path"].as_str().unwrap_or_default()),
+        );
         let deps: Vec<&str> = pkg["dependencies"]
             .as_array()
             .map(|d| d.as_slice())
@@ -183,7 +192,9 @@ pub fn check_layering(root: &Path, metadata: &Value) -> Vec<Violation> {
 /// Rust files under `root/<dir>` for each dir, sorted, skipping build output and hidden directories.
 fn rust_files(root: &Path, dirs: &[&str]) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = fs::read_dir(dir) else { return };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
         let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
@@ -287,7 +298,8 @@ pub fn unsafe_without_safety(text: &str) -> Vec<usize> {
             let rest: String = code[j..code.len().min(j + 5)].iter().collect();
             let is_block_or_impl = rest.starts_with('{')
                 || (rest.starts_with("impl") && code.get(j + 4).is_none_or(|c| !is_ident(*c)));
-            if is_block_or_impl && !has_safety_comment(&raw, line - 1) && hits.last() != Some(&line) {
+            if is_block_or_impl && !has_safety_comment(&raw, line - 1) && hits.last() != Some(&line)
+            {
                 hits.push(line);
             }
             i += word.len();
@@ -305,7 +317,9 @@ fn has_safety_comment(lines: &[&str], idx: usize) -> bool {
         return true;
     }
     for back in 1..=3 {
-        let Some(j) = idx.checked_sub(back) else { break };
+        let Some(j) = idx.checked_sub(back) else {
+            break;
+        };
         if mentions(lines[j]) {
             return true;
         }
@@ -340,7 +354,10 @@ pub fn blank_non_code(src: &str) -> String {
     while i < c.len() {
         match c[i] {
             '/' if c.get(i + 1) == Some(&'/') => {
-                let end = c[i..].iter().position(|&x| x == '\n').map_or(c.len(), |p| i + p);
+                let end = c[i..]
+                    .iter()
+                    .position(|&x| x == '\n')
+                    .map_or(c.len(), |p| i + p);
                 blank(&mut out, i, end);
                 i = end;
             }
@@ -466,12 +483,49 @@ mod tests {
 
     fn good_workspace() -> Vec<Value> {
         vec![
-            pkg("spr-policy", &[("serde", None), ("toml", None), ("thiserror", None), ("insta", Some("dev"))]),
-            pkg("spr-protocol", &[("spr-policy", None), ("serde", None), ("serde_json", None), ("thiserror", None)]),
-            pkg("spr-engine-local", &[("spr-policy", None), ("spr-protocol", None), ("tokio", None), ("nix", None)]),
-            pkg("spr-engine-docker", &[("spr-protocol", None), ("bollard", None)]),
-            pkg("spr-core", &[("spr-engine-local", None), ("spr-engine-docker", None)]),
-            pkg("spr-cli", &[("spr-core", None), ("clap", None), ("tracing-subscriber", None)]),
+            pkg(
+                "spr-policy",
+                &[
+                    ("serde", None),
+                    ("toml", None),
+                    ("thiserror", None),
+                    ("insta", Some("dev")),
+                ],
+            ),
+            pkg(
+                "spr-protocol",
+                &[
+                    ("spr-policy", None),
+                    ("serde", None),
+                    ("serde_json", None),
+                    ("thiserror", None),
+                ],
+            ),
+            pkg(
+                "spr-engine-local",
+                &[
+                    ("spr-policy", None),
+                    ("spr-protocol", None),
+                    ("tokio", None),
+                    ("nix", None),
+                ],
+            ),
+            pkg(
+                "spr-engine-docker",
+                &[("spr-protocol", None), ("bollard", None)],
+            ),
+            pkg(
+                "spr-core",
+                &[("spr-engine-local", None), ("spr-engine-docker", None)],
+            ),
+            pkg(
+                "spr-cli",
+                &[
+                    ("spr-core", None),
+                    ("clap", None),
+                    ("tracing-subscriber", None),
+                ],
+            ),
         ]
     }
 
@@ -490,11 +544,20 @@ mod tests {
     #[test]
     fn layering_flags_each_rule() {
         let mut ws = good_workspace();
-        ws[0] = pkg("spr-policy", &[("serde", None), ("regex", None), ("tempfile", Some("dev"))]);
+        ws[0] = pkg(
+            "spr-policy",
+            &[("serde", None), ("regex", None), ("tempfile", Some("dev"))],
+        );
         ws[1] = pkg("spr-protocol", &[("spr-policy", None), ("tokio", None)]);
         ws[2] = pkg("spr-engine-local", &[("spr-core", None)]);
-        ws[3] = pkg("spr-engine-docker", &[("spr-engine-local", None), ("clap", None)]);
-        ws[4] = pkg("spr-core", &[("tracing-subscriber", None), ("clap", Some("dev"))]);
+        ws[3] = pkg(
+            "spr-engine-docker",
+            &[("spr-engine-local", None), ("clap", None)],
+        );
+        ws[4] = pkg(
+            "spr-core",
+            &[("tracing-subscriber", None), ("clap", Some("dev"))],
+        );
         let got = layering(ws);
         assert_eq!(
             got,
@@ -527,7 +590,10 @@ mod tests {
         t.write("crates/a/target/debug/gen.rs", "fn generated() {}\n");
         t.write("xtask/src/empty.rs", "");
         t.write("tests/free.rs", "fn outside_header_dirs() {}\n");
-        let got: Vec<String> = check_headers(t.path()).iter().map(|v| v.to_string()).collect();
+        let got: Vec<String> = check_headers(t.path())
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -540,46 +606,59 @@ mod tests {
     #[test]
     fn ignored_tests() {
         let t = TempDir::new("ignore");
-        t.write("crates/a/tests/t.rs", "//! T.\n#[test]\n#[ignore]\nfn a() {}\n\n#[test]\n#[ ignore = \"slow\" ]\nfn b() {}\n");
+        t.write(
+            "crates/a/tests/t.rs",
+            "//! T.\n#[test]\n#[ignore]\nfn a() {}\n\n#[test]\n#[ ignore = \"slow\" ]\nfn b() {}\n",
+        );
         t.write(
             "tests/ok.rs",
             "//! Mentions only.\n// #[ignore] in a comment\nconst S: &str = \"#[ignore]\";\n/* #[ignore] */\n",
         );
         t.write("examples/e.rs", "//! E.\n#[ignore]\nfn e() {}\n");
-        let got: Vec<String> = check_no_ignore(t.path()).iter().map(|v| v.file.clone()).collect();
-        assert_eq!(got, vec!["crates/a/tests/t.rs:3", "crates/a/tests/t.rs:7", "examples/e.rs:2"]);
+        let got: Vec<String> = check_no_ignore(t.path())
+            .iter()
+            .map(|v| v.file.clone())
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "crates/a/tests/t.rs:3",
+                "crates/a/tests/t.rs:7",
+                "examples/e.rs:2"
+            ]
+        );
     }
 
     #[test]
     fn unsafe_needs_safety_comment() {
         let src = [
-            "//! U.",                                                      // 1
-            "fn a() {",                                                    // 2
-            "    // SAFETY: getpid has no preconditions.",                 // 3
-            "    let _ = unsafe { libc::getpid() };",                      // 4
-            "}",                                                           // 5
-            "fn b() {",                                                    // 6
-            "    let _ = unsafe { libc::getpid() };",                      // 7: missing
-            "}",                                                           // 8
-            "// SAFETY: the type holds no thread-bound state.",            // 9
-            "#[allow(unsafe_code)]",                                       // 10
-            "unsafe impl Send for X {}",                                   // 11
-            "fn gap() {}",                                                 // 12
-            "unsafe impl Sync for X {}",                                   // 13: missing
-            "// SAFETY: a long justification",                             // 14
-            "// that goes on",                                             // 15
-            "// and on",                                                   // 16
-            "// and on.",                                                  // 17
-            "let _ = unsafe { f() };",                                     // 18
-            "unsafe fn declared() {}",                                     // 19: not a block
+            "//! U.",                                                     // 1
+            "fn a() {",                                                   // 2
+            "    // SAFETY: getpid has no preconditions.",                // 3
+            "    let _ = unsafe { libc::getpid() };",                     // 4
+            "}",                                                          // 5
+            "fn b() {",                                                   // 6
+            "    let _ = unsafe { libc::getpid() };",                     // 7: missing
+            "}",                                                          // 8
+            "// SAFETY: the type holds no thread-bound state.",           // 9
+            "#[allow(unsafe_code)]",                                      // 10
+            "unsafe impl Send for X {}",                                  // 11
+            "fn gap() {}",                                                // 12
+            "unsafe impl Sync for X {}",                                  // 13: missing
+            "// SAFETY: a long justification",                            // 14
+            "// that goes on",                                            // 15
+            "// and on",                                                  // 16
+            "// and on.",                                                 // 17
+            "let _ = unsafe { f() };",                                    // 18
+            "unsafe fn declared() {}",                                    // 19: not a block
             "let s = \"unsafe { in a string }\";",                        // 20
-            "/// Doc: unsafe { in a comment }",                            // 21
-            "let c = '\"'; let _ = unsafe { g() }; // SAFETY: same line",  // 22
-            "let r = r#\"unsafe { raw \"# ;",                              // 23
-            "fn gap2() {}",                                                // 24
-            "fn gap3() {}",                                                // 25
-            "let _ = unsafe",                                              // 26: missing, brace on next line
-            "{ h() };",                                                    // 27
+            "/// Doc: unsafe { in a comment }",                           // 21
+            "let c = '\"'; let _ = unsafe { g() }; // SAFETY: same line", // 22
+            "let r = r#\"unsafe { raw \"# ;",                             // 23
+            "fn gap2() {}",                                               // 24
+            "fn gap3() {}",                                               // 25
+            "let _ = unsafe", // 26: missing, brace on next line
+            "{ h() };",       // 27
         ]
         .join("\n");
         assert_eq!(unsafe_without_safety(&src), vec![7, 13, 26]);
@@ -589,8 +668,14 @@ mod tests {
     fn unsafe_check_reports_paths() {
         let t = TempDir::new("unsafe");
         t.write("crates/a/src/lib.rs", "//! A.\nfn f() { unsafe { g() } }\n");
-        t.write("xtask/src/x.rs", "//! Not checked here.\nfn f() { unsafe { g() } }\n");
-        let got: Vec<String> = check_unsafe_has_safety(t.path()).iter().map(|v| v.to_string()).collect();
+        t.write(
+            "xtask/src/x.rs",
+            "//! Not checked here.\nfn f() { unsafe { g() } }\n",
+        );
+        let got: Vec<String> = check_unsafe_has_safety(t.path())
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
         assert_eq!(
             got,
             vec!["tidy: crates/a/src/lib.rs:2: unsafe block or impl without a `// SAFETY:` comment in the 3 lines above"]
@@ -615,10 +700,18 @@ mod tests {
     #[test]
     fn required_docs() {
         let t = TempDir::new("docs");
-        let got = |t: &TempDir| -> Vec<String> { check_required_docs(t.path()).iter().map(|v| v.to_string()).collect() };
+        let got = |t: &TempDir| -> Vec<String> {
+            check_required_docs(t.path())
+                .iter()
+                .map(|v| v.to_string())
+                .collect()
+        };
         assert_eq!(
             got(&t),
-            vec!["tidy: CHANGELOG.md: missing", "tidy: ARCHITECTURE.md: missing"]
+            vec![
+                "tidy: CHANGELOG.md: missing",
+                "tidy: ARCHITECTURE.md: missing"
+            ]
         );
         t.write("CHANGELOG.md", "# Changelog\n\n## [0.1.0]\n");
         t.write("ARCHITECTURE.md", "# Architecture\n");
@@ -626,7 +719,10 @@ mod tests {
             got(&t),
             vec!["tidy: CHANGELOG.md: no `## [Unreleased]` section (changes land there until a release names them)"]
         );
-        t.write("CHANGELOG.md", "# Changelog\n\n## [Unreleased]\n\n### Added\n");
+        t.write(
+            "CHANGELOG.md",
+            "# Changelog\n\n## [Unreleased]\n\n### Added\n",
+        );
         assert_eq!(got(&t), Vec::<String>::new());
     }
 

@@ -63,7 +63,13 @@ pub fn cargo() -> Command {
 pub fn git(root: &Path) -> Command {
     let mut cmd = Command::new("git");
     cmd.current_dir(root);
-    for var in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_PREFIX"] {
+    for var in [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_PREFIX",
+    ] {
         cmd.env_remove(var);
     }
     cmd
@@ -72,8 +78,14 @@ pub fn git(root: &Path) -> Command {
 fn describe(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for arg in cmd.get_args() {
+        let arg = arg.to_string_lossy();
         s.push(' ');
-        s.push_str(&arg.to_string_lossy());
+        // Quote what the shell would split, so the echoed command can be pasted back.
+        if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+            s.push_str(&format!("'{}'", arg.replace('\'', r"'\''")));
+        } else {
+            s.push_str(&arg);
+        }
     }
     s
 }
@@ -143,5 +155,27 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoed_commands_are_quoted_for_the_shell() {
+        let mut cmd = Command::new("git");
+        cmd.args(["tag", "-a", "v1.0.0", "-m", "spr v1.0.0", "", "it's"]);
+        assert_eq!(
+            describe(&cmd),
+            r"git tag -a v1.0.0 -m 'spr v1.0.0' '' 'it'\''s'"
+        );
+    }
+
+    #[test]
+    fn refusals_exit_2_and_failures_exit_1() {
+        assert_eq!(refused("x").exit_code(), 2);
+        assert_eq!(failed("x").exit_code(), 1);
+        assert_eq!(refused("bad version").to_string(), "error: bad version");
     }
 }
