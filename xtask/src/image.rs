@@ -111,7 +111,9 @@ fn docker_ok() -> Result<(), String> {
     let out = Command::new("docker")
         .args(["version", "--format", "{{.Server.Version}}"])
         .output()
-        .map_err(|e| format!("cannot run the docker CLI ({e}); install docker.io (see .ci/docker-setup.sh)"))?;
+        .map_err(|e| {
+            format!("cannot run the docker CLI ({e}); install docker.io (see .ci/docker-setup.sh)")
+        })?;
     if !out.status.success() {
         return Err(format!(
             "the Docker daemon is not reachable: {}; start dockerd (see .ci/docker-setup.sh)",
@@ -227,10 +229,17 @@ fn offline_base(rebuild: bool) -> Result<String, String> {
         .status()
         .map_err(|e| format!("debootstrap: {e}"))?;
     if !status.success() {
-        return Err(format!("debootstrap failed ({status}); see its output above"));
+        return Err(format!(
+            "debootstrap failed ({status}); see its output above"
+        ));
     }
     // Trim what a runtime never needs, so the import is smaller.
-    for dir in ["var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man"] {
+    for dir in [
+        "var/cache/apt/archives",
+        "var/lib/apt/lists",
+        "usr/share/doc",
+        "usr/share/man",
+    ] {
         let p = root.path().join(dir);
         let _ = std::fs::remove_dir_all(&p);
         let _ = std::fs::create_dir_all(&p);
@@ -248,7 +257,9 @@ fn offline_base(rebuild: bool) -> Result<String, String> {
         .args([
             "import",
             "--change",
-            &format!("LABEL dev.spr.managed=true dev.spr.kind=base dev.spr.base-recipe=\"{recipe}\""),
+            &format!(
+                "LABEL dev.spr.managed=true dev.spr.kind=base dev.spr.base-recipe=\"{recipe}\""
+            ),
             "--change",
             "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8",
             "-",
@@ -304,7 +315,9 @@ fn build_harness_layer(base: &str, tag: &str) -> Result<(), String> {
     // base, which is what an offline machine needs.
     let status = Command::new("docker")
         .env("DOCKER_BUILDKIT", "0")
-        .args(["build", "--quiet", "-t", tag, "-f"])
+        // The layer needs no network; --network none also keeps the build independent
+        // of the daemon's bridge.
+        .args(["build", "--quiet", "--network", "none", "-t", tag, "-f"])
         .arg(&dockerfile)
         .arg(ctx.path())
         .stdout(Stdio::null())
@@ -350,7 +363,10 @@ mod tests {
         let d = harness_dockerfile("spr-base:bookworm");
         assert!(d.starts_with("FROM spr-base:bookworm\n"));
         assert!(d.contains("USER 65534:65534"));
-        assert!(d.contains(&format!("dev.spr.harness-hash=\"{}\"", spr_protocol::harness_hash())));
+        assert!(d.contains(&format!(
+            "dev.spr.harness-hash=\"{}\"",
+            spr_protocol::harness_hash()
+        )));
         assert!(d.contains("dev.spr.managed=\"true\""));
     }
 

@@ -1,10 +1,35 @@
 //! DockerEngine for spr: a hardened, warm container pool over the Docker API.
 //!
-//! This is the public API surface; the implementation lands with the Docker issue.
+//! Each pooled container runs the harness as its main process, attached over the Docker
+//! API (bollard, never the docker CLI), so a warm run is one frame round trip and a fresh
+//! forked process inside the container. See docs/BACKENDS.md for the semantics.
 
+mod admin;
+mod config;
+mod endpoint;
+mod image;
+mod pool;
+mod worker;
+
+pub use config::{env_hash, should_rotate, validate_pinned_packages, PoolSettings};
+pub use endpoint::{context_endpoint, parse_context_meta, Endpoint};
+pub use image::DEFAULT_IMAGE;
+
+use crate::endpoint::Connection;
+use crate::image::{LABEL_ENGINE, LABEL_MANAGED, LABEL_OWNER, LABEL_POOL};
+use crate::pool::Pool;
+use crate::worker::{ContainerSpec, RunFailure, Worker};
+use bollard::Docker;
 use spr_policy::RunnerPolicy;
-use spr_protocol::RunnerResult;
+use spr_protocol::{
+    assemble_result, CgroupReceipt, FilesystemReceipt, MissingProtection, NamespacesReceipt,
+    RlimitsReceipt, RunRequest, RunnerResult, SandboxReceipt,
+};
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Options of a Docker engine. `None` means the documented default.
 #[derive(Debug, Clone, Default)]
@@ -80,56 +105,426 @@ pub struct CleanupSummary {
     pub removed_images: u32,
 }
 
-#[derive(Debug)]
+/// Time past the policy's timeout before the host gives up on a worker that has not
+/// reported (the harness enforces the timeout itself; this is the backstop).
+const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The Docker engine. Cheap to clone: clones share one pool and one connection.
+#[derive(Debug, Clone)]
 pub struct DockerEngine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     config: DockerEngineConfig,
+    /// Validated, sorted and deduplicated package specs.
+    packages: Vec<String>,
+    pool: Pool,
+    conn: tokio::sync::Mutex<Option<Connection>>,
+    /// The resolved image ID, per endpoint (cached like the original's per-instance cache).
+    image: tokio::sync::Mutex<Option<(String, String)>>,
+    next_id: AtomicU64,
+    prewarm_started: AtomicBool,
+    hostname: String,
 }
 
 impl DockerEngine {
+    /// Validate the options (no IO: the daemon is contacted on first use).
     pub fn new(config: DockerEngineConfig) -> Result<Self, DockerEngineError> {
-        Ok(DockerEngine { config })
+        let packages = config::validate(&config)?;
+        let settings = PoolSettings::from_config(&config);
+        Ok(DockerEngine {
+            inner: Arc::new(Inner {
+                packages,
+                pool: Pool::new(settings),
+                conn: tokio::sync::Mutex::new(None),
+                image: tokio::sync::Mutex::new(None),
+                next_id: AtomicU64::new(1),
+                prewarm_started: AtomicBool::new(false),
+                hostname: hostname(),
+                config,
+            }),
+        })
     }
 
     pub fn config(&self) -> &DockerEngineConfig {
-        &self.config
+        &self.inner.config
     }
 
+    /// The pool settings after defaults.
+    pub fn pool_settings(&self) -> PoolSettings {
+        self.inner.pool.settings
+    }
+
+    /// The daemon this engine talks to (reads the Docker context store if configured).
+    pub fn endpoint(&self) -> Result<Endpoint, DockerEngineError> {
+        endpoint::resolve(&self.inner.config).map_err(DockerEngineError::Invalid)
+    }
+
+    /// Connect and check the daemon answers; returns the endpoint's canonical name.
+    pub async fn ping(&self) -> Result<String, DockerAdminError> {
+        let (docker, endpoint) = self
+            .inner
+            .client()
+            .await
+            .map_err(DockerAdminError::Unreachable)?;
+        docker
+            .ping()
+            .await
+            .map_err(|e| DockerAdminError::Unreachable(format!("{endpoint}: {e}")))?;
+        Ok(endpoint)
+    }
+
+    /// Names of the idle pooled containers (diagnostics and tests).
+    pub fn idle_containers(&self) -> Vec<String> {
+        self.inner.pool.idle_names()
+    }
+
+    /// Start containers for `policy`'s pool key until the pool is full. Returns how many
+    /// were started.
+    pub async fn prewarm(&self, policy: &RunnerPolicy) -> Result<usize, DockerAdminError> {
+        let (docker, endpoint) = self
+            .inner
+            .client()
+            .await
+            .map_err(DockerAdminError::Unreachable)?;
+        let image_id = self
+            .inner
+            .image_id(&docker, &endpoint)
+            .await
+            .map_err(DockerAdminError::Api)?;
+        let spec = self.inner.spec(&endpoint, image_id, policy);
+        let labels = self.inner.labels(&spec);
+        self.inner
+            .pool
+            .fill(&docker, &spec, &labels)
+            .await
+            .map_err(DockerAdminError::Api)
+    }
+
+    /// Run code in a warm container. Engine failures come back as `ok=false`,
+    /// `exit_code=125` with an error that says what to do; there is no fallback.
     pub async fn run(
         &self,
-        _code: &str,
-        _input_data: &serde_json::Value,
-        _policy: &RunnerPolicy,
+        code: &str,
+        input_data: &serde_json::Value,
+        policy: &RunnerPolicy,
     ) -> RunnerResult {
-        RunnerResult::infrastructure_error("DockerEngine is not implemented yet")
+        let policy = match policy.resolve() {
+            Ok(p) => p,
+            Err(e) => {
+                return RunnerResult::infrastructure_error(format!("Cannot load the policy: {e}"))
+            }
+        };
+        let inner = &self.inner;
+        let (docker, endpoint) = match inner.client().await {
+            Ok(c) => c,
+            Err(e) => return RunnerResult::infrastructure_error(e),
+        };
+        let image_id = match inner.image_id(&docker, &endpoint).await {
+            Ok(id) => id,
+            Err(e) => return RunnerResult::infrastructure_error(e),
+        };
+        let spec = inner.spec(&endpoint, image_id, &policy);
+        let labels = inner.labels(&spec);
+        if inner.config.prewarm && !inner.prewarm_started.swap(true, Ordering::SeqCst) {
+            let (inner2, docker2, spec2, labels2) = (
+                self.inner.clone(),
+                docker.clone(),
+                spec.clone(),
+                labels.clone(),
+            );
+            tokio::spawn(async move {
+                let _ = inner2.pool.fill(&docker2, &spec2, &labels2).await;
+            });
+        }
+        let acquire_timeout = inner
+            .pool
+            .settings
+            .acquire_timeout_for(policy.timeout_seconds);
+        let backstop = Duration::from_secs(policy.timeout_seconds) + BACKSTOP_GRACE;
+        // A container found dead only when the run is sent to it is replaced once.
+        let mut undelivered = String::new();
+        for _attempt in 0..2 {
+            let mut worker = match inner
+                .pool
+                .acquire(&docker, &spec, &labels, acquire_timeout)
+                .await
+            {
+                Ok(w) => w,
+                Err(e) => {
+                    // The image may have been removed under us: look it up again next time.
+                    inner.forget_image().await;
+                    return RunnerResult::infrastructure_error(e);
+                }
+            };
+            let request = RunRequest {
+                id: inner.next_id.fetch_add(1, Ordering::Relaxed),
+                code: code.to_string(),
+                input_data: input_data.clone(),
+                policy: policy.clone(),
+            };
+            let outcome = worker.run(request, backstop).await;
+            let receipt = inner.receipt(&spec, &worker, &policy);
+            match outcome {
+                Ok(report) => {
+                    inner.pool.release(&docker, &spec, worker, true);
+                    let mut result = assemble_result(&report, &policy);
+                    result.sandbox = Some(receipt);
+                    return result;
+                }
+                Err(RunFailure::NotDelivered(why)) => {
+                    inner.pool.release(&docker, &spec, worker, false);
+                    undelivered = why;
+                    continue;
+                }
+                Err(RunFailure::Died(why)) => {
+                    inner.pool.release(&docker, &spec, worker, false);
+                    return RunnerResult::infrastructure_error(format!(
+                        "The run's container failed: {why}. It was discarded; the next run gets a new one"
+                    ));
+                }
+                Err(RunFailure::Wedged) => {
+                    // Removing the container kills whatever the run left in it.
+                    inner.pool.release(&docker, &spec, worker, false);
+                    let mut result = RunnerResult::timeout(&policy);
+                    result.error = Some(format!(
+                        "Execution timed out after {}s (the container stopped answering and was removed)",
+                        policy.timeout_seconds
+                    ));
+                    return result;
+                }
+            }
+        }
+        RunnerResult::infrastructure_error(format!(
+            "Could not deliver the run: two containers in a row were gone when it was sent ({undelivered})"
+        ))
     }
 
     pub async fn list_containers(
         &self,
-        _all_states: bool,
+        all_states: bool,
     ) -> Result<Vec<ContainerInfo>, DockerAdminError> {
-        Err(DockerAdminError::Api("not implemented yet".into()))
+        let (docker, _) = self
+            .inner
+            .client()
+            .await
+            .map_err(DockerAdminError::Unreachable)?;
+        admin::list_containers(&docker, all_states).await
     }
 
     pub async fn list_images(&self) -> Result<Vec<ImageInfo>, DockerAdminError> {
-        Err(DockerAdminError::Api("not implemented yet".into()))
+        let (docker, _) = self
+            .inner
+            .client()
+            .await
+            .map_err(DockerAdminError::Unreachable)?;
+        admin::list_images(&docker).await
     }
 
     pub async fn stop_container(
         &self,
-        _id: &str,
-        _timeout_seconds: u64,
+        id: &str,
+        timeout_seconds: u64,
     ) -> Result<(), DockerAdminError> {
-        Err(DockerAdminError::Api("not implemented yet".into()))
+        let (docker, _) = self
+            .inner
+            .client()
+            .await
+            .map_err(DockerAdminError::Unreachable)?;
+        admin::stop_container(&docker, id, timeout_seconds).await
     }
 
-    pub async fn kill_container(&self, _id: &str) -> Result<(), DockerAdminError> {
-        Err(DockerAdminError::Api("not implemented yet".into()))
+    pub async fn kill_container(&self, id: &str) -> Result<(), DockerAdminError> {
+        let (docker, _) = self
+            .inner
+            .client()
+            .await
+            .map_err(DockerAdminError::Unreachable)?;
+        admin::kill_container(&docker, id).await
     }
 
     pub async fn cleanup_stale(&self) -> Result<CleanupSummary, DockerAdminError> {
-        Err(DockerAdminError::Api("not implemented yet".into()))
+        let (docker, _) = self
+            .inner
+            .client()
+            .await
+            .map_err(DockerAdminError::Unreachable)?;
+        admin::cleanup_stale(&docker, &self.inner.hostname).await
     }
 
-    /// Remove this engine's pooled containers.
-    pub async fn shutdown(&self) {}
+    /// Remove this engine's pooled containers and stop its SSH tunnel, if any. The engine
+    /// stays usable: a later run starts new containers.
+    pub async fn shutdown(&self) {
+        let docker = {
+            let conn = self.inner.conn.lock().await;
+            conn.as_ref().map(|c| c.docker.clone())
+        };
+        self.inner.pool.close(docker.as_ref()).await;
+        if let Some(mut conn) = self.inner.conn.lock().await.take() {
+            conn.close().await;
+        }
+        self.inner.forget_image().await;
+        self.inner.pool.reopen();
+    }
+}
+
+impl Inner {
+    /// The live client and the endpoint's name, connecting (again) when needed.
+    async fn client(&self) -> Result<(Docker, String), String> {
+        let mut guard = self.conn.lock().await;
+        if let Some(conn) = guard.as_mut() {
+            if conn.usable() {
+                return Ok((conn.docker.clone(), conn.endpoint.display()));
+            }
+            conn.close().await;
+            *guard = None;
+        }
+        let endpoint = endpoint::resolve(&self.config)?;
+        let name = endpoint.display();
+        let conn = Connection::open(endpoint).await.map_err(|e| {
+            format!(
+                "Docker is not reachable at {name}: {e}. Start the Docker daemon (for example with \
+                 .ci/docker-setup.sh) or point docker_host / docker_context / ssh_host at a running one"
+            )
+        })?;
+        let docker = conn.docker.clone();
+        *guard = Some(conn);
+        Ok((docker, name))
+    }
+
+    async fn image_id(&self, docker: &Docker, endpoint: &str) -> Result<String, String> {
+        let mut cached = self.image.lock().await;
+        if let Some((ep, id)) = cached.as_ref() {
+            if ep == endpoint {
+                return Ok(id.clone());
+            }
+        }
+        let reference = self.config.image.as_deref().unwrap_or(DEFAULT_IMAGE);
+        let mut id = image::check_image(docker, reference, endpoint).await?;
+        if !self.packages.is_empty() {
+            id = image::ensure_env_image(
+                docker,
+                &id,
+                self.config.name.as_deref(),
+                &self.packages,
+                endpoint,
+            )
+            .await?;
+        }
+        *cached = Some((endpoint.to_string(), id.clone()));
+        Ok(id)
+    }
+
+    async fn forget_image(&self) {
+        *self.image.lock().await = None;
+    }
+
+    fn spec(&self, endpoint: &str, image_id: String, policy: &RunnerPolicy) -> ContainerSpec {
+        let cpus = self.config.cpus.unwrap_or(config::DEFAULT_CPUS);
+        ContainerSpec {
+            endpoint: endpoint.to_string(),
+            image_id,
+            memory_mb: worker::memory_class_mb(policy.memory_limit_mb),
+            runtime: self.config.runtime.clone(),
+            nano_cpus: (cpus * 1e9).round() as i64,
+        }
+    }
+
+    fn labels(&self, spec: &ContainerSpec) -> HashMap<String, String> {
+        let mut labels = HashMap::new();
+        labels.insert(LABEL_MANAGED.to_string(), "true".to_string());
+        labels.insert(LABEL_ENGINE.to_string(), "docker".to_string());
+        labels.insert(
+            LABEL_OWNER.to_string(),
+            format!("{}@{}", std::process::id(), self.hostname),
+        );
+        labels.insert(LABEL_POOL.to_string(), spec.key_hash());
+        labels
+    }
+
+    /// What protected this run, for `RunnerResult::sandbox`: what the container was
+    /// created with (the daemon applies it or refuses to start the container).
+    fn receipt(
+        &self,
+        spec: &ContainerSpec,
+        worker: &Worker,
+        policy: &RunnerPolicy,
+    ) -> SandboxReceipt {
+        let mut details = std::collections::BTreeMap::new();
+        let mut put = |k: &str, v: serde_json::Value| {
+            details.insert(k.to_string(), v);
+        };
+        put("endpoint", spec.endpoint.clone().into());
+        put("container", worker.name.clone().into());
+        put(
+            "runtime",
+            spec.runtime.as_deref().unwrap_or("default").into(),
+        );
+        put("cap_drop", "ALL".into());
+        put("no_new_privileges", true.into());
+        put("user", worker::CONTAINER_USER.into());
+        put("container_memory_mb", spec.memory_mb.into());
+        put("run_memory_limit_mb", policy.memory_limit_mb.into());
+        put("cpus", (spec.nano_cpus as f64 / 1e9).into());
+        put("fresh_process", true.into());
+        SandboxReceipt {
+            engine: "docker".into(),
+            // Docker's defaults: no user namespace unless the daemon remaps users.
+            namespaces: Some(NamespacesReceipt {
+                user: false,
+                mount: true,
+                pid: true,
+                network: true,
+                ipc: true,
+                uts: true,
+            }),
+            filesystem: Some(FilesystemReceipt {
+                read_only_root: true,
+                scratch_tmpfs_mb: Some(worker::TMPFS_SIZE_MB),
+                ..Default::default()
+            }),
+            rlimits: Some(RlimitsReceipt {
+                address_space_mb: Some(policy.memory_limit_mb),
+                core_mb: Some(0),
+                cpu_seconds: Some(policy.timeout_seconds + 1),
+                ..Default::default()
+            }),
+            cgroup: Some(CgroupReceipt {
+                version: 0,
+                memory_limit_mb: Some(spec.memory_mb),
+                pids_max: Some(worker::PIDS_LIMIT as u64),
+            }),
+            network: Some("none".into()),
+            missing: vec![MissingProtection {
+                name: "user_namespace".into(),
+                reason: "Docker containers share the host's user namespace unless dockerd runs with userns-remap; the run is uid 65534 with no capabilities".into(),
+            }],
+            details,
+            ..Default::default()
+        }
+    }
+}
+
+/// This machine's name, for owner labels (`pid@hostname`).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// 12 hex digits unique within this process and very likely across processes.
+pub(crate) fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let text = format!("{}|{n}|{nanos}", std::process::id());
+    config::sha256_hex(text.as_bytes())[..12].to_string()
 }

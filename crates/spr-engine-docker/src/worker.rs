@@ -1,0 +1,472 @@
+//! One warm container: the harness is its main process, attached over the Docker API,
+//! and every run is a frame round trip to it.
+//!
+//! A reader task owns the attach output stream: it decodes stdout frames into messages
+//! and flags the worker dead when the stream ends, so an idle container that crashed or
+//! was removed is noticed before the next run is sent to it.
+
+use bollard::container::LogOutput;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use spr_protocol::{encode_frame, FrameDecoder, HostMessage, RunReport, RunRequest, WorkerMessage};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+/// Where the harness lives in the runtime image.
+pub(crate) const HARNESS_PATH: &str = "/opt/spr/spr_harness.py";
+/// The unprivileged user every container runs as ("nobody").
+pub(crate) const CONTAINER_USER: &str = "65534:65534";
+pub(crate) const PIDS_LIMIT: i64 = 256;
+pub(crate) const TMPFS_SIZE_MB: u64 = 64;
+/// The size-limited tmpfs the harness makes each run's scratch directory in.
+pub(crate) const SCRATCH_BASE: &str = "/tmp/spr";
+/// Memory beyond the policy's per-run limit, for the worker itself and the tmpfs.
+pub(crate) const MEMORY_HEADROOM_MB: u64 = 64;
+pub(crate) const MIN_CONTAINER_MEMORY_MB: u64 = 128;
+/// How long a new container may take to greet (gVisor in ptrace mode is slow to start).
+const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
+const STDERR_TAIL: usize = 4096;
+
+/// Everything that shapes a container. Two runs can share a container only when these
+/// are equal; the pool key is made from them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ContainerSpec {
+    pub endpoint: String,
+    /// Image ID (not the tag), so a rebuilt tag never reuses old containers.
+    pub image_id: String,
+    pub memory_mb: u64,
+    pub runtime: Option<String>,
+    pub nano_cpus: i64,
+}
+
+impl ContainerSpec {
+    /// Short stable hash of the spec, for the `dev.spr.pool` label.
+    pub fn key_hash(&self) -> String {
+        let text = format!(
+            "{}|{}|{}|{}|{}",
+            self.endpoint,
+            self.image_id,
+            self.memory_mb,
+            self.runtime.as_deref().unwrap_or(""),
+            self.nano_cpus
+        );
+        crate::config::sha256_hex(text.as_bytes())[..16].to_string()
+    }
+}
+
+/// Container memory for a policy: the per-run limit (enforced per run by RLIMIT_AS in
+/// the harness) plus headroom, at least 128 MiB, rounded up to a power of two so that
+/// policies with nearby limits share containers.
+pub(crate) fn memory_class_mb(policy_mb: u64) -> u64 {
+    (policy_mb.saturating_add(MEMORY_HEADROOM_MB))
+        .max(MIN_CONTAINER_MEMORY_MB)
+        .next_power_of_two()
+}
+
+/// The Docker create body of a hardened worker container.
+pub(crate) fn create_body(
+    spec: &ContainerSpec,
+    labels: HashMap<String, String>,
+) -> ContainerCreateBody {
+    let memory = (spec.memory_mb * 1024 * 1024) as i64;
+    // The only writable place is this tmpfs, the harness's scratch base: /tmp itself
+    // stays on the read-only root, so nothing a run writes outside the scratch tree can
+    // survive into the next run (a whole /tmp tmpfs would keep such files).
+    let mut tmpfs = HashMap::new();
+    tmpfs.insert(
+        SCRATCH_BASE.to_string(),
+        format!("rw,noexec,nosuid,nodev,size={TMPFS_SIZE_MB}m,mode=1777"),
+    );
+    ContainerCreateBody {
+        image: Some(spec.image_id.clone()),
+        // Set explicitly rather than trusting the image's entrypoint, so any image that
+        // carries the harness works the same way.
+        entrypoint: Some(vec!["python3".into(), "-I".into(), HARNESS_PATH.into()]),
+        cmd: Some(vec!["--scratch".into(), SCRATCH_BASE.into()]),
+        user: Some(CONTAINER_USER.into()),
+        // Not the tmpfs itself: Docker re-creates a working directory mount point with
+        // mode 0755, which would lock the unprivileged harness out of its scratch base.
+        working_dir: Some("/tmp".into()),
+        env: Some(vec![
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            "LANG=C.UTF-8".into(),
+            "PYTHONDONTWRITEBYTECODE=1".into(),
+        ]),
+        labels: Some(labels),
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        open_stdin: Some(true),
+        // When the host's attach connection goes away (host crash), stdin closes, the
+        // harness exits and the container stops: nothing keeps running unowned.
+        stdin_once: Some(true),
+        tty: Some(false),
+        network_disabled: Some(true),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(tmpfs),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            pids_limit: Some(PIDS_LIMIT),
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            nano_cpus: Some(spec.nano_cpus),
+            runtime: spec.runtime.clone(),
+            // Own IPC namespace without /dev/shm: no shared writable memory filesystem
+            // that would outlive a run.
+            ipc_mode: Some("none".into()),
+            auto_remove: Some(true),
+            init: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Why a run did not produce a report.
+#[derive(Debug)]
+pub(crate) enum RunFailure {
+    /// The run was never delivered (the worker was already gone); safe to retry.
+    NotDelivered(String),
+    /// The worker died or broke the protocol during the run.
+    Died(String),
+    /// No report within the backstop: the worker is wedged and must be discarded.
+    Wedged,
+}
+
+pub(crate) struct Worker {
+    pub id: String,
+    pub name: String,
+    pub created: Instant,
+    pub runs: u32,
+    input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    messages: mpsc::Receiver<WorkerMessage>,
+    alive: Arc<AtomicBool>,
+    stderr_tail: Arc<Mutex<Vec<u8>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("runs", &self.runs)
+            .field("alive", &self.is_alive())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Create, attach and start a container, then check the harness's greeting.
+    pub async fn spawn(
+        docker: &Docker,
+        spec: &ContainerSpec,
+        labels: HashMap<String, String>,
+    ) -> Result<Worker, String> {
+        let name = format!("spr-{}", crate::unique_suffix());
+        let created = docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+                create_body(spec, labels),
+            )
+            .await
+            .map_err(|e| format!("Failed to create Docker container: {e}"))?;
+        let id = created.id;
+        match Self::attach_and_start(docker, &id, &name).await {
+            Ok(w) => Ok(w),
+            Err(e) => {
+                remove(docker, &id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn attach_and_start(docker: &Docker, id: &str, name: &str) -> Result<Worker, String> {
+        // Attach before starting, so the greeting cannot be missed.
+        let attached = docker
+            .attach_container(
+                id,
+                Some(
+                    AttachContainerOptionsBuilder::default()
+                        .stdin(true)
+                        .stdout(true)
+                        .stderr(true)
+                        .stream(true)
+                        .logs(false)
+                        .build(),
+                ),
+            )
+            .await
+            .map_err(|e| format!("Failed to attach to Docker container: {e}"))?;
+        let (tx, rx) = mpsc::channel(4);
+        let alive = Arc::new(AtomicBool::new(true));
+        let stderr_tail = Arc::new(Mutex::new(Vec::new()));
+        let reader = tokio::spawn(read_loop(
+            attached.output,
+            tx,
+            alive.clone(),
+            stderr_tail.clone(),
+        ));
+        let mut worker = Worker {
+            id: id.to_string(),
+            name: name.to_string(),
+            created: Instant::now(),
+            runs: 0,
+            input: attached.input,
+            messages: rx,
+            alive,
+            stderr_tail,
+            reader,
+        };
+        docker
+            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(|e| format!("Failed to start Docker container: {e}"))?;
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, worker.messages.recv()).await {
+            Err(_) => {
+                return Err(format!(
+                    "The container's harness did not greet within {} s{}",
+                    HELLO_TIMEOUT.as_secs(),
+                    worker.stderr_note()
+                ))
+            }
+            Ok(None) => {
+                return Err(format!(
+                    "The container exited before its harness greeted{}",
+                    worker.stderr_note()
+                ))
+            }
+            Ok(Some(m)) => m,
+        };
+        match hello {
+            WorkerMessage::Hello(h) => {
+                if h.protocol_version != spr_protocol::PROTOCOL_VERSION
+                    || h.harness_hash != spr_protocol::harness_hash()
+                {
+                    return Err(format!(
+                        "The image's harness is stale (protocol {}, harness {}; this build needs protocol {}, harness {}). Rebuild the image with `cargo xtask image`",
+                        h.protocol_version,
+                        h.harness_hash,
+                        spr_protocol::PROTOCOL_VERSION,
+                        spr_protocol::harness_hash()
+                    ));
+                }
+            }
+            other => {
+                return Err(format!(
+                    "The container's harness sent {other:?} instead of a greeting"
+                ))
+            }
+        }
+        worker.created = Instant::now();
+        Ok(worker)
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst) && !self.reader.is_finished()
+    }
+
+    fn stderr_note(&self) -> String {
+        let tail = self
+            .stderr_tail
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&tail).trim().to_string();
+        if text.is_empty() {
+            String::new()
+        } else {
+            format!(": {text}")
+        }
+    }
+
+    /// One run: send the request, wait for its report (at most `backstop`).
+    pub async fn run(
+        &mut self,
+        request: RunRequest,
+        backstop: Duration,
+    ) -> Result<RunReport, RunFailure> {
+        let id = request.id;
+        if !self.is_alive() {
+            return Err(RunFailure::NotDelivered("the container is gone".into()));
+        }
+        let frame = encode_frame(&HostMessage::Run(request))
+            .map_err(|e| RunFailure::NotDelivered(format!("cannot encode the run: {e}")))?;
+        let write = async {
+            self.input.write_all(&frame).await?;
+            self.input.flush().await
+        };
+        if let Err(e) = write.await {
+            return Err(RunFailure::NotDelivered(format!(
+                "the container is gone: {e}"
+            )));
+        }
+        self.runs += 1;
+        let deadline = tokio::time::Instant::now() + backstop;
+        loop {
+            match tokio::time::timeout_at(deadline, self.messages.recv()).await {
+                Err(_) => return Err(RunFailure::Wedged),
+                Ok(None) => {
+                    return Err(RunFailure::Died(format!(
+                        "the container stopped during the run (killed, removed or out of memory){}",
+                        self.stderr_note()
+                    )))
+                }
+                Ok(Some(WorkerMessage::Report(r))) if r.id == id => return Ok(r),
+                // A late report of an earlier run cannot happen (runs are sequential and
+                // a worker that missed its backstop is discarded), but skip it if it does.
+                Ok(Some(WorkerMessage::Report(_))) => continue,
+                Ok(Some(WorkerMessage::Fatal { message })) => {
+                    return Err(RunFailure::Died(format!("the harness failed: {message}")))
+                }
+                Ok(Some(other)) => {
+                    return Err(RunFailure::Died(format!("unexpected message {other:?}")))
+                }
+            }
+        }
+    }
+
+    /// Stop and remove the container (force: the harness may be wedged).
+    pub async fn discard(self, docker: &Docker) {
+        self.reader.abort();
+        remove(docker, &self.id).await;
+    }
+}
+
+pub(crate) async fn remove(docker: &Docker, id: &str) {
+    let _ = docker
+        .remove_container(
+            id,
+            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+        )
+        .await;
+}
+
+async fn read_loop(
+    mut output: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
+    >,
+    tx: mpsc::Sender<WorkerMessage>,
+    alive: Arc<AtomicBool>,
+    stderr_tail: Arc<Mutex<Vec<u8>>>,
+) {
+    let mut decoder = FrameDecoder::default();
+    'stream: while let Some(item) = output.next().await {
+        let bytes = match item {
+            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => message,
+            Ok(LogOutput::StdErr { message }) => {
+                // The harness's own stderr (user output goes through pipes, not here):
+                // kept for error messages, bounded.
+                if let Ok(mut tail) = stderr_tail.lock() {
+                    tail.extend_from_slice(&message);
+                    if tail.len() > STDERR_TAIL {
+                        let cut = tail.len() - STDERR_TAIL;
+                        tail.drain(..cut);
+                    }
+                }
+                continue;
+            }
+            Ok(LogOutput::StdIn { .. }) => continue,
+            Err(_) => break,
+        };
+        if decoder.push(&bytes).is_err() {
+            break;
+        }
+        loop {
+            match decoder.next_message::<WorkerMessage>() {
+                Ok(Some(m)) => {
+                    if tx.send(m).await.is_err() {
+                        break 'stream;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => break 'stream,
+            }
+        }
+    }
+    alive.store(false, Ordering::SeqCst);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ContainerSpec {
+        ContainerSpec {
+            endpoint: "unix:///var/run/docker.sock".into(),
+            image_id: "sha256:abc".into(),
+            memory_mb: 512,
+            runtime: None,
+            nano_cpus: 1_000_000_000,
+        }
+    }
+
+    #[test]
+    fn memory_classes() {
+        assert_eq!(memory_class_mb(0), 128);
+        assert_eq!(memory_class_mb(32), 128);
+        assert_eq!(memory_class_mb(64), 128);
+        assert_eq!(memory_class_mb(65), 256);
+        assert_eq!(memory_class_mb(256), 512);
+        assert_eq!(memory_class_mb(1024), 2048);
+    }
+
+    #[test]
+    fn pool_key_changes_with_everything_that_shapes_a_container() {
+        let base = spec();
+        let h = base.key_hash();
+        assert_eq!(h, spec().key_hash());
+        let variants = [
+            ContainerSpec {
+                endpoint: "tcp://127.0.0.1:2375".into(),
+                ..spec()
+            },
+            ContainerSpec {
+                image_id: "sha256:def".into(),
+                ..spec()
+            },
+            ContainerSpec {
+                memory_mb: 256,
+                ..spec()
+            },
+            ContainerSpec {
+                runtime: Some("runsc".into()),
+                ..spec()
+            },
+            ContainerSpec {
+                nano_cpus: 500_000_000,
+                ..spec()
+            },
+        ];
+        for v in variants {
+            assert_ne!(v.key_hash(), h, "{v:?}");
+            assert_ne!(v, base);
+        }
+    }
+
+    #[test]
+    fn create_body_is_hardened() {
+        let b = create_body(&spec(), HashMap::new());
+        let hc = b.host_config.unwrap();
+        assert_eq!(hc.network_mode.as_deref(), Some("none"));
+        assert_eq!(hc.readonly_rootfs, Some(true));
+        assert_eq!(hc.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(hc.security_opt, Some(vec!["no-new-privileges".to_string()]));
+        assert_eq!(hc.memory, hc.memory_swap);
+        assert_eq!(hc.memory, Some(512 * 1024 * 1024));
+        assert_eq!(hc.pids_limit, Some(PIDS_LIMIT));
+        assert_eq!(hc.nano_cpus, Some(1_000_000_000));
+        assert!(hc.tmpfs.unwrap()[SCRATCH_BASE].contains("noexec"));
+        assert_eq!(b.user.as_deref(), Some(CONTAINER_USER));
+    }
+}
