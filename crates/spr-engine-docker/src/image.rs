@@ -87,7 +87,12 @@ pub(crate) fn env_tag(base_id: &str, namespace: Option<&str>, packages: &[String
 
 /// The Dockerfile of a derived image. pip runs in exec form, so a spec is never seen by
 /// a shell.
-pub(crate) fn env_dockerfile(base_id: &str, tag: &str, packages: &[String]) -> String {
+pub(crate) fn env_dockerfile(
+    base_id: &str,
+    tag: &str,
+    packages: &[String],
+    with_ca: bool,
+) -> String {
     let mut argv = vec![
         "python3".to_string(),
         "-m".into(),
@@ -99,10 +104,18 @@ pub(crate) fn env_dockerfile(base_id: &str, tag: &str, packages: &[String]) -> S
     argv.extend(packages.iter().cloned());
     let run = serde_json::to_string(&argv).unwrap_or_default();
     let hash = tag.rsplit(':').next().unwrap_or_default();
+    // Where the host reaches PyPI through a TLS-inspecting proxy, pip in the build
+    // container must trust the same CA bundle as the host does.
+    let ca = if with_ca {
+        format!("COPY {CA_FILE} /etc/spr/ca.crt\nENV PIP_CERT=/etc/spr/ca.crt\n")
+    } else {
+        String::new()
+    };
     format!(
         "FROM {base_id}\n\
          USER 0:0\n\
          ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore\n\
+         {ca}\
          RUN {run}\n\
          USER 65534:65534\n\
          LABEL {LABEL_MANAGED}=\"true\" {LABEL_KIND}=\"env\" dev.spr.env-hash=\"{hash}\"\n"
@@ -121,8 +134,13 @@ pub(crate) async fn ensure_env_image(
     if let Ok(id) = check_image(docker, &tag, endpoint).await {
         return Ok(id);
     }
-    let dockerfile = env_dockerfile(base_id, &tag, packages);
-    let context = tar_one_file("Dockerfile", dockerfile.as_bytes());
+    let ca = host_ca_bundle();
+    let dockerfile = env_dockerfile(base_id, &tag, packages, ca.is_some());
+    let mut files = vec![("Dockerfile", dockerfile.into_bytes())];
+    if let Some(bundle) = ca {
+        files.push((CA_FILE, bundle));
+    }
+    let context = tar_files(&files);
     let options = BuildImageOptionsBuilder::default()
         .dockerfile("Dockerfile")
         .t(&tag)
@@ -170,8 +188,31 @@ pub(crate) async fn ensure_env_image(
     check_image(docker, &tag, endpoint).await
 }
 
-/// A tar archive holding one regular file (enough for a build context of a Dockerfile).
-pub(crate) fn tar_one_file(name: &str, data: &[u8]) -> Vec<u8> {
+/// Name of the host's CA bundle inside a build context.
+const CA_FILE: &str = "spr-host-ca.crt";
+
+/// The CA bundle the host's own Python tooling trusts, if it names or has one.
+fn host_ca_bundle() -> Option<Vec<u8>> {
+    let from_env = ["PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .map(std::path::PathBuf::from);
+    from_env
+        .chain(std::iter::once("/etc/ssl/certs/ca-certificates.crt".into()))
+        .find_map(|path| std::fs::read(path).ok())
+}
+
+/// A tar archive of regular files, each readable by everyone.
+pub(crate) fn tar_files(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, data) in files {
+        out.extend_from_slice(&tar_entry(name, data));
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+fn tar_entry(name: &str, data: &[u8]) -> Vec<u8> {
     let mut header = [0u8; 512];
     let put = |h: &mut [u8; 512], off: usize, bytes: &[u8]| {
         h[off..off + bytes.len()].copy_from_slice(bytes);
@@ -195,7 +236,6 @@ pub(crate) fn tar_one_file(name: &str, data: &[u8]) -> Vec<u8> {
     let mut out = header.to_vec();
     out.extend_from_slice(data);
     out.resize(out.len().div_ceil(512) * 512, 0);
-    out.extend_from_slice(&[0u8; 1024]);
     out
 }
 
@@ -205,7 +245,7 @@ mod tests {
 
     #[test]
     fn tar_has_a_valid_header() {
-        let t = tar_one_file("Dockerfile", b"FROM x\n");
+        let t = tar_files(&[("Dockerfile", b"FROM x\n".to_vec())]);
         assert_eq!(t.len(), 512 + 512 + 1024);
         assert_eq!(&t[0..10], b"Dockerfile");
         assert_eq!(&t[257..262], b"ustar");
@@ -224,7 +264,7 @@ mod tests {
         assert_eq!(a, env_tag("sha256:1", None, &["a==1".into()]));
         assert_ne!(a, env_tag("sha256:2", None, &["a==1".into()]));
         assert_ne!(a, env_tag("sha256:1", Some("ns"), &["a==1".into()]));
-        let d = env_dockerfile("sha256:1", &a, &["x==1.0;rm".into()]);
+        let d = env_dockerfile("sha256:1", &a, &["x==1.0;rm".into()], false);
         assert!(d.contains(r#"RUN ["python3","-m","pip","install","--no-cache-dir","--disable-pip-version-check","x==1.0;rm"]"#), "{d}");
         assert!(d.contains("USER 65534:65534"));
         assert!(d.contains("dev.spr.managed=\"true\""));
