@@ -75,7 +75,8 @@ pub enum DockerEngineError {
 pub enum DockerAdminError {
     #[error("Container '{0}' is not managed by spr and cannot be modified")]
     NotManaged(String),
-    #[error("Docker is not reachable: {0}")]
+    /// The message already says that Docker is not reachable, where and what to do.
+    #[error("{0}")]
     Unreachable(String),
     #[error("{0}")]
     Api(String),
@@ -169,10 +170,9 @@ impl DockerEngine {
             .client()
             .await
             .map_err(DockerAdminError::Unreachable)?;
-        docker
-            .ping()
-            .await
-            .map_err(|e| DockerAdminError::Unreachable(format!("{endpoint}: {e}")))?;
+        docker.ping().await.map_err(|e| {
+            DockerAdminError::Unreachable(format!("Docker is not reachable at {endpoint}: {e}"))
+        })?;
         Ok(endpoint)
     }
 

@@ -22,7 +22,7 @@ pub fn missing(what: &str) {
 pub async fn engine(config: DockerEngineConfig) -> Option<DockerEngine> {
     let engine = DockerEngine::new(config).expect("valid config");
     if let Err(e) = engine.ping().await {
-        missing(&format!("Docker is not reachable: {e}"));
+        missing(&e.to_string());
         return None;
     }
     // Probe the image once; a missing runtime image is the same kind of missing setup.
