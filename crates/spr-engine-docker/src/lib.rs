@@ -269,7 +269,19 @@ impl DockerEngine {
             let receipt = inner.receipt(&spec, &worker, &policy);
             match outcome {
                 Ok(report) => {
-                    inner.pool.release(&docker, &spec, worker, true);
+                    if inner.pool.release(&docker, &spec, worker, true) {
+                        // Used up (max_runs, ttl): start its successor now, off the
+                        // critical path of the next run.
+                        let (inner2, docker2, spec2, labels2) = (
+                            self.inner.clone(),
+                            docker.clone(),
+                            spec.clone(),
+                            labels.clone(),
+                        );
+                        tokio::spawn(async move {
+                            inner2.pool.replace_one(&docker2, &spec2, &labels2).await;
+                        });
+                    }
                     let mut result = assemble_result(&report, &policy);
                     result.sandbox = Some(receipt);
                     return result;

@@ -147,8 +147,15 @@ impl Pool {
         self.released.notify_one();
     }
 
-    /// Return a worker after a run. `healthy` is false when the run broke it.
-    pub fn release(&self, docker: &Docker, spec: &ContainerSpec, worker: Worker, healthy: bool) {
+    /// Return a worker after a run. `healthy` is false when the run broke it. Returns
+    /// true when the worker was retired (used up, broken or dead) instead of kept.
+    pub fn release(
+        &self,
+        docker: &Docker,
+        spec: &ContainerSpec,
+        worker: Worker,
+        healthy: bool,
+    ) -> bool {
         let keep = healthy
             && worker.is_alive()
             && !should_rotate(worker.created, worker.runs, &self.settings, Instant::now());
@@ -164,6 +171,34 @@ impl Pool {
             self.remove_later(docker, worker);
         }
         self.released.notify_one();
+        !keep
+    }
+
+    /// Start one container for `spec` if the slot has room, and park it idle. Used
+    /// after a retirement so the next run does not pay for a container start.
+    pub async fn replace_one(
+        &self,
+        docker: &Docker,
+        spec: &ContainerSpec,
+        labels: &HashMap<String, String>,
+    ) {
+        {
+            let mut state = self.lock();
+            if state.closed {
+                return;
+            }
+            let slot = state.slots.entry(spec.clone()).or_default();
+            if slot.live >= self.settings.pool_size {
+                return;
+            }
+            slot.live += 1;
+        }
+        match Worker::spawn(docker, spec, labels.clone()).await {
+            Ok(w) => {
+                self.release(docker, spec, w, true);
+            }
+            Err(_) => self.forget(spec),
+        }
     }
 
     /// Remove a container in the background; `shutdown` waits for these.
