@@ -178,5 +178,22 @@ async fn docker_check(conn: &DockerConnOpts) -> Check {
 /// user/mount/PID/network namespaces, seccomp, Landlock (ABI), cgroups (memory, pids),
 /// reporting what a run on this machine would actually get.
 fn sandbox_checks() -> Vec<Check> {
-    Vec::new()
+    spr_core::local_sandbox_probe()
+        .protections
+        .into_iter()
+        .map(|p| {
+            let name = spr_core::PROTECTION_NAMES
+                .iter()
+                .copied()
+                .find(|n| *n == p.name)
+                .unwrap_or("sandbox");
+            if p.available {
+                let detail = p.detail.unwrap_or_else(|| "available".into());
+                Check::new(name, Status::Ok, detail)
+            } else {
+                let reason = p.reason.unwrap_or_else(|| "not available".into());
+                Check::new(name, Status::Missing, reason)
+            }
+        })
+        .collect()
 }

@@ -16,8 +16,8 @@ mod run;
 pub use engine::{Engine, EngineFuture};
 pub use run::{run_code, run_code_blocking, PolicySource, RunError};
 
-pub use spr_policy::{Mode, PolicyError, RunnerPolicy, Value};
-pub use spr_protocol::{RunnerResult, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT};
+pub use spr_policy::{Mode, PolicyError, RunnerPolicy, SandboxPolicy, Value, PROTECTION_NAMES};
+pub use spr_protocol::{RunnerResult, SandboxReceipt, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT};
 
 #[cfg(feature = "docker")]
 pub use spr_engine_docker::{
@@ -25,4 +25,7 @@ pub use spr_engine_docker::{
     DockerEngineError, ImageInfo,
 };
 #[cfg(feature = "local")]
-pub use spr_engine_local::{LocalEngine, LocalEngineConfig, LocalEngineError, VenvManager};
+pub use spr_engine_local::{
+    probe as local_sandbox_probe, LocalEngine, LocalEngineConfig, LocalEngineError,
+    ProtectionSupport, SandboxMode, SandboxSupport, VenvManager,
+};

@@ -1,5 +1,6 @@
 //! Configuration of a `LocalEngine`.
 
+pub use crate::sandbox::SandboxMode;
 use std::path::PathBuf;
 
 /// How a missing venv is created.
@@ -40,7 +41,14 @@ pub struct LocalEngineConfig {
     pub python: Option<PathBuf>,
     /// Where per-run scratch directories are made; default: the system temp dir.
     pub scratch_dir: Option<PathBuf>,
+    /// How much of the Linux sandbox to apply (default: all this machine supports).
+    pub sandbox: SandboxMode,
+    /// Size of each sandboxed worker's scratch tmpfs (its runs' files), in MiB.
+    pub scratch_tmpfs_mb: u64,
 }
+
+/// Default size of a sandboxed worker's scratch tmpfs.
+pub const DEFAULT_SCRATCH_TMPFS_MB: u64 = 128;
 
 impl LocalEngineConfig {
     pub fn new(venv_dir: impl Into<PathBuf>) -> Self {
@@ -51,6 +59,8 @@ impl LocalEngineConfig {
             pool_size: default_pool_size(),
             python: None,
             scratch_dir: None,
+            sandbox: SandboxMode::default(),
+            scratch_tmpfs_mb: DEFAULT_SCRATCH_TMPFS_MB,
         }
     }
 }

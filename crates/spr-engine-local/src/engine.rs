@@ -2,10 +2,11 @@
 
 use crate::config::LocalEngineConfig;
 use crate::pool::Pool;
+use crate::sandbox::{self, Layout};
 use crate::venv;
 use crate::worker::{install_harness, WorkerError, WorkerSpec};
 use spr_policy::{PackageSpecError, RunnerPolicy};
-use spr_protocol::{assemble_result, RunRequest, RunnerResult};
+use spr_protocol::{assemble_result, MissingProtection, RunRequest, RunnerResult};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,6 +50,17 @@ pub enum LocalEngineError {
     },
     #[error("could not start a Python worker")]
     Worker(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// `SandboxMode::Require` on a machine that lacks a protection.
+    #[error("the sandbox is required but this machine cannot apply: {}", list_missing(.missing))]
+    SandboxUnavailable { missing: Vec<MissingProtection> },
+}
+
+fn list_missing(missing: &[MissingProtection]) -> String {
+    missing
+        .iter()
+        .map(|m| format!("{} ({})", m.name, m.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Runs code in fresh processes forked from warm Python workers.
@@ -60,6 +72,7 @@ pub struct LocalEngine {
     python: PathBuf,
     pool: Arc<Pool>,
     scratch_root: PathBuf,
+    sandbox: Arc<sandbox::Context>,
     next_id: AtomicU64,
 }
 
@@ -77,16 +90,33 @@ impl LocalEngine {
             path: scratch_root.clone(),
             source,
         })?;
+        let venv_dir = python
+            .parent()
+            .and_then(|bin| bin.parent())
+            .unwrap_or(&config.venv_dir)
+            .to_path_buf();
+        let sandbox = sandbox::Context::new(
+            config.sandbox,
+            &python,
+            &venv_dir,
+            &harness,
+            &scratch_root,
+            config.scratch_tmpfs_mb,
+        )
+        .map_err(|missing| LocalEngineError::SandboxUnavailable { missing })?;
+        let sandbox = Arc::new(sandbox);
         let spec = WorkerSpec {
             python: python.clone(),
             harness,
             scratch: scratch_root.clone(),
+            sandbox: sandbox.clone(),
         };
         Ok(LocalEngine {
             pool: Pool::new(spec, config.pool_size),
             config,
             python,
             scratch_root,
+            sandbox,
             next_id: AtomicU64::new(1),
         })
     }
@@ -98,6 +128,12 @@ impl LocalEngine {
     /// The venv interpreter the workers run.
     pub fn python(&self) -> &std::path::Path {
         &self.python
+    }
+
+    /// What this machine supports of the sandbox (probed when the engine was made;
+    /// `None` when the sandbox is off).
+    pub fn sandbox_support(&self) -> Option<&crate::SandboxSupport> {
+        self.sandbox.support.as_ref()
     }
 
     pub fn pool_size(&self) -> usize {
@@ -129,7 +165,23 @@ impl LocalEngine {
             input_data: input_data.clone(),
             policy: wire_policy,
         };
-        let mut lease = match self.pool.acquire().await {
+        let layout = if self.sandbox.active() {
+            Layout::of(policy)
+        } else {
+            Layout::default()
+        };
+        for (key, paths) in [
+            ("extra_read_paths", &layout.extra_read),
+            ("extra_write_paths", &layout.extra_write),
+        ] {
+            if let Some(p) = paths.iter().find(|p| !p.exists()) {
+                return RunnerResult::infrastructure_error(format!(
+                    "sandbox.{key}: {} does not exist on this machine",
+                    p.display()
+                ));
+            }
+        }
+        let lease = match self.pool.acquire(&layout).await {
             Ok(lease) => lease,
             Err(e) => {
                 return RunnerResult::infrastructure_error(format!(
@@ -137,8 +189,42 @@ impl LocalEngine {
                 ))
             }
         };
+        let receipt = if self.sandbox.active() {
+            let ws = &lease.worker.sandbox;
+            let limits = ws.cgroup.as_ref().map(|cg| {
+                cg.set_limits(
+                    self.sandbox.cgroup_memory_bytes(policy),
+                    policy.sandbox.max_processes + sandbox::NAMESPACE_OVERHEAD_TASKS,
+                )
+            });
+            ws.receipt(policy, limits)
+        } else {
+            sandbox::receipt_off(policy, self.sandbox.missing())
+        };
+        let unmet = sandbox::unmet_requirements(policy, &receipt);
+        if !unmet.is_empty() {
+            self.pool.release(lease);
+            let mut result = RunnerResult::infrastructure_error(format!(
+                "The policy requires sandbox protections this engine did not apply: {}",
+                list_missing(&unmet)
+            ));
+            result.sandbox = Some(receipt);
+            return result;
+        }
         let backstop = Duration::from_secs(policy.timeout_seconds) + BACKSTOP_GRACE;
-        match lease.worker.run(&request, backstop).await {
+        let mut result = self.execute(lease, &request, backstop, policy).await;
+        result.sandbox = Some(receipt);
+        result
+    }
+
+    async fn execute(
+        &self,
+        mut lease: crate::pool::Lease,
+        request: &RunRequest,
+        backstop: Duration,
+        policy: &RunnerPolicy,
+    ) -> RunnerResult {
+        match lease.worker.run(request, backstop).await {
             Ok(report) => {
                 self.pool.release(lease);
                 assemble_result(&report, policy)

@@ -3,8 +3,10 @@
 mod config;
 mod engine;
 mod pool;
+mod sandbox;
 mod venv;
 mod worker;
 
-pub use config::{LocalEngineConfig, VenvManager};
+pub use config::{LocalEngineConfig, SandboxMode, VenvManager, DEFAULT_SCRATCH_TMPFS_MB};
 pub use engine::{LocalEngine, LocalEngineError};
+pub use sandbox::{probe, ProtectionSupport, SandboxSupport};

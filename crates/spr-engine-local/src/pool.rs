@@ -1,5 +1,6 @@
 //! A fixed-size pool of warm workers: one run per worker at a time, dead ones replaced.
 
+use crate::sandbox::Layout;
 use crate::worker::{Worker, WorkerError, WorkerSpec};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -33,8 +34,8 @@ impl Pool {
         self.size
     }
 
-    /// Wait for a free slot, then take a live idle worker or start one.
-    pub(crate) async fn acquire(self: &Arc<Self>) -> Result<Lease, WorkerError> {
+    /// Wait for a free slot, then take a live idle worker of this layout or start one.
+    pub(crate) async fn acquire(self: &Arc<Self>, layout: &Layout) -> Result<Lease, WorkerError> {
         let permit = self
             .permits
             .clone()
@@ -42,7 +43,12 @@ impl Pool {
             .await
             .expect("the pool semaphore is never closed");
         loop {
-            let candidate = self.idle.lock().expect("pool lock").pop();
+            let candidate = {
+                let mut idle = self.idle.lock().expect("pool lock");
+                idle.iter()
+                    .rposition(|w| w.sandbox.layout == *layout)
+                    .map(|i| idle.remove(i))
+            };
             match candidate {
                 Some(mut worker) => {
                     if worker.is_alive() {
@@ -56,7 +62,7 @@ impl Pool {
                 None => break,
             }
         }
-        let worker = Worker::spawn(&self.spec).await?;
+        let worker = Worker::spawn(&self.spec, layout).await?;
         Ok(Lease {
             worker,
             _permit: permit,
@@ -66,10 +72,10 @@ impl Pool {
     /// Return a healthy worker after its run.
     pub(crate) fn release(&self, lease: Lease) {
         let mut idle = self.idle.lock().expect("pool lock");
-        if idle.len() < self.size {
-            idle.push(lease.worker);
-        } else {
-            lease.worker.kill();
+        idle.push(lease.worker);
+        // Over the size (workers of other layouts accumulate): drop the oldest.
+        while idle.len() > self.size {
+            idle.remove(0).kill();
         }
     }
 
@@ -88,7 +94,9 @@ impl Pool {
         let mut tasks = Vec::new();
         for _ in 0..wanted {
             let spec = self.spec.clone();
-            tasks.push(tokio::spawn(async move { Worker::spawn(&spec).await }));
+            tasks.push(tokio::spawn(async move {
+                Worker::spawn(&spec, &Layout::default()).await
+            }));
         }
         let mut first_error = None;
         for task in tasks {

@@ -51,6 +51,8 @@ fn lock_venv(venv_dir: &Path) -> Result<std::fs::File, LocalEngineError> {
         .write(true)
         .open(&path)
         .map_err(io_err)?;
+    // `File::lock` is newer than the declared MSRV; the workspace's toolchain has it.
+    #[allow(clippy::incompatible_msrv)]
     file.lock().map_err(io_err)?;
     Ok(file)
 }

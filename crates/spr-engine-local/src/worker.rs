@@ -1,12 +1,16 @@
 //! One warm Python worker process and the frame exchange with it.
 
+use crate::sandbox::{self, Layout, SandboxMode, WorkerSandbox};
+use spr_protocol::MissingProtection;
 use spr_protocol::{
     encode_frame, harness_hash, FrameDecoder, FrameError, Hello, HostMessage, RunReport,
     RunRequest, WorkerMessage, PROTOCOL_VERSION,
 };
 use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +27,7 @@ pub(crate) struct WorkerSpec {
     pub python: PathBuf,
     pub harness: PathBuf,
     pub scratch: PathBuf,
+    pub sandbox: Arc<sandbox::Context>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +56,8 @@ pub(crate) enum WorkerError {
     Unresponsive,
     #[error("i/o with the worker failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Sandbox(String),
 }
 
 #[derive(Debug)]
@@ -61,25 +68,135 @@ pub(crate) struct Worker {
     decoder: FrameDecoder,
     stderr_tail: Arc<Mutex<VecDeque<u8>>>,
     pub hello: Hello,
+    /// What the sandbox applied to this worker (and so to each of its runs).
+    pub sandbox: WorkerSandbox,
+    /// This worker's own host directory (removed when the worker is dropped).
+    _dir: Option<WorkerDir>,
+}
+
+/// A worker's host directory: the mount point of its new root, or its scratch when
+/// it has no namespaces.
+#[derive(Debug)]
+struct WorkerDir(PathBuf);
+
+impl Drop for WorkerDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Worker {
-    pub(crate) async fn spawn(spec: &WorkerSpec) -> Result<Worker, WorkerError> {
+    /// Start a worker shaped by `layout`, with as much of the sandbox as the engine's
+    /// mode and this machine allow. In `auto` mode a worker whose namespace set-up
+    /// fails is started without namespaces, and its receipts say why.
+    pub(crate) async fn spawn(spec: &WorkerSpec, layout: &Layout) -> Result<Worker, WorkerError> {
+        let ctx = &spec.sandbox;
+        if !ctx.active() {
+            let mut worker = Worker::start(spec, None).await?;
+            worker.sandbox.missing = ctx.missing();
+            return Ok(worker);
+        }
+        let namespaced = ctx.namespaces();
+        match Worker::start(spec, Some((layout, namespaced))).await {
+            Err(e) if namespaced && ctx.mode == SandboxMode::Auto => {
+                let mut worker = Worker::start(spec, Some((layout, false))).await?;
+                for name in ["namespaces", "filesystem"] {
+                    worker.sandbox.missing.push(MissingProtection {
+                        name: name.into(),
+                        reason: e.to_string(),
+                    });
+                }
+                Ok(worker)
+            }
+            other => other,
+        }
+    }
+
+    async fn start(
+        spec: &WorkerSpec,
+        sandboxed: Option<(&Layout, bool)>,
+    ) -> Result<Worker, WorkerError> {
+        static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
+        let ctx = &spec.sandbox;
         let mut cmd = Command::new(&spec.python);
-        cmd.arg("-I")
-            .arg("-B")
-            .arg(&spec.harness)
-            .arg("--scratch")
-            .arg(&spec.scratch)
+        let mut dir = None;
+        let mut setup = None;
+        let scratch_arg = match sandboxed {
+            None => {
+                cmd.arg("-I").arg("-B").arg(&spec.harness);
+                spec.scratch.clone()
+            }
+            Some((layout, namespaced)) => {
+                let own = ctx
+                    .scratch_root()
+                    .join(format!("w-{}", NEXT_DIR.fetch_add(1, Ordering::Relaxed)));
+                let new_root = own.join("root");
+                std::fs::create_dir_all(&new_root)?;
+                dir = Some(WorkerDir(own.clone()));
+                let cgroup = ctx.cgroup();
+                let (read_end, write_end) = sandbox::report_pipe()?;
+                let plan = ctx.child_plan(
+                    layout,
+                    namespaced,
+                    &own,
+                    cgroup.as_ref(),
+                    write_end.as_raw_fd(),
+                );
+                let landlock_abi = plan.landlock.as_ref().map(|l| l.abi);
+                let seccomp_denied = plan.seccomp.as_ref().map_or(0, |f| f.denied);
+                let mount_steps = sandbox::mount_step_names(&plan);
+                cmd.arg("-I").arg("-B").arg(ctx.harness_arg(namespaced));
+                cmd.current_dir(&own);
+                sandbox::install(&mut cmd, plan);
+                setup = Some((
+                    read_end,
+                    write_end,
+                    WorkerSandbox {
+                        landlock_abi,
+                        seccomp_denied,
+                        cgroup,
+                        scratch_mb: ctx.scratch_mb,
+                        layout: layout.clone(),
+                        missing: ctx.missing(),
+                        ..WorkerSandbox::default()
+                    },
+                    mount_steps,
+                ));
+                if namespaced {
+                    PathBuf::from("/tmp")
+                } else {
+                    own
+                }
+            }
+        };
+        cmd.arg("--scratch")
+            .arg(&scratch_arg)
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("LANG", "C.UTF-8")
-            .current_dir(&spec.scratch)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|source| WorkerError::Spawn {
+        if sandboxed.is_none() {
+            cmd.current_dir(&spec.scratch);
+        }
+        let spawned = cmd.spawn();
+        let mut worker_sandbox = WorkerSandbox::default();
+        if let Some((mut read_end, write_end, mut ws, mount_steps)) = setup {
+            drop(write_end);
+            ws.facts = sandbox::Facts::read(&mut read_end);
+            if let Some((step, errno)) = ws.facts.failure {
+                let _ = spawned.map(|mut c| c.start_kill());
+                return Err(WorkerError::Sandbox(sandbox::describe_failure(
+                    step,
+                    errno,
+                    &mount_steps,
+                )));
+            }
+            worker_sandbox = ws;
+        }
+        let mut child = spawned.map_err(|source| WorkerError::Spawn {
             python: spec.python.display().to_string(),
             source,
         })?;
@@ -100,6 +217,8 @@ impl Worker {
                 python_version: String::new(),
                 pid: 0,
             },
+            sandbox: worker_sandbox,
+            _dir: dir,
         };
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, worker.read_message()).await {
             Err(_) => {
@@ -140,12 +259,10 @@ impl Worker {
         let exchange = async {
             self.stdin.write_all(&frame).await?;
             self.stdin.flush().await?;
-            loop {
-                match self.read_message().await? {
-                    WorkerMessage::Report(report) if report.id == request.id => return Ok(report),
-                    WorkerMessage::Fatal { message } => return Err(WorkerError::Fatal(message)),
-                    _ => return Err(WorkerError::Unexpected),
-                }
+            match self.read_message().await? {
+                WorkerMessage::Report(report) if report.id == request.id => Ok(report),
+                WorkerMessage::Fatal { message } => Err(WorkerError::Fatal(message)),
+                _ => Err(WorkerError::Unexpected),
             }
         };
         match tokio::time::timeout(deadline, exchange).await {

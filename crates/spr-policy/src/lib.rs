@@ -7,12 +7,18 @@ mod error;
 mod load;
 pub mod packages;
 mod render;
+mod sandbox;
 mod validate;
 mod value;
 
 pub use error::PolicyError;
 pub use load::POLICY_KEYS;
 pub use packages::{validate_pinned_packages, PackageSpecError};
+pub use sandbox::{
+    SandboxPolicy, DEFAULT_MAX_FILE_SIZE_MB, DEFAULT_MAX_OPEN_FILES, DEFAULT_MAX_PROCESSES,
+    MAX_FILE_SIZE_MB_RANGE, MAX_OPEN_FILES_RANGE, MAX_PROCESSES_RANGE, PROTECTION_NAMES,
+    SANDBOX_KEYS,
+};
 pub use validate::{
     is_identifier, MAX_OUTPUT_KB_RANGE, MEMORY_LIMIT_MB_RANGE, RESERVED_GLOBALS,
     TIMEOUT_SECONDS_RANGE,
@@ -50,6 +56,9 @@ pub struct RunnerPolicy {
     pub allowed_globals: Vec<String>,
     pub blocked_globals: Vec<String>,
     pub extra_globals: BTreeMap<String, Value>,
+    /// The kernel sandbox under the Python policy (`[policy.sandbox]`).
+    #[serde(default)]
+    pub sandbox: SandboxPolicy,
     /// When set, the policy is re-read from this file before every run and the
     /// other fields are ignored (the original's semantics).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,6 +85,7 @@ impl Default for RunnerPolicy {
             allowed_globals: Vec::new(),
             blocked_globals: Vec::new(),
             extra_globals: BTreeMap::new(),
+            sandbox: SandboxPolicy::default(),
             config_path: None,
         }
     }

@@ -7,7 +7,10 @@ use crate::validate::{
     check_range, MAX_OUTPUT_KB_RANGE, MEMORY_LIMIT_MB_RANGE, TIMEOUT_SECONDS_RANGE,
 };
 use crate::value::{DATETIME_UNSUPPORTED, TOML_DATETIME_KEY};
-use crate::{Mode, PolicyError, RunnerPolicy, Value};
+use crate::{
+    Mode, PolicyError, RunnerPolicy, SandboxPolicy, Value, MAX_FILE_SIZE_MB_RANGE,
+    MAX_OPEN_FILES_RANGE, MAX_PROCESSES_RANGE, SANDBOX_KEYS,
+};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -27,6 +30,7 @@ pub const POLICY_KEYS: &[&str] = &[
     "allowed_globals",
     "blocked_globals",
     "extra_globals",
+    "sandbox",
 ];
 
 pub(crate) fn from_toml_str(
@@ -147,6 +151,15 @@ fn parse_policy(
                     ))
                 }
             },
+            "sandbox" => match value.node {
+                Node::Table(entries) => p.sandbox = parse_sandbox(entries)?,
+                other => {
+                    return Err(PolicyError::invalid(
+                        key,
+                        format!("expected a table, got {}", other.type_name()),
+                    ))
+                }
+            },
             // A file that points at another file would make `resolve` ambiguous.
             "config_path" => {
                 return Err(PolicyError::invalid(
@@ -165,6 +178,49 @@ fn parse_policy(
         }
     }
     Ok(p)
+}
+
+fn parse_sandbox(entries: Vec<(String, Located)>) -> Result<SandboxPolicy, PolicyError> {
+    let mut s = SandboxPolicy::default();
+    let range = |lo: u64, hi: u64| (lo, hi);
+    for (key, value) in entries {
+        let path = key_path("sandbox", &key);
+        match key.as_str() {
+            "network" => match value.node {
+                Node::Bool(b) => s.network = b,
+                other => {
+                    return Err(PolicyError::invalid(
+                        path,
+                        format!("expected a boolean, got {}", other.type_name()),
+                    ))
+                }
+            },
+            "extra_read_paths" => s.extra_read_paths = parse_strings(&path, value.node)?,
+            "extra_write_paths" => s.extra_write_paths = parse_strings(&path, value.node)?,
+            "require" => s.require = parse_strings(&path, value.node)?,
+            "max_processes" => {
+                let (lo, hi) = MAX_PROCESSES_RANGE;
+                s.max_processes = parse_int(&path, value.node, range(lo, hi))?
+            }
+            "max_file_size_mb" => {
+                let (lo, hi) = MAX_FILE_SIZE_MB_RANGE;
+                s.max_file_size_mb = parse_int(&path, value.node, range(lo, hi))?
+            }
+            "max_open_files" => {
+                let (lo, hi) = MAX_OPEN_FILES_RANGE;
+                s.max_open_files = parse_int(&path, value.node, range(lo, hi))?
+            }
+            _ => {
+                return Err(PolicyError::UnknownKey {
+                    path: None,
+                    line: None,
+                    suggestion: suggest(&key, SANDBOX_KEYS).map(|k| format!("sandbox.{k}")),
+                    key: path,
+                })
+            }
+        }
+    }
+    Ok(s)
 }
 
 fn parse_mode(node: Node) -> Result<Mode, PolicyError> {

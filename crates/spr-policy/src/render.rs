@@ -43,6 +43,24 @@ pub(crate) fn to_toml(p: &RunnerPolicy) -> String {
         let _ = writeln!(out, "# {path} is null, which TOML cannot express: omitted");
     }
     out.push_str(&body);
+    // Only a policy that changes the sandbox says so: default policies render as before.
+    if !p.sandbox.is_default() {
+        let s = &p.sandbox;
+        out.push_str("\n[policy.sandbox]\n");
+        let _ = writeln!(out, "network = {}", s.network);
+        for (k, list) in [
+            ("extra_read_paths", &s.extra_read_paths),
+            ("extra_write_paths", &s.extra_write_paths),
+        ] {
+            let items: Vec<String> = list.iter().map(|s| string(s)).collect();
+            let _ = writeln!(out, "{k} = [{}]", items.join(", "));
+        }
+        let _ = writeln!(out, "max_processes = {}", s.max_processes);
+        let _ = writeln!(out, "max_file_size_mb = {}", s.max_file_size_mb);
+        let _ = writeln!(out, "max_open_files = {}", s.max_open_files);
+        let items: Vec<String> = s.require.iter().map(|s| string(s)).collect();
+        let _ = writeln!(out, "require = [{}]", items.join(", "));
+    }
     out
 }
 

@@ -49,6 +49,7 @@ pub(crate) fn validate(p: &RunnerPolicy) -> Result<(), PolicyError> {
         }
         check_value(&key, value)?;
     }
+    crate::sandbox::validate(&p.sandbox)?;
     Ok(())
 }
 

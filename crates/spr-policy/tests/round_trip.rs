@@ -40,6 +40,7 @@ fn rich_policy() -> RunnerPolicy {
         allowed_globals: vec!["answer".into()],
         blocked_globals: vec!["secret".into()],
         extra_globals: extra,
+        sandbox: Default::default(),
         config_path: None,
     }
 }

@@ -121,8 +121,8 @@ fn an_unknown_key_that_is_a_prefix_of_a_known_one_gets_a_suggestion() {
 #[test]
 fn an_unknown_key_far_from_every_known_key_gets_no_suggestion() {
     assert_eq!(
-        error("[policy]\nsandbox = true\n"),
-        "policy.toml: line 2: unknown key 'sandbox'"
+        error("[policy]\nflavour = true\n"),
+        "policy.toml: line 2: unknown key 'flavour'"
     );
 }
 

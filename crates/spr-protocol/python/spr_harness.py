@@ -5,6 +5,16 @@ read from the worker's stdin and written to its stdout. User code never runs in 
 process: every run is a child forked from it, whose stdout, stderr and result channel
 are pipes read here with caps, and whose status (exit code, signal, timeout) is observed
 here from outside. Standard library only; runs on CPython 3.8+.
+
+When the worker is PID 1 of its own PID namespace (the local engine's Linux sandbox put
+it there), the sweep after each run is `kill(-1, SIGKILL)`: every other process of the
+namespace, however it detached, dies; and the scratch tmpfs is emptied.
+
+Inside the run's process, before user code, a PEP 578 audit hook enforces the policy's
+capabilities (processes, network, native code, files outside scratch, introspection of
+the interpreter) whatever name reaches them. The hook is a guardrail,
+not the boundary: pure Python cannot be made airtight (object-graph walks reach every
+loaded module); the kernel sandbox underneath is the boundary.
 """
 
 import builtins
@@ -18,11 +28,13 @@ import select
 import shutil
 import signal
 import sys
+import stat
 import tempfile
 import time
 import traceback
+import types
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_REQUEST_BYTES = 64 << 20
 MAX_RESULT_BYTES = 16 << 20
 READ_CHUNK = 65536
@@ -49,6 +61,7 @@ PRELOAD = (
     "math", "re", "datetime", "collections", "itertools", "functools", "decimal",
     "fractions", "statistics", "random", "string", "textwrap", "typing", "dataclasses",
     "enum", "heapq", "bisect", "copy", "operator", "base64", "hashlib", "uuid", "csv",
+    "pathlib",
 )
 
 # Private references, taken before any user code exists, so that a run that patches
@@ -58,6 +71,13 @@ _loads = json.loads
 _real_import = builtins.__import__
 _os_write = os.write
 _os_exit = os._exit
+# Defaults of the `[policy.sandbox]` knobs the harness enforces itself (rlimits).
+DEFAULT_MAX_PROCESSES = 64
+DEFAULT_MAX_FILE_SIZE_MB = 64
+DEFAULT_MAX_OPEN_FILES = 256
+# Tasks in a sandboxed worker's user namespace besides the run's: the supervisor and
+# the worker (PID 1).
+NAMESPACE_OVERHEAD_TASKS = 2
 
 
 def harness_hash():
@@ -167,6 +187,54 @@ def sweep(me, pgid):
     return len(killed)
 
 
+def sweep_namespace():
+    """As PID 1 of the namespace: kill every other process in it and reap them all.
+    Orphans re-parent to PID 1, so once `waitpid` finds no child, nothing is left."""
+    reaped = 0
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return reaped
+        except InterruptedError:
+            continue
+        reaped += 1
+
+
+def wipe_dir(base, dev=None):
+    """Empty `base` (the scratch tmpfs) without crossing into another filesystem: the
+    bind mounts of extra paths may sit below it, and their files are the host's."""
+    try:
+        if dev is None:
+            dev = os.lstat(base).st_dev
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(base, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if st.st_dev != dev:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            wipe_dir(path, dev)
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
 def reap_all():
     while True:
         try:
@@ -206,7 +274,7 @@ class Capture:
         return decoder.decode(data, final=not self.truncated)
 
 
-def run_one(request, scratch_base, keep_closed):
+def run_one(request, scratch_base, keep_closed, pid1):
     policy = request["policy"]
     timeout = float(policy.get("timeout_seconds", 5))
     cap = int(policy.get("max_output_kb", 128)) * 1024
@@ -221,7 +289,7 @@ def run_one(request, scratch_base, keep_closed):
         try:
             for fd in keep_closed + [out_r, err_r, res_r]:
                 os.close(fd)
-            status = child_main(request, scratch, out_w, err_w, res_w)
+            status = child_main(request, scratch, scratch_base, out_w, err_w, res_w, pid1)
         finally:
             _os_exit(status)
     os.close(out_w)
@@ -250,7 +318,7 @@ def run_one(request, scratch_base, keep_closed):
             except OSError:
                 pass
             wait_status = reap(pid, block=True)
-            leftovers += sweep(me, pid)
+            leftovers += sweep_namespace() if pid1 else sweep(me, pid)
             drain_deadline = time.monotonic() + DRAIN_GRACE_SECONDS
             continue
         if drain_deadline is not None and now >= drain_deadline:
@@ -280,7 +348,7 @@ def run_one(request, scratch_base, keep_closed):
             wait_status = reap(pid, block=pidfd in ready or not open_fds)
             if wait_status is not None:
                 # The run is over: nothing it started may outlive it.
-                leftovers += sweep(me, pid)
+                leftovers += sweep_namespace() if pid1 else sweep(me, pid)
                 drain_deadline = time.monotonic() + DRAIN_GRACE_SECONDS
 
     duration_ms = (time.monotonic() - started) * 1000.0
@@ -289,6 +357,10 @@ def run_one(request, scratch_base, keep_closed):
     if pidfd is not None:
         os.close(pidfd)
     remove_tree(scratch)
+    if pid1:
+        # The run could write anywhere in the scratch tmpfs (/tmp), not only its own
+        # directory: the next run starts from an empty one.
+        wipe_dir(scratch_base)
 
     exit_code = signum = None
     if wait_status is not None:
@@ -345,9 +417,11 @@ def remove_tree(path):
 # One run, inside the forked child
 
 
-def child_main(request, scratch, out_w, err_w, res_w):
-    # If the worker dies (killed by the host as wedged), the run dies with it.
-    prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def child_main(request, scratch, scratch_base, out_w, err_w, res_w, pid1):
+    # If the worker dies (killed by the host as wedged), the run dies with it. (As PID 1
+    # of a namespace the worker's death kills the whole namespace anyway.)
+    if not pid1:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     os.setsid()
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -372,7 +446,7 @@ def child_main(request, scratch, out_w, err_w, res_w):
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     policy = request["policy"]
-    apply_rlimits(policy)
+    apply_rlimits(policy, pid1)
     sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)
     sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)
     sys.__stdout__ = sys.stdout
@@ -380,7 +454,8 @@ def child_main(request, scratch, out_w, err_w, res_w):
     sys.stdin = open(0, "r", closefd=False)
     sys.argv = ["<user_code>"]
 
-    report, status = execute(request.get("code", ""), request.get("input_data"), policy)
+    writable = [scratch] + ([scratch_base] if pid1 else [])
+    report, status = execute(request.get("code", ""), request.get("input_data"), policy, writable)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -405,17 +480,34 @@ except ImportError:  # not POSIX: no rlimits to apply
     resource = None
 
 
-def apply_rlimits(policy):
+def sandbox_knobs(policy):
+    sb = policy.get("sandbox") or {}
+    return (
+        int(sb.get("max_processes") or DEFAULT_MAX_PROCESSES),
+        int(sb.get("max_file_size_mb") or DEFAULT_MAX_FILE_SIZE_MB),
+        int(sb.get("max_open_files") or DEFAULT_MAX_OPEN_FILES),
+    )
+
+
+def apply_rlimits(policy, pid1):
     if resource is None:
         return
     mem = int(policy.get("memory_limit_mb", 256)) * 1024 * 1024
     timeout = int(policy.get("timeout_seconds", 5))
+    max_processes, max_file_mb, max_files = sandbox_knobs(policy)
     limits = [
         (resource.RLIMIT_AS, mem),
         (resource.RLIMIT_CORE, 0),
         # CPU time: a backstop behind the wall-clock deadline the worker enforces.
         (resource.RLIMIT_CPU, timeout + 1),
+        (resource.RLIMIT_FSIZE, max_file_mb * 1024 * 1024),
+        (resource.RLIMIT_NOFILE, max_files),
     ]
+    if pid1:
+        # RLIMIT_NPROC counts the tasks of one uid in one user namespace: in the
+        # sandbox that is this worker's namespace alone, so the cap is exact. Outside
+        # it would count every process of the host user, so it is not set there.
+        limits.append((resource.RLIMIT_NPROC, max_processes + NAMESPACE_OVERHEAD_TASKS))
     for which, value in limits:
         try:
             _soft, hard = resource.getrlimit(which)
@@ -424,6 +516,297 @@ def apply_rlimits(policy):
             resource.setrlimit(which, (value, value))
         except (ValueError, OSError):
             pass
+
+
+# ---------------------------------------------------------------------------------
+# The guard: a PEP 578 audit hook enforcing the policy's capabilities in the run
+
+
+class _Denied:
+    """Capability switches derived from a policy."""
+
+    def __init__(self, policy):
+        allow_mode = policy.get("mode") == "allow"
+        allowed = list(policy.get("allowed_imports") or [])
+        blocked = list(policy.get("blocked_imports") or [])
+        allowed_builtins = set(policy.get("allowed_builtins") or [])
+        blocked_builtins = set(policy.get("blocked_builtins") or [])
+
+        def module_blocked(name):
+            return (not matches(name, allowed)) if allow_mode else matches(name, blocked)
+
+        def builtin_blocked(name):
+            return (name not in allowed_builtins) if allow_mode else (name in blocked_builtins)
+
+        self.os = module_blocked("os") or module_blocked("posix")
+        self.processes = module_blocked("subprocess")
+        self.network = module_blocked("socket")
+        self.native = module_blocked("ctypes")
+        self.files = builtin_blocked("open") or self.os
+        self.any = self.os or self.processes or self.network or self.native or self.files
+
+
+# Events that start, replace or signal processes.
+_PROCESS_EVENTS = frozenset(
+    [
+        "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
+        "subprocess.Popen", "os.startfile", "pty.spawn",
+    ]
+)
+_SIGNAL_EVENTS = frozenset(["os.kill", "os.killpg", "signal.pthread_kill"])
+# Events whose path arguments must all lie in a writable root.
+_MUTATION_EVENTS = frozenset(
+    [
+        "os.remove", "os.rmdir", "os.mkdir", "os.rename", "os.link", "os.symlink",
+        "os.truncate", "os.chmod", "os.chown", "os.utime", "os.chflags", "os.lchflags",
+        "os.lchmod", "os.lchown", "os.setxattr", "os.removexattr", "shutil.rmtree",
+        "shutil.move", "shutil.copyfile", "shutil.copymode", "shutil.copystat",
+        "shutil.copytree", "shutil.chown", "shutil.make_archive", "shutil.unpack_archive",
+        "sqlite3.connect",
+    ]
+)
+_LISTING_EVENTS = frozenset(["os.listdir", "os.scandir", "os.chdir", "glob.glob", "os.getxattr", "os.listxattr"])
+# Ways to see or alter the interpreter itself (and so the guard and the harness).
+_INTROSPECTION_EVENTS = frozenset(
+    [
+        "sys.addaudithook", "sys._current_frames", "sys.settrace", "sys.setprofile",
+        "gc.get_objects", "gc.get_referrers", "gc.get_referents", "code.__new__",
+        "function.__new__", "sys.remote_exec", "cpython.remote_debugger_script",
+    ]
+)
+_READ_ONLY_EXTRA = (
+    "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/usr/share/zoneinfo",
+    "/usr/lib/locale", "/usr/share/locale", "/etc/localtime", "/etc/mime.types",
+)
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+_base_read_roots = None
+
+
+def base_read_roots():
+    """The Python installation and a few harmless system files, resolved once in the
+    worker so that each run's process inherits them ready."""
+    global _base_read_roots
+    if _base_read_roots is None:
+        roots = set()
+        for p in [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]:
+            roots.add(os.path.realpath(p))
+        for p in sys.path:
+            if p:
+                roots.add(os.path.realpath(p))
+        for p in _READ_ONLY_EXTRA:
+            roots.add(os.path.realpath(p))
+        _base_read_roots = tuple(sorted(roots))
+    return _base_read_roots
+
+
+def install_guard(policy, writable):
+    """Add the audit hook for this run (hooks cannot be removed: the run's process
+    keeps it until it exits). Everything the hook uses is bound here, privately, so
+    patching `os`, `os.path`, `pathlib` or this module cannot make it answer otherwise."""
+    denied = _Denied(policy)
+    if not denied.any:
+        return False
+    # Plain booleans bound in the closure: no object user code could find and flip.
+    deny_os, deny_processes, deny_network = denied.os, denied.processes, denied.network
+    deny_native, deny_files = denied.native, denied.files
+    del denied
+    sb = policy.get("sandbox") or {}
+    extra_write = [str(p) for p in (sb.get("extra_write_paths") or [])]
+    extra_read = [str(p) for p in (sb.get("extra_read_paths") or [])]
+    realpath = os.path.realpath
+    rw_roots = tuple(sorted({realpath(p) for p in list(writable) + extra_write}))
+    ro = set(rw_roots) | set(base_read_roots())
+    for p in extra_read:
+        ro.add(realpath(p))
+    ro_roots = tuple(sorted(ro))
+
+    import pathlib
+
+    path_types = (pathlib.PosixPath, pathlib.PurePosixPath)
+    orig_fspath = pathlib.PurePath.__fspath__
+    orig_str = pathlib.PurePath.__str__
+    getcwd = os.getcwd
+    lstat = os.lstat
+    readlink = os.readlink
+    is_link = stat.S_ISLNK
+    getframe = sys._getframe
+    bytes_type, str_type, int_type = bytes, str, int
+    none = None
+    guard_error = PermissionError
+
+    def to_text(p):
+        t = type(p)
+        if t is str_type:
+            return p
+        if t is bytes_type:
+            return p.decode("utf-8", "surrogateescape")
+        # A PathLike is converted twice (here and by the call): only pathlib's own
+        # classes, unpatched, are trusted to give the same answer both times.
+        if t in path_types and t.__fspath__ is orig_fspath and t.__str__ is orig_str:
+            return orig_str(p)
+        return none
+
+    def normalize(text):
+        if not text.startswith("/"):
+            text = getcwd() + "/" + text
+        parts = []
+        for seg in text.split("/"):
+            if seg == "" or seg == ".":
+                continue
+            if seg == "..":
+                if parts:
+                    parts.pop()
+            else:
+                parts.append(seg)
+        return parts
+
+    def resolve(text):
+        # realpath without Python-level helpers: lstat and readlink are C functions.
+        todo = normalize(text)
+        done = []
+        hops = 0
+        while todo:
+            seg = todo.pop(0)
+            candidate = "/" + "/".join(done + [seg])
+            try:
+                st = lstat(candidate)
+            except OSError:
+                done.append(seg)
+                done.extend(todo)
+                break
+            if is_link(st.st_mode):
+                hops += 1
+                if hops > 40:
+                    return none
+                target = readlink(candidate)
+                if target.startswith("/"):
+                    todo = normalize(target) + todo
+                    done = []
+                else:
+                    todo = normalize("/" + "/".join(done) + "/" + target) + todo
+                    done = []
+            else:
+                done.append(seg)
+        return "/" + "/".join(done)
+
+    def inside(path, roots):
+        for r in roots:
+            if r == "/" or path == r or path.startswith(r + "/"):
+                return True
+        return False
+
+    def check_path(p, roots, verb):
+        if p is none or type(p) is int_type:
+            return
+        text = to_text(p)
+        if text is none:
+            raise guard_error(
+                "%s a path of type %s is blocked by policy (use str or pathlib)" % (verb, type(p).__name__)
+            )
+        path = resolve(text)
+        if path is none or not inside(path, roots):
+            where = "only the scratch directory is writable" if roots is rw_roots else "outside the scratch directory and the Python installation"
+            raise guard_error("%s '%s' is blocked by policy: %s" % (verb, text, where))
+
+    def deny(event, what):
+        raise guard_error("%s is blocked by policy (%s)" % (what, event))
+
+    def hook(event, args):
+        if event == "import":
+            name = args[0]
+            if deny_native and (name == "_ctypes" or name == "ctypes"):
+                raise ImportError("Import '%s' is blocked by policy" % name)
+            if deny_processes and name == "_posixsubprocess":
+                raise ImportError("Import '%s' is blocked by policy" % name)
+            return
+        if event == "open":
+            if not deny_files:
+                return
+            path, mode, flags = args
+            if mode is none:
+                # os.open: a descriptor from it can anchor *at() calls anywhere, so
+                # outside the writable roots only the harmless devices are allowed.
+                if type(path) is not int_type and to_text(path) in _READ_ONLY_EXTRA[:4]:
+                    return
+                check_path(path, rw_roots, "Opening")
+                return
+            if "w" in mode or "a" in mode or "x" in mode or "+" in mode or (flags & _WRITE_FLAGS):
+                check_path(path, rw_roots, "Writing")
+            else:
+                check_path(path, ro_roots, "Reading")
+            return
+        if event in _INTROSPECTION_EVENTS:
+            deny(event, "Introspecting the interpreter")
+        if event == "marshal.loads" or event == "marshal.load":
+            # The import system unmarshals cached bytecode; user code may not build
+            # code objects from bytes (crafted bytecode can corrupt the interpreter).
+            caller = getframe(1)
+            if caller is none or not caller.f_code.co_filename.startswith("<frozen importlib"):
+                deny(event, "Loading code objects")
+            return
+        if event.startswith("socket."):
+            if deny_network:
+                deny(event, "Network access")
+            return
+        if event.startswith("ctypes."):
+            if deny_native:
+                deny(event, "Native code (ctypes)")
+            return
+        if event in _PROCESS_EVENTS:
+            if deny_processes or deny_os:
+                deny(event, "Starting processes")
+            return
+        if event in _SIGNAL_EVENTS:
+            if deny_os:
+                deny(event, "Signalling processes")
+            return
+        if deny_files:
+            if event in _MUTATION_EVENTS:
+                for a in args:
+                    check_path(a, rw_roots, "Changing")
+            elif event in _LISTING_EVENTS:
+                check_path(args[0] if args else none, ro_roots, "Listing")
+
+    sys.addaudithook(hook)
+    return True
+
+
+def scrub(policy, denied_native, denied_os):
+    """Before user code: drop what this process holds that user code should not find."""
+    global _libc
+    _libc = None
+    if denied_native:
+        for name in ("ctypes", "_ctypes", "ctypes._endian"):
+            sys.modules.pop(name, None)
+    if denied_os:
+        # Signalling by pidfd is not audited: remove the functions from this process.
+        for module in (os, sys.modules.get("posix"), signal):
+            for name in ("pidfd_open", "pidfd_send_signal"):
+                try:
+                    delattr(module, name)
+                except (AttributeError, TypeError):
+                    pass
+    # `import __main__` must give the user's namespace, not this module.
+    main = types.ModuleType("__main__")
+    sys.modules["__main__"] = main
+    return main
+
+
+def run_user_code(compiled, g):
+    """exec `compiled` in `g`; return the exception it raised or None.
+
+    User code runs on the main thread (signal handlers, `signal.alarm` work as usual).
+    Its frames lead up into this module, as do object-graph walks to any class defined
+    here: nothing reachable that way grants a capability the audit hook would not stop,
+    the hook's own switches are closure constants out of reach, and the run's status is
+    observed by the worker from outside."""
+    try:
+        exec(compiled, g)
+    except BaseException as exc:
+        return exc
+    return None
 
 
 def matches(name, entries):
@@ -467,6 +850,10 @@ def make_builtins(policy):
     else:
         drop = set(policy.get("blocked_builtins") or [])
         safe = {k: v for k, v in source.items() if k not in drop}
+    # The builtins module's own attributes are not builtins: `__loader__` is the
+    # built-in importer (it loads `posix` by name) and `__spec__` points to it.
+    for name in ("__loader__", "__spec__", "__package__"):
+        safe.pop(name, None)
     safe["__import__"] = make_import_hook(policy)
     return safe
 
@@ -510,7 +897,11 @@ def print_user_traceback(exc):
     # Only the user's frames and the libraries it called: the harness's own frames
     # (the exec call, the import hook) are noise to the user and a map to an attacker.
     try:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+        frames = [
+            f
+            for f in traceback.extract_tb(exc.__traceback__)
+            if f.filename != __file__
+        ]
         text = "".join(traceback.format_list(frames))
         if text:
             text = "Traceback (most recent call last):\n" + text
@@ -520,7 +911,7 @@ def print_user_traceback(exc):
         pass
 
 
-def execute(code, input_data, policy):
+def execute(code, input_data, policy, writable):
     """Run user code; return (report, process exit status)."""
     g = None
     try:
@@ -533,18 +924,27 @@ def execute(code, input_data, policy):
                 pass
             return {"outcome": "exception", "error": describe(exc)}, 1
         linecache.cache["<user_code>"] = (len(code), None, code.splitlines(True), "<user_code>")
-        g = make_globals(policy, input_data)
-        try:
-            exec(compiled, g)
-        except SystemExit as exc:
+        denied = _Denied(policy)
+        main = scrub(policy, denied.native, denied.os)
+        g = main.__dict__
+        g.update(make_globals(policy, input_data))
+        # This module's globals, as they are now: restored after user code so that
+        # patching them (they are reachable by object-graph walks) cannot change how
+        # the run is reported.
+        harness_globals = globals()
+        snapshot = dict(harness_globals)
+        install_guard(policy, writable)
+        exc = run_user_code(compiled, g)
+        harness_globals.update(snapshot)
+        if exc is None:
+            return {"outcome": "completed", "result": g.get("result")}, 0
+        if isinstance(exc, SystemExit):
             return exit_report(exc, g)
-        except MemoryError:
+        if isinstance(exc, MemoryError):
             g = None
             return {"outcome": "memory_error"}, 1
-        except BaseException as exc:
-            print_user_traceback(exc)
-            return {"outcome": "exception", "error": describe(exc)}, 1
-        return {"outcome": "completed", "result": g.get("result")}, 0
+        print_user_traceback(exc)
+        return {"outcome": "exception", "error": describe(exc)}, 1
     except MemoryError:
         g = None
         return {"outcome": "memory_error"}, 1
@@ -632,7 +1032,14 @@ def main(argv):
             __import__(name)
         except Exception:
             pass
-    set_child_subreaper()
+    # A run may signal its parent; the worker outlives such games (the host decides
+    # when a worker stops). As PID 1 of a namespace, signals without a handler are
+    # ignored by the kernel already; SIGINT has Python's handler, so ignore it here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pid1 = os.getpid() == 1
+    if not pid1:
+        set_child_subreaper()
+    base_read_roots()
     write_frame(
         wfd,
         {
@@ -655,7 +1062,7 @@ def main(argv):
             write_frame(wfd, {"type": "fatal", "message": "unknown message type"})
             return 3
         try:
-            report = run_one(message, scratch_base, [rfd, wfd])
+            report = run_one(message, scratch_base, [rfd, wfd], pid1)
         except Exception as exc:  # a bug here must not look like a user error
             write_frame(wfd, {"type": "fatal", "message": "worker failure: %s" % describe(exc)})
             return 4

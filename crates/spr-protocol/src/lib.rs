@@ -8,6 +8,7 @@
 mod frame;
 mod harness;
 mod message;
+mod receipt;
 mod result;
 
 pub use frame::{encode_frame, FrameDecoder, FrameError, FRAME_HEADER_LEN, MAX_FRAME_LEN};
@@ -15,10 +16,14 @@ pub use harness::{harness_hash, HARNESS_FILE_NAME, HARNESS_SOURCE};
 pub use message::{
     ChildOutcome, ChildReport, Hello, HostMessage, RunReport, RunRequest, WorkerMessage,
 };
+pub use receipt::{
+    CgroupReceipt, FilesystemReceipt, MissingProtection, NamespacesReceipt, RlimitsReceipt,
+    SandboxReceipt, SeccompReceipt,
+};
 pub use result::{
     assemble_result, RunnerResult, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT, MAX_RESULT_BYTES,
 };
 
 /// Bumped whenever a message shape or the harness behaviour changes incompatibly.
 /// The host refuses a worker that greets it with another version.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;

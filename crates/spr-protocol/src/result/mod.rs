@@ -5,6 +5,7 @@
 //! controls anyway: its `result` and its error text.
 
 use crate::message::{ChildOutcome, ChildReport, RunReport};
+use crate::receipt::SandboxReceipt;
 use serde::{Deserialize, Serialize};
 use spr_policy::RunnerPolicy;
 
@@ -30,7 +31,7 @@ pub struct RunnerResult {
     pub stderr_truncated: bool,
     /// Which protections were applied to this run (engines that know fill it in).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sandbox: Option<serde_json::Value>,
+    pub sandbox: Option<SandboxReceipt>,
 }
 
 impl RunnerResult {

@@ -1,0 +1,3 @@
+# posix is os under another name (§5.6).
+import posix
+posix.system('touch ' + target)

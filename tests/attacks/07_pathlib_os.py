@@ -1,0 +1,3 @@
+# Allowed modules expose os as an attribute (§5.5).
+import pathlib
+pathlib.os.system('touch ' + target)

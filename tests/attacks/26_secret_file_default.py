@@ -1,0 +1,3 @@
+# A host file through pathlib under the default policy.
+import pathlib
+print(pathlib.Path(secret_path).read_text())

@@ -1,0 +1,2 @@
+# Write a host file outside scratch (§5.17).
+open(target, 'w').write('x')

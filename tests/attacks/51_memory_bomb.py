@@ -1,0 +1,4 @@
+# Allocate until something gives.
+x = []
+while True:
+    x.append(' ' * 10**7)

@@ -1,0 +1,3 @@
+# Flood stdout.
+while True:
+    print('x' * 65536)
