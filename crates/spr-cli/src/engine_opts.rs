@@ -5,7 +5,7 @@ use crate::error::CliError;
 use clap::{Args, ValueEnum};
 use spr_core::{
     DockerEngine, DockerEngineConfig, Engine, EngineFuture, LocalEngine, LocalEngineConfig,
-    RunnerPolicy, VenvManager,
+    RunnerPolicy, SandboxMode, VenvManager,
 };
 use std::path::PathBuf;
 
@@ -33,6 +33,27 @@ impl From<VenvManagerArg> for VenvManager {
             VenvManagerArg::Auto => VenvManager::Auto,
             VenvManagerArg::Uv => VenvManager::Uv,
             VenvManagerArg::Python => VenvManager::Python,
+        }
+    }
+}
+
+/// `--sandbox`: mirrors `SandboxMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SandboxArg {
+    /// Apply every kernel protection this machine supports; the receipt lists the rest.
+    Auto,
+    /// Only the harness's own limits (rlimits, audit hooks): for comparison and debugging.
+    Off,
+    /// Refuse to run unless every protection is available.
+    Require,
+}
+
+impl From<SandboxArg> for SandboxMode {
+    fn from(arg: SandboxArg) -> Self {
+        match arg {
+            SandboxArg::Auto => SandboxMode::Auto,
+            SandboxArg::Off => SandboxMode::Off,
+            SandboxArg::Require => SandboxMode::Require,
         }
     }
 }
@@ -148,6 +169,9 @@ pub struct EngineOpts {
     /// Pinned package (name==version) to install in the venv; repeatable.
     #[arg(long = "package", value_name = "SPEC", help_heading = "Local engine")]
     pub packages: Vec<String>,
+    /// Kernel sandbox of the local workers [default: auto].
+    #[arg(long, value_enum, value_name = "MODE", help_heading = "Local engine")]
+    pub sandbox: Option<SandboxArg>,
     /// Number of warm workers (containers for --engine docker).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub pool_size: Option<u16>,
@@ -185,6 +209,8 @@ impl EngineOpts {
                     Some(("--venv-manager", "local"))
                 } else if !self.packages.is_empty() {
                     Some(("--package", "local"))
+                } else if self.sandbox.is_some() {
+                    Some(("--sandbox", "local"))
                 } else {
                     None
                 }
@@ -225,6 +251,9 @@ impl EngineOpts {
                     config.venv_manager = manager.into();
                 }
                 config.packages = self.packages.clone();
+                if let Some(mode) = self.sandbox {
+                    config.sandbox = mode.into();
+                }
                 if let Some(n) = pool_size {
                     config.pool_size = n;
                 }
@@ -346,6 +375,7 @@ mod tests {
             venv_dir: None,
             venv_manager: None,
             packages: vec![],
+            sandbox: None,
             pool_size: None,
             image: Some("x".into()),
             docker_packages: vec![],

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 /// Where the policy of a run comes from. The original took `policy` and `policy_file`
 /// as two optional arguments and refused both at once; [`PolicySource::from_options`]
 /// keeps that contract for callers that have two options.
+// Built once per run and consumed by `run_code`: boxing the policy would only add an
+// allocation to every call.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Default)]
 pub enum PolicySource {
     /// `RunnerPolicy::default()`.

@@ -176,12 +176,9 @@ mod tests {
                     break;
                 }
                 assert!(dec.buffered() <= max + FRAME_HEADER_LEN + 300);
-                loop {
-                    match dec.next_message::<WorkerMessage>() {
-                        Ok(Some(_)) | Err(FrameError::Malformed(_)) => continue,
-                        Ok(None) | Err(_) => break,
-                    }
-                }
+                while let Ok(Some(_)) | Err(FrameError::Malformed(_)) =
+                    dec.next_message::<WorkerMessage>()
+                {}
             }
         }
     }
