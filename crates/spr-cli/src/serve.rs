@@ -357,6 +357,15 @@ fn parse_request(bytes: &[u8], line: u64) -> Result<Request, Invalid> {
     let policy = match object.remove("policy") {
         None | Some(Value::Null) => None,
         Some(value @ Value::Object(_)) => {
+            // Same "unknown key ... (did you mean ...?)" as in a policy file.
+            if let Value::Object(map) = &value {
+                spr_core::check_policy_keys("policy", map.keys().map(String::as_str))
+                    .map_err(|e| invalid(&id, format!("\"policy\": {e}")))?;
+                if let Some(Value::Object(sandbox)) = map.get("sandbox") {
+                    spr_core::check_policy_keys("sandbox", sandbox.keys().map(String::as_str))
+                        .map_err(|e| invalid(&id, format!("\"policy\": {e}")))?;
+                }
+            }
             let policy: RunnerPolicy = serde_json::from_value(value)
                 .map_err(|e| invalid(&id, format!("\"policy\": {e}")))?;
             // `config_path` (allowed in JSON, see docs/POLICY.md) names a policy file on

@@ -12,7 +12,7 @@ mod validate;
 mod value;
 
 pub use error::PolicyError;
-pub use load::POLICY_KEYS;
+pub use load::{check_keys, POLICY_KEYS};
 pub use packages::{validate_pinned_packages, PackageSpecError};
 pub use sandbox::{
     SandboxPolicy, DEFAULT_MAX_FILE_SIZE_MB, DEFAULT_MAX_OPEN_FILES, DEFAULT_MAX_PROCESSES,

@@ -546,3 +546,30 @@ impl<'de> Visitor<'de> for LocatedVisitor {
         Ok(plain(Node::Table(entries)))
     }
 }
+
+/// Check the keys of a policy that arrives in another format (a JSON object from
+/// `spr serve`, say) before it is deserialized, so that a typo gets the same
+/// "unknown key ... (did you mean ...?)" error as in a file. `table` is `"policy"` for
+/// the policy's own keys or `"sandbox"` for its `sandbox` table.
+pub fn check_keys<'a>(
+    table: &str,
+    keys: impl IntoIterator<Item = &'a str>,
+) -> Result<(), PolicyError> {
+    let (known, prefix) = match table {
+        "sandbox" => (crate::sandbox::SANDBOX_KEYS, "sandbox."),
+        _ => (POLICY_KEYS, ""),
+    };
+    for key in keys {
+        // Only a file cannot name another file; an object may (its file is then read).
+        let names_a_file = table != "sandbox" && key == "config_path";
+        if !known.contains(&key) && !names_a_file {
+            return Err(PolicyError::UnknownKey {
+                path: None,
+                line: None,
+                key: format!("{prefix}{key}"),
+                suggestion: suggest(key, known).map(|s| format!("{prefix}{s}")),
+            });
+        }
+    }
+    Ok(())
+}

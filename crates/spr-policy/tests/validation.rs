@@ -199,3 +199,18 @@ fn allow_mode_with_empty_lists_is_valid() {
         .validate()
         .unwrap();
 }
+
+#[test]
+fn keys_from_other_formats_get_the_same_did_you_mean() {
+    let err = spr_policy::check_keys("policy", ["mode", "blocked_import"]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown key 'blocked_import' (did you mean 'blocked_imports'?)"
+    );
+    let err = spr_policy::check_keys("sandbox", ["netwrok"]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown key 'sandbox.netwrok' (did you mean 'sandbox.network'?)"
+    );
+    assert!(spr_policy::check_keys("policy", ["mode", "timeout_seconds", "sandbox"]).is_ok());
+}
