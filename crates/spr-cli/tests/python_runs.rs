@@ -246,3 +246,35 @@ fn serve_drains_in_flight_runs_at_eof() {
     let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     assert_snapshot!(text.join("\n"));
 }
+
+/// The README's main job: `spr run examples/quickstart.py --input '{"x": 81}'`.
+#[test]
+fn the_readme_main_job_prints_the_square_root() {
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.py");
+    let example = example.display().to_string();
+    let out = run(
+        &mut spr_local(&["run", &example, "--input", r#"{"x": 81}"#]),
+        None,
+    );
+    assert_eq!(code(&out), 0, "{}", render(&out, &[]));
+    assert_eq!(
+        stdout(&out),
+        "computing the square root of 81\nresult: 9.0\n"
+    );
+}
+
+/// Every policy file shipped in examples/ is valid.
+#[test]
+fn the_example_policies_are_valid() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = run(spr().args(["policy", "check"]).arg(&path), None);
+            assert_eq!(code(&out), 0, "{}: {}", path.display(), render(&out, &[]));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2);
+}
