@@ -6,6 +6,13 @@ process: every run is a child forked from it, whose stdout, stderr and result ch
 are pipes read here with caps, and whose status (exit code, signal, timeout) is observed
 here from outside. Standard library only; runs on CPython 3.8+.
 
+The next run's process is forked ahead of its request, once the previous run has been
+swept and reported (never while user code exists): it does the request-independent
+set-up and blocks reading its request from a pipe; the worker hands the frame over and
+starts the clock. Policy-derived objects are prepared in the worker per policy and
+inherited at fork. On this kind of machine a page copied on write costs several
+microseconds, so the run path is shaped to touch as little shared memory as it can.
+
 When the worker is PID 1 of its own PID namespace (the local engine's Linux sandbox put
 it there), the sweep after each run is `kill(-1, SIGKILL)`: every other process of the
 namespace, however it detached, dies; and the scratch tmpfs is emptied.
@@ -20,6 +27,7 @@ loaded module); the kernel sandbox underneath is the boundary.
 import builtins
 import codecs
 import errno
+import gc
 import io
 import json
 import linecache
@@ -118,14 +126,19 @@ def read_exact(fd, n):
     return b"".join(chunks)
 
 
-def read_frame(fd):
+def read_frame_bytes(fd):
+    """One frame's body, or None at end of stream."""
     header = read_exact(fd, 4)
     if header is None:
         return None
     length = int.from_bytes(header, "big")
     if length > MAX_REQUEST_BYTES:
         raise ValueError("request frame of %d bytes is too large" % length)
-    body = read_exact(fd, length)
+    return read_exact(fd, length)
+
+
+def read_frame(fd):
+    body = read_frame_bytes(fd)
     if body is None:
         return None
     return _loads(body.decode("utf-8"))
@@ -156,11 +169,24 @@ def set_child_subreaper():
 
 
 def children_of(pid):
+    # os.open and os.read rather than open(): this runs after every run, and the io
+    # stack is much more work (and memory touched) than the two syscalls.
     try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(p) for p in f.read().split()]
+        fd = os.open("/proc/%d/task/%d/children" % (pid, pid), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return [int(p) for p in b"".join(chunks).split()]
     except (OSError, ValueError):
         return []
+    finally:
+        os.close(fd)
 
 
 def sweep(me, pgid):
@@ -268,37 +294,222 @@ class Capture:
             self.truncated = True
 
     def text(self):
+        if not self.parts:
+            return ""
         data = b"".join(self.parts)
+        if not self.truncated:
+            return data.decode("utf-8", "replace")
         # Cut at a character boundary: an incomplete tail is dropped, not mangled.
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        return decoder.decode(data, final=not self.truncated)
+        return decoder.decode(data, final=False)
 
 
-def run_one(request, scratch_base, keep_closed, pid1):
-    policy = request["policy"]
-    timeout = float(policy.get("timeout_seconds", 5))
-    cap = int(policy.get("max_output_kb", 128)) * 1024
-    scratch = tempfile.mkdtemp(prefix="run-", dir=scratch_base)
+class RunProcess:
+    """A run's process, forked ahead of its request (see `prefork`), and the worker's
+    ends of its pipes."""
+
+    __slots__ = ("pid", "pidfd", "scratch", "req_w", "out_r", "err_r", "res_r", "started", "unsent")
+
+    def __init__(self, pid, pidfd, scratch, req_w, out_r, err_r, res_r):
+        self.pid = pid
+        self.pidfd = pidfd
+        self.scratch = scratch
+        self.req_w = req_w
+        self.out_r = out_r
+        self.err_r = err_r
+        self.res_r = res_r
+        self.started = None
+        self.unsent = None
+
+    def deliver(self, body):
+        """Start the run: the clock starts, and the request frame goes down the process's
+        non-blocking request pipe, in one write for a usual request; the rest of a
+        large one is written by `run_one`'s loop, under the run's deadline."""
+        self.started = time.monotonic()
+        self.unsent = memoryview(len(body).to_bytes(4, "big") + body)
+        self.send_more()
+
+    def send_more(self):
+        try:
+            self.unsent = self.unsent[_os_write(self.req_w, self.unsent):]
+        except BlockingIOError:
+            pass
+        except OSError:  # the process is gone; its end shows in the run's status
+            self.unsent = self.unsent[:0]
+        if not self.unsent:
+            os.close(self.req_w)
+            self.req_w = None
+
+    def close_fds(self):
+        for fd in (self.req_w, self.out_r, self.err_r, self.res_r, self.pidfd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.req_w = self.out_r = self.err_r = self.res_r = self.pidfd = None
+
+
+_scratch_serial = 0
+_real_scratch_base = {}
+
+
+def real_scratch_base(scratch_base):
+    real = _real_scratch_base.get(scratch_base)
+    if real is None:
+        real = _real_scratch_base[scratch_base] = os.path.realpath(scratch_base)
+    return real
+
+
+def make_scratch(scratch_base):
+    """A fresh, private directory for one run. A predictable name is tried first (cheaper
+    than mkdtemp); mkdir fails on anything already there, symlinks included, and then a
+    random name is used instead."""
+    global _scratch_serial
+    _scratch_serial += 1
+    path = "%s/run-%d-%d" % (scratch_base, os.getpid(), _scratch_serial)
+    try:
+        os.mkdir(path, 0o700)
+        return path
+    except OSError:
+        return tempfile.mkdtemp(prefix="run-", dir=scratch_base)
+
+
+def prefork(scratch_base, keep_closed, pid1):
+    """Fork the next run's process before its request exists.
+
+    It does everything that does not depend on the request (a new session, the pipes on
+    fds 0-2, the scratch directory as its working directory and home, signal
+    dispositions, fresh standard streams) and then blocks reading its request from a
+    pipe. The request's policy (rlimits, the audit hook, builtins and globals) is applied
+    only once the request arrives. Called only between runs, after the previous run's
+    sweep: no user code exists anywhere while this process is created and waits."""
+    scratch = make_scratch(scratch_base)
+    # The run's writable roots, resolved (the scratch base was resolved once).
+    real = real_scratch_base(scratch_base)
+    own = real + "/" + os.path.basename(scratch)
+    writable = (own, real) if pid1 else (own,)
+    req_r, req_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     res_r, res_w = os.pipe()
-    started = time.monotonic()
+    worker_pid = os.getpid()
     pid = os.fork()
     if pid == 0:
         status = 70
         try:
-            for fd in keep_closed + [out_r, err_r, res_r]:
+            for fd in keep_closed + [req_w, out_r, err_r, res_r]:
                 os.close(fd)
-            status = child_main(request, scratch, scratch_base, out_w, err_w, res_w, pid1)
+            status = child_main(scratch, writable, req_r, out_w, err_w, res_w, pid1, worker_pid)
+        except BaseException:
+            child_failed()
         finally:
             _os_exit(status)
-    os.close(out_w)
-    os.close(err_w)
-    os.close(res_w)
+    for fd in (req_r, out_w, err_w, res_w):
+        os.close(fd)
     try:
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         pidfd = None
+    os.set_blocking(req_w, False)
+    return RunProcess(pid, pidfd, scratch, req_w, out_r, err_r, res_r)
+
+
+_run_streams = None
+
+
+def make_run_streams():
+    """sys.stdin, sys.stdout and sys.stderr of a run's process: fds 0 (/dev/null), 1 and
+    2 (pipes) wrapped as a run sees them (UTF-8, line-buffered, never closing the fd)."""
+    return (
+        open(0, "r", closefd=False),
+        open(1, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False),
+        open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False),
+    )
+
+
+def prepare_run_streams():
+    """Build the run's standard streams once, in the worker, so that every run's process
+    finds them ready. They are built while fds 1 and 2 are a pipe, as in a run, so the
+    io objects learn the same facts about their fds (not seekable, not a tty); fd 0 is
+    /dev/null in the worker as in a run. The worker itself never uses them."""
+    global _run_streams
+    r, w = os.pipe()
+    saved_stderr = os.dup(2)
+    try:
+        os.dup2(w, 1)
+        os.dup2(w, 2)
+        streams = make_run_streams()
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.dup2(0, 1)  # /dev/null again, as main() left it
+        for fd in (r, w, saved_stderr):
+            os.close(fd)
+    _run_streams = streams
+
+
+def child_failed():
+    """The run's process failed in the harness's own code (not the user's): say why on
+    its stderr (the run's pipe once set up, the worker's before), so that the exit status
+    70 that follows is not a silent mystery."""
+    try:
+        text = "spr harness: the run's process failed: %s" % "".join(
+            traceback.format_exception(*sys.exc_info())
+        )
+        data = text.encode("utf-8", "replace")
+        while data:
+            data = data[_os_write(2, data):]
+    except BaseException:
+        pass
+
+
+def discard(proc, scratch_base, pid1):
+    """Kill and reap a run's process that will not be watched to its end (the worker
+    exits, or it was found dead, or handed a frame that turned out not to be a run),
+    with anything it may have started, and remove its scratch."""
+    if proc is None:
+        return
+    for kill, target in ((os.kill, proc.pid), (os.killpg, proc.pid)):
+        try:
+            kill(target, signal.SIGKILL)
+        except OSError:
+            pass
+    reap(proc.pid, block=True)
+    if pid1:
+        sweep_namespace()
+    else:
+        sweep(os.getpid(), proc.pid)
+    proc.close_fds()
+    remove_scratch(proc.scratch)
+    if pid1:
+        wipe_dir(scratch_base)
+
+
+def is_alive(proc):
+    try:
+        got, _ = os.waitpid(proc.pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return got == 0
+
+
+def remove_scratch(path):
+    try:
+        os.rmdir(path)  # the common case: the run wrote nothing there
+    except FileNotFoundError:
+        pass
+    except OSError:
+        remove_tree(path)
+
+
+def run_one(request, proc, scratch_base, pid1):
+    """Watch the run of `request`, already delivered to its process `proc`, to its end."""
+    policy = request["policy"]
+    timeout = float(policy.get("timeout_seconds", 5))
+    cap = int(policy.get("max_output_kb", 128)) * 1024
+    pid, pidfd = proc.pid, proc.pidfd
+    out_r, err_r, res_r = proc.out_r, proc.err_r, proc.res_r
+    started = proc.started
 
     outputs = {out_r: Capture(cap), err_r: Capture(cap), res_r: Capture(MAX_RESULT_BYTES)}
     open_fds = set(outputs)
@@ -313,10 +524,11 @@ def run_one(request, scratch_base, keep_closed, pid1):
         now = time.monotonic()
         if wait_status is None and now >= deadline:
             timed_out = True
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
+            for kill, target in ((os.kill, pid), (os.killpg, pid)):
+                try:
+                    kill(target, signal.SIGKILL)
+                except OSError:
+                    pass
             wait_status = reap(pid, block=True)
             leftovers += sweep_namespace() if pid1 else sweep(me, pid)
             drain_deadline = time.monotonic() + DRAIN_GRACE_SECONDS
@@ -326,13 +538,16 @@ def run_one(request, scratch_base, keep_closed, pid1):
         watch = list(open_fds)
         if wait_status is None and pidfd is not None:
             watch.append(pidfd)
+        writing = [proc.req_w] if proc.req_w is not None else []
         limit = (drain_deadline if drain_deadline is not None else deadline) - now
         if wait_status is None and pidfd is None:
             limit = min(limit, 0.005)
         try:
-            ready, _, _ = select.select(watch, [], [], max(limit, 0))
+            ready, can_write, _ = select.select(watch, writing, [], max(limit, 0))
         except InterruptedError:
             continue
+        if can_write:
+            proc.send_more()
         for fd in ready:
             if fd == pidfd:
                 continue
@@ -352,11 +567,8 @@ def run_one(request, scratch_base, keep_closed, pid1):
                 drain_deadline = time.monotonic() + DRAIN_GRACE_SECONDS
 
     duration_ms = (time.monotonic() - started) * 1000.0
-    for fd in outputs:
-        os.close(fd)
-    if pidfd is not None:
-        os.close(pidfd)
-    remove_tree(scratch)
+    proc.close_fds()
+    remove_scratch(proc.scratch)
     if pid1:
         # The run could write anywhere in the scratch tmpfs (/tmp), not only its own
         # directory: the next run starts from an empty one.
@@ -417,11 +629,15 @@ def remove_tree(path):
 # One run, inside the forked child
 
 
-def child_main(request, scratch, scratch_base, out_w, err_w, res_w, pid1):
+def child_main(scratch, writable, req_r, out_w, err_w, res_w, pid1, worker_pid):
+    global _libc
     # If the worker dies (killed by the host as wedged), the run dies with it. (As PID 1
     # of a namespace the worker's death kills the whole namespace anyway.)
     if not pid1:
         prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != worker_pid:
+            return 70  # the worker died before the death signal was armed
+    _libc = None
     os.setsid()
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -431,31 +647,35 @@ def child_main(request, scratch, scratch_base, out_w, err_w, res_w, pid1):
         if fd > 2:
             os.close(fd)
     os.chdir(scratch)
-    os.environ.clear()
-    os.environ.update(
-        {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": scratch,
-            "TMPDIR": scratch,
-            "LANG": "C.UTF-8",
-            "PYTHONIOENCODING": "utf-8",
-        }
-    )
+    # The rest of the environment was made clean once, in the worker (`clean_environ`).
+    environ = os.environ
+    environ["HOME"] = scratch
+    environ["TMPDIR"] = scratch
     tempfile.tempdir = scratch
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    policy = request["policy"]
-    apply_rlimits(policy, pid1)
-    sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)
-    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)
+    sys.stdin, sys.stdout, sys.stderr = _run_streams or make_run_streams()
     sys.__stdout__ = sys.stdout
     sys.__stderr__ = sys.stderr
-    sys.stdin = open(0, "r", closefd=False)
     sys.argv = ["<user_code>"]
+    # `import __main__` must give the user's namespace, not this module.
+    main = types.ModuleType("__main__")
+    sys.modules["__main__"] = main
 
-    writable = [scratch] + ([scratch_base] if pid1 else [])
-    report, status = execute(request.get("code", ""), request.get("input_data"), policy, writable)
+    # Ready: wait for the request. End of stream means the worker discarded this process.
+    body = read_frame_bytes(req_r)
+    os.close(req_r)
+    if body is None:
+        return 0
+    request = _loads(body.decode("utf-8"))
+    del body
+    policy = request["policy"]
+    prepared = prepared_for(policy, pid1)
+    apply_rlimits(prepared.rlimits)
+    report, status = execute(
+        request.get("code", ""), request.get("input_data"), policy, prepared, writable, main
+    )
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -489,9 +709,11 @@ def sandbox_knobs(policy):
     )
 
 
-def apply_rlimits(policy, pid1):
+def rlimit_plan(policy, pid1):
+    """The (resource, limit) pairs of a run under `policy`, clamped to the hard limits
+    the run's process inherits from the worker."""
     if resource is None:
-        return
+        return ()
     mem = int(policy.get("memory_limit_mb", 256)) * 1024 * 1024
     timeout = int(policy.get("timeout_seconds", 5))
     max_processes, max_file_mb, max_files = sandbox_knobs(policy)
@@ -508,14 +730,77 @@ def apply_rlimits(policy, pid1):
         # sandbox that is this worker's namespace alone, so the cap is exact. Outside
         # it would count every process of the host user, so it is not set there.
         limits.append((resource.RLIMIT_NPROC, max_processes + NAMESPACE_OVERHEAD_TASKS))
+    plan = []
     for which, value in limits:
         try:
             _soft, hard = resource.getrlimit(which)
-            if hard != resource.RLIM_INFINITY:
-                value = min(value, hard)
-            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            continue
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        plan.append((which, value))
+    return tuple(plan)
+
+
+def apply_rlimits(plan):
+    setrlimit = resource.setrlimit if resource is not None else None
+    for which, value in plan:
+        try:
+            setrlimit(which, (value, value))
         except (ValueError, OSError):
             pass
+
+
+# ---------------------------------------------------------------------------------
+# What a policy decides before any run, prepared once per policy
+
+
+class Prepared:
+    """The policy-derived parts of a run: capability switches, rlimits, the builtins
+    namespace with its import hook, and the guard's fixed path roots.
+
+    The worker prepares the policy of each run after reporting it, so the processes it
+    forks later inherit the result ready and a run under a policy seen before only has
+    to look it up (by equality with the policy it was sent). Nothing here is shared
+    between runs: each run's process uses its own copy-on-write copy, and the worker
+    never runs user code, so its copy stays as prepared."""
+
+    __slots__ = ("policy", "denied", "rlimits", "builtins", "guard")
+
+    def __init__(self, policy, pid1):
+        self.policy = policy
+        self.denied = denied = _Denied(policy)
+        self.rlimits = rlimit_plan(policy, pid1)
+        self.builtins = make_builtins(policy)
+        self.guard = guard_plan(policy, denied)
+
+
+# Most recently used first; few entries: a deployment uses a handful of policies.
+PREPARED_CACHE_SIZE = 8
+_prepared = []
+
+
+def prepared_for(policy, pid1):
+    for entry in _prepared:
+        if entry.policy == policy:
+            return entry
+    return Prepared(policy, pid1)
+
+
+def remember(policy, pid1):
+    """In the worker, after a run: keep `policy` prepared for the runs to come."""
+    for i, entry in enumerate(_prepared):
+        if entry.policy == policy:
+            if i:
+                del _prepared[i]
+                _prepared.insert(0, entry)
+            return
+    try:
+        entry = Prepared(policy, pid1)
+    except Exception:
+        return  # the run's process will say what is wrong with it
+    _prepared.insert(0, entry)
+    del _prepared[PREPARED_CACHE_SIZE:]
 
 
 # ---------------------------------------------------------------------------------
@@ -601,26 +886,32 @@ def base_read_roots():
     return _base_read_roots
 
 
-def install_guard(policy, writable):
+def guard_plan(policy, denied):
+    """The policy's part of the guard: its switches and its resolved extra paths (None
+    when the policy denies nothing the guard enforces)."""
+    if not denied.any:
+        return None
+    sb = policy.get("sandbox") or {}
+    realpath = os.path.realpath
+    extra_write = frozenset(realpath(str(p)) for p in (sb.get("extra_write_paths") or []))
+    extra_read = frozenset(realpath(str(p)) for p in (sb.get("extra_read_paths") or []))
+    switches = (denied.os, denied.processes, denied.network, denied.native, denied.files)
+    return switches, extra_write, extra_write | extra_read | frozenset(base_read_roots())
+
+
+def install_guard(plan, writable):
     """Add the audit hook for this run (hooks cannot be removed: the run's process
     keeps it until it exits). Everything the hook uses is bound here, privately, so
-    patching `os`, `os.path`, `pathlib` or this module cannot make it answer otherwise."""
-    denied = _Denied(policy)
-    if not denied.any:
+    patching `os`, `os.path`, `pathlib` or this module cannot make it answer otherwise.
+    `writable` are the run's own directories, already resolved."""
+    if plan is None:
         return False
     # Plain booleans bound in the closure: no object user code could find and flip.
-    deny_os, deny_processes, deny_network = denied.os, denied.processes, denied.network
-    deny_native, deny_files = denied.native, denied.files
-    del denied
-    sb = policy.get("sandbox") or {}
-    extra_write = [str(p) for p in (sb.get("extra_write_paths") or [])]
-    extra_read = [str(p) for p in (sb.get("extra_read_paths") or [])]
-    realpath = os.path.realpath
-    rw_roots = tuple(sorted({realpath(p) for p in list(writable) + extra_write}))
-    ro = set(rw_roots) | set(base_read_roots())
-    for p in extra_read:
-        ro.add(realpath(p))
-    ro_roots = tuple(sorted(ro))
+    switches, extra_write, ro_fixed = plan
+    deny_os, deny_processes, deny_network, deny_native, deny_files = switches
+    rw = extra_write.union(writable)
+    rw_roots = tuple(sorted(rw))
+    ro_roots = tuple(sorted(ro_fixed.union(rw)))
 
     import pathlib
 
@@ -773,10 +1064,8 @@ def install_guard(policy, writable):
     return True
 
 
-def scrub(policy, denied_native, denied_os):
+def scrub(denied_native, denied_os):
     """Before user code: drop what this process holds that user code should not find."""
-    global _libc
-    _libc = None
     if denied_native:
         for name in ("ctypes", "_ctypes", "ctypes._endian"):
             sys.modules.pop(name, None)
@@ -788,10 +1077,6 @@ def scrub(policy, denied_native, denied_os):
                     delattr(module, name)
                 except (AttributeError, TypeError):
                     pass
-    # `import __main__` must give the user's namespace, not this module.
-    main = types.ModuleType("__main__")
-    sys.modules["__main__"] = main
-    return main
 
 
 def run_user_code(compiled, g):
@@ -858,12 +1143,12 @@ def make_builtins(policy):
     return safe
 
 
-def make_globals(policy, input_data):
+def make_globals(policy, safe_builtins, input_data):
     allow_mode = policy.get("mode") == "allow"
     allowed = set(policy.get("allowed_globals") or [])
     blocked = set(policy.get("blocked_globals") or [])
     g = {
-        "__builtins__": make_builtins(policy),
+        "__builtins__": safe_builtins,
         "__name__": "__main__",
         "__doc__": None,
         "input_data": input_data,
@@ -911,8 +1196,8 @@ def print_user_traceback(exc):
         pass
 
 
-def execute(code, input_data, policy, writable):
-    """Run user code; return (report, process exit status)."""
+def execute(code, input_data, policy, prepared, writable, main):
+    """Run user code in the namespace of module `main`; return (report, exit status)."""
     g = None
     try:
         try:
@@ -924,16 +1209,15 @@ def execute(code, input_data, policy, writable):
                 pass
             return {"outcome": "exception", "error": describe(exc)}, 1
         linecache.cache["<user_code>"] = (len(code), None, code.splitlines(True), "<user_code>")
-        denied = _Denied(policy)
-        main = scrub(policy, denied.native, denied.os)
+        scrub(prepared.denied.native, prepared.denied.os)
         g = main.__dict__
-        g.update(make_globals(policy, input_data))
+        g.update(make_globals(policy, prepared.builtins, input_data))
         # This module's globals, as they are now: restored after user code so that
         # patching them (they are reachable by object-graph walks) cannot change how
         # the run is reported.
         harness_globals = globals()
         snapshot = dict(harness_globals)
-        install_guard(policy, writable)
+        install_guard(prepared.guard, writable)
         exc = run_user_code(compiled, g)
         harness_globals.update(snapshot)
         if exc is None:
@@ -1040,6 +1324,14 @@ def main(argv):
     if not pid1:
         set_child_subreaper()
     base_read_roots()
+    clean_environ()
+    try:
+        prepare_run_streams()
+    except OSError:
+        pass  # each run's process makes its own
+    # Everything so far lives as long as the worker: keep the collector (in the worker
+    # and in every run's process) from walking it, and so from writing to its pages.
+    gc.freeze()
     write_frame(
         wfd,
         {
@@ -1050,23 +1342,81 @@ def main(argv):
             "pid": os.getpid(),
         },
     )
-    while True:
-        try:
-            message = read_frame(rfd)
-        except (ValueError, UnicodeDecodeError) as exc:
-            write_frame(wfd, {"type": "fatal", "message": "bad request frame: %s" % exc})
-            return 3
-        if message is None or message.get("type") == "shutdown":
-            return 0
-        if message.get("type") != "run":
-            write_frame(wfd, {"type": "fatal", "message": "unknown message type"})
-            return 3
-        try:
-            report = run_one(message, scratch_base, [rfd, wfd], pid1)
-        except Exception as exc:  # a bug here must not look like a user error
-            write_frame(wfd, {"type": "fatal", "message": "worker failure: %s" % describe(exc)})
-            return 4
-        write_frame(wfd, report)
+    keep_closed = [rfd, wfd]
+    proc = None
+    try:
+        while True:
+            if proc is None:
+                # The next run's process, forked and set up while the worker waits for
+                # the request (no run is in progress here: the last one was swept).
+                proc = prefork(scratch_base, keep_closed, pid1)
+            try:
+                body = read_frame_bytes(rfd)
+            except ValueError as exc:
+                write_frame(wfd, {"type": "fatal", "message": "bad request frame: %s" % exc})
+                return 3
+            if body is None:
+                return 0
+            if body.startswith(RUN_FRAME_PREFIX):
+                # The host's run requests start so: hand the frame over at once and
+                # decode it here while the run's process does the same.
+                proc = start_run(proc, body, scratch_base, keep_closed, pid1)
+            try:
+                message = _loads(body.decode("utf-8"))
+                if not isinstance(message, dict):
+                    raise ValueError("not a JSON object")
+            except (ValueError, UnicodeDecodeError) as exc:
+                write_frame(wfd, {"type": "fatal", "message": "bad request frame: %s" % exc})
+                return 3
+            kind = message.get("type")
+            if kind != "run" and proc.started is not None:
+                discard(proc, scratch_base, pid1)  # not a run after all
+                proc = None
+            if kind == "shutdown":
+                return 0
+            if kind != "run":
+                write_frame(wfd, {"type": "fatal", "message": "unknown message type"})
+                return 3
+            try:
+                if proc.started is None:
+                    proc = start_run(proc, body, scratch_base, keep_closed, pid1)
+                current, proc = proc, None
+                del body
+                report = run_one(message, current, scratch_base, pid1)
+            except Exception as exc:  # a bug here must not look like a user error
+                write_frame(wfd, {"type": "fatal", "message": "worker failure: %s" % describe(exc)})
+                return 4
+            write_frame(wfd, report)
+            remember(message["policy"], pid1)
+    finally:
+        discard(proc, scratch_base, pid1)
+
+
+# How the host's run requests begin (serde writes the tag first).
+RUN_FRAME_PREFIX = b'{"type":"run",'
+
+
+def start_run(proc, body, scratch_base, keep_closed, pid1):
+    """Deliver a run's frame to the pre-forked process, replacing the process first if
+    it died waiting (it should not): a request is never handed to a corpse."""
+    if not is_alive(proc):
+        discard(proc, scratch_base, pid1)
+        proc = prefork(scratch_base, keep_closed, pid1)
+    proc.deliver(body)
+    return proc
+
+
+def clean_environ():
+    """Runs get only these variables (plus HOME and TMPDIR, their scratch directory,
+    set in each run's process). Done once here: every run's process inherits it."""
+    os.environ.clear()
+    os.environ.update(
+        {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "PYTHONIOENCODING": "utf-8",
+        }
+    )
 
 
 if __name__ == "__main__":
