@@ -47,13 +47,13 @@ pub fn test(root: &Path) -> Result<(), Error> {
     if has_nextest {
         util::run(
             util::cargo()
-                .args(["nextest", "run", "--workspace"])
+                .args(["nextest", "run", "--workspace", "--no-fail-fast"])
                 .current_dir(root),
         )
     } else {
         util::run(
             util::cargo()
-                .args(["test", "--workspace"])
+                .args(["test", "--workspace", "--no-fail-fast"])
                 .current_dir(root),
         )
     }
