@@ -686,3 +686,39 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[tokio::test]
+async fn what_a_run_leaves_next_to_its_directory_is_gone_before_the_next_run() {
+    for mode in [spr_core::SandboxMode::Auto, spr_core::SandboxMode::Off] {
+        let mut config = spr_core::LocalEngineConfig::new(common::shared_venv());
+        config.venv_manager = spr_core::VenvManager::Python;
+        config.pool_size = 1;
+        config.sandbox = mode;
+        let engine = spr_core::LocalEngine::new(config).unwrap();
+        let write = "open('../left-behind', 'w').write('x')";
+        let r = spr_core::run_code(
+            write,
+            &engine,
+            None,
+            spr_core::PolicySource::Policy(permissive()),
+        )
+        .await
+        .unwrap();
+        assert!(r.ok, "{mode:?}: {r:?}");
+        let list = "import os\nresult = os.listdir('..')";
+        let r = spr_core::run_code(
+            list,
+            &engine,
+            None,
+            spr_core::PolicySource::Policy(permissive()),
+        )
+        .await
+        .unwrap();
+        engine.shutdown().await;
+        let names = r.result.as_array().unwrap();
+        assert!(
+            !names.contains(&json!("left-behind")),
+            "{mode:?}: {names:?}"
+        );
+    }
+}

@@ -119,12 +119,20 @@ impl Worker {
         static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
         let ctx = &spec.sandbox;
         let mut cmd = Command::new(&spec.python);
-        let mut dir = None;
+        let dir;
         let mut setup = None;
         let scratch_arg = match sandboxed {
             None => {
                 cmd.arg("-I").arg("-B").arg(&spec.harness);
-                spec.scratch.clone()
+                // A folder of its own, so the worker may wipe whatever a run left
+                // next to its run directory without touching other workers' runs.
+                let own = spec
+                    .scratch
+                    .join(format!("w-{}", NEXT_DIR.fetch_add(1, Ordering::Relaxed)));
+                std::fs::create_dir_all(&own)?;
+                dir = Some(WorkerDir(own.clone()));
+                cmd.arg("--own-scratch");
+                own
             }
             Some((layout, namespaced)) => {
                 let own = ctx
@@ -165,6 +173,7 @@ impl Worker {
                 if namespaced {
                     PathBuf::from("/tmp")
                 } else {
+                    cmd.arg("--own-scratch");
                     own
                 }
             }

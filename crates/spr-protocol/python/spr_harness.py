@@ -481,7 +481,7 @@ def discard(proc, scratch_base, pid1):
         sweep(os.getpid(), proc.pid)
     proc.close_fds()
     remove_scratch(proc.scratch)
-    if pid1:
+    if pid1 or OWN_SCRATCH:
         wipe_dir(scratch_base)
 
 
@@ -569,9 +569,10 @@ def run_one(request, proc, scratch_base, pid1):
     duration_ms = (time.monotonic() - started) * 1000.0
     proc.close_fds()
     remove_scratch(proc.scratch)
-    if pid1:
-        # The run could write anywhere in the scratch tmpfs (/tmp), not only its own
-        # directory: the next run starts from an empty one.
+    if pid1 or OWN_SCRATCH:
+        # The run could write anywhere in the scratch base (the /tmp tmpfs, or the
+        # worker's own folder), not only its own directory: the next run starts from
+        # an empty one.
         wipe_dir(scratch_base)
 
     exit_code = signum = None
@@ -1295,7 +1296,14 @@ def unserializable(report, exc):
 # The worker loop
 
 
+# The scratch base belongs to this worker alone (`--own-scratch`), so whatever a run
+# left there can be wiped after it; a base shared with other workers cannot be.
+OWN_SCRATCH = False
+
+
 def main(argv):
+    global OWN_SCRATCH
+    OWN_SCRATCH = "--own-scratch" in argv
     scratch_base = None
     if "--scratch" in argv:
         scratch_base = argv[argv.index("--scratch") + 1]
