@@ -15,7 +15,7 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args]
 
 commands:
-  tidy                          check layering, file headers, #[ignore], SAFETY comments, required docs
+  tidy                          check layering, file headers, ignored tests, SAFETY comments, required docs
   test                          fmt --check, clippy -D warnings, tidy, then nextest (or cargo test)
   bench [--engine local|docker] [--runs N] [--pool-size N] [--seconds S] [--write]
                                 latency and throughput of `spr serve --stdio`
