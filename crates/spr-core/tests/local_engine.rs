@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{run, run_with};
+use common::{run, run_on, run_with};
 use serde_json::json;
 use spr_core::{Mode, RunnerPolicy, RunnerResult};
 use std::collections::BTreeMap;
@@ -232,28 +232,16 @@ async fn system_exit_follows_the_original_table() {
     ];
     let engine = common::engine();
     for (exit, ok, error, code) in cases {
-        let r = spr_core::run_code(
-            &format!("{prefix}{exit}"),
-            &engine,
-            None,
-            spr_core::PolicySource::Default,
-        )
-        .await
-        .unwrap();
+        let program = format!("{prefix}{exit}");
+        let r = run_on(&engine, &program, RunnerPolicy::default()).await;
         assert_eq!(r.ok, *ok, "{exit}: {r:?}");
         assert_eq!(r.error.as_deref(), *error, "{exit}");
         assert_eq!(r.exit_code, *code, "{exit}");
         assert_eq!(r.result, json!("r"), "{exit}");
         assert_eq!(r.stdout, "p\n", "{exit}");
     }
-    let r = spr_core::run_code(
-        &format!("{prefix}sys.exit('stop now')"),
-        &engine,
-        None,
-        spr_core::PolicySource::Default,
-    )
-    .await
-    .unwrap();
+    let code = format!("{prefix}sys.exit('stop now')");
+    let r = run_on(&engine, &code, RunnerPolicy::default()).await;
     assert_eq!(r.stderr, "stop now\n");
     engine.shutdown().await;
 }
@@ -547,22 +535,8 @@ async fn each_run_gets_a_clean_environment_and_a_fresh_scratch_directory() {
     std::env::set_var("SPR_TEST_HOST_SECRET", "leaked");
     let code = "import os\nresult = [os.environ.get('SPR_TEST_HOST_SECRET'), os.getcwd(), os.listdir('.')]\nopen('f.txt', 'w').write('x')";
     let engine = common::engine();
-    let a = spr_core::run_code(
-        code,
-        &engine,
-        None,
-        spr_core::PolicySource::Policy(permissive()),
-    )
-    .await
-    .unwrap();
-    let b = spr_core::run_code(
-        code,
-        &engine,
-        None,
-        spr_core::PolicySource::Policy(permissive()),
-    )
-    .await
-    .unwrap();
+    let a = run_on(&engine, code, permissive()).await;
+    let b = run_on(&engine, code, permissive()).await;
     engine.shutdown().await;
     assert_eq!(a.result[0], json!(null));
     assert_eq!(a.result[2], json!([]));
@@ -623,14 +597,7 @@ async fn the_engine_survives_a_run_that_kills_its_worker() {
     let engine = common::engine();
     let kill =
         "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nimport time\ntime.sleep(1)";
-    let r = spr_core::run_code(
-        kill,
-        &engine,
-        None,
-        spr_core::PolicySource::Policy(permissive()),
-    )
-    .await
-    .unwrap();
+    let r = run_on(&engine, kill, permissive()).await;
     // In a PID namespace the worker is init and ignores the signal (the run then just
     // finishes); without one the worker dies and the run fails. Either way the engine
     // must answer the next run.
@@ -639,14 +606,7 @@ async fn the_engine_survives_a_run_that_kills_its_worker() {
         .as_ref()
         .is_some_and(|s| s.namespaces.as_ref().is_some_and(|n| n.pid));
     assert_eq!(r.ok, pid_namespace, "{r:?}");
-    let r = spr_core::run_code(
-        "result = 2 + 2",
-        &engine,
-        None,
-        spr_core::PolicySource::Default,
-    )
-    .await
-    .unwrap();
+    let r = run_on(&engine, "result = 2 + 2", RunnerPolicy::default()).await;
     assert_eq!(r.result, json!(4), "{r:?}");
     engine.shutdown().await;
 }
@@ -696,24 +656,10 @@ async fn what_a_run_leaves_next_to_its_directory_is_gone_before_the_next_run() {
         config.sandbox = mode;
         let engine = spr_core::LocalEngine::new(config).unwrap();
         let write = "open('../left-behind', 'w').write('x')";
-        let r = spr_core::run_code(
-            write,
-            &engine,
-            None,
-            spr_core::PolicySource::Policy(permissive()),
-        )
-        .await
-        .unwrap();
+        let r = run_on(&engine, write, permissive()).await;
         assert!(r.ok, "{mode:?}: {r:?}");
         let list = "import os\nresult = os.listdir('..')";
-        let r = spr_core::run_code(
-            list,
-            &engine,
-            None,
-            spr_core::PolicySource::Policy(permissive()),
-        )
-        .await
-        .unwrap();
+        let r = run_on(&engine, list, permissive()).await;
         engine.shutdown().await;
         let names = r.result.as_array().unwrap();
         assert!(

@@ -5,10 +5,11 @@
 
 mod common;
 
+use common::run_on;
 use serde_json::json;
 use spr_core::{
     local_sandbox_probe, run_code, LocalEngine, LocalEngineConfig, PolicySource, RunnerPolicy,
-    RunnerResult, SandboxMode, VenvManager,
+    SandboxMode, VenvManager,
 };
 
 fn permissive() -> RunnerPolicy {
@@ -25,12 +26,6 @@ fn engine_with(mode: SandboxMode) -> LocalEngine {
     config.pool_size = 2;
     config.sandbox = mode;
     LocalEngine::new(config).expect("the test venv can be prepared")
-}
-
-async fn run_on(engine: &LocalEngine, code: &str, policy: RunnerPolicy) -> RunnerResult {
-    run_code(code, engine, None, PolicySource::Policy(policy))
-        .await
-        .expect("accepted")
 }
 
 /// Whether this machine has the full sandbox (a failure under CI when it has not).

@@ -37,6 +37,13 @@ pub async fn run_with(
     result
 }
 
+/// One run on an existing engine (so several runs can share its workers).
+pub async fn run_on(engine: &LocalEngine, code: &str, policy: RunnerPolicy) -> RunnerResult {
+    run_code(code, engine, None, PolicySource::Policy(policy))
+        .await
+        .expect("the run is accepted")
+}
+
 /// Under CI a missing capability is a failure; locally the test is skipped loudly.
 pub fn require(available: bool, what: &str) -> bool {
     if available {
