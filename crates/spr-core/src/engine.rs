@@ -26,21 +26,30 @@ pub trait Engine: Send + Sync {
     ) -> EngineFuture<'a>;
 }
 
-#[cfg(feature = "local")]
-impl Engine for spr_engine_local::LocalEngine {
-    fn name(&self) -> &'static str {
-        "local"
-    }
+/// Every engine type has the same inherent `run`; the trait only forwards to it.
+macro_rules! forward_engine {
+    ($ty:ty, $name:literal) => {
+        impl Engine for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
 
-    fn execute<'a>(
-        &'a self,
-        code: &'a str,
-        input_data: &'a serde_json::Value,
-        policy: &'a RunnerPolicy,
-    ) -> EngineFuture<'a> {
-        Box::pin(self.run(code, input_data, policy))
-    }
+            fn execute<'a>(
+                &'a self,
+                code: &'a str,
+                input_data: &'a serde_json::Value,
+                policy: &'a RunnerPolicy,
+            ) -> EngineFuture<'a> {
+                Box::pin(self.run(code, input_data, policy))
+            }
+        }
+    };
 }
+
+#[cfg(feature = "local")]
+forward_engine!(spr_engine_local::LocalEngine, "local");
+#[cfg(feature = "docker")]
+forward_engine!(spr_engine_docker::DockerEngine, "docker");
 
 impl<E: Engine + ?Sized> Engine for std::sync::Arc<E> {
     fn name(&self) -> &'static str {
@@ -54,21 +63,5 @@ impl<E: Engine + ?Sized> Engine for std::sync::Arc<E> {
         policy: &'a RunnerPolicy,
     ) -> EngineFuture<'a> {
         (**self).execute(code, input_data, policy)
-    }
-}
-
-#[cfg(feature = "docker")]
-impl Engine for spr_engine_docker::DockerEngine {
-    fn name(&self) -> &'static str {
-        "docker"
-    }
-
-    fn execute<'a>(
-        &'a self,
-        code: &'a str,
-        input_data: &'a serde_json::Value,
-        policy: &'a RunnerPolicy,
-    ) -> EngineFuture<'a> {
-        Box::pin(self.run(code, input_data, policy))
     }
 }
