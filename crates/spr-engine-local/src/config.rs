@@ -39,7 +39,9 @@ pub struct LocalEngineConfig {
     pub pool_size: usize,
     /// Interpreter used to create the venv; default: `python3` found on PATH.
     pub python: Option<PathBuf>,
-    /// Where per-run scratch directories are made; default: the system temp dir.
+    /// Where the engine makes its private directory (mode 0700, a fresh random name,
+    /// removed when the engine is dropped or, if it died, by the next engine); default:
+    /// the system temp dir.
     pub scratch_dir: Option<PathBuf>,
     /// How much of the Linux sandbox to apply (default: all this machine supports).
     pub sandbox: SandboxMode,

@@ -3,8 +3,9 @@
 use crate::config::LocalEngineConfig;
 use crate::pool::Pool;
 use crate::sandbox::{self, Layout};
+use crate::scratch::{self, ScratchRoot};
 use crate::venv;
-use crate::worker::{install_harness, WorkerError, WorkerSpec};
+use crate::worker::{WorkerError, WorkerSpec};
 use spr_policy::{PackageSpecError, RunnerPolicy};
 use spr_protocol::{assemble_result, MissingProtection, RunRequest, RunnerResult};
 use std::path::PathBuf;
@@ -71,7 +72,6 @@ pub struct LocalEngine {
     config: LocalEngineConfig,
     python: PathBuf,
     pool: Arc<Pool>,
-    scratch_root: PathBuf,
     sandbox: Arc<sandbox::Context>,
     next_id: AtomicU64,
 }
@@ -84,12 +84,28 @@ impl LocalEngine {
             return Err(LocalEngineError::ZeroPoolSize);
         }
         let python = venv::prepare(&config)?;
-        let scratch_root = make_scratch_root(&config)?;
-        let harness = install_harness(&scratch_root).map_err(|source| LocalEngineError::Io {
-            what: "write the harness",
-            path: scratch_root.clone(),
+        let parent = config
+            .scratch_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        // What engines that died (SIGKILL, a crash) left behind is removed now.
+        scratch::remove_stale(&parent);
+        let root = ScratchRoot::create(&parent).map_err(|source| LocalEngineError::Io {
+            what: "create the engine's private directory",
+            path: parent.clone(),
             source,
         })?;
+        let harness = root
+            .write_new(
+                spr_protocol::HARNESS_FILE_NAME,
+                spr_protocol::HARNESS_SOURCE.as_bytes(),
+                0o644,
+            )
+            .map_err(|source| LocalEngineError::Io {
+                what: "write the harness",
+                path: root.path().to_path_buf(),
+                source,
+            })?;
         let venv_dir = python
             .parent()
             .and_then(|bin| bin.parent())
@@ -100,22 +116,20 @@ impl LocalEngine {
             &python,
             &venv_dir,
             &harness,
-            &scratch_root,
             config.scratch_tmpfs_mb,
         )
         .map_err(|missing| LocalEngineError::SandboxUnavailable { missing })?;
         let sandbox = Arc::new(sandbox);
         let spec = WorkerSpec {
             python: python.clone(),
-            harness,
-            scratch: scratch_root.clone(),
+            root: Arc::new(root),
             sandbox: sandbox.clone(),
+            known_policies: vec![RunnerPolicy::default()],
         };
         Ok(LocalEngine {
             pool: Pool::new(spec, config.pool_size),
             config,
             python,
-            scratch_root,
             sandbox,
             next_id: AtomicU64::new(1),
         })
@@ -226,7 +240,12 @@ impl LocalEngine {
     ) -> RunnerResult {
         match lease.worker.run(request, backstop).await {
             Ok(report) => {
-                self.pool.release(lease);
+                if report.retire {
+                    // It could not make what this run wrote fresh for the next one.
+                    self.pool.discard(lease);
+                } else {
+                    self.pool.release(lease);
+                }
                 assemble_result(&report, policy)
             }
             Err(WorkerError::Unresponsive) => {
@@ -251,30 +270,4 @@ impl LocalEngine {
     pub async fn shutdown(&self) {
         self.pool.shutdown().await;
     }
-}
-
-impl Drop for LocalEngine {
-    fn drop(&mut self) {
-        if self.config.scratch_dir.is_none() {
-            let _ = std::fs::remove_dir_all(&self.scratch_root);
-        }
-    }
-}
-
-fn make_scratch_root(config: &LocalEngineConfig) -> Result<PathBuf, LocalEngineError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let root = match &config.scratch_dir {
-        Some(dir) => dir.clone(),
-        None => std::env::temp_dir().join(format!(
-            "spr-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        )),
-    };
-    std::fs::create_dir_all(&root).map_err(|source| LocalEngineError::Io {
-        what: "create the scratch directory",
-        path: root.clone(),
-        source,
-    })?;
-    Ok(root)
 }

@@ -4,6 +4,7 @@ mod config;
 mod engine;
 mod pool;
 mod sandbox;
+mod scratch;
 mod venv;
 mod worker;
 

@@ -1,16 +1,16 @@
 //! One warm Python worker process and the frame exchange with it.
 
-use crate::sandbox::{self, Layout, SandboxMode, WorkerSandbox};
-use spr_protocol::MissingProtection;
+use crate::sandbox::{self, Context, Layout, WorkerSandbox};
+use crate::scratch::{ScratchRoot, WorkerDir};
+use spr_policy::RunnerPolicy;
 use spr_protocol::{
-    encode_frame, harness_hash, FrameDecoder, FrameError, Hello, HostMessage, RunReport,
-    RunRequest, WorkerMessage, PROTOCOL_VERSION,
+    encode_frame, harness_hash, FrameDecoder, FrameError, Freshness, HarnessPlan, Hello,
+    HostMessage, RunReport, RunRequest, WorkerMessage, PROTOCOL_VERSION,
 };
 use std::collections::VecDeque;
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,9 +25,10 @@ const STDERR_TAIL: usize = 4096;
 #[derive(Debug, Clone)]
 pub(crate) struct WorkerSpec {
     pub python: PathBuf,
-    pub harness: PathBuf,
-    pub scratch: PathBuf,
-    pub sandbox: Arc<sandbox::Context>,
+    pub root: Arc<ScratchRoot>,
+    pub sandbox: Arc<Context>,
+    /// The operator's policies, prepared by every worker before any request.
+    pub known_policies: Vec<RunnerPolicy>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,7 @@ pub(crate) enum WorkerError {
 
 #[derive(Debug)]
 pub(crate) struct Worker {
+    /// The supervisor (see `sandbox::steps`): it ends the worker when `lifeline` closes.
     child: Child,
     stdin: ChildStdin,
     stdout: ChildStdout,
@@ -70,145 +72,72 @@ pub(crate) struct Worker {
     pub hello: Hello,
     /// What the sandbox applied to this worker (and so to each of its runs).
     pub sandbox: WorkerSandbox,
-    /// This worker's own host directory (removed when the worker is dropped).
-    _dir: Option<WorkerDir>,
-}
-
-/// A worker's host directory: the mount point of its new root, or its scratch when
-/// it has no namespaces.
-#[derive(Debug)]
-struct WorkerDir(PathBuf);
-
-impl Drop for WorkerDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    /// The host's only end of the lifeline: dropping it makes the supervisor kill the
+    /// worker and everything it started.
+    lifeline: Option<OwnedFd>,
+    _dir: WorkerDir,
 }
 
 impl Worker {
-    /// Start a worker shaped by `layout`, with as much of the sandbox as the engine's
-    /// mode and this machine allow. In `auto` mode a worker whose namespace set-up
-    /// fails is started without namespaces, and its receipts say why.
+    /// Start a worker shaped by `layout`, with the protections the engine decided on
+    /// when it was made: a worker that cannot get them does not start (the run that
+    /// wanted it gets an error saying why), it never falls back to less.
     pub(crate) async fn spawn(spec: &WorkerSpec, layout: &Layout) -> Result<Worker, WorkerError> {
         let ctx = &spec.sandbox;
-        if !ctx.active() {
-            let mut worker = Worker::start(spec, None).await?;
-            worker.sandbox.missing = ctx.missing();
-            return Ok(worker);
-        }
-        let namespaced = ctx.namespaces();
-        match Worker::start(spec, Some((layout, namespaced))).await {
-            Err(e) if namespaced && ctx.mode == SandboxMode::Auto => {
-                let mut worker = Worker::start(spec, Some((layout, false))).await?;
-                for name in ["namespaces", "filesystem"] {
-                    worker.sandbox.missing.push(MissingProtection {
-                        name: name.into(),
-                        reason: e.to_string(),
-                    });
-                }
-                Ok(worker)
-            }
-            other => other,
-        }
-    }
-
-    async fn start(
-        spec: &WorkerSpec,
-        sandboxed: Option<(&Layout, bool)>,
-    ) -> Result<Worker, WorkerError> {
-        static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
-        let ctx = &spec.sandbox;
+        let dir = spec.root.worker_dir()?;
+        let (report_r, report_w) = sandbox::pipe()?;
+        let (lifeline_r, lifeline_w) = sandbox::pipe()?;
+        let cgroup = if ctx.active() { ctx.cgroup() } else { None };
+        let setup = ctx.worker_setup(
+            layout,
+            dir.path(),
+            report_w.as_raw_fd(),
+            lifeline_r.as_raw_fd(),
+            cgroup.as_ref(),
+            spec.known_policies.clone(),
+        );
         let mut cmd = Command::new(&spec.python);
-        let dir;
-        let mut setup = None;
-        let scratch_arg = match sandboxed {
-            None => {
-                cmd.arg("-I").arg("-B").arg(&spec.harness);
-                // A folder of its own, so the worker may wipe whatever a run left
-                // next to its run directory without touching other workers' runs.
-                let own = spec
-                    .scratch
-                    .join(format!("w-{}", NEXT_DIR.fetch_add(1, Ordering::Relaxed)));
-                std::fs::create_dir_all(&own)?;
-                dir = Some(WorkerDir(own.clone()));
-                cmd.arg("--own-scratch");
-                own
-            }
-            Some((layout, namespaced)) => {
-                let own = ctx
-                    .scratch_root()
-                    .join(format!("w-{}", NEXT_DIR.fetch_add(1, Ordering::Relaxed)));
-                let new_root = own.join("root");
-                std::fs::create_dir_all(&new_root)?;
-                dir = Some(WorkerDir(own.clone()));
-                let cgroup = ctx.cgroup();
-                let (read_end, write_end) = sandbox::report_pipe()?;
-                let plan = ctx.child_plan(
-                    layout,
-                    namespaced,
-                    &own,
-                    cgroup.as_ref(),
-                    write_end.as_raw_fd(),
-                );
-                let landlock_abi = plan.landlock.as_ref().map(|l| l.abi);
-                let seccomp_denied = plan.seccomp.as_ref().map_or(0, |f| f.denied);
-                let mount_steps = sandbox::mount_step_names(&plan);
-                cmd.arg("-I").arg("-B").arg(ctx.harness_arg(namespaced));
-                cmd.current_dir(&own);
-                sandbox::install(&mut cmd, plan);
-                setup = Some((
-                    read_end,
-                    write_end,
-                    WorkerSandbox {
-                        landlock_abi,
-                        seccomp_denied,
-                        cgroup,
-                        scratch_mb: ctx.scratch_mb,
-                        layout: layout.clone(),
-                        missing: ctx.missing(),
-                        ..WorkerSandbox::default()
-                    },
-                    mount_steps,
-                ));
-                if namespaced {
-                    PathBuf::from("/tmp")
-                } else {
-                    cmd.arg("--own-scratch");
-                    own
-                }
-            }
-        };
-        cmd.arg("--scratch")
-            .arg(&scratch_arg)
+        cmd.arg("-I")
+            .arg("-B")
+            .arg(&setup.harness)
+            .arg("--plan")
+            .arg(setup.plan.to_arg())
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("LANG", "C.UTF-8")
+            .current_dir(if ctx.namespaced() && ctx.active() {
+                std::path::Path::new("/")
+            } else {
+                dir.path()
+            })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if sandboxed.is_none() {
-            cmd.current_dir(&spec.scratch);
-        }
+            .kill_on_drop(false);
+        sandbox::install(&mut cmd, setup.child);
         let spawned = cmd.spawn();
-        let mut worker_sandbox = WorkerSandbox::default();
-        if let Some((mut read_end, write_end, mut ws, mount_steps)) = setup {
-            drop(write_end);
-            ws.facts = sandbox::Facts::read(&mut read_end);
-            if let Some((step, errno)) = ws.facts.failure {
-                let _ = spawned.map(|mut c| c.start_kill());
-                return Err(WorkerError::Sandbox(sandbox::describe_failure(
-                    step,
-                    errno,
-                    &mount_steps,
-                )));
+        drop(report_w);
+        drop(lifeline_r);
+        let mut report = std::fs::File::from(report_r);
+        let facts = sandbox::Facts::read(&mut report);
+        if let Some((step, errno)) = facts.failure {
+            drop(lifeline_w);
+            if let Ok(mut child) = spawned {
+                let _ = child.start_kill();
             }
-            worker_sandbox = ws;
+            return Err(WorkerError::Sandbox(sandbox::describe_failure(
+                step,
+                errno,
+                &setup.mounts,
+            )));
         }
         let mut child = spawned.map_err(|source| WorkerError::Spawn {
             python: spec.python.display().to_string(),
             source,
         })?;
+        let mut ws = setup.sandbox;
+        ws.facts = facts;
+        ws.cgroup = cgroup;
         let stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -225,8 +154,10 @@ impl Worker {
                 harness_hash: String::new(),
                 python_version: String::new(),
                 pid: 0,
+                isolation: Default::default(),
             },
-            sandbox: worker_sandbox,
+            sandbox: ws,
+            lifeline: Some(lifeline_w),
             _dir: dir,
         };
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, worker.read_message()).await {
@@ -253,6 +184,8 @@ impl Worker {
                 expected,
             });
         }
+        check_isolation(&setup.plan, &hello)?;
+        worker.sandbox.isolation = hello.isolation.clone();
         worker.hello = hello;
         Ok(worker)
     }
@@ -311,7 +244,7 @@ impl Worker {
         format!(": {}", String::from_utf8_lossy(&bytes).trim())
     }
 
-    /// Ask the worker to exit; kill it if it does not within a second.
+    /// Ask the worker to exit; end it if it does not within a second.
     pub(crate) async fn shutdown(mut self) {
         if let Ok(frame) = encode_frame(&HostMessage::Shutdown) {
             let _ = self.stdin.write_all(&frame).await;
@@ -321,17 +254,45 @@ impl Worker {
             .await
             .is_err()
         {
-            let _ = self.child.kill().await;
+            self.lifeline = None;
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.child.wait()).await;
         }
     }
 
-    /// Kill the worker now (its runs die with it: they hold PR_SET_PDEATHSIG).
+    /// End the worker now: its supervisor kills it and everything it started.
     pub(crate) fn kill(mut self) {
-        let _ = self.child.start_kill();
+        self.lifeline = None;
     }
 
     pub(crate) fn is_alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// The harness must apply to every run what the plan asked for: one that greets with
+/// less is refused, never used with a quieter sandbox.
+fn check_isolation(plan: &HarnessPlan, hello: &Hello) -> Result<(), WorkerError> {
+    let got = &hello.isolation;
+    let mut lacking = Vec::new();
+    if plan.fresh == Freshness::Namespaces && got.fresh_namespaces.is_empty() {
+        lacking.push("fresh namespaces per run");
+    }
+    if plan.landlock.is_some() && got.landlock_abi.is_none() {
+        lacking.push("Landlock");
+    }
+    if plan.seccomp.is_some() && !got.seccomp {
+        lacking.push("seccomp");
+    }
+    if plan.caps && !got.capabilities_dropped {
+        lacking.push("dropping capabilities");
+    }
+    if lacking.is_empty() {
+        Ok(())
+    } else {
+        Err(WorkerError::Sandbox(format!(
+            "the harness cannot apply {} to its runs",
+            lacking.join(", ")
+        )))
     }
 }
 
@@ -347,11 +308,4 @@ async fn drain_stderr(mut stderr: tokio::process::ChildStderr, tail: Arc<Mutex<V
             tail.pop_front();
         }
     }
-}
-
-/// Write the embedded harness where workers can run it.
-pub(crate) fn install_harness(dir: &Path) -> std::io::Result<PathBuf> {
-    let path = dir.join(spr_protocol::HARNESS_FILE_NAME);
-    std::fs::write(&path, spr_protocol::HARNESS_SOURCE)?;
-    Ok(path)
 }

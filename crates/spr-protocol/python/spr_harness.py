@@ -1,54 +1,66 @@
-"""spr harness: a long-lived worker that runs each request in a fresh forked process.
+"""spr harness: the Python side of a worker, in three kinds of process.
 
-Protocol (see crates/spr-protocol): frames of a 4-byte big-endian length plus JSON,
-read from the worker's stdin and written to its stdout. User code never runs in this
-process: every run is a child forked from it, whose stdout, stderr and result channel
-are pipes read here with caps, and whose status (exit code, signal, timeout) is observed
-here from outside. Standard library only; runs on CPython 3.8+.
+Protocol (see crates/spr-protocol): frames of a 4-byte big-endian length plus JSON, read
+from the worker's stdin and written to its stdout. Standard library only; CPython 3.8+.
 
-The next run's process is forked ahead of its request, once the previous run has been
-swept and reported (never while user code exists): it does the request-independent
-set-up and blocks reading its request from a pipe; the worker hands the frame over and
-starts the clock. Policy-derived objects are prepared in the worker per policy and
-inherited at fork. On this kind of machine a page copied on write costs several
-microseconds, so the run path is shaped to touch as little shared memory as it can.
+A worker serves many runs of many callers, one after another. So that nothing of one
+run can reach the next, the work is split between three processes:
 
-When the worker is PID 1 of its own PID namespace (the local engine's Linux sandbox put
-it there), the sweep after each run is `kill(-1, SIGKILL)`: every other process of the
-namespace, however it detached, dies; and the scratch tmpfs is emptied.
+  monitor (M)  The process the host started (PID 1 of the sandbox's PID namespace, or
+               of the container). It speaks the frame protocol: it reads each request,
+               hands it to a run's process, watches the run from outside (its output
+               pipes, its deadline) and writes the report. It holds tenant data, but no
+               run's process is ever forked from it.
+  zygote (Z)   Forked from M at start-up, before any request exists, and never given
+               one: it forks the run processes, passes M the ends of their pipes
+               (SCM_RIGHTS), waits for them, kills them when M asks, makes sure nothing
+               a run started survives it, and tells M how each run ended. Every run's
+               process is a copy of Z, so no run inherits another's code, input,
+               output or policy, neither as objects nor in freed memory.
+  run (U)      Forked from Z ahead of its request. Before the request exists it isolates
+               itself as the host's plan says (fresh mount and IPC namespaces with a new
+               scratch tmpfs, Landlock, no capabilities, seccomp), then reads its
+               request from a pipe, applies the policy, runs the code and writes its
+               result on another pipe. Its status (exit code, signal, timeout) is
+               observed by Z and M from outside, never taken from its own word.
 
 Inside the run's process, before user code, a PEP 578 audit hook enforces the policy's
 capabilities (processes, network, native code, files outside scratch, introspection of
-the interpreter) whatever name reaches them. The hook is a guardrail,
-not the boundary: pure Python cannot be made airtight (object-graph walks reach every
-loaded module); the kernel sandbox underneath is the boundary.
+the interpreter) whatever name reaches them. The hook is a guardrail, not the boundary:
+pure Python cannot be made airtight; the kernel sandbox underneath is the boundary.
 """
 
 import builtins
 import codecs
 import errno
 import gc
-import io
 import json
 import linecache
 import os
 import select
-import shutil
 import signal
-import sys
+import socket
 import stat
+import struct
+import sys
 import tempfile
 import time
 import traceback
 import types
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAX_REQUEST_BYTES = 64 << 20
 MAX_RESULT_BYTES = 16 << 20
+# A report must fit the host's frame limit (spr_protocol::MAX_FRAME_LEN, 64 MiB) whatever
+# the run printed or returned: past this size it is cut down, never refused.
+MAX_REPORT_BYTES = 48 << 20
 READ_CHUNK = 65536
-# After the run's process has exited, how long to wait for pipes still held by
-# processes that escaped the sweep (they are killed; this only bounds the wait).
+# After the run's processes are gone, how long to wait for pipes still held open (by
+# nothing, normally: this only bounds the wait).
 DRAIN_GRACE_SECONDS = 0.2
+# How long M waits for Z to confirm a kill or hand over a run's process before it
+# declares the worker broken.
+ZYGOTE_ANSWER_SECONDS = 10.0
 RESERVED_GLOBALS = frozenset(
     [
         "__builtins__",
@@ -64,7 +76,7 @@ RESERVED_GLOBALS = frozenset(
         "_unpack_sequence_",
     ]
 )
-# Imported once in the worker so a forked run finds them already loaded.
+# Imported once at start-up so a forked run finds them already loaded.
 PRELOAD = (
     "math", "re", "datetime", "collections", "itertools", "functools", "decimal",
     "fractions", "statistics", "random", "string", "textwrap", "typing", "dataclasses",
@@ -83,9 +95,15 @@ _os_exit = os._exit
 DEFAULT_MAX_PROCESSES = 64
 DEFAULT_MAX_FILE_SIZE_MB = 64
 DEFAULT_MAX_OPEN_FILES = 256
-# Tasks in a sandboxed worker's user namespace besides the run's: the supervisor and
-# the worker (PID 1).
+# Tasks in a sandboxed worker's user namespace besides the run's: M and Z.
 NAMESPACE_OVERHEAD_TASKS = 2
+# Exit status of a run's process whose own set-up failed before any user code existed
+# (the reason is written on its result pipe, after the marker below).
+EXIT_SETUP_FAILED = 71
+# The first byte a run's process writes on its result pipe: "armed" once it is isolated
+# (before its request exists, so user code cannot forge it), or "failed" plus a reason.
+MARK_ARMED = b"A"
+MARK_FAILED = b"F"
 
 
 def harness_hash():
@@ -108,11 +126,13 @@ def harness_hash():
 
 def write_frame(fd, message):
     body = _dumps(message, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    data = len(body).to_bytes(4, "big") + body
+    write_all(fd, len(body).to_bytes(4, "big") + body)
+
+
+def write_all(fd, data):
     view = memoryview(data)
     while view:
-        n = _os_write(fd, view)
-        view = view[n:]
+        view = view[_os_write(fd, view):]
 
 
 def read_exact(fd, n):
@@ -137,40 +157,399 @@ def read_frame_bytes(fd):
     return read_exact(fd, length)
 
 
-def read_frame(fd):
-    body = read_frame_bytes(fd)
-    if body is None:
-        return None
-    return _loads(body.decode("utf-8"))
+# ---------------------------------------------------------------------------------
+# The plan: what the host asks the harness to do to every run (not tenant data)
+
+
+FRESH_NAMESPACES = "namespaces"
+FRESH_SCRUB = "scrub"
+
+
+class Plan:
+    """The host's instructions, from `--plan JSON`. Every key is optional so that a bare
+    `python3 spr_harness.py` works (no isolation beyond the policy's own limits).
+
+    fresh        "namespaces": each run unshares a mount and an IPC namespace and gets
+                 new tmpfs mounts (`tmpfs`); "scrub": runs share the scratch base, which
+                 Z empties and checks after every run (a worker that cannot is retired).
+    scratch      where runs' scratch directories are made.
+    own_scratch  the scratch base belongs to this worker alone (so it may be emptied).
+    tmpfs        [{"path", "size_mb", "mode"}]: the per-run tmpfs mounts.
+    rebind       mount points under a per-run tmpfs that must stay visible (a venv or an
+                 extra path under /tmp): cloned before the tmpfs covers them.
+    landlock     {"abi" (null: probe), "fs", "net", "scoped", "rules": [[path, rights]],
+                 "fresh_rights"}: a ruleset every run restricts itself with; the roots of
+                 the per-run tmpfs mounts get `fresh_rights`.
+    seccomp      a classic BPF program every run installs (built by the host), as
+                 [code, jt, jf, k] quadruples.
+    caps         drop every capability in each run (securebits locked, bounding set
+                 emptied).
+    nproc        RLIMIT_NPROC is exact here (a private user namespace).
+    oom_score_adj  written for each run's process, so the OOM killer takes the run first.
+    policies     policies the operator configured, prepared once before any request.
+    """
+
+    def __init__(self, data):
+        data = data or {}
+        self.fresh = data.get("fresh") or FRESH_SCRUB
+        if self.fresh not in (FRESH_NAMESPACES, FRESH_SCRUB):
+            raise ValueError("plan: fresh must be %r or %r" % (FRESH_NAMESPACES, FRESH_SCRUB))
+        self.scratch = data.get("scratch")
+        self.own_scratch = bool(data.get("own_scratch"))
+        self.tmpfs = [
+            (str(t["path"]), int(t["size_mb"]), str(t.get("mode") or "1777"))
+            for t in data.get("tmpfs") or []
+        ]
+        self.rebind = [str(p) for p in data.get("rebind") or []]
+        ll = data.get("landlock")
+        self.landlock = None
+        if ll is not None:
+            self.landlock = {
+                "abi": ll.get("abi"),
+                "fs": int(ll.get("fs") or 0),
+                "net": int(ll.get("net") or 0),
+                "scoped": int(ll.get("scoped") or 0),
+                "rules": [(str(p), int(r)) for p, r in ll.get("rules") or []],
+                "fresh_rights": int(ll.get("fresh_rights") or 0),
+            }
+        # [code, jt, jf, k] per instruction, packed as `struct sock_filter`s.
+        program = data.get("seccomp")
+        self.seccomp = None
+        if program:
+            self.seccomp = b"".join(struct.pack("=HBBI", *ins) for ins in program)
+        self.caps = bool(data.get("caps"))
+        self.nproc = bool(data.get("nproc"))
+        self.oom_score_adj = data.get("oom_score_adj")
+        self.policies = list(data.get("policies") or [])
+
+
+def parse_args(argv):
+    """`--plan JSON` (the host's way) or, for a bare harness, `--scratch DIR`."""
+    data = {}
+    if "--plan" in argv:
+        data = _loads(argv[argv.index("--plan") + 1])
+        if not isinstance(data, dict):
+            raise ValueError("--plan must be a JSON object")
+    if "--scratch" in argv:
+        data["scratch"] = argv[argv.index("--scratch") + 1]
+        data.setdefault("own_scratch", True)
+    return Plan(data)
+
+
+# ---------------------------------------------------------------------------------
+# The kernel, beyond the os module
+
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = 0o2000000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+O_PATH = getattr(os, "O_PATH", 0o10000000)
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP = 22
+PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
+PR_SET_CHILD_SUBREAPER = 36
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SECCOMP_MODE_FILTER = 2
+# NOROOT, NO_SETUID_FIXUP and NO_CAP_AMBIENT_RAISE, each with its lock, and the lock of
+# KEEP_CAPS (left off): root in the namespace can never regain a capability.
+SECUREBITS_LOCKED = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80
+SYS_OPEN_TREE = 428
+SYS_MOVE_MOUNT = 429
+SYS_LANDLOCK_CREATE_RULESET = 444
+SYS_LANDLOCK_ADD_RULE = 445
+SYS_LANDLOCK_RESTRICT_SELF = 446
+LANDLOCK_CREATE_RULESET_VERSION = 1
+LANDLOCK_RULE_PATH_BENEATH = 1
+# The Landlock rights a rule on a file (not a directory) may carry.
+LANDLOCK_FILE_RIGHTS = 1 | 2 | 4 | (1 << 14) | (1 << 15)
+LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET = 1
+LANDLOCK_SCOPE_SIGNAL = 2
+
+
+class Kernel:
+    """The system calls the harness needs beyond `os`, through ctypes. Loaded once in M;
+    Z and every run inherit it. Each method raises OSError with the call's errno."""
+
+    def __init__(self):
+        import ctypes
+
+        self.ct = ctypes
+        self.libc = libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        libc.prctl.restype = ctypes.c_int
+        libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+        libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+        libc.unshare.argtypes = [ctypes.c_int]
+
+    def _fail(self, what):
+        e = self.ct.get_errno()
+        raise OSError(e, "%s: %s" % (what, os.strerror(e)))
+
+    def _syscall(self, what, number, *args):
+        ct = self.ct
+        rc = self.libc.syscall(ct.c_long(number), *args)
+        if rc < 0:
+            self._fail(what)
+        return rc
+
+    def prctl(self, option, a=0, b=0, what="prctl"):
+        if self.libc.prctl(option, a, b, 0, 0) != 0:
+            self._fail(what)
+
+    def unshare(self, flags):
+        if self.libc.unshare(flags) != 0:
+            self._fail("unshare")
+
+    def mount(self, source, target, fstype, flags, data):
+        enc = lambda s: None if s is None else s.encode()  # noqa: E731
+        if self.libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) != 0:
+            self._fail("mount %s" % target)
+
+    def open_tree(self, path):
+        c = self.ct
+        flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE
+        return self._syscall(
+            "open_tree %s" % path, SYS_OPEN_TREE, c.c_long(AT_FDCWD), c.c_char_p(path.encode()),
+            c.c_ulong(flags),
+        )
+
+    def move_mount(self, tree, target):
+        c = self.ct
+        self._syscall(
+            "move_mount %s" % target, SYS_MOVE_MOUNT, c.c_long(tree), c.c_char_p(b""),
+            c.c_long(AT_FDCWD), c.c_char_p(target.encode()), c.c_ulong(MOVE_MOUNT_F_EMPTY_PATH),
+        )
+
+    def landlock_abi(self):
+        c = self.ct
+        return self._syscall(
+            "landlock_create_ruleset", SYS_LANDLOCK_CREATE_RULESET, c.c_void_p(None),
+            c.c_size_t(0), c.c_uint(LANDLOCK_CREATE_RULESET_VERSION),
+        )
+
+    def landlock_ruleset(self, abi, fs, net, scoped):
+        c = self.ct
+        attr = (c.c_uint64 * 3)(fs, net, scoped)
+        # Older ABIs know a shorter attribute; its size tells the kernel which fields exist.
+        size = 8 if abi <= 3 else 16 if abi <= 5 else 24
+        return self._syscall(
+            "landlock_create_ruleset", SYS_LANDLOCK_CREATE_RULESET, c.byref(attr),
+            c.c_size_t(size), c.c_uint(0),
+        )
+
+    def landlock_add_rule(self, ruleset, fd, rights):
+        c = self.ct
+        attr = c.create_string_buffer(struct.pack("=Qi", rights, fd), 12)
+        self._syscall(
+            "landlock_add_rule", SYS_LANDLOCK_ADD_RULE, c.c_long(ruleset),
+            c.c_long(LANDLOCK_RULE_PATH_BENEATH), attr, c.c_uint(0),
+        )
+
+    def landlock_restrict_self(self, ruleset):
+        c = self.ct
+        self._syscall(
+            "landlock_restrict_self", SYS_LANDLOCK_RESTRICT_SELF, c.c_long(ruleset), c.c_uint(0)
+        )
+
+    def drop_capabilities(self):
+        """Lock root out of capabilities for good, then empty every set."""
+        c = self.ct
+        try:
+            self.prctl(PR_SET_SECUREBITS, SECUREBITS_LOCKED, what="lock the securebits")
+            for cap in range(64):
+                if self.libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                    if c.get_errno() == errno.EINVAL:  # past the last capability
+                        break
+                    self._fail("drop capability %d from the bounding set" % cap)
+        except OSError as exc:
+            # Without CAP_SETPCAP there is nothing in the bounding set to fear: such a
+            # process holds no capability it could pass on (checked below).
+            if exc.errno != errno.EPERM:
+                raise
+        self.libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+        header = (c.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, self
+        data = (c.c_uint32 * 6)()
+        if self.libc.capset(c.byref(header), c.byref(data)) != 0:
+            self._fail("capset")
+        if self.libc.capget(c.byref(header), c.byref(data)) != 0 or any(data):
+            raise OSError(errno.EPERM, "capabilities remain after capset")
+
+    def seccomp(self, program):
+        c = self.ct
+
+        class SockFprog(c.Structure):
+            _fields_ = [("len", c.c_ushort), ("filter", c.c_void_p)]
+
+        buf = c.create_string_buffer(program, len(program))
+        prog = SockFprog(len(program) // 8, c.addressof(buf))
+        self.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, c.addressof(prog), what="install the seccomp filter")
+
+
+_kernel = None
+
+
+def kernel():
+    """The process-wide Kernel, made on first use (ctypes costs a few ms to load)."""
+    global _kernel
+    if _kernel is None:
+        _kernel = Kernel()
+    return _kernel
+
+
+def prctl_quiet(option, value):
+    try:
+        kernel().prctl(option, value)
+        return True
+    except (OSError, AttributeError, ImportError):
+        return False
+
+
+# ---------------------------------------------------------------------------------
+# Isolation of one run, in its own process, before its request exists
+
+
+class SetupError(Exception):
+    """A step of a run's isolation failed: the run never executes."""
+
+    def __init__(self, step, exc):
+        Exception.__init__(self, "%s: %s" % (step, exc.strerror if isinstance(exc, OSError) and exc.strerror else exc))
+        self.step = step
+
+
+class Isolation:
+    """What every run of this worker gets, derived from the plan and (for Landlock) a
+    probe of the kernel, once in M. `summary()` goes into the hello frame, so the host's
+    receipts say what each run really has: a run whose isolation fails never executes."""
+
+    def __init__(self, plan, k):
+        self.plan = plan
+        self.landlock_abi = None
+        self.landlock = None
+        ll = plan.landlock
+        if ll is not None:
+            abi = ll["abi"]
+            if abi is None:
+                try:
+                    abi = k.landlock_abi()
+                except OSError:
+                    abi = None
+            if abi:
+                scoped = ll["scoped"] if abi >= 6 else 0
+                net = ll["net"] if abi >= 4 else 0
+                if ll["fs"] or net or scoped:
+                    self.landlock_abi = abi
+                    self.landlock = dict(ll, abi=abi, scoped=scoped, net=net)
+        # Descriptors of the fixed rule paths, opened once here (the paths are the
+        # worker's view, not tenant data); each run adds them to its own ruleset.
+        self.rule_fds = []
+        if self.landlock is not None:
+            for path, rights in self.landlock["rules"]:
+                try:
+                    fd = os.open(path, O_PATH | os.O_CLOEXEC)
+                except OSError:
+                    continue  # a path this machine lacks (e.g. /lib32)
+                if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                    rights &= LANDLOCK_FILE_RIGHTS
+                self.rule_fds.append((fd, rights & self.landlock["fs"]))
+
+    def summary(self):
+        plan = self.plan
+        return {
+            "fresh_namespaces": ["mount", "ipc"] if plan.fresh == FRESH_NAMESPACES else [],
+            "scratch": "tmpfs" if plan.fresh == FRESH_NAMESPACES else "scrubbed",
+            "landlock_abi": self.landlock_abi,
+            "landlock_scoped": bool(self.landlock and self.landlock["scoped"]),
+            "seccomp": plan.seccomp is not None,
+            "capabilities_dropped": plan.caps,
+        }
+
+    def apply(self, k):
+        """Isolate the calling process (a run's, before its request). Raises SetupError."""
+        plan = self.plan
+
+        def step(name, fn, *args):
+            try:
+                return fn(*args)
+            except OSError as exc:
+                raise SetupError(name, exc)
+
+        if plan.fresh == FRESH_NAMESPACES:
+            step("unshare the run's mount and IPC namespaces", k.unshare, CLONE_NEWNS | CLONE_NEWIPC)
+            # Mounts under a per-run tmpfs (a venv in /tmp) are cloned first, then put
+            # back on top of the new tmpfs.
+            trees = [(p, step("clone the mount at %s" % p, k.open_tree, p)) for p in plan.rebind]
+            for path, size_mb, mode in plan.tmpfs:
+                step(
+                    "mount the run's tmpfs on %s" % path, k.mount, "tmpfs", path, "tmpfs",
+                    MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=%dm,mode=%s" % (size_mb, mode),
+                )
+            for path, tree in trees:
+                step("restore the mount at %s" % path, restore_mount_point, k, tree, path)
+        if plan.oom_score_adj is not None:
+            try:
+                with open("/proc/self/oom_score_adj", "w") as f:
+                    f.write(str(int(plan.oom_score_adj)))
+            except OSError:
+                pass  # no /proc in this view: the cgroup limit still holds
+        if self.landlock is not None:
+            step("apply the run's Landlock ruleset", self.restrict, k)
+        if plan.caps:
+            step("drop the run's capabilities", k.drop_capabilities)
+        if plan.seccomp is not None:
+            step("install the run's seccomp filter", k.seccomp, plan.seccomp)
+
+    def restrict(self, k):
+        ll = self.landlock
+        ruleset = k.landlock_ruleset(ll["abi"], ll["fs"], ll["net"], ll["scoped"])
+        try:
+            if ll["fs"]:
+                for fd, rights in self.rule_fds:
+                    k.landlock_add_rule(ruleset, fd, rights)
+                fresh = ll["fresh_rights"] & ll["fs"]
+                for path, _size, _mode in self.plan.tmpfs:
+                    fd = os.open(path, O_PATH | os.O_CLOEXEC)
+                    try:
+                        k.landlock_add_rule(ruleset, fd, fresh)
+                    finally:
+                        os.close(fd)
+            k.landlock_restrict_self(ruleset)
+        finally:
+            os.close(ruleset)
+        for fd, _rights in self.rule_fds:
+            os.close(fd)
+        self.rule_fds = []
+
+
+def restore_mount_point(k, tree, path):
+    """Recreate `path` on the new tmpfs and move the cloned mount `tree` onto it."""
+    if stat.S_ISDIR(os.fstat(tree).st_mode):
+        os.makedirs(path, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    try:
+        k.move_mount(tree, path)
+    finally:
+        os.close(tree)
 
 
 # ---------------------------------------------------------------------------------
 # Process hygiene
 
 
-_libc = None
-
-
-def prctl(option, value):
-    global _libc
-    try:
-        if _libc is None:
-            import ctypes
-
-            _libc = ctypes.CDLL(None, use_errno=True)
-        return _libc.prctl(option, value, 0, 0, 0) == 0
-    except Exception:
-        return False
-
-
-def set_child_subreaper():
-    """Orphans of a run re-parent to this worker, so the sweep can find them."""
-    return prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
-
-
 def children_of(pid):
-    # os.open and os.read rather than open(): this runs after every run, and the io
-    # stack is much more work (and memory touched) than the two syscalls.
+    # os.open and os.read rather than open(): cheaper, and nothing of io is needed.
     try:
         fd = os.open("/proc/%d/task/%d/children" % (pid, pid), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -189,20 +568,20 @@ def children_of(pid):
         os.close(fd)
 
 
-def sweep(me, pgid):
-    """Kill everything the run left: its process group, then every process that
-    re-parented to this worker, until none remain. Returns how many were killed."""
+def sweep_tree(me):
+    """Kill every descendant of `me` (a subreaper: orphans re-parent to it) until none
+    remain, reaping as it goes. Returns how many were killed."""
     killed = set()
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except OSError:
-        pass
-    for _ in range(200):
+    for _ in range(1000):
         reap_all()
         kids = children_of(me)
         if not kids:
             break
         for pid in kids:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
             try:
                 os.kill(pid, signal.SIGKILL)
                 killed.add(pid)
@@ -214,8 +593,9 @@ def sweep(me, pgid):
 
 
 def sweep_namespace():
-    """As PID 1 of the namespace: kill every other process in it and reap them all.
-    Orphans re-parent to PID 1, so once `waitpid` finds no child, nothing is left."""
+    """With M as PID 1 of the namespace: kill every process but M and this one, and reap
+    them (orphans re-parent to this subreaper). Once `waitpid` finds no child, nothing
+    the run started is left."""
     reaped = 0
     while True:
         try:
@@ -231,36 +611,6 @@ def sweep_namespace():
         reaped += 1
 
 
-def wipe_dir(base, dev=None):
-    """Empty `base` (the scratch tmpfs) without crossing into another filesystem: the
-    bind mounts of extra paths may sit below it, and their files are the host's."""
-    try:
-        if dev is None:
-            dev = os.lstat(base).st_dev
-        names = os.listdir(base)
-    except OSError:
-        return
-    for name in names:
-        path = os.path.join(base, name)
-        try:
-            st = os.lstat(path)
-        except OSError:
-            continue
-        if st.st_dev != dev:
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            wipe_dir(path, dev)
-            try:
-                os.rmdir(path)
-            except OSError:
-                pass
-        else:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-
-
 def reap_all():
     while True:
         try:
@@ -271,8 +621,374 @@ def reap_all():
             return
 
 
+def wipe_dir(base):
+    """Empty `base` whatever modes the run left behind (it owns everything it made, so
+    it can always be made writable again), without crossing into another filesystem (a
+    bind mount below it holds the host's files). Returns True when `base` is empty."""
+    try:
+        dev = os.lstat(base).st_dev
+    except OSError:
+        return False
+    _wipe(base, dev)
+    try:
+        return not os.listdir(base)
+    except OSError:
+        return False
+
+
+def _wipe(path, dev):
+    try:
+        os.chmod(path, 0o700)
+    except OSError:
+        pass
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return
+    for name in names:
+        child = os.path.join(path, name)
+        try:
+            st = os.lstat(child)
+        except OSError:
+            continue
+        if st.st_dev != dev:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            _wipe(child, dev)
+            try:
+                os.rmdir(child)
+            except OSError:
+                pass
+        else:
+            try:
+                os.unlink(child)
+            except OSError:
+                pass
+
+
 # ---------------------------------------------------------------------------------
-# One run, as seen from the worker
+# Descriptor passing between Z and M (a SOCK_SEQPACKET pair: one message per send)
+
+
+def send_message(sock, text, fds=()):
+    data = text.encode("ascii")
+    if fds:
+        sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("%di" % len(fds), *fds))])
+    else:
+        sock.send(data)
+
+
+def recv_message(sock, max_fds=4):
+    """(text, fds); text is "" when the peer is gone."""
+    data, ancdata, _flags, _addr = sock.recvmsg(256, socket.CMSG_SPACE(max_fds * 4))
+    fds = []
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds.extend(struct.unpack("%di" % (usable // 4), payload[:usable]))
+    return data.decode("ascii", "replace"), fds
+
+# ---------------------------------------------------------------------------------
+# Z, the zygote: forks the runs, never sees a request or an output
+
+
+class Zygote:
+    """Forks each run's process ahead of its request, once the previous run is over and
+    swept (no user code exists anywhere while a new run's process is made), hands M the
+    ends of its pipes, and reports how it ended.
+
+    Messages from M: "K" (kill the current run now), "Q" (quit). To M: "R <pid>" with
+    the run's descriptors (request write end, stdout, stderr and result read ends), and
+    "X <pid> <wait status> <exit time> <killed> <leftovers> <reset>" once the run and
+    everything it started are gone."""
+
+    def __init__(self, sock, plan, isolation, base):
+        self.sock = sock
+        self.plan = plan
+        self.isolation = isolation
+        self.base = base
+        self.pid1 = os.getppid() == 1  # M is PID 1 of the namespace or container
+
+    def serve(self):
+        prctl_quiet(PR_SET_CHILD_SUBREAPER, 1)
+        if not self.pid1:
+            prctl_quiet(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() == 1:  # M died before the death signal was armed
+                return 0
+        serial = 0
+        while True:
+            serial += 1
+            pid, pidfd = self.fork_run(serial)
+            if not self.watch(pid, pidfd, serial):
+                return 0
+
+    def fork_run(self, serial):
+        req_r, req_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        res_r, res_w = os.pipe()
+        zpid = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            status = 70
+            try:
+                for fd in (self.sock.fileno(), req_w, out_r, err_r, res_r):
+                    os.close(fd)
+                status = run_process(
+                    self.plan, self.isolation, self.base, serial, req_r, out_w, err_w, res_w,
+                    zpid, self.pid1,
+                )
+            except BaseException:
+                child_failed()
+            finally:
+                _os_exit(status)
+        for fd in (req_r, out_w, err_w, res_w):
+            os.close(fd)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        try:
+            send_message(self.sock, "R %d" % pid, [req_w, out_r, err_r, res_r])
+        finally:
+            for fd in (req_w, out_r, err_r, res_r):
+                os.close(fd)
+        return pid, pidfd
+
+    def watch(self, pid, pidfd, serial):
+        """Wait for the run to end (or be killed on M's word); sweep; report. Returns
+        False when Z should stop."""
+        sock_fd = self.sock.fileno()
+        poller = select.poll()
+        poller.register(sock_fd, select.POLLIN)
+        if pidfd is not None:
+            poller.register(pidfd, select.POLLIN)
+        killed = False
+        keep_going = True
+        status = None
+        while status is None:
+            for fd, _ev in poller.poll(None if pidfd is not None else 5):
+                if fd != sock_fd:
+                    continue
+                text, fds = recv_message(self.sock)
+                for extra in fds:
+                    os.close(extra)
+                if text == "K":
+                    killed = self.kill(pid) or killed
+                elif text in ("Q", ""):  # quit, or M is gone
+                    self.kill(pid)
+                    keep_going = False
+            status = reap(pid)
+        exited_at = time.monotonic()
+        if pidfd is not None:
+            os.close(pidfd)
+        leftovers = sweep_namespace() if self.pid1 else sweep_tree(os.getpid())
+        reset = self.reset(serial)
+        if keep_going:
+            send_message(
+                self.sock,
+                "X %d %d %.6f %d %d %d" % (pid, status, exited_at, killed, leftovers, reset),
+            )
+        return keep_going and reset
+
+    def kill(self, pid):
+        """SIGKILL the run's process and its process group. True if it was alive (it
+        stays unreaped: `watch` collects its status)."""
+        try:
+            alive = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        except ChildProcessError:
+            alive = False
+        for kill, target in ((os.kill, pid), (os.killpg, pid)):
+            try:
+                kill(target, signal.SIGKILL)
+            except OSError:
+                pass
+        return alive
+
+    def reset(self, serial):
+        """Make what the run could write fresh for the next one. With per-run namespaces
+        there is nothing to do (the run's tmpfs mounts died with it); otherwise the
+        scratch base is emptied and checked."""
+        if self.plan.fresh == FRESH_NAMESPACES:
+            return True
+        if self.plan.own_scratch:
+            return wipe_dir(self.base)
+        own = scratch_path(self.base, serial)
+        if os.path.lexists(own):
+            remove_tree(own)
+        return not os.path.lexists(own)
+
+
+def reap(pid):
+    """The wait status of `pid` if it has ended (reaping it), else None."""
+    while True:
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            # Already reaped elsewhere: never report that as a success.
+            return signal.SIGKILL
+        return status if got else None
+
+
+def remove_tree(path):
+    for _ in range(3):
+        _wipe(path, os.lstat(path).st_dev if os.path.lexists(path) else 0)
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            try:
+                os.unlink(path)
+                return
+            except OSError:
+                pass
+
+
+def scratch_path(base, serial):
+    return "%s/run-%d" % (base, serial)
+
+
+# ---------------------------------------------------------------------------------
+# U, a run's process
+
+
+_run_streams = None
+
+
+def make_run_streams():
+    """sys.stdin, sys.stdout and sys.stderr of a run's process: fds 0 (/dev/null), 1 and
+    2 (pipes) wrapped as a run sees them (UTF-8, line-buffered, never closing the fd)."""
+    return (
+        open(0, "r", closefd=False),
+        open(1, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False),
+        open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False),
+    )
+
+
+def prepare_run_streams():
+    """Build the run's standard streams once, at start-up, so that every run's process
+    finds them ready. They are built while fds 1 and 2 are a pipe, as in a run, so the
+    io objects learn the same facts about their fds (not seekable, not a tty)."""
+    global _run_streams
+    r, w = os.pipe()
+    saved_stderr = os.dup(2)
+    try:
+        os.dup2(w, 1)
+        os.dup2(w, 2)
+        streams = make_run_streams()
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.dup2(0, 1)  # /dev/null again, as main() left it
+        for fd in (r, w, saved_stderr):
+            os.close(fd)
+    _run_streams = streams
+
+
+def child_failed():
+    """A process failed in the harness's own code (not the user's): say why on its
+    stderr, so that the status that follows is not a silent mystery."""
+    try:
+        text = "spr harness: %s" % "".join(traceback.format_exception(*sys.exc_info()))
+        write_all(2, text.encode("utf-8", "replace"))
+    except BaseException:
+        pass
+
+
+def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid, pid1):
+    """A run's process, forked from Z: isolate, wait for the request, run it."""
+    global _kernel
+    if not pid1:
+        # If Z dies (its worker was killed), the run dies with it; in a namespace the
+        # death of M, PID 1, takes every process with it anyway.
+        prctl_quiet(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != zpid:
+            return 70
+    os.setsid()
+    try:
+        isolation.apply(kernel())
+    except SetupError as exc:
+        write_all(res_w, MARK_FAILED + str(exc).encode("utf-8", "replace"))
+        return EXIT_SETUP_FAILED
+    # Z and M are not dumpable (nothing of theirs may be read through /proc); the run's
+    # own process is, so that it can read its own /proc entries as programs expect.
+    prctl_quiet(PR_SET_DUMPABLE, 1)
+    _kernel = None
+    scratch = make_scratch(base, serial)
+    own = os.path.realpath(scratch)
+    writable = [own]
+    if plan.fresh == FRESH_NAMESPACES or plan.own_scratch:
+        writable.append(os.path.realpath(base))
+    writable.extend(os.path.realpath(p) for p, _s, _m in plan.tmpfs)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    for fd in (devnull, out_w, err_w):
+        if fd > 2:
+            os.close(fd)
+    os.chdir(scratch)
+    # The rest of the environment was made clean once, at start-up (`clean_environ`).
+    environ = os.environ
+    environ["HOME"] = scratch
+    environ["TMPDIR"] = scratch
+    tempfile.tempdir = scratch
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sys.stdin, sys.stdout, sys.stderr = _run_streams or make_run_streams()
+    sys.__stdout__ = sys.stdout
+    sys.__stderr__ = sys.stderr
+    sys.argv = ["<user_code>"]
+    # `import __main__` must give the user's namespace, not this module.
+    main = types.ModuleType("__main__")
+    sys.modules["__main__"] = main
+    write_all(res_w, MARK_ARMED)
+
+    # Ready: wait for the request. End of stream means M discarded this process.
+    body = read_frame_bytes(req_r)
+    os.close(req_r)
+    if body is None:
+        return 0
+    request = _loads(body.decode("utf-8"))
+    del body
+    policy = request["policy"]
+    prepared = prepared_for(policy, plan)
+    apply_rlimits(prepared.rlimits)
+    report, status = execute(
+        request.get("code", ""), request.get("input_data"), policy, prepared, tuple(writable), main
+    )
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    try:
+        data = encode_report(report)
+    except MemoryError:
+        data = b'{"outcome":"memory_error"}'
+    try:
+        write_all(res_w, data)
+    except OSError:
+        pass
+    return status
+
+
+def make_scratch(base, serial):
+    """A fresh, private directory for one run; a random name if the usual one exists."""
+    path = scratch_path(base, serial)
+    try:
+        os.mkdir(path, 0o700)
+        return path
+    except OSError:
+        return tempfile.mkdtemp(prefix="run-", dir=base)
+
+
+# ---------------------------------------------------------------------------------
+# M, the monitor: the protocol with the host, and each run watched from outside
 
 
 class Capture:
@@ -293,38 +1009,40 @@ class Capture:
         if len(data) > max(room, 0):
             self.truncated = True
 
-    def text(self):
-        if not self.parts:
+    def data(self):
+        return b"".join(self.parts)
+
+    def text(self, limit=None):
+        data = self.data()
+        truncated = self.truncated
+        if limit is not None and len(data) > limit:
+            data, truncated = data[:limit], True
+        if not data:
             return ""
-        data = b"".join(self.parts)
-        if not self.truncated:
+        if not truncated:
             return data.decode("utf-8", "replace")
         # Cut at a character boundary: an incomplete tail is dropped, not mangled.
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         return decoder.decode(data, final=False)
 
 
-class RunProcess:
-    """A run's process, forked ahead of its request (see `prefork`), and the worker's
-    ends of its pipes."""
+class Run:
+    """A run's process as M sees it: its pid and M's ends of its pipes."""
 
-    __slots__ = ("pid", "pidfd", "scratch", "req_w", "out_r", "err_r", "res_r", "started", "unsent")
+    __slots__ = ("pid", "req_w", "out_r", "err_r", "res_r", "started", "unsent", "marked")
 
-    def __init__(self, pid, pidfd, scratch, req_w, out_r, err_r, res_r):
+    def __init__(self, pid, fds):
         self.pid = pid
-        self.pidfd = pidfd
-        self.scratch = scratch
-        self.req_w = req_w
-        self.out_r = out_r
-        self.err_r = err_r
-        self.res_r = res_r
+        self.req_w, self.out_r, self.err_r, self.res_r = fds
+        os.set_blocking(self.req_w, False)
         self.started = None
         self.unsent = None
+        self.marked = False  # its "armed" marker was already read
 
     def deliver(self, body):
-        """Start the run: the clock starts, and the request frame goes down the process's
-        non-blocking request pipe, in one write for a usual request; the rest of a
-        large one is written by `run_one`'s loop, under the run's deadline."""
+        """Start the run: the clock starts and the request frame goes down the process's
+        non-blocking request pipe, in one write for a usual request; the rest of a large
+        one is written by the run loop, under the run's deadline."""
         self.started = time.monotonic()
         self.unsent = memoryview(len(body).to_bytes(4, "big") + body)
         self.send_more()
@@ -340,359 +1058,419 @@ class RunProcess:
             os.close(self.req_w)
             self.req_w = None
 
-    def close_fds(self):
-        for fd in (self.req_w, self.out_r, self.err_r, self.res_r, self.pidfd):
+    def close(self):
+        for name in ("req_w", "out_r", "err_r", "res_r"):
+            fd = getattr(self, name)
             if fd is not None:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        self.req_w = self.out_r = self.err_r = self.res_r = self.pidfd = None
+                setattr(self, name, None)
 
 
-_scratch_serial = 0
-_real_scratch_base = {}
+class WorkerBroken(Exception):
+    """The worker cannot serve another run (M writes a fatal frame and exits)."""
 
 
-def real_scratch_base(scratch_base):
-    real = _real_scratch_base.get(scratch_base)
-    if real is None:
-        real = _real_scratch_base[scratch_base] = os.path.realpath(scratch_base)
-    return real
+class HostGone(Exception):
+    """The host closed the protocol: stop everything."""
 
 
-def make_scratch(scratch_base):
-    """A fresh, private directory for one run. A predictable name is tried first (cheaper
-    than mkdtemp); mkdir fails on anything already there, symlinks included, and then a
-    random name is used instead."""
-    global _scratch_serial
-    _scratch_serial += 1
-    path = "%s/run-%d-%d" % (scratch_base, os.getpid(), _scratch_serial)
-    try:
-        os.mkdir(path, 0o700)
-        return path
-    except OSError:
-        return tempfile.mkdtemp(prefix="run-", dir=scratch_base)
+# How the host's run requests begin (serde writes the tag first).
+RUN_FRAME_PREFIX = b'{"type":"run",'
 
 
-def prefork(scratch_base, keep_closed, pid1):
-    """Fork the next run's process before its request exists.
+class Monitor:
+    def __init__(self, rfd, wfd, sock, zpid, isolation):
+        self.rfd = rfd
+        self.wfd = wfd
+        self.sock = sock
+        self.zpid = zpid
+        self.isolation = isolation
+        self.ready = None
+        self.exits = {}  # pid -> parsed X message that arrived early
+        self.broken = None
 
-    It does everything that does not depend on the request (a new session, the pipes on
-    fds 0-2, the scratch directory as its working directory and home, signal
-    dispositions, fresh standard streams) and then blocks reading its request from a
-    pipe. The request's policy (rlimits, the audit hook, builtins and globals) is applied
-    only once the request arrives. Called only between runs, after the previous run's
-    sweep: no user code exists anywhere while this process is created and waits."""
-    scratch = make_scratch(scratch_base)
-    # The run's writable roots, resolved (the scratch base was resolved once).
-    real = real_scratch_base(scratch_base)
-    own = real + "/" + os.path.basename(scratch)
-    writable = (own, real) if pid1 else (own,)
-    req_r, req_w = os.pipe()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    res_r, res_w = os.pipe()
-    worker_pid = os.getpid()
-    pid = os.fork()
-    if pid == 0:
-        status = 70
-        try:
-            for fd in keep_closed + [req_w, out_r, err_r, res_r]:
-                os.close(fd)
-            status = child_main(scratch, writable, req_r, out_w, err_w, res_w, pid1, worker_pid)
-        except BaseException:
-            child_failed()
-        finally:
-            _os_exit(status)
-    for fd in (req_r, out_w, err_w, res_w):
-        os.close(fd)
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        pidfd = None
-    os.set_blocking(req_w, False)
-    return RunProcess(pid, pidfd, scratch, req_w, out_r, err_r, res_r)
+    # -- messages from Z
 
-
-_run_streams = None
-
-
-def make_run_streams():
-    """sys.stdin, sys.stdout and sys.stderr of a run's process: fds 0 (/dev/null), 1 and
-    2 (pipes) wrapped as a run sees them (UTF-8, line-buffered, never closing the fd)."""
-    return (
-        open(0, "r", closefd=False),
-        open(1, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False),
-        open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False),
-    )
-
-
-def prepare_run_streams():
-    """Build the run's standard streams once, in the worker, so that every run's process
-    finds them ready. They are built while fds 1 and 2 are a pipe, as in a run, so the
-    io objects learn the same facts about their fds (not seekable, not a tty); fd 0 is
-    /dev/null in the worker as in a run. The worker itself never uses them."""
-    global _run_streams
-    r, w = os.pipe()
-    saved_stderr = os.dup(2)
-    try:
-        os.dup2(w, 1)
-        os.dup2(w, 2)
-        streams = make_run_streams()
-    finally:
-        os.dup2(saved_stderr, 2)
-        os.dup2(0, 1)  # /dev/null again, as main() left it
-        for fd in (r, w, saved_stderr):
+    def handle_zygote_message(self):
+        text, fds = recv_message(self.sock)
+        if not text:
+            raise WorkerBroken("the zygote exited")
+        if text.startswith("R "):
+            if len(fds) != 4:
+                for fd in fds:
+                    os.close(fd)
+                raise WorkerBroken("the zygote sent a run without its descriptors")
+            if self.ready is not None:
+                self.ready.close()
+            self.ready = Run(int(text.split()[1]), fds)
+            return
+        for fd in fds:
             os.close(fd)
-    _run_streams = streams
+        if text.startswith("X "):
+            parts = text.split()
+            pid = int(parts[1])
+            self.exits[pid] = {
+                "status": int(parts[2]),
+                "at": float(parts[3]),
+                "killed": parts[4] == "1",
+                "leftovers": int(parts[5]),
+                "reset": parts[6] == "1",
+            }
+            if self.ready is not None and self.ready.pid == pid and self.ready.started is None:
+                # A process that died waiting for its request: find out why.
+                failed = self.ready
+                self.ready = None
+                self.exits.pop(pid)
+                reason = setup_failure(failed)
+                failed.close()
+                if reason:
+                    self.broken = reason
+            return
+        raise WorkerBroken("the zygote sent %r" % text[:40])
 
+    def wait_ready(self):
+        """The next run's process, once Z has handed it over."""
+        deadline = time.monotonic() + ZYGOTE_ANSWER_SECONDS
+        while self.ready is None:
+            if self.broken:
+                raise WorkerBroken(self.broken)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WorkerBroken("the zygote did not hand over a run's process in time")
+            ready, _, _ = select.select([self.sock], [], [], left)
+            if ready:
+                self.handle_zygote_message()
+        run, self.ready = self.ready, None
+        return run
 
-def child_failed():
-    """The run's process failed in the harness's own code (not the user's): say why on
-    its stderr (the run's pipe once set up, the worker's before), so that the exit status
-    70 that follows is not a silent mystery."""
-    try:
-        text = "spr harness: the run's process failed: %s" % "".join(
-            traceback.format_exception(*sys.exc_info())
+    # -- the loop
+
+    def serve(self, harden):
+        try:
+            first = self.wait_ready()
+            reason = wait_armed(first, ZYGOTE_ANSWER_SECONDS)
+            if reason is not None:
+                raise WorkerBroken("the isolation of a run failed: %s" % reason)
+            self.ready = first
+        except WorkerBroken as exc:
+            write_frame(self.wfd, {"type": "fatal", "message": str(exc)})
+            return 3
+        write_frame(
+            self.wfd,
+            {
+                "type": "hello",
+                "protocol_version": PROTOCOL_VERSION,
+                "harness_hash": harness_hash(),
+                "python_version": "%d.%d.%d" % sys.version_info[:3],
+                "pid": os.getpid(),
+                "isolation": self.isolation.summary(),
+            },
         )
-        data = text.encode("utf-8", "replace")
-        while data:
-            data = data[_os_write(2, data):]
-    except BaseException:
-        pass
-
-
-def discard(proc, scratch_base, pid1):
-    """Kill and reap a run's process that will not be watched to its end (the worker
-    exits, or it was found dead, or handed a frame that turned out not to be a run),
-    with anything it may have started, and remove its scratch."""
-    if proc is None:
-        return
-    for kill, target in ((os.kill, proc.pid), (os.killpg, proc.pid)):
+        harden()
         try:
-            kill(target, signal.SIGKILL)
-        except OSError:
-            pass
-    reap(proc.pid, block=True)
-    if pid1:
-        sweep_namespace()
-    else:
-        sweep(os.getpid(), proc.pid)
-    proc.close_fds()
-    remove_scratch(proc.scratch)
-    if pid1 or OWN_SCRATCH:
-        wipe_dir(scratch_base)
+            return self.loop()
+        except HostGone:
+            return 0
+        except WorkerBroken as exc:
+            try:
+                write_frame(self.wfd, {"type": "fatal", "message": str(exc)})
+            except OSError:
+                pass
+            return 4
+        finally:
+            self.stop()
 
-
-def is_alive(proc):
-    try:
-        got, _ = os.waitpid(proc.pid, os.WNOHANG)
-    except ChildProcessError:
-        return False
-    return got == 0
-
-
-def remove_scratch(path):
-    try:
-        os.rmdir(path)  # the common case: the run wrote nothing there
-    except FileNotFoundError:
-        pass
-    except OSError:
-        remove_tree(path)
-
-
-def run_one(request, proc, scratch_base, pid1):
-    """Watch the run of `request`, already delivered to its process `proc`, to its end."""
-    policy = request["policy"]
-    timeout = float(policy.get("timeout_seconds", 5))
-    cap = int(policy.get("max_output_kb", 128)) * 1024
-    pid, pidfd = proc.pid, proc.pidfd
-    out_r, err_r, res_r = proc.out_r, proc.err_r, proc.res_r
-    started = proc.started
-
-    outputs = {out_r: Capture(cap), err_r: Capture(cap), res_r: Capture(MAX_RESULT_BYTES)}
-    open_fds = set(outputs)
-    deadline = started + timeout
-    timed_out = False
-    wait_status = None
-    drain_deadline = None
-    me = os.getpid()
-    leftovers = 0
-
-    while open_fds or wait_status is None:
-        now = time.monotonic()
-        if wait_status is None and now >= deadline:
-            timed_out = True
-            for kill, target in ((os.kill, pid), (os.killpg, pid)):
-                try:
-                    kill(target, signal.SIGKILL)
-                except OSError:
-                    pass
-            wait_status = reap(pid, block=True)
-            leftovers += sweep_namespace() if pid1 else sweep(me, pid)
-            drain_deadline = time.monotonic() + DRAIN_GRACE_SECONDS
-            continue
-        if drain_deadline is not None and now >= drain_deadline:
-            break
-        watch = list(open_fds)
-        if wait_status is None and pidfd is not None:
-            watch.append(pidfd)
-        writing = [proc.req_w] if proc.req_w is not None else []
-        limit = (drain_deadline if drain_deadline is not None else deadline) - now
-        if wait_status is None and pidfd is None:
-            limit = min(limit, 0.005)
-        try:
-            ready, can_write, _ = select.select(watch, writing, [], max(limit, 0))
-        except InterruptedError:
-            continue
-        if can_write:
-            proc.send_more()
-        for fd in ready:
-            if fd == pidfd:
+    def loop(self):
+        while True:
+            ready, _, _ = select.select([self.rfd, self.sock], [], [])
+            if self.sock in ready:
+                self.handle_zygote_message()
                 continue
             try:
-                data = os.read(fd, READ_CHUNK)
-            except OSError:
-                data = b""
-            if data:
-                outputs[fd].feed(data)
+                body = read_frame_bytes(self.rfd)
+            except ValueError as exc:
+                write_frame(self.wfd, {"type": "fatal", "message": "bad request frame: %s" % exc})
+                return 3
+            if body is None:
+                return 0
+            run = None
+            if body.startswith(RUN_FRAME_PREFIX):
+                # The host's run requests start so: hand the frame over at once and
+                # decode it here while the run's process does the same.
+                run = self.wait_ready()
+                run.deliver(body)
+            try:
+                message = _loads(body.decode("utf-8"))
+                if not isinstance(message, dict):
+                    raise ValueError("not a JSON object")
+            except (ValueError, UnicodeDecodeError) as exc:
+                write_frame(self.wfd, {"type": "fatal", "message": "bad request frame: %s" % exc})
+                return 3
+            kind = message.get("type")
+            if kind != "run":
+                if run is not None:  # not a run after all: that process is spent
+                    self.discard(run)
+                if kind == "shutdown":
+                    return 0
+                write_frame(self.wfd, {"type": "fatal", "message": "unknown message type"})
+                return 3
+            del body
+            if run is None:
+                run = self.wait_ready()
+                run.deliver(_dumps(message, separators=(",", ":")).encode("utf-8"))
+            try:
+                report = self.watch(message, run)
+            except (WorkerBroken, HostGone):
+                raise
+            except Exception as exc:  # a bug here must not look like a user error
+                raise WorkerBroken("worker failure: %s" % describe(exc))
+            write_frame(self.wfd, report)
+            if report.get("retire"):
+                return 0
+
+    def discard(self, run):
+        """A handed-over process that will not run: Z kills it and starts the next."""
+        send_message(self.sock, "K")
+        run.close()
+        self.await_exit(run.pid)
+
+    def await_exit(self, pid):
+        deadline = time.monotonic() + ZYGOTE_ANSWER_SECONDS
+        while pid not in self.exits:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WorkerBroken("the zygote did not confirm the end of a run")
+            ready, _, _ = select.select([self.sock], [], [], left)
+            if ready:
+                self.handle_zygote_message()
+        return self.exits.pop(pid)
+
+    def stop(self):
+        try:
+            send_message(self.sock, "Q")
+        except OSError:
+            pass
+        if self.ready is not None:
+            self.ready.close()
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                got, _ = os.waitpid(self.zpid, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if got:
+                return
+            time.sleep(0.002)
+        try:
+            os.kill(self.zpid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def watch(self, request, run):
+        """Watch `run` (its request delivered) to its end; return the report."""
+        policy = request["policy"]
+        timeout = float(policy.get("timeout_seconds", 5))
+        cap = int(policy.get("max_output_kb", 128)) * 1024
+        started = run.started
+        deadline = started + timeout
+        outputs = {
+            run.out_r: Capture(cap),
+            run.err_r: Capture(cap),
+            run.res_r: Capture(MAX_RESULT_BYTES + 1),  # +1: the marker
+        }
+        poller = select.poll()
+        for fd in outputs:
+            poller.register(fd, select.POLLIN)
+        sock_fd = self.sock.fileno()
+        poller.register(sock_fd, select.POLLIN)
+        # No events asked: poll still reports POLLHUP, i.e. the host went away.
+        poller.register(self.rfd, 0)
+        if run.req_w is not None:
+            poller.register(run.req_w, select.POLLOUT)
+        open_fds = set(outputs)
+        exit_info = None
+        kill_sent = None
+        drain_deadline = None
+        while True:
+            now = time.monotonic()
+            if exit_info is None:
+                if kill_sent is None and now >= deadline:
+                    send_message(self.sock, "K")
+                    kill_sent = now
+                if kill_sent is not None and now - kill_sent > ZYGOTE_ANSWER_SECONDS:
+                    raise WorkerBroken("the zygote did not confirm killing a run")
+                limit = deadline - now if kill_sent is None else 0.05
             else:
-                open_fds.discard(fd)
-        if wait_status is None and (pidfd is None or pidfd in ready or not open_fds):
-            wait_status = reap(pid, block=pidfd in ready or not open_fds)
-            if wait_status is not None:
-                # The run is over: nothing it started may outlive it.
-                leftovers += sweep_namespace() if pid1 else sweep(me, pid)
-                drain_deadline = time.monotonic() + DRAIN_GRACE_SECONDS
+                if not open_fds:
+                    break
+                if drain_deadline is None:
+                    drain_deadline = now + DRAIN_GRACE_SECONDS
+                if now >= drain_deadline:
+                    break
+                limit = drain_deadline - now
+            try:
+                events = poller.poll(max(limit, 0) * 1000.0)
+            except InterruptedError:
+                continue
+            for fd, ev in events:
+                if fd == self.rfd:
+                    if ev & (select.POLLHUP | select.POLLERR):
+                        raise HostGone()
+                elif fd == sock_fd:
+                    self.handle_zygote_message()
+                    if exit_info is None and run.pid in self.exits:
+                        exit_info = self.exits.pop(run.pid)
+                elif fd == run.req_w:
+                    run.send_more()
+                    if run.req_w is None:
+                        poller.unregister(fd)
+                elif fd in open_fds:
+                    try:
+                        data = os.read(fd, READ_CHUNK)
+                    except OSError:
+                        data = b""
+                    if data:
+                        outputs[fd].feed(data)
+                    else:
+                        open_fds.discard(fd)
+                        poller.unregister(fd)
+        if run.req_w is not None:
+            try:
+                poller.unregister(run.req_w)
+            except KeyError:
+                pass
+        out, err, res = outputs[run.out_r], outputs[run.err_r], outputs[run.res_r]
+        run.close()
+        return build_report(request, run, exit_info, deadline, out, err, res)
 
-    duration_ms = (time.monotonic() - started) * 1000.0
-    proc.close_fds()
-    remove_scratch(proc.scratch)
-    if pid1 or OWN_SCRATCH:
-        # The run could write anywhere in the scratch base (the /tmp tmpfs, or the
-        # worker's own folder), not only its own directory: the next run starts from
-        # an empty one.
-        wipe_dir(scratch_base)
 
-    exit_code = signum = None
-    if wait_status is not None:
-        if os.WIFSIGNALED(wait_status):
-            signum = os.WTERMSIG(wait_status)
+def wait_armed(run, timeout):
+    """Read the marker a new run's process writes once it is isolated. None when armed,
+    else the reason its isolation failed."""
+    ready, _, _ = select.select([run.res_r], [], [], timeout)
+    if not ready:
+        return "the run's process did not finish its set-up in time"
+    data = os.read(run.res_r, 1)
+    if data == MARK_ARMED:
+        run.marked = True
+        return None
+    rest = b""
+    if data == MARK_FAILED:
+        try:
+            os.set_blocking(run.res_r, False)
+            rest = os.read(run.res_r, 4096)
+        except OSError:
+            pass
+    return rest.decode("utf-8", "replace") or "the run's process exited during its set-up"
+
+
+def setup_failure(run):
+    """Why a process that died before its request failed its set-up, or None."""
+    try:
+        os.set_blocking(run.res_r, False)
+        data = os.read(run.res_r, 4096)
+    except OSError:
+        data = b""
+    if run.marked or data.startswith(MARK_ARMED):
+        return None  # it was armed: killed from outside (e.g. the OOM killer)
+    if data.startswith(MARK_FAILED):
+        return "the isolation of a run failed: %s" % data[1:].decode("utf-8", "replace")
+    return "a run's process died during its set-up"
+
+
+def build_report(request, run, exit_info, deadline, out, err, res):
+    """The report of one run, from what M and Z observed (never from the run's word,
+    except its result frame, which the host checks against the status)."""
+    frame = res.data()
+    if not run.marked:
+        if frame.startswith(MARK_ARMED):
+            frame = frame[1:]
+        elif frame.startswith(MARK_FAILED):
+            raise WorkerBroken(
+                "the isolation of a run failed: %s" % frame[1:].decode("utf-8", "replace")
+            )
         else:
-            exit_code = os.WEXITSTATUS(wait_status)
-    out, err, res = outputs[out_r], outputs[err_r], outputs[res_r]
-    frame = b"".join(res.parts)
-    return {
+            raise WorkerBroken("a run's process died during its set-up")
+    overflow = res.truncated or len(frame) > MAX_RESULT_BYTES
+    exit_code = signum = None
+    timed_out = False
+    leftovers = 0
+    reset = True
+    if exit_info is not None:
+        status = exit_info["status"]
+        if os.WIFSIGNALED(status):
+            signum = os.WTERMSIG(status)
+        else:
+            exit_code = os.WEXITSTATUS(status)
+        # Alive at the deadline (killed for it, or seen ending only after it): a timeout.
+        timed_out = exit_info["killed"] or exit_info["at"] >= deadline
+        leftovers = exit_info["leftovers"]
+        reset = exit_info["reset"]
+        ended = exit_info["at"]
+    else:
+        ended = time.monotonic()
+    report = {
         "type": "report",
         "id": request.get("id", 0),
         "exit_code": exit_code,
         "signal": signum,
         "timed_out": timed_out,
-        "duration_ms": duration_ms,
+        "duration_ms": (max(ended, run.started) - run.started) * 1000.0,
         "stdout": out.text(),
         "stderr": err.text(),
         "stdout_truncated": out.truncated,
         "stderr_truncated": err.truncated,
-        "child_frame": frame.decode("utf-8", "replace") if frame else None,
-        "child_frame_overflow": res.truncated,
+        "child_frame": frame.decode("utf-8", "replace") if frame and not overflow else None,
+        "child_frame_overflow": overflow,
         "leftover_processes": leftovers,
+        "retire": not reset,
     }
+    return bounded(report, out, err)
 
 
-def reap(pid, block):
-    while True:
+def bounded(report, out, err):
+    """Cut a report down until it fits the host's frame limit: first the result frame
+    (the run's own doing: reported as an oversized result), then the output."""
+    size = len(_dumps(report, separators=(",", ":")))
+    if size <= MAX_REPORT_BYTES:
+        return report
+    if report["child_frame"] is not None:
+        report["child_frame"] = None
+        report["child_frame_overflow"] = True
+        size = len(_dumps(report, separators=(",", ":")))
+    limit = max(out.size, err.size)
+    while size > MAX_REPORT_BYTES and limit > 0:
+        limit //= 2
+        report["stdout"] = out.text(limit)
+        report["stderr"] = err.text(limit)
+        report["stdout_truncated"] = out.truncated or out.size > limit
+        report["stderr_truncated"] = err.truncated or err.size > limit
+        size = len(_dumps(report, separators=(",", ":")))
+    return report
+
+
+def harden_monitor(plan, isolation):
+    """M never runs user code and opens nothing after start-up: take away what it does
+    not need (best effort; the runs' own isolation is what is promised)."""
+    k = kernel()
+    ll = isolation.landlock
+    if ll is not None and ll["fs"]:
         try:
-            got, status = os.waitpid(pid, 0 if block else os.WNOHANG)
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            return 0
-        if got == 0:
-            return None
-        return status
-
-
-def remove_tree(path):
-    # Runs may leave read-only directories behind; make them writable and retry.
-    def onerror(func, p, _exc):
-        try:
-            os.chmod(os.path.dirname(p), 0o700)
-            os.chmod(p, 0o700)
-            func(p)
+            ruleset = k.landlock_ruleset(ll["abi"], ll["fs"], ll["net"], 0)
+            try:
+                k.landlock_restrict_self(ruleset)
+            finally:
+                os.close(ruleset)
         except OSError:
             pass
-
-    shutil.rmtree(path, onerror=onerror)
-
-
-# ---------------------------------------------------------------------------------
-# One run, inside the forked child
-
-
-def child_main(scratch, writable, req_r, out_w, err_w, res_w, pid1, worker_pid):
-    global _libc
-    # If the worker dies (killed by the host as wedged), the run dies with it. (As PID 1
-    # of a namespace the worker's death kills the whole namespace anyway.)
-    if not pid1:
-        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() != worker_pid:
-            return 70  # the worker died before the death signal was armed
-    _libc = None
-    os.setsid()
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.dup2(out_w, 1)
-    os.dup2(err_w, 2)
-    for fd in (devnull, out_w, err_w):
-        if fd > 2:
-            os.close(fd)
-    os.chdir(scratch)
-    # The rest of the environment was made clean once, in the worker (`clean_environ`).
-    environ = os.environ
-    environ["HOME"] = scratch
-    environ["TMPDIR"] = scratch
-    tempfile.tempdir = scratch
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    sys.stdin, sys.stdout, sys.stderr = _run_streams or make_run_streams()
-    sys.__stdout__ = sys.stdout
-    sys.__stderr__ = sys.stderr
-    sys.argv = ["<user_code>"]
-    # `import __main__` must give the user's namespace, not this module.
-    main = types.ModuleType("__main__")
-    sys.modules["__main__"] = main
-
-    # Ready: wait for the request. End of stream means the worker discarded this process.
-    body = read_frame_bytes(req_r)
-    os.close(req_r)
-    if body is None:
-        return 0
-    request = _loads(body.decode("utf-8"))
-    del body
-    policy = request["policy"]
-    prepared = prepared_for(policy, pid1)
-    apply_rlimits(prepared.rlimits)
-    report, status = execute(
-        request.get("code", ""), request.get("input_data"), policy, prepared, writable, main
-    )
-    for stream in (sys.stdout, sys.stderr):
+    if plan.caps:
         try:
-            stream.flush()
-        except Exception:
+            k.drop_capabilities()
+        except OSError:
             pass
-    try:
-        data = encode_report(report)
-    except MemoryError:
-        data = b'{"outcome":"memory_error"}'
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[_os_write(res_w, view):]
-    except OSError:
-        pass
-    return status
 
 
 try:
@@ -710,7 +1488,7 @@ def sandbox_knobs(policy):
     )
 
 
-def rlimit_plan(policy, pid1):
+def rlimit_plan(policy, plan):
     """The (resource, limit) pairs of a run under `policy`, clamped to the hard limits
     the run's process inherits from the worker."""
     if resource is None:
@@ -726,11 +1504,15 @@ def rlimit_plan(policy, pid1):
         (resource.RLIMIT_FSIZE, max_file_mb * 1024 * 1024),
         (resource.RLIMIT_NOFILE, max_files),
     ]
-    if pid1:
+    if plan.nproc:
         # RLIMIT_NPROC counts the tasks of one uid in one user namespace: in the
         # sandbox that is this worker's namespace alone, so the cap is exact. Outside
         # it would count every process of the host user, so it is not set there.
         limits.append((resource.RLIMIT_NPROC, max_processes + NAMESPACE_OVERHEAD_TASKS))
+    if plan.fresh != FRESH_NAMESPACES and hasattr(resource, "RLIMIT_MSGQUEUE"):
+        # Without a private IPC namespace per run, a POSIX message queue would outlive
+        # the run: none can be created.
+        limits.append((resource.RLIMIT_MSGQUEUE, 0))
     plan = []
     for which, value in limits:
         try:
@@ -753,55 +1535,44 @@ def apply_rlimits(plan):
 
 
 # ---------------------------------------------------------------------------------
-# What a policy decides before any run, prepared once per policy
+# What a policy decides before the code runs
 
 
 class Prepared:
     """The policy-derived parts of a run: capability switches, rlimits, the builtins
     namespace with its import hook, and the guard's fixed path roots.
 
-    The worker prepares the policy of each run after reporting it, so the processes it
-    forks later inherit the result ready and a run under a policy seen before only has
-    to look it up (by equality with the policy it was sent). Nothing here is shared
-    between runs: each run's process uses its own copy-on-write copy, and the worker
-    never runs user code, so its copy stays as prepared."""
+    Made in the run's own process from its request's policy, or found ready among the
+    policies the operator configured (the plan's `policies`, prepared at start-up, before
+    any request): nothing a caller sent is ever prepared outside the run's process."""
 
     __slots__ = ("policy", "denied", "rlimits", "builtins", "guard")
 
-    def __init__(self, policy, pid1):
+    def __init__(self, policy, plan):
         self.policy = policy
         self.denied = denied = _Denied(policy)
-        self.rlimits = rlimit_plan(policy, pid1)
+        self.rlimits = rlimit_plan(policy, plan)
         self.builtins = make_builtins(policy)
         self.guard = guard_plan(policy, denied)
 
 
-# Most recently used first; few entries: a deployment uses a handful of policies.
-PREPARED_CACHE_SIZE = 8
 _prepared = []
 
 
-def prepared_for(policy, pid1):
+def prepare_known(plan):
+    """At start-up: the operator's policies, so a run under one of them finds it ready."""
+    for policy in plan.policies:
+        try:
+            _prepared.append(Prepared(policy, plan))
+        except Exception:
+            pass  # a run under it will say what is wrong
+
+
+def prepared_for(policy, plan):
     for entry in _prepared:
         if entry.policy == policy:
             return entry
-    return Prepared(policy, pid1)
-
-
-def remember(policy, pid1):
-    """In the worker, after a run: keep `policy` prepared for the runs to come."""
-    for i, entry in enumerate(_prepared):
-        if entry.policy == policy:
-            if i:
-                del _prepared[i]
-                _prepared.insert(0, entry)
-            return
-    try:
-        entry = Prepared(policy, pid1)
-    except Exception:
-        return  # the run's process will say what is wrong with it
-    _prepared.insert(0, entry)
-    del _prepared[PREPARED_CACHE_SIZE:]
+    return Prepared(policy, plan)
 
 
 # ---------------------------------------------------------------------------------
@@ -1296,19 +2067,35 @@ def unserializable(report, exc):
 # The worker loop
 
 
-# The scratch base belongs to this worker alone (`--own-scratch`), so whatever a run
-# left there can be wiped after it; a base shared with other workers cannot be.
-OWN_SCRATCH = False
+# ---------------------------------------------------------------------------------
+# Start-up
+
+
+def clean_environ():
+    """Runs get only these variables (plus HOME and TMPDIR, their scratch directory,
+    set in each run's process). Done once here: every run's process inherits it."""
+    os.environ.clear()
+    os.environ.update(
+        {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "PYTHONIOENCODING": "utf-8",
+        }
+    )
 
 
 def main(argv):
-    global OWN_SCRATCH
-    OWN_SCRATCH = "--own-scratch" in argv
-    scratch_base = None
-    if "--scratch" in argv:
-        scratch_base = argv[argv.index("--scratch") + 1]
-    scratch_base = scratch_base or tempfile.mkdtemp(prefix="spr-worker-")
-    os.makedirs(scratch_base, exist_ok=True)
+    try:
+        plan = parse_args(argv)
+    except (ValueError, KeyError, TypeError) as exc:
+        sys.stderr.write("spr harness: bad arguments: %s\n" % exc)
+        return 2
+    base = plan.scratch
+    if not base:
+        base = tempfile.mkdtemp(prefix="spr-worker-")
+        plan.own_scratch = True
+    if plan.fresh != FRESH_NAMESPACES:
+        os.makedirs(base, exist_ok=True)
 
     # Move the protocol off fds 0 and 1 so that nothing written to them by accident
     # (or inherited by a run) can touch it.
@@ -1324,107 +2111,44 @@ def main(argv):
             __import__(name)
         except Exception:
             pass
-    # A run may signal its parent; the worker outlives such games (the host decides
-    # when a worker stops). As PID 1 of a namespace, signals without a handler are
-    # ignored by the kernel already; SIGINT has Python's handler, so ignore it here.
+    # A run may signal M or Z; they outlive such games (the host decides when a worker
+    # stops). As PID 1 of a namespace, signals without a handler are ignored by the
+    # kernel already; SIGINT has Python's handler, so ignore it here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    pid1 = os.getpid() == 1
-    if not pid1:
-        set_child_subreaper()
+    k = kernel()
+    # Nothing of M or Z may be read through /proc/<pid>/mem or the like by a run.
+    prctl_quiet(PR_SET_DUMPABLE, 0)
+    isolation = Isolation(plan, k)
     base_read_roots()
     clean_environ()
     try:
         prepare_run_streams()
     except OSError:
         pass  # each run's process makes its own
-    # Everything so far lives as long as the worker: keep the collector (in the worker
-    # and in every run's process) from walking it, and so from writing to its pages.
+    prepare_known(plan)
+    # Everything so far lives as long as the worker: keep the collector (here and in
+    # every run's process) from walking it, and so from writing to its pages.
     gc.freeze()
-    write_frame(
-        wfd,
-        {
-            "type": "hello",
-            "protocol_version": PROTOCOL_VERSION,
-            "harness_hash": harness_hash(),
-            "python_version": "%d.%d.%d" % sys.version_info[:3],
-            "pid": os.getpid(),
-        },
-    )
-    keep_closed = [rfd, wfd]
-    proc = None
-    try:
-        while True:
-            if proc is None:
-                # The next run's process, forked and set up while the worker waits for
-                # the request (no run is in progress here: the last one was swept).
-                proc = prefork(scratch_base, keep_closed, pid1)
-            try:
-                body = read_frame_bytes(rfd)
-            except ValueError as exc:
-                write_frame(wfd, {"type": "fatal", "message": "bad request frame: %s" % exc})
-                return 3
-            if body is None:
-                return 0
-            if body.startswith(RUN_FRAME_PREFIX):
-                # The host's run requests start so: hand the frame over at once and
-                # decode it here while the run's process does the same.
-                proc = start_run(proc, body, scratch_base, keep_closed, pid1)
-            try:
-                message = _loads(body.decode("utf-8"))
-                if not isinstance(message, dict):
-                    raise ValueError("not a JSON object")
-            except (ValueError, UnicodeDecodeError) as exc:
-                write_frame(wfd, {"type": "fatal", "message": "bad request frame: %s" % exc})
-                return 3
-            kind = message.get("type")
-            if kind != "run" and proc.started is not None:
-                discard(proc, scratch_base, pid1)  # not a run after all
-                proc = None
-            if kind == "shutdown":
-                return 0
-            if kind != "run":
-                write_frame(wfd, {"type": "fatal", "message": "unknown message type"})
-                return 3
-            try:
-                if proc.started is None:
-                    proc = start_run(proc, body, scratch_base, keep_closed, pid1)
-                current, proc = proc, None
-                del body
-                report = run_one(message, current, scratch_base, pid1)
-            except Exception as exc:  # a bug here must not look like a user error
-                write_frame(wfd, {"type": "fatal", "message": "worker failure: %s" % describe(exc)})
-                return 4
-            write_frame(wfd, report)
-            remember(message["policy"], pid1)
-    finally:
-        discard(proc, scratch_base, pid1)
 
-
-# How the host's run requests begin (serde writes the tag first).
-RUN_FRAME_PREFIX = b'{"type":"run",'
-
-
-def start_run(proc, body, scratch_base, keep_closed, pid1):
-    """Deliver a run's frame to the pre-forked process, replacing the process first if
-    it died waiting (it should not): a request is never handed to a corpse."""
-    if not is_alive(proc):
-        discard(proc, scratch_base, pid1)
-        proc = prefork(scratch_base, keep_closed, pid1)
-    proc.deliver(body)
-    return proc
-
-
-def clean_environ():
-    """Runs get only these variables (plus HOME and TMPDIR, their scratch directory,
-    set in each run's process). Done once here: every run's process inherits it."""
-    os.environ.clear()
-    os.environ.update(
-        {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "PYTHONIOENCODING": "utf-8",
-        }
-    )
+    sock_m, sock_z = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    zpid = os.fork()
+    if zpid == 0:
+        status = 70
+        try:
+            os.close(rfd)
+            os.close(wfd)
+            sock_m.close()
+            status = Zygote(sock_z, plan, isolation, base).serve()
+        except BaseException:
+            child_failed()
+        finally:
+            _os_exit(status)
+    sock_z.close()
+    for fd, _rights in isolation.rule_fds:
+        os.close(fd)
+    isolation.rule_fds = []
+    monitor = Monitor(rfd, wfd, sock_m, zpid, isolation)
+    return monitor.serve(lambda: harden_monitor(plan, isolation))
 
 
 if __name__ == "__main__":

@@ -8,13 +8,19 @@
 mod frame;
 mod harness;
 mod message;
+mod plan;
 mod receipt;
 mod result;
+pub mod seccomp;
 
 pub use frame::{encode_frame, FrameDecoder, FrameError, FRAME_HEADER_LEN, MAX_FRAME_LEN};
 pub use harness::{harness_hash, HARNESS_FILE_NAME, HARNESS_SOURCE};
 pub use message::{
     ChildOutcome, ChildReport, Hello, HostMessage, RunReport, RunRequest, WorkerMessage,
+};
+pub use plan::{
+    Freshness, HarnessPlan, LandlockPlan, RunIsolation, TmpfsMount, LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET,
+    LANDLOCK_SCOPE_SIGNAL,
 };
 pub use receipt::{
     CgroupReceipt, FilesystemReceipt, MissingProtection, NamespacesReceipt, RlimitsReceipt,
@@ -26,4 +32,4 @@ pub use result::{
 
 /// Bumped whenever a message shape or the harness behaviour changes incompatibly.
 /// The host refuses a worker that greets it with another version.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;

@@ -1,6 +1,7 @@
 //! Messages exchanged between the host and a worker, and the child's own report.
 
 use serde::{Deserialize, Serialize};
+use crate::plan::RunIsolation;
 use spr_policy::RunnerPolicy;
 
 /// Host to worker.
@@ -34,6 +35,9 @@ pub struct Hello {
     pub harness_hash: String,
     pub python_version: String,
     pub pid: u32,
+    /// What every run of this worker gets before its request exists.
+    #[serde(default)]
+    pub isolation: RunIsolation,
 }
 
 /// One run: the code, its input and the policy (with `config_path` already resolved).
@@ -68,6 +72,10 @@ pub struct RunReport {
     pub child_frame_overflow: bool,
     /// Processes the run left behind that the worker had to kill.
     pub leftover_processes: u32,
+    /// The worker could not make what this run wrote fresh for the next run: it serves
+    /// no other run (the host replaces it).
+    #[serde(default)]
+    pub retire: bool,
 }
 
 /// How user code ended, as the child's harness saw it.
@@ -118,6 +126,7 @@ mod tests {
             harness_hash: "0123456789abcdef".into(),
             python_version: "3.11.2".into(),
             pid: 42,
+            isolation: RunIsolation::default(),
         });
         insta::assert_json_snapshot!("hello", hello);
         let report = WorkerMessage::Report(RunReport {

@@ -4,6 +4,7 @@
 //! flag `false`) when the protection was not in force, and `missing` says why. Facts
 //! that only one engine knows (a container name, a runtime) go in `details`.
 
+use crate::plan::RunIsolation;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -36,6 +37,18 @@ pub struct SandboxReceipt {
     /// PEP 578 audit hooks enforced the policy's capabilities in the run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub audit_hooks: bool,
+    /// How root of the worker's user namespace maps to the host: "distinct" (an unused
+    /// unprivileged id), "subordinate" (an id of the caller's /etc/subuid range) or
+    /// "own" (the caller's own uid, where only that one can be mapped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_mapping: Option<String>,
+    /// The run held no capability at all (not even inside its namespaces).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capabilities_dropped: bool,
+    /// What the run got of its own, before its request existed: fresh namespaces, a new
+    /// scratch tmpfs or a scrubbed one, its Landlock domain, its seccomp filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_run: Option<RunIsolation>,
     /// Protections this machine could not apply, each with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<MissingProtection>,

@@ -1,14 +1,12 @@
-//! Landlock, by its three system calls: the ABI probe on the host, and a ruleset that
-//! the forked child builds from a prepared list without allocating.
+//! Landlock: the ABI this kernel offers, and the rights a worker's rules grant. The
+//! ruleset itself is built by the harness in every run's process (after the run's own
+//! tmpfs mounts exist, which a rule must name), from the list the host puts in the plan.
 #![allow(unsafe_code)]
 
-use std::ffi::CString;
-
+#[cfg(target_os = "linux")]
 const SYS_CREATE_RULESET: libc::c_long = 444;
-const SYS_ADD_RULE: libc::c_long = 445;
-const SYS_RESTRICT_SELF: libc::c_long = 446;
+#[cfg(target_os = "linux")]
 const CREATE_RULESET_VERSION: u32 = 1;
-const RULE_PATH_BENEATH: libc::c_int = 1;
 
 pub(crate) const EXECUTE: u64 = 1 << 0;
 pub(crate) const WRITE_FILE: u64 = 1 << 1;
@@ -28,10 +26,8 @@ pub(crate) const MAKE_SYM: u64 = 1 << 12;
 pub(crate) const REFER: u64 = 1 << 13;
 pub(crate) const TRUNCATE: u64 = 1 << 14;
 pub(crate) const IOCTL_DEV: u64 = 1 << 15;
-const NET_BIND_TCP: u64 = 1 << 0;
-const NET_CONNECT_TCP: u64 = 1 << 1;
-const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
-const SCOPE_SIGNAL: u64 = 1 << 1;
+pub(crate) const NET_BIND_TCP: u64 = 1 << 0;
+pub(crate) const NET_CONNECT_TCP: u64 = 1 << 1;
 
 /// Read-only access to a directory tree (files may be executed: the interpreter,
 /// `ld.so`, `/usr/bin/*` for runs whose policy lets them start processes).
@@ -55,6 +51,7 @@ pub(crate) const WRITE_TREE: u64 = READ_FILE
 pub(crate) const DEVICES: u64 = READ_FILE | WRITE_FILE;
 
 /// The Landlock ABI this kernel offers, or why there is none.
+#[cfg(target_os = "linux")]
 pub(crate) fn abi() -> Result<u32, String> {
     // SAFETY: with a null attribute, size 0 and the VERSION flag the call only returns
     // the ABI number; it reads and writes no memory.
@@ -81,8 +78,14 @@ pub(crate) fn abi() -> Result<u32, String> {
     })
 }
 
+/// Landlock is a Linux security module.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn abi() -> Result<u32, String> {
+    Err(format!("Landlock is Linux-only (this is {})", std::env::consts::OS))
+}
+
 /// Every filesystem right the given ABI knows.
-fn fs_rights(abi: u32) -> u64 {
+pub(crate) fn fs_rights(abi: u32) -> u64 {
     let mut all = (1 << 13) - 1;
     if abi >= 2 {
         all |= REFER;
@@ -96,114 +99,21 @@ fn fs_rights(abi: u32) -> u64 {
     all
 }
 
-/// A ruleset prepared on the host.
-#[derive(Debug, Clone)]
-pub(crate) struct Plan {
-    pub abi: u32,
-    /// (path as seen when the ruleset is applied, rights); missing paths are skipped.
-    pub rules: Vec<(CString, u64)>,
-    /// Deny TCP bind/connect (ABI 4+): set when the policy allows no network.
-    pub deny_tcp: bool,
-}
-
-#[repr(C)]
-struct RulesetAttr {
-    handled_access_fs: u64,
-    handled_access_net: u64,
-    scoped: u64,
-}
-
-#[repr(C, packed)]
-struct PathBeneathAttr {
-    allowed_access: u64,
-    parent_fd: i32,
-}
-
-/// Apply `plan` to the calling process. Runs in the forked child: no allocation.
-/// Returns the errno of the failing call.
-pub(crate) fn restrict_self(plan: &Plan) -> Result<(), i32> {
-    let handled = fs_rights(plan.abi);
-    let attr = RulesetAttr {
-        handled_access_fs: handled,
-        handled_access_net: if plan.deny_tcp && plan.abi >= 4 {
-            NET_BIND_TCP | NET_CONNECT_TCP
-        } else {
-            0
-        },
-        scoped: if plan.abi >= 6 {
-            SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
-        } else {
-            0
-        },
-    };
-    // Older ABIs know a shorter attribute; the size tells the kernel which fields exist.
-    let size = match plan.abi {
-        0..=3 => 8,
-        4..=5 => 16,
-        _ => std::mem::size_of::<RulesetAttr>(),
-    };
-    // SAFETY: `attr` outlives the call and `size` does not exceed its size.
-    let ruleset =
-        unsafe { libc::syscall(SYS_CREATE_RULESET, &attr as *const RulesetAttr, size, 0u32) };
-    if ruleset < 0 {
-        return Err(errno());
+/// The network rights handled when the policy allows no network (ABI 4+).
+pub(crate) fn net_rights(abi: u32, network: bool) -> u64 {
+    if abi >= 4 && !network {
+        NET_BIND_TCP | NET_CONNECT_TCP
+    } else {
+        0
     }
-    let ruleset = ruleset as libc::c_int;
-    for (path, rights) in &plan.rules {
-        // SAFETY: `path` is a NUL-terminated string that outlives the call.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-        if fd < 0 {
-            continue;
-        }
-        let mut allowed = rights & handled;
-        let mut st: libc::stat = unsafe_zeroed_stat();
-        // SAFETY: `fd` is open and `st` is a valid out-pointer.
-        if unsafe { libc::fstat(fd, &mut st) } == 0 && (st.st_mode & libc::S_IFMT) != libc::S_IFDIR
-        {
-            // Rules on files may only carry file rights.
-            allowed &= EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV;
-        }
-        let rule = PathBeneathAttr {
-            allowed_access: allowed,
-            parent_fd: fd,
-        };
-        // SAFETY: `rule` outlives the call; the kernel reads it only.
-        let rc = unsafe {
-            libc::syscall(
-                SYS_ADD_RULE,
-                ruleset,
-                RULE_PATH_BENEATH,
-                &rule as *const PathBeneathAttr,
-                0u32,
-            )
-        };
-        let err = errno();
-        // SAFETY: `fd` was opened above and is closed once.
-        unsafe { libc::close(fd) };
-        if rc < 0 {
-            // SAFETY: closing our own ruleset descriptor.
-            unsafe { libc::close(ruleset) };
-            return Err(err);
-        }
-    }
-    // SAFETY: a plain system call on our own ruleset descriptor.
-    let rc = unsafe { libc::syscall(SYS_RESTRICT_SELF, ruleset, 0u32) };
-    let err = errno();
-    // SAFETY: closing our own ruleset descriptor.
-    unsafe { libc::close(ruleset) };
-    if rc < 0 {
-        return Err(err);
-    }
-    Ok(())
 }
 
-fn unsafe_zeroed_stat() -> libc::stat {
-    // SAFETY: `stat` is plain old data; all-zero is a valid value.
-    unsafe { std::mem::zeroed() }
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
+/// The scopes handled (ABI 6+): a run can neither signal nor reach an abstract unix
+/// socket outside itself (the harness's monitor and zygote included).
+pub(crate) fn scopes(abi: u32) -> u64 {
+    if abi >= 6 {
+        spr_protocol::LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | spr_protocol::LANDLOCK_SCOPE_SIGNAL
+    } else {
+        0
+    }
 }

@@ -5,8 +5,9 @@
 //! only replayed in the forked child, where allocating is not safe; and so that a
 //! recording fake can check it without root or namespaces (youki's approach).
 
+use super::syscall::Syscall;
 use std::collections::BTreeSet;
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -56,25 +57,10 @@ pub(crate) enum Step {
     PivotRoot(CString),
     /// The root tmpfs only holds mount points: make it read-only.
     RemountRootReadOnly,
+    /// Make a populated tmpfs read-only (keeping `flags`): nothing a run does to it
+    /// (`chmod 0 /dev`) can outlive the run.
+    RemountReadOnly { target: CString, flags: u64 },
     Chdir(CString),
-}
-
-/// The system calls the plan needs. The real implementation is in `child.rs`; tests
-/// use [`Recorder`]. Errors are raw errno values (no allocation in the child).
-pub(crate) trait Syscall {
-    fn mount(
-        &mut self,
-        source: Option<&CStr>,
-        target: &CStr,
-        fstype: Option<&CStr>,
-        flags: u64,
-        data: Option<&CStr>,
-    ) -> Result<(), i32>;
-    fn mkdir(&mut self, path: &CStr) -> Result<(), i32>;
-    fn touch(&mut self, path: &CStr) -> Result<(), i32>;
-    fn symlink(&mut self, target: &CStr, path: &CStr) -> Result<(), i32>;
-    fn pivot_root(&mut self, new_root: &CStr) -> Result<(), i32>;
-    fn chdir(&mut self, path: &CStr) -> Result<(), i32>;
 }
 
 /// What `apply` achieved beyond "no error".
@@ -84,7 +70,7 @@ pub(crate) struct Applied {
 }
 
 /// Replay `steps`; on failure return the index of the failing step and its errno.
-pub(crate) fn apply(steps: &[Step], sys: &mut dyn Syscall) -> Result<Applied, (usize, i32)> {
+pub(crate) fn apply<S: Syscall>(steps: &[Step], sys: &mut S) -> Result<Applied, (usize, i32)> {
     let mut applied = Applied::default();
     for (i, step) in steps.iter().enumerate() {
         let result = match step {
@@ -125,6 +111,9 @@ pub(crate) fn apply(steps: &[Step], sys: &mut dyn Syscall) -> Result<Applied, (u
                 MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
                 None,
             ),
+            Step::RemountReadOnly { target, flags } => {
+                sys.mount(None, target, None, MS_REMOUNT | MS_RDONLY | flags, None)
+            }
             Step::Chdir(path) => sys.chdir(path),
         };
         result.map_err(|errno| (i, errno))?;
@@ -145,6 +134,7 @@ pub(crate) fn describe(step: &Step) -> String {
         Step::Proc(_) => "mount proc".into(),
         Step::PivotRoot(_) => "pivot_root".into(),
         Step::RemountRootReadOnly => "remount / read-only".into(),
+        Step::RemountReadOnly { target, .. } => format!("remount {} read-only", s(target)),
         Step::Chdir(p) => format!("chdir {}", s(p)),
     }
 }
@@ -285,6 +275,12 @@ pub(crate) fn build(spec: &MountSpec) -> Vec<Step> {
                 path: cstring(&dev.join(name)),
             });
         }
+        // Where each run mounts its own /dev/shm.
+        steps.push(Step::Mkdir(cstring(&dev.join("shm"))));
+        steps.push(Step::RemountReadOnly {
+            target: cstring(&dev),
+            flags: MS_NOSUID | MS_NOEXEC,
+        });
     }
     if spec.mount_proc {
         let proc_dir = under(root, Path::new("/proc"));
@@ -297,73 +293,15 @@ pub(crate) fn build(spec: &MountSpec) -> Vec<Step> {
     steps
 }
 
-/// Records every call; fails the calls whose rendering contains `fail_on`.
-#[cfg(test)]
-#[derive(Debug, Default)]
-pub(crate) struct Recorder {
-    pub calls: Vec<String>,
-    pub fail_on: Option<(String, i32)>,
-}
-
-#[cfg(test)]
-impl Recorder {
-    fn record(&mut self, call: String) -> Result<(), i32> {
-        let failed = match &self.fail_on {
-            Some((needle, errno)) if call.contains(needle.as_str()) => Err(*errno),
-            _ => Ok(()),
-        };
-        self.calls.push(call);
-        failed
-    }
-}
-
-#[cfg(test)]
-impl Syscall for Recorder {
-    fn mount(
-        &mut self,
-        source: Option<&CStr>,
-        target: &CStr,
-        fstype: Option<&CStr>,
-        flags: u64,
-        data: Option<&CStr>,
-    ) -> Result<(), i32> {
-        let s = |c: Option<&CStr>| {
-            c.map(|c| c.to_string_lossy().into_owned())
-                .unwrap_or("-".into())
-        };
-        self.record(format!(
-            "mount {} {} {} {:#x} {}",
-            s(source),
-            target.to_string_lossy(),
-            s(fstype),
-            flags,
-            s(data)
-        ))
-    }
-    fn mkdir(&mut self, path: &CStr) -> Result<(), i32> {
-        self.record(format!("mkdir {}", path.to_string_lossy()))
-    }
-    fn touch(&mut self, path: &CStr) -> Result<(), i32> {
-        self.record(format!("touch {}", path.to_string_lossy()))
-    }
-    fn symlink(&mut self, target: &CStr, path: &CStr) -> Result<(), i32> {
-        self.record(format!(
-            "symlink {} -> {}",
-            path.to_string_lossy(),
-            target.to_string_lossy()
-        ))
-    }
-    fn pivot_root(&mut self, new_root: &CStr) -> Result<(), i32> {
-        self.record(format!("pivot_root {}", new_root.to_string_lossy()))
-    }
-    fn chdir(&mut self, path: &CStr) -> Result<(), i32> {
-        self.record(format!("chdir {}", path.to_string_lossy()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::syscall::Recorder;
+
+    /// The calls of a recorder, as text.
+    struct Rendered {
+        calls: Vec<String>,
+    }
 
     fn spec() -> MountSpec {
         let bind = |p: &str, writable: bool, is_file: bool| Bind {
@@ -397,13 +335,15 @@ mod tests {
         }
     }
 
-    fn run(spec: &MountSpec) -> Recorder {
+    fn run(spec: &MountSpec) -> Rendered {
         let mut rec = Recorder::default();
         apply(&build(spec), &mut rec).expect("the fake does not fail");
-        rec
+        Rendered {
+            calls: rec.rendered(),
+        }
     }
 
-    fn position(rec: &Recorder, needle: &str) -> usize {
+    fn position(rec: &Rendered, needle: &str) -> usize {
         rec.calls
             .iter()
             .position(|c| c.contains(needle))

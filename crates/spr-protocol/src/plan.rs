@@ -1,0 +1,154 @@
+//! `HarnessPlan`: what the host asks the harness to do to every run of a worker, passed
+//! as `--plan JSON` when the worker starts, and `RunIsolation`, what the harness says
+//! every run of it gets (in its greeting).
+//!
+//! The plan is the engine's, never a caller's: it is fixed for the worker's life, and a
+//! run whose isolation fails never executes.
+
+use serde::{Deserialize, Serialize};
+use spr_policy::RunnerPolicy;
+
+/// How what a run writes is made fresh for the next run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Freshness {
+    /// Each run unshares its own mount and IPC namespaces and gets new tmpfs mounts:
+    /// nothing it wrote exists once it ends.
+    Namespaces,
+    /// Runs share the scratch base, which is emptied and checked after every run; a
+    /// worker that cannot empty it is retired.
+    #[default]
+    Scrub,
+}
+
+/// A tmpfs each run gets of its own (`Freshness::Namespaces`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsMount {
+    pub path: String,
+    pub size_mb: u64,
+    /// Octal mode of its root, e.g. "1777".
+    pub mode: String,
+}
+
+/// A Landlock ruleset every run restricts itself with.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LandlockPlan {
+    /// The ABI to use; `None`: the harness probes the kernel it runs on.
+    pub abi: Option<u32>,
+    /// Handled filesystem rights (0: no filesystem rules, only scoping).
+    pub fs: u64,
+    /// Handled network rights (TCP bind and connect, ABI 4+).
+    pub net: u64,
+    /// Scopes (abstract unix sockets, signals; ABI 6+).
+    pub scoped: u64,
+    /// (path in the worker's view, rights) pairs; missing paths are skipped.
+    pub rules: Vec<(String, u64)>,
+    /// Rights on the root of each per-run tmpfs.
+    pub fresh_rights: u64,
+}
+
+/// Landlock scope: no connecting to abstract unix sockets outside the run.
+pub const LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1;
+/// Landlock scope: no signals to processes outside the run.
+pub const LANDLOCK_SCOPE_SIGNAL: u64 = 2;
+
+/// The harness's `--plan`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct HarnessPlan {
+    pub fresh: Freshness,
+    /// Where runs' scratch directories are made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<String>,
+    /// The scratch base belongs to this worker alone.
+    #[serde(default)]
+    pub own_scratch: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<TmpfsMount>,
+    /// Mount points under a per-run tmpfs that must stay visible (a venv under /tmp).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rebind: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landlock: Option<LandlockPlan>,
+    /// A seccomp program (`[code, jt, jf, k]` per instruction) every run installs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<Vec<[u32; 4]>>,
+    /// Drop every capability in each run.
+    #[serde(default)]
+    pub caps: bool,
+    /// RLIMIT_NPROC counts the run alone (a private user namespace).
+    #[serde(default)]
+    pub nproc: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
+    /// Policies the operator configured, prepared before any request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<RunnerPolicy>,
+}
+
+impl HarnessPlan {
+    /// The `--plan` argument.
+    pub fn to_arg(&self) -> String {
+        serde_json::to_string(self).expect("a plan serializes")
+    }
+}
+
+/// What every run of a worker gets from the harness before its request exists (a run
+/// whose isolation fails never executes), as its greeting says.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RunIsolation {
+    /// Namespaces each run gets fresh: "mount", "ipc".
+    #[serde(default)]
+    pub fresh_namespaces: Vec<String>,
+    /// "tmpfs" (a new one per run) or "scrubbed" (emptied and checked after each run).
+    #[serde(default)]
+    pub scratch: String,
+    #[serde(default)]
+    pub landlock_abi: Option<u32>,
+    /// Signals and abstract unix sockets cannot leave the run.
+    #[serde(default)]
+    pub landlock_scoped: bool,
+    #[serde(default)]
+    pub seccomp: bool,
+    #[serde(default)]
+    pub capabilities_dropped: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_default_plan_is_an_empty_object_but_for_the_freshness() {
+        assert_eq!(HarnessPlan::default().to_arg(), r#"{"fresh":"scrub","own_scratch":false,"caps":false,"nproc":false}"#);
+    }
+
+    #[test]
+    fn a_full_plan_round_trips() {
+        let plan = HarnessPlan {
+            fresh: Freshness::Namespaces,
+            scratch: Some("/tmp".into()),
+            own_scratch: true,
+            tmpfs: vec![TmpfsMount {
+                path: "/tmp".into(),
+                size_mb: 128,
+                mode: "1777".into(),
+            }],
+            rebind: vec!["/tmp/venv".into()],
+            landlock: Some(LandlockPlan {
+                abi: Some(7),
+                fs: 0xffff,
+                net: 3,
+                scoped: LANDLOCK_SCOPE_SIGNAL,
+                rules: vec![("/usr".into(), 13)],
+                fresh_rights: 0x7ffe,
+            }),
+            seccomp: Some(vec![[6, 0, 0, 0x7fff_0000]]),
+            caps: true,
+            nproc: true,
+            oom_score_adj: Some(1000),
+            policies: vec![RunnerPolicy::default()],
+        };
+        let back: HarnessPlan = serde_json::from_str(&plan.to_arg()).unwrap();
+        assert_eq!(back, plan);
+    }
+}
