@@ -7,6 +7,8 @@ mod engine_opts;
 mod error;
 mod output;
 mod policy;
+mod policy_file;
+mod retry;
 mod run;
 mod serve;
 

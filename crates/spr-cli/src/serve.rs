@@ -7,15 +7,17 @@
 
 use crate::engine_opts::{CliEngine, DockerConnOpts, EngineOpts};
 use crate::error::{CliError, Exit};
-use crate::{output, policy};
+use crate::retry::Retrying;
+use crate::{output, policy, policy_file};
 use clap::Args;
 use serde_json::Value;
 use spr_core::{run_code, PolicySource, RunnerPolicy, RunnerResult};
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, OnceCell, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 /// Longest request line accepted. Longer lines are skipped as they stream in, never
@@ -25,6 +27,11 @@ pub const MAX_LINE_BYTES: usize = 64 << 20;
 /// `exit_code` of a response to a request that was refused before running, the same
 /// code `spr run` exits with for a usage or policy error.
 const EXIT_INVALID_REQUEST: i32 = 2;
+
+/// How long after a failed engine build the next request may try again. Requests in
+/// between get the failure at once, so a flood of requests starts at most one build
+/// every two seconds (plus the build's own time).
+pub const ENGINE_RETRY_BACKOFF: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -55,30 +62,40 @@ struct Invalid {
     message: String,
 }
 
-/// The engine, built once in the background so that the server answers malformed
-/// lines at once even while a venv is being created. Every run waits on the same cell.
+/// The engine, built in the background so that the server answers malformed lines at
+/// once even while a venv is being created. Every run waits on the same build; a failed
+/// build is retried by a later request once [`ENGINE_RETRY_BACKOFF`] has passed, so the
+/// server recovers by itself when the cause goes away.
 #[derive(Debug)]
 struct EngineSlot {
-    cell: OnceCell<Result<Arc<CliEngine>, String>>,
+    engine: Retrying<Arc<CliEngine>, CliError>,
     opts: EngineOpts,
     conn: DockerConnOpts,
 }
 
 impl EngineSlot {
-    async fn get(&self) -> &Result<Arc<CliEngine>, String> {
-        self.cell
-            .get_or_init(|| async {
+    async fn get(&self) -> Result<Arc<CliEngine>, Arc<CliError>> {
+        self.engine
+            .get(|last| async move {
                 match self.opts.build(&self.conn, None).await {
                     Ok(engine) => {
                         engine.warm_up().await;
+                        if last.is_some() {
+                            log("the engine started after an earlier failure");
+                        }
                         Ok(Arc::new(engine))
                     }
                     Err(err) => {
+                        // Once per distinct error: a cause that persists would otherwise
+                        // log a line at every retry.
                         let message = err.one_line();
-                        log(&format!(
-                            "the engine failed to start; every request will fail: {message}"
-                        ));
-                        Err(message)
+                        if last.is_none_or(|last| last.one_line() != message) {
+                            log(&format!(
+                                "the engine failed to start (a request retries it after {} s): {message}",
+                                ENGINE_RETRY_BACKOFF.as_secs()
+                            ));
+                        }
+                        Err(err)
                     }
                 }
             })
@@ -97,14 +114,14 @@ pub async fn run(args: ServeArgs, conn: &DockerConnOpts) -> Result<Exit, CliErro
     });
     let concurrency = args.engine.concurrency();
     let slot = Arc::new(EngineSlot {
-        cell: OnceCell::new(),
+        engine: Retrying::new(ENGINE_RETRY_BACKOFF),
         opts: args.engine.clone(),
         conn: conn.clone(),
     });
     let init = {
         let slot = slot.clone();
         tokio::spawn(async move {
-            slot.get().await;
+            let _ = slot.get().await;
         })
     };
 
@@ -176,7 +193,7 @@ pub async fn run(args: ServeArgs, conn: &DockerConnOpts) -> Result<Exit, CliErro
 
     if was_interrupted {
         tasks.abort_all();
-        if let Some(Ok(engine)) = slot.cell.get() {
+        if let Some(engine) = slot.engine.ready() {
             engine.shutdown().await;
         }
         return Ok(Exit::Interrupted);
@@ -186,7 +203,7 @@ pub async fn run(args: ServeArgs, conn: &DockerConnOpts) -> Result<Exit, CliErro
     drop(tx);
     let _ = writer.await;
     let _ = init.await;
-    if let Some(Ok(engine)) = slot.cell.get() {
+    if let Some(engine) = slot.engine.ready() {
         engine.shutdown().await;
     }
     Ok(Exit::Ok)
@@ -197,17 +214,33 @@ async fn execute(
     slot: Arc<EngineSlot>,
     default_policy: Arc<RunnerPolicy>,
 ) -> RunnerResult {
+    // The client's `config_path` is read here, in the request's own task, so that a slow
+    // file holds up this request only, never the reader loop.
+    let policy = match request.policy {
+        Some(policy) if policy.config_path.is_some() => {
+            match policy_file::resolve_requested(policy).await {
+                Ok(policy) => policy,
+                // Display only: the cause would tell the client about the host's files.
+                Err(e) => {
+                    return invalid_result(format!(
+                        "invalid request: line {}: \"policy\": {e}",
+                        request.line
+                    ))
+                }
+            }
+        }
+        Some(policy) => policy,
+        None => RunnerPolicy::clone(&default_policy),
+    };
     let engine = match slot.get().await {
-        Ok(engine) => engine.clone(),
-        Err(message) => {
+        Ok(engine) => engine,
+        Err(err) => {
             return RunnerResult::infrastructure_error(format!(
-                "the engine failed to start: {message}"
+                "the engine failed to start: {}",
+                err.one_line()
             ))
         }
     };
-    let policy = request
-        .policy
-        .unwrap_or_else(|| RunnerPolicy::clone(&default_policy));
     match run_code(
         &request.code,
         &*engine,
@@ -369,17 +402,11 @@ fn parse_request(bytes: &[u8], line: u64) -> Result<Request, Invalid> {
             let policy: RunnerPolicy = serde_json::from_value(value)
                 .map_err(|e| invalid(&id, format!("\"policy\": {e}")))?;
             // `config_path` (allowed in JSON, see docs/POLICY.md) names a policy file on
-            // the server's host: read it now, so a bad file is this request's refusal.
-            let policy = if policy.config_path.is_some() {
-                let mut resolved = policy
-                    .resolve()
-                    .map_err(|e| invalid(&id, format!("\"policy\": {e}")))?;
-                resolved.config_path = None;
-                resolved
-            } else {
-                policy
-            };
-            policy::validate(&policy).map_err(|e| invalid(&id, format!("\"policy\": {e}")))?;
+            // the server's host that wins over the other fields: `execute` reads it, off
+            // this reader loop (see policy_file.rs).
+            if policy.config_path.is_none() {
+                policy::validate(&policy).map_err(|e| invalid(&id, format!("\"policy\": {e}")))?;
+            }
             Some(policy)
         }
         Some(other) => {

@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::{code, render, responses, run, spr, stdout};
+use common::{code, render, responses, run, run_within, spr, stdout};
 use insta::assert_snapshot;
 use std::path::Path;
+use std::time::Duration;
 
 fn snap(args: &[&str]) -> String {
     render(&run(spr().args(args), None), &[])
@@ -186,6 +187,29 @@ fn policy_check_and_show() {
     );
 }
 
+/// A policy path that names a device or a FIFO is refused at once: `/dev/zero` is not
+/// read without end, and a FIFO nobody writes to does not block.
+#[test]
+fn policy_check_refuses_what_is_not_a_regular_file_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let check = |file: &Path| {
+        let out = run_within(
+            spr().args(["policy", "check"]).arg(file),
+            Duration::from_secs(30),
+        );
+        render(&out, &[(dir.path(), "[DIR]")])
+    };
+    assert_snapshot!("policy_check_dev_zero", check(Path::new("/dev/zero")));
+    assert_snapshot!("policy_check_fifo", check(&fifo));
+    assert_snapshot!("policy_check_directory", check(dir.path()));
+}
+
 #[test]
 fn run_refuses_an_invalid_policy_file_before_building_an_engine() {
     let dir = tempfile::tempdir().unwrap();
@@ -243,7 +267,7 @@ fn serve_answers_malformed_lines_and_carries_on() {
         r#"{"id": 5, "code": "x", "policy": {"mode": "bogus"}}"#,
         r#"{"id": 6, "code": "x", "policy": {"blocked_import": []}}"#,
         r#"{"id": 7, "code": "x", "policy": {"timeout_seconds": 0}}"#,
-        r#"{"id": 8, "code": "x", "policy": {"config_path": "/nonexistent/p.toml"}}"#,
+        r#"{"id": 8, "code": "x", "policy": {"sandbox": {"max_procs": 1}}}"#,
         r#"{"id": {"nested": true}, "code": "x", "policy": 3}"#,
         r#"{"id": 9, "code": "x", "input_data": "s"}"#,
         "{\"id\": 10, \"code\": \"\\ud800\"",

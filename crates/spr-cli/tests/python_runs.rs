@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{code, render, responses, run, spr, stdout};
+use common::{code, render, responses, run, spr, stdout, Session};
 use insta::assert_snapshot;
 use std::path::PathBuf;
 use std::process::Command;
@@ -277,4 +277,169 @@ fn the_example_policies_are_valid() {
         }
     }
     assert!(checked >= 2);
+}
+
+/// The peak resident set of a live process, in KiB (`VmHWM` in /proc).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM in /proc/PID/status");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn config_path_request(id: &str, path: &std::path::Path) -> String {
+    serde_json::json!({
+        "id": id,
+        "code": "result = limit",
+        "policy": {"config_path": path},
+    })
+    .to_string()
+}
+
+/// A client's `config_path` can name anything on the server's host. None of these may
+/// hang the server, make it read without end, or tell the client what is there: each
+/// gets the same refusal, a valid file and a plain request still run, and EOF still
+/// ends the session.
+#[test]
+fn serve_refuses_unusable_config_paths_without_revealing_them() {
+    venv(); // made before the clock starts
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let fifo = dir.path().join("fifo.toml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let cap = usize::try_from(spr_policy::MAX_POLICY_FILE_BYTES).unwrap();
+    let mut big = b"[policy.extra_globals]\nlimit = 1\n".to_vec();
+    big.resize(cap + 1, b'#');
+    let refused = [
+        ("dev-zero", PathBuf::from("/dev/zero")),
+        ("fifo", fifo),
+        ("directory", dir.path().to_path_buf()),
+        ("too-large", file("big.toml", &big)),
+        ("missing", dir.path().join("missing.toml")),
+        ("not-toml", file("syntax.toml", b"[policy\n")),
+        ("not-utf8", file("latin1.toml", b"# caf\xe9\n")),
+        ("invalid", file("zero.toml", b"timeout_seconds = 0\n")),
+        (
+            "names-a-file",
+            file("nested.toml", b"config_path = '/etc/passwd'\n"),
+        ),
+    ];
+    let good = file(
+        "good.toml",
+        b"timeout_seconds = 3\n[extra_globals]\nlimit = 7\n",
+    );
+
+    let started = Instant::now();
+    let mut serve = Session::start(&mut spr_local(&["serve", "--stdio"]));
+    let wait = Duration::from_secs(30);
+
+    // /dev/zero first and alone, so the server's memory can be looked at right after.
+    serve.send(&config_path_request(refused[0].0, &refused[0].1));
+    let mut answers = vec![serve.recv(wait)];
+    let rss = peak_rss_kib(serve.pid());
+    assert!(rss < 256 << 10, "spr serve peaked at {rss} KiB");
+
+    for (id, path) in &refused[1..] {
+        serve.send(&config_path_request(id, path));
+    }
+    serve.send(&config_path_request("good", &good));
+    serve.send(r#"{"id": "plain", "code": "result = 'still serving'"}"#);
+    for _ in 1..refused.len() + 2 {
+        answers.push(serve.recv(wait));
+    }
+    let (code, stderr) = serve.finish(wait);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+
+    answers.sort_by_key(|a| a["id"].as_str().unwrap().to_string());
+    let by_id = |id: &str| answers.iter().find(|a| a["id"] == id).unwrap();
+    assert_eq!(by_id("good")["result"], 7, "{}", by_id("good"));
+    assert_eq!(by_id("plain")["result"], "still serving");
+    let mut text = String::new();
+    for answer in answers.iter().filter(|a| a["ok"] == false) {
+        assert_eq!(answer["exit_code"], 2, "{answer}");
+        let error = answer["error"].as_str().unwrap();
+        // Nothing about the host's files: no path, no OS error, no parse position.
+        for leak in [
+            dir.path().to_str().unwrap(),
+            "/dev/zero",
+            "os error",
+            "column",
+        ] {
+            assert!(!error.contains(leak), "{error}");
+        }
+        text.push_str(&format!("{}: {error}\n", answer["id"]));
+    }
+    // Nor on the server's stderr, which the client may well be reading too.
+    assert!(!stderr.contains(dir.path().to_str().unwrap()), "{stderr}");
+    assert_snapshot!(text);
+}
+
+/// An engine that cannot start at first (its venv folder's parent is a regular file)
+/// fails the first request with 125; once the cause is gone, a later request (after
+/// the retry backoff) starts it and runs.
+#[test]
+fn serve_recovers_when_the_engine_can_start_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = dir.path().join("parent");
+    std::fs::write(&parent, "a regular file where the venv's parent should be").unwrap();
+    let venv_dir = parent.join("venv");
+    let mut cmd = spr();
+    cmd.args(["serve", "--stdio", "--venv-manager", "python", "--venv-dir"])
+        .arg(&venv_dir);
+    let mut serve = Session::start(&mut cmd);
+    let wait = Duration::from_secs(60);
+
+    for id in 1..=3 {
+        serve.send(&format!(r#"{{"id": {id}, "code": "result = {id}"}}"#));
+    }
+    for _ in 1..=3 {
+        let answer = serve.recv(wait);
+        assert_eq!(answer["exit_code"], 125, "{answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.starts_with(
+                "the engine failed to start: the local engine could not be prepared: "
+            ),
+            "{error}"
+        );
+    }
+
+    std::fs::remove_file(&parent).unwrap();
+    std::fs::create_dir(&parent).unwrap();
+    // Past the backoff, the next request builds the engine again.
+    std::thread::sleep(Duration::from_millis(2500));
+    serve.send(r#"{"id": 4, "code": "result = 'recovered'"}"#);
+    let answer = serve.recv(wait);
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(answer["result"], "recovered");
+    serve.send(r#"{"id": 5, "code": "result = 5"}"#);
+    assert_eq!(serve.recv(wait)["result"], 5);
+
+    let (code, stderr) = serve.finish(wait);
+    assert_eq!(code, Some(0), "{stderr}");
+    // The failure is logged once on stderr, however many requests saw it, and so is the
+    // recovery; stdout carried responses only (each line above parsed as one).
+    assert_eq!(
+        stderr
+            .matches("spr serve: the engine failed to start")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("spr serve: the engine started after an earlier failure"),
+        "{stderr}"
+    );
 }

@@ -17,8 +17,8 @@ pub use engine::{Engine, EngineFuture};
 pub use run::{run_code, run_code_blocking, PolicySource, RunError};
 
 pub use spr_policy::{
-    check_keys as check_policy_keys, Mode, PolicyError, RunnerPolicy, SandboxPolicy, Value,
-    PROTECTION_NAMES,
+    check_keys as check_policy_keys, FileKind, Mode, PolicyError, RunnerPolicy, SandboxPolicy,
+    Value, MAX_POLICY_FILE_BYTES, PROTECTION_NAMES,
 };
 pub use spr_protocol::{RunnerResult, SandboxReceipt, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT};
 

@@ -1,5 +1,6 @@
 //! `PolicyError`: why a policy was refused, with the file, line and key it concerns.
 
+use crate::FileKind;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,15 @@ pub enum PolicyError {
         #[source]
         source: io::Error,
     },
+
+    /// The path is not a regular file (a directory, FIFO, socket or device): reading one
+    /// could block or never end, so it is refused before it is read.
+    #[error("{}: cannot read policy file: it is {kind}, not a regular file", path.display())]
+    NotRegularFile { path: PathBuf, kind: FileKind },
+
+    /// The file is larger than [`MAX_POLICY_FILE_BYTES`](crate::MAX_POLICY_FILE_BYTES).
+    #[error("{}: cannot read policy file: larger than the limit of {max_bytes} bytes", path.display())]
+    TooLarge { path: PathBuf, max_bytes: u64 },
 
     /// The text is not valid TOML.
     #[error("{}line {line}, column {column}: invalid TOML: {message}", Prefix(path.as_deref(), None))]
@@ -61,7 +71,10 @@ impl PolicyError {
     pub fn key(&self) -> Option<&str> {
         match self {
             PolicyError::UnknownKey { key, .. } | PolicyError::Invalid { key, .. } => Some(key),
-            PolicyError::Read { .. } | PolicyError::Syntax { .. } => None,
+            PolicyError::Read { .. }
+            | PolicyError::NotRegularFile { .. }
+            | PolicyError::TooLarge { .. }
+            | PolicyError::Syntax { .. } => None,
         }
     }
 
@@ -70,14 +83,18 @@ impl PolicyError {
         match self {
             PolicyError::Syntax { line, .. } => Some(*line),
             PolicyError::UnknownKey { line, .. } | PolicyError::Invalid { line, .. } => *line,
-            PolicyError::Read { .. } => None,
+            PolicyError::Read { .. }
+            | PolicyError::NotRegularFile { .. }
+            | PolicyError::TooLarge { .. } => None,
         }
     }
 
     /// The policy file the error is about, when the policy came from one.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            PolicyError::Read { path, .. } => Some(path),
+            PolicyError::Read { path, .. }
+            | PolicyError::NotRegularFile { path, .. }
+            | PolicyError::TooLarge { path, .. } => Some(path),
             PolicyError::Syntax { path, .. }
             | PolicyError::UnknownKey { path, .. }
             | PolicyError::Invalid { path, .. } => path.as_deref(),
@@ -118,7 +135,9 @@ impl PolicyError {
                     *path = origin.map(Path::to_path_buf);
                 }
             }
-            PolicyError::Read { .. } => {}
+            PolicyError::Read { .. }
+            | PolicyError::NotRegularFile { .. }
+            | PolicyError::TooLarge { .. } => {}
         }
         self
     }

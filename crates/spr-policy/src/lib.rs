@@ -4,6 +4,7 @@
 //! The full reference of keys, ranges and file layouts is `docs/POLICY.md`.
 
 mod error;
+mod file;
 mod load;
 pub mod packages;
 mod render;
@@ -12,6 +13,7 @@ mod validate;
 mod value;
 
 pub use error::PolicyError;
+pub use file::{read_policy_file, FileKind, MAX_POLICY_FILE_BYTES};
 pub use load::{check_keys, POLICY_KEYS};
 pub use packages::{validate_pinned_packages, PackageSpecError};
 pub use sandbox::{
@@ -117,12 +119,12 @@ impl RunnerPolicy {
 
     /// Loads and validates a policy file, and sets `config_path` to `path` so that
     /// [`resolve`](Self::resolve) re-reads the file before each run.
+    ///
+    /// The file is read with [`read_policy_file`]: only a regular file of at most
+    /// [`MAX_POLICY_FILE_BYTES`] is accepted, and opening it never blocks.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, PolicyError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_policy_file(path)?;
         let mut policy = Self::from_toml_str(&text, Some(path))?;
         policy.config_path = Some(path.to_path_buf());
         Ok(policy)

@@ -97,3 +97,61 @@ fn resolve_without_a_file_refuses_an_invalid_policy() {
         "timeout_seconds: must be between 1 and 86400, got 0"
     );
 }
+
+#[test]
+fn from_file_refuses_what_is_not_a_regular_file() {
+    let dir = temp_dir();
+    let cases = [
+        ("/dev/zero".into(), "a character device"),
+        (dir.join(""), "a directory"),
+    ];
+    for (path, kind) in cases {
+        let e = RunnerPolicy::from_file(&path).unwrap_err();
+        assert!(matches!(e, PolicyError::NotRegularFile { .. }), "{e:?}");
+        assert_eq!(e.path(), Some(path.as_path()));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: cannot read policy file: it is {kind}, not a regular file",
+                path.display()
+            )
+        );
+    }
+}
+
+#[test]
+fn from_file_refuses_a_file_over_the_cap() {
+    let dir = temp_dir();
+    let path = dir.join("big.toml");
+    let size = usize::try_from(spr_policy::MAX_POLICY_FILE_BYTES).unwrap() + 1;
+    std::fs::write(&path, "#".repeat(size)).unwrap();
+    let e = RunnerPolicy::from_file(&path).unwrap_err();
+    assert!(matches!(e, PolicyError::TooLarge { .. }), "{e:?}");
+}
+
+/// `resolve` re-reads through the same capped, regular-files-only reader, so a file
+/// replaced by a FIFO after loading is refused at once rather than blocking the run.
+#[test]
+fn resolve_refuses_a_file_replaced_by_a_fifo() {
+    let dir = temp_dir();
+    let path = dir.join("p.toml");
+    std::fs::write(&path, "").unwrap();
+    let p = RunnerPolicy::from_file(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let e = p.resolve().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            PolicyError::NotRegularFile {
+                kind: spr_policy::FileKind::Fifo,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}

@@ -63,3 +63,127 @@ pub fn responses(out: &Output) -> Vec<serde_json::Value> {
     lines.sort_by_key(|v| v["id"].to_string());
     lines
 }
+
+/// Run with empty standard input, killing `spr` and failing the test if it has not exited
+/// within `limit` (for commands that must not hang, such as reading a FIFO).
+pub fn run_within(cmd: &mut Command, limit: std::time::Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spr starts");
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("spr can be waited on").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("spr did not exit within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("spr finishes")
+}
+
+/// An interactive `spr serve --stdio` session: requests are written one at a time and
+/// each response is awaited with a deadline, so a server that hangs fails the test
+/// instead of hanging it. The server is killed if the test ends early.
+pub struct Session {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+    stdout_reader: Option<std::thread::JoinHandle<()>>,
+    // Drained as it comes, so a chatty server cannot block on a full pipe.
+    stderr_reader: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Session {
+    pub fn start(cmd: &mut Command) -> Session {
+        use std::io::{BufRead, Read};
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spr starts");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout_reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr_reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Session {
+            child,
+            stdin,
+            lines,
+            stdout_reader: Some(stdout_reader),
+            stderr_reader: Some(stderr_reader),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next response line, parsed.
+    pub fn recv(&self, limit: std::time::Duration) -> serde_json::Value {
+        let line = self
+            .lines
+            .recv_timeout(limit)
+            .unwrap_or_else(|e| panic!("no response within {limit:?}: {e}"));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    /// Close standard input and wait for the exit; returns the exit code and stderr.
+    /// Fails if any response is left that the test did not receive.
+    pub fn finish(mut self, limit: std::time::Duration) -> (Option<i32>, String) {
+        drop(self.stdin.take());
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("spr can be waited on") {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "spr serve did not exit within {limit:?} of EOF"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        // Worker processes may still hold the pipes for a moment after the server exits.
+        if let Some(reader) = self.stdout_reader.take() {
+            reader.join().unwrap();
+        }
+        let stderr = self.stderr_reader.take().unwrap().join().unwrap();
+        let rest: Vec<String> = self.lines.try_iter().collect();
+        assert!(rest.is_empty(), "responses nobody awaited: {rest:?}");
+        (status.code(), stderr)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Only when the test failed half-way: `finish` has already reaped the child.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
