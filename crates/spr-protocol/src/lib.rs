@@ -7,12 +7,14 @@
 
 mod frame;
 mod harness;
+mod json;
 mod message;
 mod receipt;
 mod result;
 
 pub use frame::{encode_frame, FrameDecoder, FrameError, FRAME_HEADER_LEN, MAX_FRAME_LEN};
 pub use harness::{harness_hash, HARNESS_FILE_NAME, HARNESS_SOURCE};
+pub use json::{Json, JsonKind};
 pub use message::{
     ChildOutcome, ChildReport, Hello, HostMessage, RunReport, RunRequest, WorkerMessage,
 };
