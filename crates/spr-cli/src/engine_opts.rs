@@ -354,7 +354,7 @@ impl Engine for CliEngine {
     fn execute<'a>(
         &'a self,
         code: &'a str,
-        input_data: &'a serde_json::Value,
+        input_data: &'a spr_core::Json,
         policy: &'a RunnerPolicy,
     ) -> EngineFuture<'a> {
         match self {

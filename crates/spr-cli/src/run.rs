@@ -4,7 +4,10 @@ use crate::engine_opts::{DockerConnOpts, EngineOpts};
 use crate::error::{CliError, Exit};
 use crate::{output, policy};
 use clap::{ArgGroup, Args};
-use spr_core::{run_code, PolicySource, RunnerPolicy, RunnerResult, EXIT_INFRASTRUCTURE};
+use spr_core::{
+    run_code_json, Json, JsonKind, PolicySource, RunnerPolicy, RunnerResult, EXIT_INFRASTRUCTURE,
+    MAX_INPUT_DEPTH,
+};
 use std::path::PathBuf;
 use tokio::io::AsyncReadExt;
 
@@ -74,7 +77,7 @@ async fn execute(args: RunArgs, conn: &DockerConnOpts) -> Result<RunnerResult, C
     // One run needs one worker; a full pool would only cost start-up time.
     let engine = args.engine.build(conn, Some(1)).await?;
     let outcome = tokio::select! {
-        outcome = run_code(&code, &engine, Some(input), PolicySource::Policy(policy)) => outcome,
+        outcome = run_code_json(&code, &engine, Some(input), PolicySource::Policy(policy)) => outcome,
         () = crate::interrupted() => {
             engine.shutdown().await;
             return Err(CliError::new(Exit::Interrupted, "interrupted"));
@@ -116,7 +119,8 @@ async fn read_code(args: &RunArgs) -> Result<String, CliError> {
     })
 }
 
-fn read_input(args: &RunArgs) -> Result<serde_json::Value, CliError> {
+/// The input as the caller wrote it, so every digit reaches the code.
+fn read_input(args: &RunArgs) -> Result<Json, CliError> {
     let (text, what) = match (&args.input, &args.input_file) {
         (Some(text), _) => (text.clone(), "--input".to_string()),
         (None, Some(path)) => {
@@ -125,16 +129,19 @@ fn read_input(args: &RunArgs) -> Result<serde_json::Value, CliError> {
             })?;
             (text, format!("input file '{}'", path.display()))
         }
-        (None, None) => return Ok(serde_json::Value::Object(Default::default())),
+        (None, None) => return Ok(Json::null()),
     };
-    let value: serde_json::Value = serde_json::from_str(&text)
+    let value = Json::from_text(text)
         .map_err(|e| CliError::usage(format!("{what} is not valid JSON")).caused_by(e))?;
-    match value {
-        serde_json::Value::Object(_) => Ok(value),
-        serde_json::Value::Null => Ok(serde_json::Value::Object(Default::default())),
+    match value.kind() {
+        JsonKind::Object if value.nesting_depth() > MAX_INPUT_DEPTH => Err(CliError::usage(
+            format!("{what} is nested deeper than {MAX_INPUT_DEPTH} levels"),
+        )),
+        // `run_code_json` turns null into an empty object.
+        JsonKind::Object | JsonKind::Null => Ok(value),
         other => Err(CliError::usage(format!(
             "{what} must be a JSON object, got {}",
-            json_type(&other)
+            other.describe()
         ))),
     }
 }
@@ -173,6 +180,7 @@ fn print_human(result: &RunnerResult) {
         if !result.stdout.is_empty() && !result.stdout.ends_with('\n') {
             out.push('\n');
         }
+        // The JSON text itself: `10**30` prints with all its digits.
         out.push_str(&format!("result: {}\n", result.result));
     }
     output::stdout(&out);

@@ -10,8 +10,14 @@ use crate::error::{CliError, Exit};
 use crate::retry::Retrying;
 use crate::{output, policy, policy_file};
 use clap::Args;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::Value;
-use spr_core::{run_code, PolicySource, RunnerPolicy, RunnerResult};
+use spr_core::{
+    run_code_json, Json, JsonKind, PolicySource, RunnerPolicy, RunnerResult, MAX_INPUT_DEPTH,
+};
+use std::collections::BTreeSet;
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,20 +51,21 @@ pub struct ServeArgs {
     pub engine: EngineOpts,
 }
 
-/// One accepted request.
+/// One accepted request. `id` and `input` are the caller's text, so the response echoes
+/// the id byte for byte and the code sees every digit of the input.
 #[derive(Debug)]
 struct Request {
-    id: Value,
+    id: Json,
     line: u64,
     code: String,
-    input: Value,
+    input: Json,
     policy: Option<RunnerPolicy>,
 }
 
 /// A request refused before running, with whatever id could be recovered.
 #[derive(Debug)]
 struct Invalid {
-    id: Value,
+    id: Json,
     message: String,
 }
 
@@ -150,7 +157,7 @@ pub async fn run(args: ServeArgs, conn: &DockerConnOpts) -> Result<Exit, CliErro
             }
             Ok(Line::Eof) => break,
             Ok(Line::TooLong) => Err(Invalid {
-                id: Value::Null,
+                id: Json::null(),
                 message: format!(
                     "line {line_no}: longer than the {} MiB limit",
                     MAX_LINE_BYTES >> 20
@@ -241,7 +248,7 @@ async fn execute(
             ))
         }
     };
-    match run_code(
+    match run_code_json(
         &request.code,
         &*engine,
         Some(request.input),
@@ -334,34 +341,114 @@ async fn read_line_bounded<R: AsyncBufRead + Unpin>(
     }
 }
 
-const REQUEST_KEYS: &[&str] = &["id", "code", "input_data", "policy"];
+/// A request line read in one pass over its text: `id` and `input_data` as raw text,
+/// the rest as `Value`. Parsing the members as `Value` inside the same pass keeps
+/// serde_json's messages for malformed lines, positions included, as they always were.
+enum RawLine<'a> {
+    Object(RawRequest<'a>),
+    /// Valid JSON, but not an object.
+    Other(JsonKind),
+}
+
+#[derive(Default)]
+struct RawRequest<'a> {
+    id: Option<&'a RawValue>,
+    code: Option<Value>,
+    input_data: Option<&'a RawValue>,
+    policy: Option<Value>,
+    /// Sorted, so the first one named is the same whatever the order of the line.
+    unknown: BTreeSet<String>,
+}
+
+impl<'de> Deserialize<'de> for RawLine<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawLineVisitor)
+    }
+}
+
+struct RawLineVisitor;
+
+impl<'de> Visitor<'de> for RawLineVisitor {
+    type Value = RawLine<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // A repeated key keeps its last value, as a `Value` object does.
+        let mut request = RawRequest::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "id" => request.id = Some(map.next_value()?),
+                "input_data" => request.input_data = Some(map.next_value()?),
+                "code" => request.code = Some(map.next_value()?),
+                "policy" => request.policy = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<Value>()?;
+                    request.unknown.insert(key);
+                }
+            }
+        }
+        Ok(RawLine::Object(request))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<Value>()?.is_some() {}
+        Ok(RawLine::Other(JsonKind::Array))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(RawLine::Other(JsonKind::Null))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(RawLine::Other(JsonKind::Bool))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(RawLine::Other(JsonKind::Number))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(RawLine::Other(JsonKind::Number))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(RawLine::Other(JsonKind::Number))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(RawLine::Other(JsonKind::String))
+    }
+}
 
 fn parse_request(bytes: &[u8], line: u64) -> Result<Request, Invalid> {
-    let invalid = |id: &Value, message: String| Invalid {
+    let invalid = |id: &Json, message: String| Invalid {
         id: id.clone(),
         message: format!("line {line}: {message}"),
     };
     let text = std::str::from_utf8(bytes)
-        .map_err(|e| invalid(&Value::Null, format!("not valid UTF-8: {e}")))?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| invalid(&Value::Null, format!("not valid JSON: {e}")))?;
-    let Value::Object(mut object) = value else {
-        return Err(invalid(
-            &Value::Null,
-            format!(
-                "a request must be a JSON object, got {}",
-                crate::run::json_type(&value)
-            ),
-        ));
+        .map_err(|e| invalid(&Json::null(), format!("not valid UTF-8: {e}")))?;
+    let parsed: RawLine = serde_json::from_str(text)
+        .map_err(|e| invalid(&Json::null(), format!("not valid JSON: {e}")))?;
+    let object = match parsed {
+        RawLine::Object(object) => object,
+        RawLine::Other(kind) => {
+            return Err(invalid(
+                &Json::null(),
+                format!("a request must be a JSON object, got {}", kind.describe()),
+            ))
+        }
     };
-    let id = object.remove("id").unwrap_or(Value::Null);
-    if let Some(key) = object.keys().find(|k| !REQUEST_KEYS.contains(&k.as_str())) {
+    let id = object.id.map(Json::from).unwrap_or_default();
+    if let Some(key) = object.unknown.first() {
         return Err(invalid(
             &id,
             format!("unknown key \"{key}\" (expected id, code, input_data, policy)"),
         ));
     }
-    let code = match object.remove("code") {
+    let code = match object.code {
         Some(Value::String(code)) => code,
         None => return Err(invalid(&id, "missing key \"code\"".into())),
         Some(other) => {
@@ -374,20 +461,27 @@ fn parse_request(bytes: &[u8], line: u64) -> Result<Request, Invalid> {
             ))
         }
     };
-    let input = match object.remove("input_data") {
-        None | Some(Value::Null) => Value::Object(Default::default()),
-        Some(value @ Value::Object(_)) => value,
-        Some(other) => {
+    let input = object.input_data.map(Json::from).unwrap_or_default();
+    match input.kind() {
+        JsonKind::Null => {}
+        JsonKind::Object if input.nesting_depth() > MAX_INPUT_DEPTH => {
+            return Err(invalid(
+                &id,
+                format!("\"input_data\" is nested deeper than {MAX_INPUT_DEPTH} levels"),
+            ))
+        }
+        JsonKind::Object => {}
+        other => {
             return Err(invalid(
                 &id,
                 format!(
                     "\"input_data\" must be a JSON object or null, got {}",
-                    crate::run::json_type(&other)
+                    other.describe()
                 ),
             ))
         }
-    };
-    let policy = match object.remove("policy") {
+    }
+    let policy = match object.policy {
         None | Some(Value::Null) => None,
         Some(value @ Value::Object(_)) => {
             // Same "unknown key ... (did you mean ...?)" as in a policy file.
@@ -437,12 +531,12 @@ fn invalid_result(message: String) -> RunnerResult {
 
 #[derive(serde::Serialize)]
 struct Response<'a> {
-    id: &'a Value,
+    id: &'a Json,
     #[serde(flatten)]
     result: &'a RunnerResult,
 }
 
-fn response_line(id: &Value, result: &RunnerResult) -> String {
+fn response_line(id: &Json, result: &RunnerResult) -> String {
     let mut line = serde_json::to_string(&Response { id, result }).expect("responses serialize");
     line.push('\n');
     line
@@ -492,10 +586,84 @@ mod tests {
     #[test]
     fn a_response_line_starts_with_the_id() {
         let line = response_line(
-            &serde_json::json!("a"),
+            &serde_json::json!("a").into(),
             &RunnerResult::infrastructure_error("x"),
         );
         assert!(line.starts_with(r#"{"id":"a","ok":false,"#), "{line}");
         assert!(line.ends_with("}\n"));
+    }
+
+    #[test]
+    fn ids_and_input_keep_their_text() {
+        for id in [
+            "18446744073709551617",
+            "123456789012345678901234567890.5",
+            "-1e400",
+            r#"{"k": [1, 2.50]}"#,
+            r#""\ud800""#,
+        ] {
+            let line = format!(
+                r#"{{"input_data": {{"x": 99999999999999999999}}, "id": {id}, "code": "result = x"}}"#
+            );
+            let request = parse_request(line.as_bytes(), 1).unwrap();
+            assert_eq!(request.id.get(), id);
+            assert_eq!(request.input.get(), r#"{"x": 99999999999999999999}"#);
+            let response = response_line(&request.id, &RunnerResult::infrastructure_error("x"));
+            assert!(
+                response.starts_with(&format!(r#"{{"id":{id},"ok":false,"#)),
+                "{response}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_errors_name_the_same_things_as_before() {
+        let err = |line: &str| parse_request(line.as_bytes(), 2).unwrap_err();
+        let e = err(r#"{"zz": 1, "code": "x", "id": 9, "aa": 2}"#);
+        assert_eq!(
+            e.message,
+            r#"line 2: unknown key "aa" (expected id, code, input_data, policy)"#
+        );
+        assert_eq!(e.id, serde_json::json!(9));
+        assert_eq!(
+            err("12").message,
+            "line 2: a request must be a JSON object, got a number"
+        );
+        assert_eq!(
+            err(r#""s""#).message,
+            "line 2: a request must be a JSON object, got a string"
+        );
+        assert_eq!(
+            err("null").message,
+            "line 2: a request must be a JSON object, got null"
+        );
+        assert_eq!(
+            err("true").message,
+            "line 2: a request must be a JSON object, got a boolean"
+        );
+        assert_eq!(
+            err(r#"{"code": null}"#).message,
+            r#"line 2: "code" must be a string, got null"#
+        );
+        assert_eq!(
+            err(r#"{"code": "x", "policy": [1]}"#).message,
+            r#"line 2: "policy" must be a JSON object or null, got an array"#
+        );
+        assert_eq!(
+            err(r#"{"id": 1, "code": "x"} x"#).message,
+            "line 2: not valid JSON: trailing characters at line 1 column 24"
+        );
+        let deep = format!(
+            r#"{{"id": 1, "code": "x", "input_data": {{"a": {}{}}}}}"#,
+            "[".repeat(MAX_INPUT_DEPTH),
+            "]".repeat(MAX_INPUT_DEPTH)
+        );
+        assert_eq!(
+            err(&deep).message,
+            format!(r#"line 2: "input_data" is nested deeper than {MAX_INPUT_DEPTH} levels"#)
+        );
+        let ok = parse_request(br#"{"code": "x", "code": "y", "input_data": null}"#, 1).unwrap();
+        assert_eq!(ok.code, "y", "the last of a repeated key wins");
+        assert!(ok.input.is_null() && ok.id.is_null());
     }
 }

@@ -51,6 +51,30 @@ fn usage_errors_exit_2() {
     assert_snapshot!("policy_check_without_file", snap(&["policy", "check"]));
 }
 
+/// Python's decoder gives up near 1000 levels (and would take its worker with it); the
+/// input is refused before an engine is built, as it always was past 128.
+#[test]
+fn run_refuses_input_nested_deeper_than_128_levels() {
+    let deep = |n: usize| format!("{{\"a\": {}{}}}", "[".repeat(n - 1), "]".repeat(n - 1));
+    let out = run(
+        spr().args([
+            "run",
+            "-c",
+            "x",
+            "--engine",
+            "docker",
+            "--input",
+            &deep(129),
+        ]),
+        None,
+    );
+    assert_eq!(code(&out), 2, "{}", render(&out, &[]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: --input is nested deeper than 128 levels\n"
+    );
+}
+
 #[test]
 fn refusals_before_running_exit_2() {
     assert_snapshot!("run_missing_file", snap(&["run", "missing.py"]));

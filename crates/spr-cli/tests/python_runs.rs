@@ -119,6 +119,52 @@ fn run_reads_code_from_a_file_or_stdin_and_input_from_json() {
 }
 
 #[test]
+fn run_prints_numbers_with_every_digit() {
+    let out = run(
+        &mut spr_local(&[
+            "run",
+            "--json",
+            "--input",
+            r#"{"x": 99999999999999999999}"#,
+            "-c",
+            "result = x",
+        ]),
+        None,
+    );
+    assert_eq!(code(&out), 0, "{}", render(&out, &[]));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(r#"{"ok":true,"result":99999999999999999999,"#),
+        "{text}"
+    );
+    result_of(&out);
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.json");
+    std::fs::write(
+        &input,
+        "{\"x\": 123456789012345678901234567890,\n \"f\": 1e-300}\n",
+    )
+    .unwrap();
+    let out = run(
+        &mut spr_local(&[
+            "run",
+            "--input-file",
+            input.to_str().unwrap(),
+            "-c",
+            "result = [x * 10, f, 10**30 / 10**29]",
+        ]),
+        None,
+    );
+    assert_eq!(
+        stdout(&out),
+        "result: [1234567890123456789012345678900,1e-300,10.0]\n",
+        "{}",
+        render(&out, &[])
+    );
+}
+
+#[test]
 fn run_exits_1_when_the_code_fails() {
     let out = run(&mut spr_local(&["run", "-c", "import os"]), None);
     assert_eq!(code(&out), 1);
@@ -216,6 +262,38 @@ fn serve_runs_requests_concurrently_and_correlates_ids() {
         .enumerate()
         .any(|(i, a)| spans[i + 1..].iter().any(|b| a.0 < b.1 && b.0 < a.1));
     assert!(overlapping, "no two runs overlapped: {spans:?}");
+}
+
+/// Clients match responses by id: an id a float cannot hold must come back as written,
+/// and numbers in the input and the result keep every digit.
+#[test]
+fn serve_echoes_ids_byte_for_byte_and_keeps_every_digit() {
+    let input = concat!(
+        r#"{"id": 18446744073709551617, "code": "result = x + 1", "input_data": {"x": 123456789012345678901234567890}}"#,
+        "\n",
+        r#"{"id": 123456789012345678901234567890.5, "code": "result = 0.1"}"#,
+        "\n",
+        r#"{"id": [1, 18446744073709551617], "code": 7}"#,
+        "\n",
+    );
+    let out = run(
+        &mut spr_local(&["serve", "--stdio"]),
+        Some(input.as_bytes()),
+    );
+    assert_eq!(code(&out), 0, "{}", render(&out, &[]));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    for prefix in [
+        r#"{"id":18446744073709551617,"ok":true,"result":123456789012345678901234567891,"#,
+        r#"{"id":123456789012345678901234567890.5,"ok":true,"result":0.1,"#,
+        r#"{"id":[1, 18446744073709551617],"ok":false,"result":null,"#,
+    ] {
+        assert!(
+            text.lines().any(|line| line.starts_with(prefix)),
+            "no response starts with {prefix}: {text}"
+        );
+    }
+    responses(&out);
 }
 
 /// Stdin closes right after the requests: the server still answers all of them before

@@ -2,10 +2,10 @@
 //!
 //! `cargo run -p spr-core --example concurrent`
 
-use spr_core::{run_code, LocalEngine, LocalEngineConfig, PolicySource};
+use spr_core::{run_code, Json, LocalEngine, LocalEngineConfig, PolicySource};
 use std::sync::Arc;
 
-async fn demo() -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
+async fn demo() -> Result<Vec<Json>, Box<dyn std::error::Error>> {
     let engine = Arc::new(LocalEngine::new(LocalEngineConfig::new(
         std::env::temp_dir().join("spr-example-venv"),
     ))?);

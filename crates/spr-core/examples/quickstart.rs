@@ -2,9 +2,9 @@
 //!
 //! `cargo run -p spr-core --example quickstart`
 
-use spr_core::{run_code, LocalEngine, LocalEngineConfig, PolicySource, RunnerPolicy};
+use spr_core::{run_code, Json, LocalEngine, LocalEngineConfig, PolicySource, RunnerPolicy};
 
-async fn demo() -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+async fn demo() -> Result<Json, Box<dyn std::error::Error>> {
     // The engine is created once: it prepares the venv and keeps warm workers.
     let engine = LocalEngine::new(LocalEngineConfig::new(example_venv()))?;
     let policy = RunnerPolicy {

@@ -4,7 +4,7 @@
 //! depends on them), so they expose inherent `run` methods that these impls forward to.
 
 use spr_policy::RunnerPolicy;
-use spr_protocol::RunnerResult;
+use spr_protocol::{Json, RunnerResult};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -17,11 +17,12 @@ pub trait Engine: Send + Sync {
     /// A short name for receipts and logs ("local", "docker").
     fn name(&self) -> &'static str;
 
-    /// Run `code` with `input_data` (a JSON object) under an already-resolved `policy`.
+    /// Run `code` with `input_data` (a JSON object, passed to Python as written) under an
+    /// already-resolved `policy`.
     fn execute<'a>(
         &'a self,
         code: &'a str,
-        input_data: &'a serde_json::Value,
+        input_data: &'a Json,
         policy: &'a RunnerPolicy,
     ) -> EngineFuture<'a>;
 }
@@ -37,7 +38,7 @@ macro_rules! forward_engine {
             fn execute<'a>(
                 &'a self,
                 code: &'a str,
-                input_data: &'a serde_json::Value,
+                input_data: &'a Json,
                 policy: &'a RunnerPolicy,
             ) -> EngineFuture<'a> {
                 Box::pin(self.run(code, input_data, policy))
@@ -59,7 +60,7 @@ impl<E: Engine + ?Sized> Engine for std::sync::Arc<E> {
     fn execute<'a>(
         &'a self,
         code: &'a str,
-        input_data: &'a serde_json::Value,
+        input_data: &'a Json,
         policy: &'a RunnerPolicy,
     ) -> EngineFuture<'a> {
         (**self).execute(code, input_data, policy)

@@ -9,18 +9,36 @@
 //! assert_eq!(result.result, serde_json::json!(9.0));
 //! # Ok(()) }
 //! ```
+//!
+//! Numbers cross exactly at any size: `result.result` is the JSON text Python wrote, and
+//! [`run_code_json`] takes the input as JSON text too.
+//!
+//! ```no_run
+//! use spr_core::{run_code_json, Json, LocalEngine, LocalEngineConfig, PolicySource};
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! # let engine = LocalEngine::new(LocalEngineConfig::new("/tmp/spr-venv"))?;
+//! let input: Json = r#"{"x": 123456789012345678901234567890}"#.parse()?;
+//! let result = run_code_json("result = x + 1", &engine, Some(input), PolicySource::Default).await?;
+//! assert_eq!(result.result.get(), "123456789012345678901234567891");
+//! # Ok(()) }
+//! ```
 
 mod engine;
 mod run;
 
 pub use engine::{Engine, EngineFuture};
-pub use run::{run_code, run_code_blocking, PolicySource, RunError};
+pub use run::{
+    run_code, run_code_blocking, run_code_json, run_code_json_blocking, PolicySource, RunError,
+    MAX_INPUT_DEPTH,
+};
 
 pub use spr_policy::{
     check_keys as check_policy_keys, FileKind, Mode, PolicyError, RunnerPolicy, SandboxPolicy,
     Value, MAX_POLICY_FILE_BYTES, PROTECTION_NAMES,
 };
-pub use spr_protocol::{RunnerResult, SandboxReceipt, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT};
+pub use spr_protocol::{
+    Json, JsonKind, RunnerResult, SandboxReceipt, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT,
+};
 
 #[cfg(feature = "docker")]
 pub use spr_engine_docker::{

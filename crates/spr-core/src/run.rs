@@ -2,8 +2,13 @@
 
 use crate::engine::Engine;
 use spr_policy::{PolicyError, RunnerPolicy};
-use spr_protocol::RunnerResult;
+use spr_protocol::{Json, JsonKind, RunnerResult};
 use std::path::PathBuf;
+
+/// Deepest nesting of arrays and objects accepted in `input_data`. Python's decoder
+/// raises `RecursionError` near 1000 levels, which would take the worker down with the
+/// request; 128 is also the limit `serde_json::Value` parsing always had.
+pub const MAX_INPUT_DEPTH: usize = 128;
 
 /// Where the policy of a run comes from. The original took `policy` and `policy_file`
 /// as two optional arguments and refused both at once; [`PolicySource::from_options`]
@@ -55,14 +60,30 @@ pub enum RunError {
     Policy(#[from] PolicyError),
     #[error("input_data must be a JSON object (or null), got {0}")]
     InputNotObject(&'static str),
+    #[error("input_data is nested deeper than {limit} levels")]
+    InputTooDeep { limit: usize },
 }
 
 /// Run `code` on `engine`. Errors are refusals before execution (bad policy, bad
 /// input); everything that happens once the run starts is in the `RunnerResult`.
+///
+/// A `Value` holds numbers as `u64`, `i64` or `f64`; callers with JSON text whose
+/// numbers may not fit use [`run_code_json`], which passes the text on unchanged.
 pub async fn run_code<E: Engine + ?Sized>(
     code: &str,
     engine: &E,
     input_data: Option<serde_json::Value>,
+    policy: PolicySource,
+) -> Result<RunnerResult, RunError> {
+    run_code_json(code, engine, input_data.map(Json::from), policy).await
+}
+
+/// [`run_code`] with the input as JSON text, sent to Python exactly as written (an
+/// integer of any size stays exact). The same refusals: it must be an object or null.
+pub async fn run_code_json<E: Engine + ?Sized>(
+    code: &str,
+    engine: &E,
+    input_data: Option<Json>,
     policy: PolicySource,
 ) -> Result<RunnerResult, RunError> {
     let policy = policy.resolve()?;
@@ -72,37 +93,59 @@ pub async fn run_code<E: Engine + ?Sized>(
 
 /// [`run_code`] for callers without an async runtime. Must not be called from inside
 /// a tokio runtime.
-///
-/// All blocking calls share one background runtime: an engine's workers are bound to
-/// the runtime that started them, so a runtime per call would strand them.
 pub fn run_code_blocking<E: Engine + ?Sized>(
     code: &str,
     engine: &E,
     input_data: Option<serde_json::Value>,
     policy: PolicySource,
 ) -> Result<RunnerResult, RunError> {
+    blocking_runtime().block_on(run_code(code, engine, input_data, policy))
+}
+
+/// [`run_code_json`] for callers without an async runtime. Must not be called from
+/// inside a tokio runtime.
+pub fn run_code_json_blocking<E: Engine + ?Sized>(
+    code: &str,
+    engine: &E,
+    input_data: Option<Json>,
+    policy: PolicySource,
+) -> Result<RunnerResult, RunError> {
+    blocking_runtime().block_on(run_code_json(code, engine, input_data, policy))
+}
+
+/// All blocking calls share one background runtime: an engine's workers are bound to
+/// the runtime that started them, so a runtime per call would strand them.
+fn blocking_runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    let rt = RUNTIME.get_or_init(|| {
+    RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("spr-blocking")
             .enable_all()
             .build()
             .expect("the blocking-call runtime can be built")
-    });
-    rt.block_on(run_code(code, engine, input_data, policy))
+    })
 }
 
-fn normalize_input(input: Option<serde_json::Value>) -> Result<serde_json::Value, RunError> {
-    use serde_json::Value;
-    match input {
-        None | Some(Value::Null) => Ok(Value::Object(Default::default())),
-        Some(v @ Value::Object(_)) => Ok(v),
-        Some(Value::Array(_)) => Err(RunError::InputNotObject("an array")),
-        Some(Value::String(_)) => Err(RunError::InputNotObject("a string")),
-        Some(Value::Number(_)) => Err(RunError::InputNotObject("a number")),
-        Some(Value::Bool(_)) => Err(RunError::InputNotObject("a boolean")),
+fn normalize_input(input: Option<Json>) -> Result<Json, RunError> {
+    let input = match input {
+        None => return Ok(empty_object()),
+        Some(json) => json,
+    };
+    match input.kind() {
+        JsonKind::Null => Ok(empty_object()),
+        JsonKind::Object if input.nesting_depth() > MAX_INPUT_DEPTH => {
+            Err(RunError::InputTooDeep {
+                limit: MAX_INPUT_DEPTH,
+            })
+        }
+        JsonKind::Object => Ok(input),
+        other => Err(RunError::InputNotObject(other.describe())),
     }
+}
+
+fn empty_object() -> Json {
+    Json::from_value(&serde_json::Value::Object(Default::default()))
 }
 
 #[cfg(test)]
@@ -119,9 +162,45 @@ mod tests {
         );
     }
 
+    fn text(s: &str) -> Option<Json> {
+        Some(s.parse().unwrap())
+    }
+
     #[test]
     fn missing_input_becomes_an_empty_object_and_non_objects_are_refused() {
         assert_eq!(normalize_input(None).unwrap(), serde_json::json!({}));
-        assert!(normalize_input(Some(serde_json::json!([1]))).is_err());
+        assert_eq!(
+            normalize_input(text("null")).unwrap(),
+            serde_json::json!({})
+        );
+        for (input, kind) in [
+            ("[1]", "an array"),
+            ("\"s\"", "a string"),
+            ("1e400", "a number"),
+            ("true", "a boolean"),
+        ] {
+            let err = normalize_input(text(input)).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("input_data must be a JSON object (or null), got {kind}")
+            );
+        }
+    }
+
+    #[test]
+    fn object_input_is_kept_as_written() {
+        let input = r#"{"x": 123456789012345678901234567890, "y": [0.1]}"#;
+        assert_eq!(normalize_input(text(input)).unwrap().get(), input);
+    }
+
+    #[test]
+    fn input_nested_deeper_than_python_can_decode_is_refused() {
+        let nest = |n: usize| format!("{{\"a\": {}{}}}", "[".repeat(n - 1), "]".repeat(n - 1));
+        assert!(normalize_input(text(&nest(MAX_INPUT_DEPTH))).is_ok());
+        let err = normalize_input(text(&nest(MAX_INPUT_DEPTH + 1))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "input_data is nested deeper than 128 levels"
+        );
     }
 }

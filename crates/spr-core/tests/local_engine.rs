@@ -4,7 +4,7 @@ mod common;
 
 use common::{run, run_on, run_with};
 use serde_json::json;
-use spr_core::{Mode, RunnerPolicy, RunnerResult};
+use spr_core::{run_code_json, Json, Mode, PolicySource, RunnerPolicy, RunnerResult};
 use std::collections::BTreeMap;
 
 fn permissive() -> RunnerPolicy {
@@ -25,12 +25,14 @@ fn allow_mode(imports: &[&str], builtins: &[&str], globals: &[&str]) -> RunnerPo
     }
 }
 
-fn stable(mut r: RunnerResult) -> RunnerResult {
+/// The result as serde_json writes it (insta's own serializer cannot see through
+/// `Json`), without what varies from run to run.
+fn stable(mut r: RunnerResult) -> String {
     r.duration_ms = 0.0;
     // The sandbox receipt depends on the machine (kernel features, cgroups); it is
     // specified by tests/sandbox.rs.
     r.sandbox = None;
-    r
+    serde_json::to_string_pretty(&r).expect("a result serializes")
 }
 
 // ---- results and values ----------------------------------------------------------
@@ -51,26 +53,17 @@ async fn quick_start_computes_with_input() {
 #[tokio::test]
 async fn a_successful_run_has_the_documented_json_shape() {
     let r = run("print('hello')\nresult = 123").await;
-    insta::assert_json_snapshot!(stable(r));
+    insta::assert_snapshot!(stable(r));
 }
 
 #[tokio::test]
 async fn values_that_json_cannot_hold_come_back_as_strings() {
     let r = run("import datetime\nresult = [ (1, 2), {1, 2}, b'ab', 1+2j, datetime.date(2020, 1, 2), float('nan'), float('inf'), 10**30, None ]").await;
     assert!(r.ok, "{r:?}");
+    // 10**30 keeps every digit: it is an int in Python, not the float 1e30.
     assert_eq!(
-        r.result,
-        json!([
-            [1, 2],
-            "{1, 2}",
-            "b'ab'",
-            "(1+2j)",
-            "2020-01-02",
-            "NaN",
-            "Infinity",
-            1e30,
-            null
-        ])
+        r.result.get(),
+        r#"[[1,2],"{1, 2}","b'ab'","(1+2j)","2020-01-02","NaN","Infinity",1000000000000000000000000000000,null]"#
     );
 }
 
@@ -108,6 +101,93 @@ async fn name_is_main_in_user_code() {
 async fn a_variable_named_printed_is_not_appended_to_stdout() {
     let r = run("print('a')\nprinted = 'EXTRA'").await;
     assert_eq!(r.stdout, "a\n");
+}
+
+// ---- exact numbers ---------------------------------------------------------------------
+
+/// Runs on one engine, with the input given as JSON text.
+async fn run_texts(runs: &[(&str, Option<&str>)]) -> Vec<RunnerResult> {
+    let engine = common::engine();
+    let mut out = Vec::new();
+    for (code, input) in runs {
+        let input = input.map(|text| text.parse::<Json>().expect("valid test input"));
+        let r = run_code_json(code, &engine, input, PolicySource::Default)
+            .await
+            .expect("the run is accepted");
+        assert!(r.ok, "{code}: {r:?}");
+        out.push(r);
+    }
+    engine.shutdown().await;
+    out
+}
+
+#[tokio::test]
+async fn integers_of_any_size_come_back_with_every_digit() {
+    let r = run_texts(&[
+        ("result = 10**30", None),
+        ("result = -(2**200)", None),
+        ("result = [2**64 + 1, -(2**63) - 1, 0]", None),
+    ])
+    .await;
+    assert_eq!(r[0].result.get(), "1000000000000000000000000000000");
+    assert_eq!(
+        r[1].result.get(),
+        "-1606938044258990275541962092341162602522202993782792835301376"
+    );
+    assert_eq!(
+        r[2].result.get(),
+        "[18446744073709551617,-9223372036854775809,0]"
+    );
+    // And so does the JSON of the whole result.
+    let text = serde_json::to_string(&r[0]).unwrap();
+    assert!(
+        text.starts_with(r#"{"ok":true,"result":1000000000000000000000000000000,"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn floats_come_back_as_python_prints_them() {
+    let r = run_texts(&[
+        ("result = 0.1", None),
+        ("result = 1e-300", None),
+        ("result = [1e16, 2.5e-08, -0.0, 9.0]", None),
+    ])
+    .await;
+    assert_eq!(r[0].result.get(), "0.1");
+    assert_eq!(r[1].result.get(), "1e-300");
+    assert_eq!(r[2].result.get(), "[1e+16,2.5e-08,-0.0,9.0]");
+}
+
+#[tokio::test]
+async fn input_numbers_reach_the_code_exactly() {
+    let r = run_texts(&[
+        (
+            "result = x + 1",
+            Some(r#"{"x": 123456789012345678901234567890}"#),
+        ),
+        (
+            "result = [type(n).__name__, repr(f), repr(g)]",
+            Some(r#"{"n": 99999999999999999999, "f": 0.1, "g": 1e-300}"#),
+        ),
+        ("result = x", Some(r#"{"x": -1e400}"#)),
+    ])
+    .await;
+    assert_eq!(r[0].result.get(), "123456789012345678901234567891");
+    assert_eq!(r[1].result.get(), r#"["int","0.1","1e-300"]"#);
+    // Python reads 1e400 as -inf, and a result cannot be infinite JSON.
+    assert_eq!(r[2].result, json!("-Infinity"));
+    // `run_code` with a `Value` is exact for every number a `Value` holds.
+    let r = run_with(
+        "result = [x + 1, y]",
+        Some(json!({"x": u64::MAX, "y": i64::MIN})),
+        RunnerPolicy::default(),
+    )
+    .await;
+    assert_eq!(
+        r.result.get(),
+        "[18446744073709551616,-9223372036854775808]"
+    );
 }
 
 // ---- output --------------------------------------------------------------------------
@@ -197,7 +277,7 @@ async fn a_runtime_error_forces_result_to_null_and_keeps_a_user_level_traceback(
         r.stderr
     );
     assert!(!r.stderr.contains("spr_harness"), "{}", r.stderr);
-    insta::assert_json_snapshot!(stable(r));
+    insta::assert_snapshot!(stable(r));
 }
 
 #[tokio::test]
@@ -481,6 +561,49 @@ async fn a_timeout_keeps_partial_output_and_exits_124() {
 }
 
 #[tokio::test]
+async fn a_worker_that_stops_answering_reports_the_time_the_host_waited() {
+    // Without the sandbox the worker's command line names the engine's own scratch
+    // directory, so the test can find the worker (and what it pre-forked) and freeze it.
+    let scratch = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("spr-wedged-{}", std::process::id()));
+    let mut config = spr_core::LocalEngineConfig::new(common::shared_venv());
+    config.venv_manager = spr_core::VenvManager::Python;
+    config.pool_size = 1;
+    config.sandbox = spr_core::SandboxMode::Off;
+    config.scratch_dir = Some(scratch.clone());
+    let engine = spr_core::LocalEngine::new(config).unwrap();
+    engine.warm_up().await.unwrap();
+    let marker = scratch.to_string_lossy().into_owned();
+    let frozen = common::pids_with(&marker);
+    assert!(!frozen.is_empty(), "no worker under {marker}");
+    common::signal(&frozen, "STOP");
+
+    let policy = RunnerPolicy {
+        timeout_seconds: 1,
+        ..RunnerPolicy::default()
+    };
+    let started = std::time::Instant::now();
+    let r = run_on(&engine, "result = 1", policy).await;
+    let waited = started.elapsed();
+    common::signal(&frozen, "KILL"); // whatever the discard left (nothing, normally)
+    engine.shutdown().await;
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    assert!(r.timed_out && !r.ok, "{r:?}");
+    assert_eq!(r.exit_code, 124);
+    assert_eq!(
+        r.error.as_deref(),
+        Some("Execution timed out after 1s (the worker stopped responding and was replaced)")
+    );
+    // The host's backstop is the timeout plus 5 s; it used to report the bare timeout.
+    assert!(r.duration_ms >= 6000.0, "{r:?}");
+    assert!(
+        r.duration_ms <= waited.as_secs_f64() * 1000.0,
+        "{r:?} in {waited:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_timeout_kills_forked_and_detached_children_too() {
     let dir = tempdir();
     let marker = dir.join("survived");
@@ -538,11 +661,12 @@ async fn each_run_gets_a_clean_environment_and_a_fresh_scratch_directory() {
     let a = run_on(&engine, code, permissive()).await;
     let b = run_on(&engine, code, permissive()).await;
     engine.shutdown().await;
-    assert_eq!(a.result[0], json!(null));
-    assert_eq!(a.result[2], json!([]));
-    assert_eq!(b.result[2], json!([]));
-    assert_ne!(a.result[1], b.result[1]);
-    let cwd = a.result[1].as_str().unwrap();
+    let (a, b) = (a.result.to_value(), b.result.to_value());
+    assert_eq!(a[0], json!(null));
+    assert_eq!(a[2], json!([]));
+    assert_eq!(b[2], json!([]));
+    assert_ne!(a[1], b[1]);
+    let cwd = a[1].as_str().unwrap();
     assert!(
         !std::path::Path::new(cwd).exists(),
         "scratch dir {cwd} was not removed"
@@ -661,7 +785,8 @@ async fn what_a_run_leaves_next_to_its_directory_is_gone_before_the_next_run() {
         let list = "import os\nresult = os.listdir('..')";
         let r = run_on(&engine, list, permissive()).await;
         engine.shutdown().await;
-        let names = r.result.as_array().unwrap();
+        let names = r.result.to_value();
+        let names = names.as_array().unwrap();
         assert!(
             !names.contains(&json!("left-behind")),
             "{mode:?}: {names:?}"

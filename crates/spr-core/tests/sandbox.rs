@@ -128,7 +128,7 @@ result = out
     )
     .await;
     engine.shutdown().await;
-    let out = &r.result;
+    let out = &r.result.to_value();
     assert_eq!(out["pid"], json!(true), "{r:?}");
     assert_eq!(out["hostname"], json!("spr"));
     for absent in ["etc", "home", "var", "sys"] {
@@ -149,8 +149,8 @@ result = out
         .ok()
         .and_then(|rest| rest.components().next())
         .map(|c| c.as_os_str().to_string_lossy().into_owned());
+    let after = after.result.to_value();
     let left: Vec<&str> = after
-        .result
         .as_array()
         .unwrap()
         .iter()
@@ -171,9 +171,10 @@ async fn a_fork_bomb_stops_at_max_processes() {
     let code = "import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            time.sleep(5)\n            os._exit(0)\n        n += 1\nexcept OSError as e:\n    result = [n, e.errno]";
     let r = run_on(&engine, code, policy).await;
     engine.shutdown().await;
-    let n = r.result[0].as_u64().unwrap_or(999);
+    let result = r.result.to_value();
+    let n = result[0].as_u64().unwrap_or(999);
     assert!(n <= 8, "{r:?}");
-    assert_eq!(r.result[1], json!(11)); // EAGAIN
+    assert_eq!(result[1], json!(11)); // EAGAIN
 }
 
 #[tokio::test]
@@ -203,8 +204,8 @@ async fn two_concurrent_runs_cannot_see_each_other() {
     let a = writer.await.unwrap();
     engine.shutdown().await;
     assert_eq!(a.result, json!("a"));
-    assert_eq!(reader.result[0], json!([]), "{reader:?}");
-    assert_eq!(reader.result[1].as_array().unwrap().len(), 2);
+    assert_eq!(reader.result.to_value()[0], json!([]), "{reader:?}");
+    assert_eq!(reader.result.to_value()[1].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]

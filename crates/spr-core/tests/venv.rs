@@ -27,7 +27,7 @@ async fn version_of(engine: &LocalEngine, module: &str) -> serde_json::Value {
     .await
     .unwrap();
     assert!(r.ok, "{r:?}");
-    r.result
+    r.result.to_value()
 }
 
 #[tokio::test]

@@ -22,14 +22,14 @@ use crate::worker::{ContainerSpec, RunFailure, Worker};
 use bollard::Docker;
 use spr_policy::RunnerPolicy;
 use spr_protocol::{
-    assemble_result, CgroupReceipt, FilesystemReceipt, MissingProtection, NamespacesReceipt,
+    assemble_result, CgroupReceipt, FilesystemReceipt, Json, MissingProtection, NamespacesReceipt,
     RlimitsReceipt, RunRequest, RunnerResult, SandboxReceipt,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Options of a Docker engine. `None` means the documented default.
 #[derive(Debug, Clone, Default)]
@@ -203,14 +203,10 @@ impl DockerEngine {
             .map_err(DockerAdminError::Api)
     }
 
-    /// Run code in a warm container. Engine failures come back as `ok=false`,
-    /// `exit_code=125` with an error that says what to do; there is no fallback.
-    pub async fn run(
-        &self,
-        code: &str,
-        input_data: &serde_json::Value,
-        policy: &RunnerPolicy,
-    ) -> RunnerResult {
+    /// Run code in a warm container with `input_data` (a JSON object, sent as written).
+    /// Engine failures come back as `ok=false`, `exit_code=125` with an error that says
+    /// what to do; there is no fallback.
+    pub async fn run(&self, code: &str, input_data: &Json, policy: &RunnerPolicy) -> RunnerResult {
         let policy = match policy.resolve() {
             Ok(p) => p,
             Err(e) => {
@@ -265,7 +261,10 @@ impl DockerEngine {
                 input_data: input_data.clone(),
                 policy: policy.clone(),
             };
+            // A wedged container has no report to time the run: the host's own clock does.
+            let started = Instant::now();
             let outcome = worker.run(request, backstop).await;
+            let waited = started.elapsed();
             let receipt = inner.receipt(&spec, &worker, &policy);
             match outcome {
                 Ok(report) => {
@@ -300,7 +299,7 @@ impl DockerEngine {
                 Err(RunFailure::Wedged) => {
                     // Removing the container kills whatever the run left in it.
                     inner.pool.release(&docker, &spec, worker, false);
-                    let mut result = RunnerResult::timeout(&policy);
+                    let mut result = RunnerResult::timeout(&policy, waited);
                     result.error = Some(format!(
                         "Execution timed out after {}s (the container stopped answering and was removed)",
                         policy.timeout_seconds

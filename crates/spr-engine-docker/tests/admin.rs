@@ -4,8 +4,8 @@ mod common;
 
 use bollard::models::ContainerCreateBody;
 use common::*;
-use serde_json::json;
 use spr_engine_docker::DockerAdminError;
+use spr_protocol::Json;
 use std::collections::HashMap;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -13,7 +13,7 @@ async fn admin_lists_and_touches_only_managed_resources() {
     let Some(engine) = engine(config(1)).await else {
         return;
     };
-    let r = engine.run("result = 1", &json!(null), &policy()).await;
+    let r = engine.run("result = 1", &Json::null(), &policy()).await;
     let name = container_of(&r);
 
     let running = engine.list_containers(false).await.unwrap();

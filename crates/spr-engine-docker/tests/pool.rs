@@ -7,6 +7,7 @@ use bollard::query_parameters::InspectContainerOptions;
 use common::*;
 use serde_json::json;
 use spr_engine_docker::DockerEngineConfig;
+use spr_protocol::Json;
 use std::collections::HashSet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,7 +15,7 @@ async fn a_live_container_is_hardened() {
     let Some(engine) = engine(config(1)).await else {
         return;
     };
-    let r = engine.run("result = 1", &json!(null), &policy()).await;
+    let r = engine.run("result = 1", &Json::null(), &policy()).await;
     let name = container_of(&r);
     let c = docker()
         .inspect_container(&name, None::<InspectContainerOptions>)
@@ -70,7 +71,7 @@ async fn containers_are_reused_then_recycled_by_runs_and_age() {
     // The probe used one run of the first container.
     let mut names = Vec::new();
     for _ in 0..4 {
-        let r = engine.run("result = 1", &json!(null), &policy()).await;
+        let r = engine.run("result = 1", &Json::null(), &policy()).await;
         assert!(r.ok, "{r:?}");
         names.push(container_of(&r));
     }
@@ -82,9 +83,9 @@ async fn containers_are_reused_then_recycled_by_runs_and_age() {
     let Some(engine) = engine_with_ttl().await else {
         return;
     };
-    let a = container_of(&engine.run("result = 1", &json!(null), &policy()).await);
+    let a = container_of(&engine.run("result = 1", &Json::null(), &policy()).await);
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    let b = container_of(&engine.run("result = 1", &json!(null), &policy()).await);
+    let b = container_of(&engine.run("result = 1", &Json::null(), &policy()).await);
     assert_ne!(a, b, "recycled after ttl");
     engine.shutdown().await;
 }
@@ -103,13 +104,13 @@ async fn a_killed_container_is_replaced_not_reused() {
     let Some(engine) = engine(config(1)).await else {
         return;
     };
-    let first = container_of(&engine.run("result = 1", &json!(null), &policy()).await);
+    let first = container_of(&engine.run("result = 1", &Json::null(), &policy()).await);
     engine
         .kill_container(&first)
         .await
         .expect("kill managed container");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let r = engine.run("result = 2", &json!(null), &policy()).await;
+    let r = engine.run("result = 2", &Json::null(), &policy()).await;
     assert!(r.ok, "{r:?}");
     assert_ne!(container_of(&r), first);
 
@@ -126,7 +127,7 @@ async fn a_killed_container_is_replaced_not_reused() {
         )
         .await
         .unwrap();
-    let r = engine.run("result = 3", &json!(null), &policy()).await;
+    let r = engine.run("result = 3", &Json::null(), &policy()).await;
     assert!(r.ok, "{r:?}");
     assert_ne!(container_of(&r), second);
     engine.shutdown().await;
@@ -141,7 +142,7 @@ async fn concurrent_runs_share_the_pool_safely() {
         let engine = engine.clone();
         async move {
             engine
-                .run("result = input_data * 2", &json!(i), &policy())
+                .run("result = input_data * 2", &json!(i).into(), &policy())
                 .await
         }
     });

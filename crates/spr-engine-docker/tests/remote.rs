@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use spr_engine_docker::{DockerEngine, DockerEngineConfig};
+use spr_protocol::Json;
 use std::path::PathBuf;
 
 const SECOND_SOCKET: &str = "/run/spr-docker2/docker.sock";
@@ -28,7 +29,7 @@ async fn run_on(config: DockerEngineConfig, what: &str) -> Option<String> {
     let r = engine
         .run(
             "import sys\nresult = sys.version_info[0]",
-            &json!(null),
+            &Json::null(),
             &policy(),
         )
         .await;
@@ -90,7 +91,7 @@ async fn a_second_daemon_by_socket_tcp_and_context() {
     })
     .unwrap();
     let first = DockerEngine::new(DockerEngineConfig::default()).unwrap();
-    let r = second.run("result = 1", &json!(null), &policy()).await;
+    let r = second.run("result = 1", &Json::null(), &policy()).await;
     let name = container_of(&r);
     assert!(second
         .list_containers(false)
@@ -133,7 +134,7 @@ async fn ssh_with_a_port_and_a_key_file() {
 
     // The port and the key really take effect: a wrong one of either fails, clearly.
     let wrong_port = DockerEngine::new(ssh_config(1, SSH_KEY)).unwrap();
-    let r = wrong_port.run("result = 1", &json!(null), &policy()).await;
+    let r = wrong_port.run("result = 1", &Json::null(), &policy()).await;
     assert!(!r.ok);
     assert_eq!(r.exit_code, 125);
     let err = r.error.unwrap();
@@ -143,7 +144,7 @@ async fn ssh_with_a_port_and_a_key_file() {
     );
 
     let wrong_key = DockerEngine::new(ssh_config(SSH_PORT, "/nonexistent/spr-key")).unwrap();
-    let r = wrong_key.run("result = 1", &json!(null), &policy()).await;
+    let r = wrong_key.run("result = 1", &Json::null(), &policy()).await;
     assert!(!r.ok);
     assert_eq!(r.exit_code, 125);
     assert!(r.error.unwrap().contains("ssh"));
@@ -156,7 +157,7 @@ async fn an_unreachable_daemon_is_an_engine_error_not_a_fallback() {
         ..Default::default()
     })
     .unwrap();
-    let r = engine.run("result = 1", &json!(null), &policy()).await;
+    let r = engine.run("result = 1", &Json::null(), &policy()).await;
     assert!(!r.ok);
     assert_eq!(r.exit_code, 125);
     let err = r.error.unwrap();
@@ -182,7 +183,7 @@ async fn a_missing_image_says_how_to_build_it() {
         ..Default::default()
     })
     .unwrap();
-    let r = engine.run("result = 1", &json!(null), &policy()).await;
+    let r = engine.run("result = 1", &Json::null(), &policy()).await;
     assert!(!r.ok);
     assert_eq!(r.exit_code, 125);
     assert!(r.error.unwrap().contains("was not found"));
@@ -192,7 +193,7 @@ async fn a_missing_image_says_how_to_build_it() {
         ..Default::default()
     })
     .unwrap();
-    let r = engine.run("result = 1", &json!(null), &policy()).await;
+    let r = engine.run("result = 1", &Json::null(), &policy()).await;
     assert_eq!(r.exit_code, 125);
     let err = r.error.unwrap();
     assert!(
@@ -225,7 +226,7 @@ async fn gvisor_runtime_where_registered() {
     let r = engine
         .run(
             "import os\nresult = os.uname().release",
-            &json!(null),
+            &Json::null(),
             &open_policy(),
         )
         .await;
@@ -233,9 +234,9 @@ async fn gvisor_runtime_where_registered() {
     assert_eq!(r.sandbox.as_ref().unwrap()["runtime"], "runsc");
     // gVisor reports its own kernel version, not the host's.
     let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    assert_ne!(r.result.as_str().unwrap(), host.trim());
+    assert_ne!(r.result.to_value().as_str().unwrap(), host.trim());
     let t = std::time::Instant::now();
-    let r = engine.run("result = 2", &json!(null), &policy()).await;
+    let r = engine.run("result = 2", &Json::null(), &policy()).await;
     assert!(r.ok, "{r:?}");
     println!(
         "gVisor warm run: {:.1} ms",

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use spr_policy::RunnerPolicy;
+use spr_protocol::Json;
 use std::time::Instant;
 
 /// The PIDs visible in the container: the harness (1) and the probing run itself.
@@ -19,7 +20,7 @@ async fn ok_error_input_and_output() {
     let r = engine
         .run(
             "print('hi')\nresult = {'x': 1 + 1}",
-            &json!(null),
+            &Json::null(),
             &policy(),
         )
         .await;
@@ -30,7 +31,7 @@ async fn ok_error_input_and_output() {
     assert_eq!(r.sandbox.as_ref().unwrap().network.as_deref(), Some("none"));
 
     let r = engine
-        .run("raise ValueError('boom')", &json!(null), &policy())
+        .run("raise ValueError('boom')", &Json::null(), &policy())
         .await;
     assert!(!r.ok);
     assert_eq!(r.error.as_deref(), Some("ValueError: boom"));
@@ -38,7 +39,11 @@ async fn ok_error_input_and_output() {
     assert!(r.stderr.contains("ValueError: boom"), "{}", r.stderr);
 
     let r = engine
-        .run("result = input_data['a'] * a", &json!({"a": 21}), &policy())
+        .run(
+            "result = input_data['a'] * a",
+            &json!({"a": 21}).into(),
+            &policy(),
+        )
         .await;
     assert!(r.ok, "{r:?}");
     assert_eq!(r.result, json!(441), "input_data and its keys as globals");
@@ -48,13 +53,13 @@ async fn ok_error_input_and_output() {
         ..policy()
     };
     let r = engine
-        .run("print('x' * 5000)\nresult = 'done'", &json!(null), &small)
+        .run("print('x' * 5000)\nresult = 'done'", &Json::null(), &small)
         .await;
     assert!(r.ok, "{r:?}");
     assert!(r.stdout_truncated);
     assert!(r.stdout.len() <= 1024, "{}", r.stdout.len());
 
-    let r = engine.run("import os", &json!(null), &policy()).await;
+    let r = engine.run("import os", &Json::null(), &policy()).await;
     assert!(!r.ok);
     assert!(r.error.unwrap().contains("blocked by policy"));
     engine.shutdown().await;
@@ -72,13 +77,13 @@ async fn a_timeout_leaves_no_process_behind() {
     // A detached grandchild in its own session, then a busy loop.
     let code = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(1000)\n    os._exit(0)\nwhile True:\n    pass";
     let started = Instant::now();
-    let r = engine.run(code, &json!(null), &p).await;
+    let r = engine.run(code, &Json::null(), &p).await;
     assert!(r.timed_out, "{r:?}");
     assert_eq!(r.exit_code, 124);
     assert_eq!(r.error.as_deref(), Some("Execution timed out after 1s"));
     assert!(started.elapsed().as_secs_f64() < 4.0);
     let name = container_of(&r);
-    let r = engine.run(LIST_PIDS, &json!(null), &open_policy()).await;
+    let r = engine.run(LIST_PIDS, &Json::null(), &open_policy()).await;
     assert!(r.ok, "{r:?}");
     assert_eq!(
         container_of(&r),
@@ -86,6 +91,44 @@ async fn a_timeout_leaves_no_process_behind() {
         "the same container serves the next run"
     );
     assert_eq!(r.result, json!([1]), "only the harness is left");
+    engine.shutdown().await;
+}
+
+/// A container that stops answering (paused here) is removed at the host's backstop,
+/// and the result says how long the host waited, not the policy timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_that_stops_answering_reports_the_time_the_host_waited() {
+    let Some(engine) = engine(config(1)).await else {
+        return;
+    };
+    let idle = engine.idle_containers();
+    assert_eq!(idle.len(), 1, "{idle:?}");
+    let docker = docker();
+    docker.pause_container(&idle[0]).await.unwrap();
+    let p = RunnerPolicy {
+        timeout_seconds: 1,
+        ..policy()
+    };
+    let started = Instant::now();
+    let r = engine.run("result = 1", &Json::null(), &p).await;
+    let waited = started.elapsed();
+    // The engine removes the container in the background; never leave it paused.
+    let _ = docker.unpause_container(&idle[0]).await;
+    assert!(r.timed_out && !r.ok, "{r:?}");
+    assert_eq!(r.exit_code, 124);
+    assert_eq!(
+        r.error.as_deref(),
+        Some("Execution timed out after 1s (the container stopped answering and was removed)")
+    );
+    // The backstop is the timeout plus 5 s; it used to report the bare timeout.
+    assert!(r.duration_ms >= 6000.0, "{r:?}");
+    assert!(
+        r.duration_ms <= waited.as_secs_f64() * 1000.0,
+        "{r:?} in {waited:?}"
+    );
+    let r = engine.run("result = 2", &Json::null(), &policy()).await;
+    assert!(r.ok, "a new container serves the next run: {r:?}");
+    assert_ne!(container_of(&r), idle[0]);
     engine.shutdown().await;
 }
 
@@ -101,7 +144,7 @@ async fn memory_is_limited_per_run_even_in_a_larger_container() {
     let r = engine
         .run(
             "x = bytearray(200 * 1024 * 1024)\nresult = len(x)",
-            &json!(null),
+            &Json::null(),
             &p,
         )
         .await;
@@ -110,7 +153,7 @@ async fn memory_is_limited_per_run_even_in_a_larger_container() {
     let ok = engine
         .run(
             "x = bytearray(20 * 1024 * 1024)\nresult = len(x)",
-            &json!(null),
+            &Json::null(),
             &p,
         )
         .await;
@@ -128,7 +171,7 @@ async fn hostile_code_is_contained() {
     let p = open_policy();
     // Network: only a loopback interface and no route anywhere.
     let r = engine
-        .run("import socket\nresult = [n for _, n in socket.if_nameindex()]\nresult.append(open('/proc/net/route').read().count('\\n'))", &json!(null), &p)
+        .run("import socket\nresult = [n for _, n in socket.if_nameindex()]\nresult.append(open('/proc/net/route').read().count('\\n'))", &Json::null(), &p)
         .await;
     assert!(r.ok, "{r:?}");
     assert_eq!(
@@ -139,9 +182,10 @@ async fn hostile_code_is_contained() {
 
     // Writing: the root, /tmp and /dev are read-only; only the run's scratch is writable.
     let code = "import os, tempfile\nout = {}\nfor p in ['/opt/x', '/tmp/x', '/x', '/dev/x', '/etc/passwd']:\n    try:\n        open(p, 'a').write('x')\n        out[p] = 'written'\n    except OSError as e:\n        out[p] = e.errno\nopen('mine.txt', 'w').write('ok')\nout['cwd'] = os.getcwd().startswith('/tmp/spr/')\nout['uid'] = os.getuid()\nresult = out";
-    let r = engine.run(code, &json!(null), &p).await;
+    let r = engine.run(code, &Json::null(), &p).await;
     assert!(r.ok, "{r:?}");
-    let out = r.result.as_object().unwrap();
+    let out = r.result.to_value();
+    let out = out.as_object().unwrap();
     for path in ["/opt/x", "/tmp/x", "/x", "/dev/x", "/etc/passwd"] {
         assert!(out[path].is_number(), "{path} was writable: {out:?}");
     }
@@ -154,11 +198,11 @@ async fn hostile_code_is_contained() {
         ..open_policy()
     };
     let r = engine
-        .run("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass", &json!(null), &bomb)
+        .run("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass", &Json::null(), &bomb)
         .await;
     assert!(!r.ok);
     assert!(r.timed_out, "{r:?}");
-    let r = engine.run(LIST_PIDS, &json!(null), &p).await;
+    let r = engine.run(LIST_PIDS, &Json::null(), &p).await;
     assert!(r.ok, "{r:?}");
     assert_eq!(r.result, json!([1]));
     engine.shutdown().await;
@@ -176,7 +220,7 @@ async fn warm_latency() {
     let mut times = Vec::new();
     for i in 0..60 {
         let t = Instant::now();
-        let r = engine.run("result = 1 + 1", &json!(null), &p).await;
+        let r = engine.run("result = 1 + 1", &Json::null(), &p).await;
         let dt = t.elapsed().as_secs_f64() * 1000.0;
         assert!(r.ok, "{r:?}");
         if i >= 10 {
@@ -209,7 +253,7 @@ async fn packages_are_baked_into_a_cached_derived_image() {
         })
         .unwrap();
     let code = "import packaging\nresult = packaging.__version__";
-    let r = with_packages.run(code, &json!(null), &policy()).await;
+    let r = with_packages.run(code, &Json::null(), &policy()).await;
     assert!(r.ok, "{r:?}");
     assert_eq!(r.result, json!("24.1"));
     let images = with_packages.list_images().await.unwrap();
@@ -225,7 +269,7 @@ async fn packages_are_baked_into_a_cached_derived_image() {
         ..Default::default()
     })
     .unwrap();
-    let r = broken.run("result = 1", &json!(null), &policy()).await;
+    let r = broken.run("result = 1", &Json::null(), &policy()).await;
     assert!(!r.ok);
     assert_eq!(r.exit_code, 125);
     assert!(r.error.unwrap().contains("Failed to build package image"));

@@ -7,11 +7,11 @@ use crate::scratch::{self, ScratchRoot};
 use crate::venv;
 use crate::worker::{WorkerError, WorkerSpec};
 use spr_policy::{PackageSpecError, RunnerPolicy};
-use spr_protocol::{assemble_result, MissingProtection, RunRequest, RunnerResult};
+use spr_protocol::{assemble_result, Json, MissingProtection, RunRequest, RunnerResult};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long past the policy timeout the host waits for a worker's report before it
 /// declares the worker wedged. The worker enforces the timeout itself; this only
@@ -163,14 +163,9 @@ impl LocalEngine {
         }
     }
 
-    /// Run `code` with `input_data` under `policy` (already resolved: its
-    /// `config_path` is not re-read here).
-    pub async fn run(
-        &self,
-        code: &str,
-        input_data: &serde_json::Value,
-        policy: &RunnerPolicy,
-    ) -> RunnerResult {
+    /// Run `code` with `input_data` (a JSON object, sent to the worker as written) under
+    /// `policy` (already resolved: its `config_path` is not re-read here).
+    pub async fn run(&self, code: &str, input_data: &Json, policy: &RunnerPolicy) -> RunnerResult {
         let mut wire_policy = policy.clone();
         wire_policy.config_path = None;
         let request = RunRequest {
@@ -238,6 +233,7 @@ impl LocalEngine {
         backstop: Duration,
         policy: &RunnerPolicy,
     ) -> RunnerResult {
+        let started = Instant::now();
         match lease.worker.run(request, backstop).await {
             Ok(report) => {
                 if report.retire {
@@ -249,8 +245,10 @@ impl LocalEngine {
                 assemble_result(&report, policy)
             }
             Err(WorkerError::Unresponsive) => {
+                // Measured before the discard: the time the run held the caller.
+                let waited = started.elapsed();
                 self.pool.discard(lease);
-                let mut result = RunnerResult::timeout(policy);
+                let mut result = RunnerResult::timeout(policy, waited);
                 result.error = Some(format!(
                     "Execution timed out after {}s (the worker stopped responding and was replaced)",
                     policy.timeout_seconds

@@ -7,6 +7,7 @@
 
 mod frame;
 mod harness;
+mod json;
 mod message;
 mod plan;
 mod receipt;
@@ -15,6 +16,7 @@ pub mod seccomp;
 
 pub use frame::{encode_frame, FrameDecoder, FrameError, FRAME_HEADER_LEN, MAX_FRAME_LEN};
 pub use harness::{harness_hash, HARNESS_FILE_NAME, HARNESS_SOURCE};
+pub use json::{Json, JsonKind};
 pub use message::{
     ChildOutcome, ChildReport, Hello, HostMessage, RunReport, RunRequest, WorkerMessage,
 };

@@ -1,20 +1,60 @@
 //! Messages exchanged between the host and a worker, and the child's own report.
 
-use serde::{Deserialize, Serialize};
+use crate::json::Json;
 use crate::plan::RunIsolation;
+use serde::{Deserialize, Deserializer, Serialize};
 use spr_policy::RunnerPolicy;
 
 /// Host to worker.
 // A message is built once per run and moved straight into a frame: boxing the large
 // variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum HostMessage {
     /// Execute one run in a fresh process forked from the worker.
     Run(RunRequest),
     /// Finish and exit.
     Shutdown,
+}
+
+// Not derived: serde buffers the body of an internally tagged enum, and the buffer
+// loses the text `RunRequest::input_data` keeps. A plain struct reads the same shape.
+impl<'de> Deserialize<'de> for HostMessage {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+
+        #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Kind {
+            Run,
+            Shutdown,
+        }
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(rename = "type")]
+            kind: Kind,
+            id: Option<u64>,
+            code: Option<String>,
+            input_data: Option<Json>,
+            policy: Option<RunnerPolicy>,
+        }
+
+        let wire = Wire::deserialize(deserializer)?;
+        match wire.kind {
+            Kind::Shutdown => Ok(HostMessage::Shutdown),
+            Kind::Run => Ok(HostMessage::Run(RunRequest {
+                id: wire.id.ok_or_else(|| D::Error::missing_field("id"))?,
+                code: wire.code.ok_or_else(|| D::Error::missing_field("code"))?,
+                input_data: wire
+                    .input_data
+                    .ok_or_else(|| D::Error::missing_field("input_data"))?,
+                policy: wire
+                    .policy
+                    .ok_or_else(|| D::Error::missing_field("policy"))?,
+            })),
+        }
+    }
 }
 
 /// Worker to host.
@@ -45,7 +85,8 @@ pub struct Hello {
 pub struct RunRequest {
     pub id: u64,
     pub code: String,
-    pub input_data: serde_json::Value,
+    /// A JSON object, sent to the worker as the caller wrote it.
+    pub input_data: Json,
     pub policy: RunnerPolicy,
 }
 
@@ -98,8 +139,9 @@ pub enum ChildOutcome {
 #[serde(deny_unknown_fields)]
 pub struct ChildReport {
     pub outcome: ChildOutcome,
+    /// The text the harness wrote, so numbers keep every digit.
     #[serde(default)]
-    pub result: serde_json::Value,
+    pub result: Json,
     #[serde(default)]
     pub error: Option<String>,
     /// For `exit`: the status the harness derived from the `SystemExit` value.
@@ -117,10 +159,12 @@ mod tests {
         let run = HostMessage::Run(RunRequest {
             id: 7,
             code: "result = 2 + 2".into(),
-            input_data: serde_json::json!({"x": 1}),
+            input_data: serde_json::json!({"x": 1}).into(),
             policy: RunnerPolicy::default(),
         });
-        insta::assert_json_snapshot!("run_request", run);
+        // Through serde_json's own text: insta's serializer would show `Json` as
+        // serde_json's private raw-value struct.
+        insta::assert_snapshot!("run_request", serde_json::to_string_pretty(&run).unwrap());
         let hello = WorkerMessage::Hello(Hello {
             protocol_version: 1,
             harness_hash: "0123456789abcdef".into(),
@@ -138,6 +182,46 @@ mod tests {
             ..RunReport::default()
         });
         insta::assert_json_snapshot!("report", report);
+    }
+
+    #[test]
+    fn a_run_request_keeps_its_input_text_both_ways() {
+        let input = r#"{"x": 123456789012345678901234567890, "f": 1e-300}"#;
+        let run = HostMessage::Run(RunRequest {
+            id: 1,
+            code: "result = x + 1".into(),
+            input_data: input.parse().unwrap(),
+            policy: RunnerPolicy::default(),
+        });
+        let frame = encode_frame(&run).unwrap();
+        let text = std::str::from_utf8(&frame[4..]).unwrap();
+        assert!(
+            text.starts_with(&format!(
+                r#"{{"type":"run","id":1,"code":"result = x + 1","input_data":{input},"#
+            )),
+            "{text}"
+        );
+        let back: HostMessage = serde_json::from_str(text).unwrap();
+        let HostMessage::Run(back_run) = &back else {
+            panic!("{back:?}")
+        };
+        assert_eq!(back_run.input_data.get(), input);
+        assert_eq!(back, run);
+        let shutdown: HostMessage = serde_json::from_str(r#"{"type":"shutdown"}"#).unwrap();
+        assert_eq!(shutdown, HostMessage::Shutdown);
+        let err = serde_json::from_str::<HostMessage>(r#"{"type":"run","id":1}"#).unwrap_err();
+        assert!(err.to_string().contains("missing field `code`"), "{err}");
+    }
+
+    #[test]
+    fn a_child_report_keeps_its_result_text() {
+        let child: ChildReport = serde_json::from_str(
+            r#"{"outcome": "completed", "result": [1, 10000000000000000000000]}"#,
+        )
+        .unwrap();
+        assert_eq!(child.result.get(), "[1, 10000000000000000000000]");
+        let bare: ChildReport = serde_json::from_str(r#"{"outcome": "exception"}"#).unwrap();
+        assert!(bare.result.is_null());
     }
 
     #[test]

@@ -68,19 +68,37 @@ pub fn which(program: &str) -> Option<PathBuf> {
 
 /// Whether a process whose command line contains `marker` is still alive.
 pub fn process_alive_with(marker: &str) -> bool {
+    !pids_with(marker).is_empty()
+}
+
+/// The processes whose command line contains `marker`.
+pub fn pids_with(marker: &str) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
+        return Vec::new();
     };
+    let mut pids = Vec::new();
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
-        }
+        };
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
             if String::from_utf8_lossy(&cmdline).contains(marker) {
-                return true;
+                pids.push(pid);
             }
         }
     }
-    false
+    pids
+}
+
+/// Send `signal` (a name such as "STOP") to `pids` with kill(1); processes that are
+/// already gone are fine.
+pub fn signal(pids: &[u32], signal: &str) {
+    if pids.is_empty() {
+        return;
+    }
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .args(pids.iter().map(u32::to_string))
+        .stderr(std::process::Stdio::null())
+        .status();
 }

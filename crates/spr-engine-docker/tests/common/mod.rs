@@ -27,7 +27,7 @@ pub async fn engine(config: DockerEngineConfig) -> Option<DockerEngine> {
     }
     // Probe the image once; a missing runtime image is the same kind of missing setup.
     let probe = engine
-        .run("result = 1", &serde_json::Value::Null, &policy())
+        .run("result = 1", &spr_protocol::Json::null(), &policy())
         .await;
     if !probe.ok {
         let err = probe.error.unwrap_or_default();

@@ -4,10 +4,12 @@
 //! observed of the child process; the child's own frame only contributes what user code
 //! controls anyway: its `result` and its error text.
 
+use crate::json::Json;
 use crate::message::{ChildOutcome, ChildReport, RunReport};
 use crate::receipt::SandboxReceipt;
 use serde::{Deserialize, Serialize};
 use spr_policy::RunnerPolicy;
+use std::time::Duration;
 
 /// `exit_code` of a run that hit its timeout (as in the original, and `timeout(1)`).
 pub const EXIT_TIMEOUT: i32 = 124;
@@ -18,14 +20,17 @@ pub const EXIT_INFRASTRUCTURE: i32 = 125;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunnerResult {
     pub ok: bool,
-    pub result: serde_json::Value,
+    /// The value of the code's `result` variable, as the JSON text Python wrote (without
+    /// whitespace between tokens): integers keep every digit, floats are Python's repr.
+    pub result: Json,
     pub stdout: String,
     pub stderr: String,
     pub timed_out: bool,
     pub resource_exceeded: bool,
     pub error: Option<String>,
     pub exit_code: i32,
-    /// Wall-clock time of the run's process, as measured by the worker.
+    /// Wall-clock time of the run's process, as measured by the worker; when the host's
+    /// backstop fired instead, the time the host waited.
     pub duration_ms: f64,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
@@ -39,7 +44,7 @@ impl RunnerResult {
     pub fn infrastructure_error(message: impl Into<String>) -> Self {
         RunnerResult {
             ok: false,
-            result: serde_json::Value::Null,
+            result: Json::null(),
             stdout: String::new(),
             stderr: String::new(),
             timed_out: false,
@@ -53,16 +58,22 @@ impl RunnerResult {
         }
     }
 
-    /// A run the host had to stop at its deadline because the worker did not answer.
-    pub fn timeout(policy: &RunnerPolicy) -> Self {
+    /// A run the host had to stop at its backstop because the worker did not answer;
+    /// `elapsed` is how long the host waited for it.
+    pub fn timeout(policy: &RunnerPolicy, elapsed: Duration) -> Self {
         RunnerResult {
             timed_out: true,
             error: Some(timeout_message(policy)),
             exit_code: EXIT_TIMEOUT,
-            duration_ms: (policy.timeout_seconds * 1000) as f64,
+            duration_ms: round_ms(elapsed.as_secs_f64() * 1000.0),
             ..RunnerResult::infrastructure_error("")
         }
     }
+}
+
+/// Microsecond resolution: finer digits are noise and would only bloat every result.
+fn round_ms(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
 }
 
 fn timeout_message(policy: &RunnerPolicy) -> String {
@@ -73,14 +84,14 @@ fn timeout_message(policy: &RunnerPolicy) -> String {
 pub fn assemble_result(report: &RunReport, policy: &RunnerPolicy) -> RunnerResult {
     let mut out = RunnerResult {
         ok: false,
-        result: serde_json::Value::Null,
+        result: Json::null(),
         stdout: report.stdout.clone(),
         stderr: report.stderr.clone(),
         timed_out: false,
         resource_exceeded: false,
         error: None,
         exit_code: report.exit_code.unwrap_or(0),
-        duration_ms: (report.duration_ms * 1000.0).round() / 1000.0,
+        duration_ms: round_ms(report.duration_ms),
         stdout_truncated: report.stdout_truncated,
         stderr_truncated: report.stderr_truncated,
         sandbox: None,
@@ -132,7 +143,9 @@ pub fn assemble_result(report: &RunReport, policy: &RunnerPolicy) -> RunnerResul
         ChildOutcome::Completed => {
             if code == 0 {
                 out.ok = true;
-                out.result = child.result;
+                // The harness writes `json.dumps` separators (", "); compact text keeps
+                // results as terse as `Value` printed them, with every digit intact.
+                out.result = child.result.compact();
             } else {
                 out.error = Some(format!(
                     "Process exited with code {code} after reporting success"
@@ -140,7 +153,7 @@ pub fn assemble_result(report: &RunReport, policy: &RunnerPolicy) -> RunnerResul
             }
         }
         ChildOutcome::Exit => {
-            out.result = child.result;
+            out.result = child.result.compact();
             out.ok = code == 0 && child.exit_status == Some(0);
             if !out.ok {
                 out.error = Some(child.error.unwrap_or_else(|| format!("SystemExit: {code}")));

@@ -123,5 +123,45 @@ fn result_json_has_the_original_keys_first() {
         &report(Some(0), Some(r#"{"outcome":"completed","result":[1,"a"]}"#)),
         &RunnerPolicy::default(),
     );
-    insta::assert_json_snapshot!(r);
+    // serde_json's text, not insta's serializer, which cannot see through `Json`.
+    insta::assert_snapshot!(serde_json::to_string_pretty(&r).unwrap());
+}
+
+#[test]
+fn a_result_keeps_every_digit_without_the_harness_whitespace() {
+    let r = assemble_result(
+        &report(
+            Some(0),
+            Some(
+                r#"{"outcome": "completed", "result": [1000000000000000000000000000000, -1e-300, 0.1, "a, b"]}"#,
+            ),
+        ),
+        &RunnerPolicy::default(),
+    );
+    assert!(r.ok, "{r:?}");
+    assert_eq!(
+        r.result.get(),
+        r#"[1000000000000000000000000000000,-1e-300,0.1,"a, b"]"#
+    );
+    let text = serde_json::to_string(&r).unwrap();
+    assert!(
+        text.starts_with(r#"{"ok":true,"result":[1000000000000000000000000000000,-1e-300,"#),
+        "{text}"
+    );
+    let back: RunnerResult = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, r);
+    assert_eq!(back.result.get(), r.result.get());
+}
+
+#[test]
+fn a_backstop_timeout_reports_the_time_the_host_waited() {
+    let policy = RunnerPolicy {
+        timeout_seconds: 2,
+        ..RunnerPolicy::default()
+    };
+    let r = RunnerResult::timeout(&policy, std::time::Duration::from_micros(70_123_456));
+    assert!(r.timed_out && !r.ok);
+    assert_eq!(r.exit_code, EXIT_TIMEOUT);
+    assert_eq!(r.duration_ms, 70_123.456);
+    assert_eq!(r.error.as_deref(), Some("Execution timed out after 2s"));
 }
