@@ -88,6 +88,13 @@ impl LocalEngine {
             .scratch_dir
             .clone()
             .unwrap_or_else(std::env::temp_dir);
+        if config.scratch_dir.is_some() {
+            std::fs::create_dir_all(&parent).map_err(|source| LocalEngineError::Io {
+                what: "create the scratch directory",
+                path: parent.clone(),
+                source,
+            })?;
+        }
         // What engines that died (SIGKILL, a crash) left behind is removed now.
         scratch::remove_stale(&parent);
         let root = ScratchRoot::create(&parent).map_err(|source| LocalEngineError::Io {

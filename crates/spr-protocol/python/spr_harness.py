@@ -177,6 +177,8 @@ class Plan:
     tmpfs        [{"path", "size_mb", "mode"}]: the per-run tmpfs mounts.
     rebind       mount points under a per-run tmpfs that must stay visible (a venv or an
                  extra path under /tmp): cloned before the tmpfs covers them.
+    procfs       {"options", "rights"}: each run mounts its own /proc (e.g. hidepid, so
+                 that it sees only the processes it may trace); its Landlock rights.
     landlock     {"abi" (null: probe), "fs", "net", "scoped", "rules": [[path, rights]],
                  "fresh_rights"}: a ruleset every run restricts itself with; the roots of
                  the per-run tmpfs mounts get `fresh_rights`.
@@ -201,6 +203,10 @@ class Plan:
             for t in data.get("tmpfs") or []
         ]
         self.rebind = [str(p) for p in data.get("rebind") or []]
+        procfs = data.get("procfs")
+        self.procfs = None
+        if procfs is not None:
+            self.procfs = (str(procfs.get("options") or ""), int(procfs.get("rights") or 0))
         ll = data.get("landlock")
         self.landlock = None
         if ll is not None:
@@ -496,6 +502,11 @@ class Isolation:
                 )
             for path, tree in trees:
                 step("restore the mount at %s" % path, restore_mount_point, k, tree, path)
+            if plan.procfs is not None:
+                step(
+                    "mount the run's /proc", k.mount, "proc", "/proc", "proc",
+                    MS_NOSUID | MS_NODEV | MS_NOEXEC, plan.procfs[0] or None,
+                )
         if plan.oom_score_adj is not None:
             try:
                 with open("/proc/self/oom_score_adj", "w") as f:
@@ -516,11 +527,13 @@ class Isolation:
             if ll["fs"]:
                 for fd, rights in self.rule_fds:
                     k.landlock_add_rule(ruleset, fd, rights)
-                fresh = ll["fresh_rights"] & ll["fs"]
-                for path, _size, _mode in self.plan.tmpfs:
+                fresh = [(path, ll["fresh_rights"]) for path, _s, _m in self.plan.tmpfs]
+                if self.plan.procfs is not None:
+                    fresh.append(("/proc", self.plan.procfs[1]))
+                for path, rights in fresh:
                     fd = os.open(path, O_PATH | os.O_CLOEXEC)
                     try:
-                        k.landlock_add_rule(ruleset, fd, fresh)
+                        k.landlock_add_rule(ruleset, fd, rights & ll["fs"])
                     finally:
                         os.close(fd)
             k.landlock_restrict_self(ruleset)

@@ -30,6 +30,15 @@ pub struct TmpfsMount {
     pub mode: String,
 }
 
+/// A procfs each run mounts of its own on /proc (`Freshness::Namespaces`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcMount {
+    /// Mount options, e.g. "hidepid=invisible".
+    pub options: String,
+    /// Landlock rights on its root.
+    pub rights: u64,
+}
+
 /// A Landlock ruleset every run restricts itself with.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct LandlockPlan {
@@ -67,6 +76,8 @@ pub struct HarnessPlan {
     /// Mount points under a per-run tmpfs that must stay visible (a venv under /tmp).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rebind: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub procfs: Option<ProcMount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub landlock: Option<LandlockPlan>,
     /// A seccomp program (`[code, jt, jf, k]` per instruction) every run installs.
@@ -134,6 +145,10 @@ mod tests {
                 mode: "1777".into(),
             }],
             rebind: vec!["/tmp/venv".into()],
+            procfs: Some(ProcMount {
+                options: "hidepid=invisible".into(),
+                rights: 12,
+            }),
             landlock: Some(LandlockPlan {
                 abi: Some(7),
                 fs: 0xffff,

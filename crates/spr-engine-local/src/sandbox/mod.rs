@@ -113,6 +113,7 @@ pub(crate) struct Context {
     landlock_abi: Option<u32>,
     seccomp: bool,
     namespaced: bool,
+    fresh_proc: bool,
     workers: AtomicU32,
 }
 
@@ -152,6 +153,7 @@ impl Context {
         Ok(Context {
             mode,
             namespaced: support.as_ref().is_some_and(SandboxSupport::namespaces),
+            fresh_proc: support.as_ref().is_some_and(|s| s.fresh_proc),
             landlock_abi: support.as_ref().and_then(SandboxSupport::landlock_abi),
             seccomp: available("seccomp"),
             support,
@@ -271,6 +273,12 @@ impl Context {
                 },
             ];
             plan.rebind = view::rebinds(&spec);
+            // Each run's own /proc shows only the processes it may trace: its own, not
+            // the harness's monitor and zygote (which are not dumpable).
+            plan.procfs = self.fresh_proc.then(|| spr_protocol::ProcMount {
+                options: "hidepid=invisible".into(),
+                rights: landlock::READ_FILE | landlock::READ_DIR,
+            });
             plan.nproc = true;
             plan.landlock = self.landlock_abi.map(|abi| spr_protocol::LandlockPlan {
                 abi: Some(abi),
