@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::sandbox_runs::{self, Runs};
 use crate::util::{self, failed, refused, Error};
 
 pub const COMMIT_MESSAGE: &str = "commit_message.txt";
@@ -18,7 +19,51 @@ pub const METADATA_JSON: &str = ".github/release/metadata.json";
 // test
 
 /// fmt, clippy, tidy, then the test suite: what CI runs, so a release never tags an untested tree.
-pub fn test(root: &Path) -> Result<(), Error> {
+/// Then the sandbox tests again as an unprivileged user and inside `unshare --user
+/// --map-root-user` (see `sandbox_runs`). A failing suite does not stop the sandbox runs, so one
+/// CI log shows every shape that fails.
+pub fn test(root: &Path, runs: Runs) -> Result<(), Error> {
+    if runs == Runs::SuiteOnly && sandbox_runs::under_ci() {
+        return Err(refused(
+            "--no-sandbox-runs is refused under CI=true: CI runs the sandbox tests three ways",
+        ));
+    }
+    let mut failures = Vec::new();
+    if runs != Runs::SandboxOnly {
+        if let Err(e) = suite(root) {
+            eprintln!("{e}");
+            failures.push(format!("the test suite as uid {}", current_uid()));
+        }
+    }
+    if runs != Runs::SuiteOnly {
+        match sandbox_runs::run(root) {
+            Ok(outcome) => failures.extend(outcome.failures),
+            Err(e) => {
+                eprintln!("{e}");
+                failures.push("the sandbox runs (the error above stopped them)".to_string());
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failed(format!(
+            "cargo xtask test failed:\n  {}",
+            failures.join("\n  ")
+        )))
+    }
+}
+
+fn current_uid() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| sandbox_runs::parse_euid(&s))
+        .map_or_else(|| "?".to_string(), |u| u.to_string())
+}
+
+/// fmt, clippy and tidy stop at the first failure (their output is short and the tests would
+/// run on code that is about to change anyway); the tests run in full.
+fn suite(root: &Path) -> Result<(), Error> {
     util::run(
         util::cargo()
             .args(["fmt", "--all", "--", "--check"])
@@ -580,7 +625,8 @@ pub fn release(
     let tag_name = check_tag(root, false)?;
     let steps = [
         format!("metadata: render {METADATA_TEMPLATE} into {METADATA_JSON} for {tag_name} (\"{}\")", md.title),
-        "test: cargo fmt --check, cargo clippy -D warnings, cargo xtask tidy, cargo nextest run (or cargo test)".to_string(),
+        "test: cargo fmt --check, cargo clippy -D warnings, cargo xtask tidy, cargo nextest run (or cargo test), \
+         the sandbox tests as an unprivileged user and inside unshare --user --map-root-user".to_string(),
         format!("commit: git add -A && git commit -F {COMMIT_MESSAGE}"),
         format!("tag: git tag -a {tag_name}"),
     ];

@@ -1,14 +1,13 @@
 //! CLI behaviour that needs real Python runs through the local engine: the `run` exit
 //! codes and output formats, and `serve` with concurrent requests and an EOF drain.
 //!
-//! Every test shares one venv under `CARGO_TARGET_TMPDIR`, made with `python -m venv`
-//! (uv may be absent) by the first test that gets there.
+//! Every test shares one venv under `CARGO_TARGET_TMPDIR` (or `SPR_TEST_TMPDIR`), made
+//! with `python -m venv` (uv may be absent) by the first test that gets there.
 
 mod common;
 
 use common::{code, render, responses, run, spr, stdout, Session};
 use insta::assert_snapshot;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -18,7 +17,7 @@ use std::time::{Duration, Instant};
 fn venv() -> &'static str {
     static VENV: OnceLock<String> = OnceLock::new();
     VENV.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("spr-cli-venv");
+        let dir = common::target_tmpdir().join("spr-cli-venv");
         let dir = dir.display().to_string();
         let out = run(
             spr().args([
@@ -328,7 +327,7 @@ fn serve_drains_in_flight_runs_at_eof() {
 /// The README's main job: `spr run examples/quickstart.py --input '{"x": 81}'`.
 #[test]
 fn the_readme_main_job_prints_the_square_root() {
-    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.py");
+    let example = common::repo_root().join("examples/quickstart.py");
     let example = example.display().to_string();
     let out = run(
         &mut spr_local(&["run", &example, "--input", r#"{"x": 81}"#]),
@@ -344,7 +343,7 @@ fn the_readme_main_job_prints_the_square_root() {
 /// Every policy file shipped in examples/ is valid.
 #[test]
 fn the_example_policies_are_valid() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let dir = common::repo_root().join("examples");
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();

@@ -23,7 +23,7 @@ struct Attack {
 }
 
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/attacks")
+    common::repo_root().join("tests/attacks")
 }
 
 fn manifest() -> Vec<Attack> {

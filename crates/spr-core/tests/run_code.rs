@@ -7,8 +7,7 @@ use spr_core::{run_code, PolicySource, RunError, RunnerPolicy};
 use std::path::PathBuf;
 
 fn write_policy(name: &str, text: &str) -> PathBuf {
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("policies-{}", std::process::id()));
+    let dir = common::target_tmpdir().join(format!("policies-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();

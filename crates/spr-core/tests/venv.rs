@@ -10,8 +10,7 @@ use spr_core::{
 use std::path::PathBuf;
 
 fn fresh_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("venv-{name}-{}", std::process::id()));
+    let dir = common::target_tmpdir().join(format!("venv-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }

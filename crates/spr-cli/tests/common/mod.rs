@@ -3,11 +3,57 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+// Paths are looked up at run time first, so the same binaries work from a copy:
+// `cargo xtask test` also runs chosen tests as an unprivileged user, from a nextest
+// archive and a copy of the sources, where the compile-time paths (a checkout under
+// /root, say) are out of that user's reach.
+
+/// The `spr` binary under test. nextest sets `NEXTEST_BIN_EXE_spr` at run time (to the
+/// extracted copy when it runs an archive); the compile-time path is the fallback.
+pub fn spr_bin() -> PathBuf {
+    std::env::var_os("NEXTEST_BIN_EXE_spr")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_spr")))
+}
+
+/// This crate's directory: cargo and nextest set `CARGO_MANIFEST_DIR` at run time too
+/// (nextest to the copy given with `--workspace-remap`).
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// The repository root (for examples/).
+pub fn repo_root() -> PathBuf {
+    manifest_dir().join("../..")
+}
+
+/// A writable directory for test scratch: `SPR_TEST_TMPDIR`, else `CARGO_TARGET_TMPDIR`.
+pub fn target_tmpdir() -> PathBuf {
+    std::env::var_os("SPR_TEST_TMPDIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")))
+}
+
+/// Under CI a missing prerequisite is a failure; locally the test is skipped loudly.
+pub fn require(available: bool, what: &str) -> bool {
+    if available {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{what} is required under CI but is not available");
+    }
+    eprintln!("SKIPPED: {what} is not available on this machine");
+    false
+}
+
 pub fn spr() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spr"));
+    let mut cmd = Command::new(spr_bin());
     // Keep the environment from leaking into snapshots (a venv default, colors).
     cmd.env_remove("SPR_VENV_DIR").env("NO_COLOR", "1");
     cmd

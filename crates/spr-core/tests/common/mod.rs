@@ -7,10 +7,41 @@ use spr_core::{
 };
 use std::path::PathBuf;
 
-/// One venv for the whole test suite (created once, under the target dir, locked
-/// against concurrent creation by the engine itself).
+// Paths the tests read or write are looked up at run time first, so the same binaries
+// work from a copy: `cargo xtask test` also runs the sandbox tests as an unprivileged
+// user, from a nextest archive and a copy of the sources in that user's home, where the
+// paths baked in at compile time (a checkout under /root, say) are out of its reach.
+
+/// This crate's directory. cargo and nextest set `CARGO_MANIFEST_DIR` at run time too
+/// (nextest to the copy given with `--workspace-remap`); the compile-time value is the
+/// fallback for a test binary started by hand.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// The repository root (for tests/attacks/, examples/).
+pub fn repo_root() -> PathBuf {
+    manifest_dir().join("../..")
+}
+
+/// A writable directory for test scratch: `SPR_TEST_TMPDIR`, else `CARGO_TARGET_TMPDIR`.
+pub fn target_tmpdir() -> PathBuf {
+    std::env::var_os("SPR_TEST_TMPDIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")))
+}
+
+/// One venv for the whole test suite (created once, locked against concurrent creation
+/// by the engine itself): `SPR_TEST_VENV`, else under the target dir. Another user needs
+/// its own, made from a Python it can execute.
 pub fn shared_venv() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("spr-test-venv")
+    std::env::var_os("SPR_TEST_VENV")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_tmpdir().join("spr-test-venv"))
 }
 
 pub fn engine() -> LocalEngine {
