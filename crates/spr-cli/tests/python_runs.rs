@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use common::{code, render, responses, run, spr, stdout, Session};
 use insta::assert_snapshot;
 use std::process::Command;

@@ -28,6 +28,13 @@ pub const SANDBOX_SYSCALLS: &[&str] = &[
     "pivot_root",
     // The UTS namespace's hostname `spr` (CAP_SYS_ADMIN only).
     "sethostname",
+    // A directory with mounts below it (the container's own bind mounts, e.g. a binary
+    // mounted into /usr/local/bin) is bound with them, and all of it made read-only.
+    "mount_setattr",
+    // Each run gets a fresh /tmp: mounts the view has under /tmp (a venv there) are
+    // cloned and put back on top of it.
+    "open_tree",
+    "move_mount",
 ];
 
 /// Docker's default allow-list (moby profiles/seccomp/default.json, the unconditional

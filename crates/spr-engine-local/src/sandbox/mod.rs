@@ -245,13 +245,15 @@ impl Context {
             let mapping = idmap::IdMapping::choose(&self.host_ids, n);
             sandbox.user_mapping = Some(mapping.kind().to_string());
             let mut mounts = plan::build(&spec);
+            // Error messages name the host paths, not the descriptors bound from.
+            let described = mounts.clone();
             let bind_sources =
                 view::bind_by_descriptor(&mut mounts, &[report_fd, lifeline_fd]);
             child.namespaces = Some(steps::NamespacePlan {
                 unshare_net: !layout.network,
                 ids: mapping.writer(),
                 bind_sources,
-                mounts: mounts.clone(),
+                mounts,
             });
             child.seccomp = filter(spr_protocol::seccomp::Profile::Zygote, true)
                 .map(|p| p.instructions);
@@ -276,7 +278,7 @@ impl Context {
             // Each run's own /proc shows only the processes it may trace: its own, not
             // the harness's monitor and zygote (which are not dumpable).
             plan.procfs = self.fresh_proc.then(|| spr_protocol::ProcMount {
-                options: "hidepid=invisible".into(),
+                options: hidepid(self.support.as_ref().and_then(|s| s.kernel.as_deref())),
                 rights: landlock::READ_FILE | landlock::READ_DIR,
             });
             plan.nproc = true;
@@ -292,7 +294,7 @@ impl Context {
                 child,
                 plan,
                 harness: PathBuf::from(view::HARNESS_IN_SANDBOX),
-                mounts,
+                mounts: described,
                 sandbox,
             };
         }
@@ -334,5 +336,35 @@ impl Context {
     /// The memory limit of the worker's cgroup for a run with `policy`.
     pub(crate) fn cgroup_memory_bytes(&self, policy: &RunnerPolicy) -> u64 {
         (policy.memory_limit_mb + WORKER_OVERHEAD_MB + self.scratch_mb + SHM_MB) << 20
+    }
+}
+
+/// The procfs option that hides what a run may not trace. `ptraceable` (Linux 5.8+)
+/// applies the ptrace check to everyone; `invisible` exempts members of the procfs's
+/// group (gid 0, which root mapped to itself in a one-uid namespace belongs to).
+fn hidepid(kernel: Option<&str>) -> String {
+    let version = kernel
+        .and_then(|k| {
+            let mut parts = k.split(|c: char| !c.is_ascii_digit());
+            Some((parts.next()?.parse::<u32>().ok()?, parts.next()?.parse::<u32>().ok()?))
+        })
+        .unwrap_or((0, 0));
+    if version >= (5, 8) {
+        "hidepid=ptraceable".into()
+    } else {
+        "hidepid=invisible".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hidepid;
+
+    #[test]
+    fn hidepid_uses_the_ptrace_check_where_the_kernel_has_it() {
+        assert_eq!(hidepid(Some("6.18.0-1-amd64")), "hidepid=ptraceable");
+        assert_eq!(hidepid(Some("5.8.0")), "hidepid=ptraceable");
+        assert_eq!(hidepid(Some("5.4.0-150-generic")), "hidepid=invisible");
+        assert_eq!(hidepid(None), "hidepid=invisible");
     }
 }

@@ -7,7 +7,7 @@
 
 use super::syscall::Syscall;
 use std::collections::BTreeSet;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -90,9 +90,7 @@ pub(crate) fn apply<S: Syscall>(steps: &[Step], sys: &mut S) -> Result<Applied, 
                 source,
                 target,
                 flags,
-            } => sys
-                .mount(Some(source), target, None, MS_BIND, None)
-                .and_then(|()| sys.mount(None, target, None, MS_BIND | MS_REMOUNT | flags, None)),
+            } => bind(sys, source, target, *flags),
             Step::Proc(target) => {
                 let flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
                 if sys
@@ -120,6 +118,30 @@ pub(crate) fn apply<S: Syscall>(steps: &[Step], sys: &mut S) -> Result<Applied, 
     }
     Ok(applied)
 }
+
+/// Bind `source` on `target` with `flags`. A source with mounts below it that the
+/// kernel locked (copied from a more privileged namespace, as in a container where a
+/// file is mounted under /usr) cannot be bound alone: then it is bound with what is
+/// below it, and all of it made read-only (and nosuid) as the flags say.
+fn bind<S: Syscall>(sys: &mut S, source: &CStr, target: &CStr, flags: u64) -> Result<(), i32> {
+    match sys.mount(Some(source), target, None, MS_BIND, None) {
+        Ok(()) => sys.mount(None, target, None, MS_BIND | MS_REMOUNT | flags, None),
+        Err(libc::EINVAL) => {
+            sys.mount(Some(source), target, None, MS_BIND | MS_REC, None)?;
+            sys.mount(None, target, None, MS_BIND | MS_REMOUNT | flags, None)?;
+            let mut attrs = MOUNT_ATTR_NOSUID;
+            if flags & MS_RDONLY != 0 {
+                attrs |= MOUNT_ATTR_RDONLY;
+            }
+            sys.mount_setattr_recursive(target, attrs)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `mount_setattr(2)` attributes.
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 1;
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 2;
 
 /// A short name of a step, for errors ("bind /usr", "pivot_root").
 pub(crate) fn describe(step: &Step) -> String {

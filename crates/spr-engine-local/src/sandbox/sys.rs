@@ -506,6 +506,33 @@ impl Syscall for Real {
         } as _)
     }
 
+    fn mount_setattr_recursive(&mut self, target: &CStr, attrs: u64) -> Result<(), i32> {
+        #[repr(C)]
+        struct MountAttr {
+            attr_set: u64,
+            attr_clr: u64,
+            propagation: u64,
+            userns_fd: u64,
+        }
+        let attr = MountAttr {
+            attr_set: attrs,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        // SAFETY: NUL-terminated path; `attr` outlives the call and its size is given.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                libc::AT_RECURSIVE as libc::c_uint,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        })
+    }
+
     fn mkdir(&mut self, path: &CStr) -> Result<(), i32> {
         // SAFETY: NUL-terminated path.
         check(unsafe { libc::mkdir(path.as_ptr(), 0o755) } as _)

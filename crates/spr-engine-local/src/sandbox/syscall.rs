@@ -84,6 +84,8 @@ pub(crate) trait Syscall {
         flags: u64,
         data: Option<&CStr>,
     ) -> Result<(), i32>;
+    /// Set `attrs` (MOUNT_ATTR_*) on the mount at `target` and every mount below it.
+    fn mount_setattr_recursive(&mut self, target: &CStr, attrs: u64) -> Result<(), i32>;
     fn mkdir(&mut self, path: &CStr) -> Result<(), i32>;
     fn touch(&mut self, path: &CStr) -> Result<(), i32>;
     fn symlink(&mut self, target: &CStr, path: &CStr) -> Result<(), i32>;
@@ -128,6 +130,7 @@ pub(crate) enum Call {
         flags: u64,
         data: Option<String>,
     },
+    MountSetattr(String, u64),
     Mkdir(String),
     Touch(String),
     Symlink(String, String),
@@ -328,6 +331,9 @@ impl Syscall for Recorder {
             flags,
             data: data.map(text),
         })
+    }
+    fn mount_setattr_recursive(&mut self, target: &CStr, attrs: u64) -> Result<(), i32> {
+        self.push(Call::MountSetattr(text(target), attrs))
     }
     fn mkdir(&mut self, path: &CStr) -> Result<(), i32> {
         self.push(Call::Mkdir(text(path)))
