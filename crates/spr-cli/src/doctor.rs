@@ -1,12 +1,22 @@
 //! `spr doctor`: what this machine offers spr, one check per line.
 //!
+//! The sandbox lines come from a real probe worker of the local engine (the same
+//! engine `spr run` makes with these options): the protections are those in the
+//! receipt of a run on it, cross-checked by what the run observed from inside
+//! (its capabilities, seccomp mode, user map, hostname, network interfaces), never a
+//! guess from what the kernel seems to support.
+//!
 //! Every check is informational: `doctor` exits 0 even when optional pieces (uv,
 //! Docker) are missing, so scripts can always read its report.
 
-use crate::engine_opts::{default_venv_dir, DockerConnOpts};
+use crate::engine_opts::{default_venv_dir, DockerConnOpts, SandboxArg, VenvManagerArg};
 use crate::error::{CliError, Exit};
 use crate::output::{self, Table};
 use clap::Args;
+use spr_core::{
+    run_code, LocalEngine, LocalEngineConfig, PolicySource, RunnerPolicy, SandboxReceipt,
+};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,7 +25,48 @@ pub struct DoctorArgs {
     /// Print the checks as a JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Venv folder of the probe worker [default: the one `spr run` uses].
+    #[arg(long, value_name = "DIR")]
+    pub venv_dir: Option<PathBuf>,
+    /// How a missing venv is created [default: auto].
+    #[arg(long, value_enum, value_name = "MANAGER")]
+    pub venv_manager: Option<VenvManagerArg>,
+    /// Sandbox mode of the probe worker [default: auto].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub sandbox: Option<SandboxArg>,
 }
+
+/// What the probe run reports of its own process, read from inside.
+const PROBE: &str = r#"
+import os, socket
+def status(*keys):
+    out = {}
+    with open('/proc/self/status') as f:
+        for line in f:
+            k, _, v = line.partition(':')
+            if k in keys:
+                out[k] = v.strip()
+    return out
+def read(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError as e:
+        return 'unreadable: %s' % e.strerror
+def interfaces():
+    try:
+        with open('/proc/net/dev') as f:
+            return sorted(l.split(':')[0].strip() for l in f.readlines()[2:])
+    except OSError:
+        return None
+result = {
+    'status': status('CapEff', 'CapBnd', 'NoNewPrivs', 'Seccomp', 'Seccomp_filters'),
+    'uid_map': read('/proc/self/uid_map'),
+    'hostname': socket.gethostname(),
+    'interfaces': interfaces(),
+    'processes': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()),
+}
+"#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,14 +104,19 @@ pub async fn run(args: DoctorArgs, conn: &DockerConnOpts) -> Result<Exit, CliErr
         .await
         .map_err(|e| CliError::infrastructure("the checks failed").caused_by(e))?;
     checks.push(docker_check(conn).await);
-    checks.extend(sandbox_checks());
+    let probe = probe_worker(&args).await;
+    checks.extend(sandbox_checks(&probe));
 
     if args.json {
         #[derive(serde::Serialize)]
         struct Report<'a> {
             checks: &'a [Check],
+            probe: &'a Probe,
         }
-        output::json(&Report { checks: &checks });
+        output::json(&Report {
+            checks: &checks,
+            probe: &probe,
+        });
     } else {
         let mut table = Table::new(&["CHECK", "STATUS", "DETAIL"]);
         for check in &checks {
@@ -174,26 +230,206 @@ async fn docker_check(conn: &DockerConnOpts) -> Check {
     }
 }
 
-/// Kernel protections of the local sandbox. The sandbox work adds one check each here:
-/// user/mount/PID/network namespaces, seccomp, Landlock (ABI), cgroups (memory, pids),
-/// reporting what a run on this machine would actually get.
-fn sandbox_checks() -> Vec<Check> {
-    spr_core::local_sandbox_probe()
-        .protections
-        .into_iter()
-        .map(|p| {
-            let name = spr_core::PROTECTION_NAMES
-                .iter()
-                .copied()
-                .find(|n| *n == p.name)
-                .unwrap_or("sandbox");
-            if p.available {
-                let detail = p.detail.unwrap_or_else(|| "available".into());
-                Check::new(name, Status::Ok, detail)
-            } else {
-                let reason = p.reason.unwrap_or_else(|| "not available".into());
-                Check::new(name, Status::Missing, reason)
+/// What a real probe worker got: the receipt of a run on it and what the run saw.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Probe {
+    /// What this machine supports, by trial (`spr_core::local_sandbox_probe`).
+    pub support: Option<spr_core::SandboxSupport>,
+    /// The receipt of the probe run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<SandboxReceipt>,
+    /// What the probe run observed of its own process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed: Option<serde_json::Value>,
+    /// Why there is no receipt (the engine or the run failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Start a local engine as `spr run` would (one worker) and run [`PROBE`] on it.
+async fn probe_worker(args: &DoctorArgs) -> Probe {
+    let mut probe = Probe {
+        support: tokio::task::spawn_blocking(spr_core::local_sandbox_probe)
+            .await
+            .ok(),
+        ..Probe::default()
+    };
+    let Some(venv_dir) = args.venv_dir.clone().or_else(default_venv_dir) else {
+        probe.error = Some("no venv folder: pass --venv-dir or set SPR_VENV_DIR".into());
+        return probe;
+    };
+    let mut config = LocalEngineConfig::new(venv_dir);
+    config.pool_size = 1;
+    if let Some(manager) = args.venv_manager {
+        config.venv_manager = manager.into();
+    }
+    if let Some(mode) = args.sandbox {
+        config.sandbox = mode.into();
+    }
+    let engine = match tokio::task::spawn_blocking(move || LocalEngine::new(config)).await {
+        Ok(Ok(engine)) => engine,
+        Ok(Err(e)) => {
+            probe.error = Some(format!("the local engine could not start: {e}"));
+            return probe;
+        }
+        Err(e) => {
+            probe.error = Some(format!("the local engine could not start: {e}"));
+            return probe;
+        }
+    };
+    let policy = RunnerPolicy {
+        blocked_imports: vec![],
+        blocked_builtins: vec![],
+        timeout_seconds: 30,
+        ..RunnerPolicy::default()
+    };
+    match run_code(PROBE, &engine, None, PolicySource::Policy(policy)).await {
+        Ok(result) if result.ok => {
+            probe.observed = Some(result.result.to_value());
+            probe.receipt = result.sandbox;
+        }
+        Ok(result) => {
+            probe.receipt = result.sandbox;
+            probe.error = Some(format!(
+                "the probe run failed: {}",
+                result.error.unwrap_or_default()
+            ));
+        }
+        Err(e) => probe.error = Some(format!("the probe run was refused: {e}")),
+    }
+    engine.shutdown().await;
+    probe
+}
+
+/// One line per protection of the local sandbox, from the probe run's receipt (what a
+/// run on this machine, as this user, really gets). Without a receipt, what the
+/// machine supports by trial, and why the probe run failed.
+fn sandbox_checks(probe: &Probe) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let support = probe.support.as_ref();
+    let detail_of = |name: &str| {
+        support
+            .and_then(|s| s.get(name))
+            .and_then(|p| p.detail.clone())
+    };
+    match &probe.receipt {
+        Some(receipt) => {
+            for name in spr_core::PROTECTION_NAMES {
+                if *name == "audit_hooks" {
+                    // A matter of each run's policy, not of the machine.
+                    checks.push(Check::new(
+                        name,
+                        Status::Info,
+                        "in every run whose policy withholds os, subprocess, socket, ctypes or open",
+                    ));
+                    continue;
+                }
+                if receipt.applied(name) {
+                    let detail = match *name {
+                        "landlock" => receipt.landlock_abi.map(|v| format!("ABI {v}")),
+                        "seccomp" => receipt
+                            .seccomp
+                            .as_ref()
+                            .map(|s| format!("deny-list of {} syscalls", s.denied_syscalls)),
+                        "user_namespace" => receipt
+                            .user_mapping
+                            .as_ref()
+                            .map(|m| format!("root inside maps to {}", mapping_words(m))),
+                        _ => None,
+                    }
+                    .or_else(|| detail_of(name))
+                    .unwrap_or_else(|| "applied".into());
+                    checks.push(Check::new(name, Status::Ok, detail));
+                } else {
+                    let reason = receipt
+                        .missing
+                        .iter()
+                        .find(|m| m.name == *name || name.starts_with(m.name.as_str()))
+                        .map(|m| m.reason.clone())
+                        .or_else(|| {
+                            support
+                                .and_then(|s| s.get(name))
+                                .and_then(|p| p.reason.clone())
+                        })
+                        .unwrap_or_else(|| "not applied to the probe run".into());
+                    checks.push(Check::new(name, Status::Missing, reason));
+                }
             }
-        })
-        .collect()
+            if let Some(observed) = &probe.observed {
+                checks.push(observed_check(receipt, observed));
+            }
+        }
+        None => {
+            for p in support.map(|s| s.protections.clone()).unwrap_or_default() {
+                let name = spr_core::PROTECTION_NAMES
+                    .iter()
+                    .copied()
+                    .find(|n| *n == p.name)
+                    .unwrap_or("sandbox");
+                if p.available {
+                    checks.push(Check::new(
+                        name,
+                        Status::Info,
+                        p.detail.unwrap_or_else(|| "supported (not probed)".into()),
+                    ));
+                } else {
+                    checks.push(Check::new(
+                        name,
+                        Status::Missing,
+                        p.reason.unwrap_or_else(|| "not available".into()),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(error) = &probe.error {
+        checks.push(Check::new("probe_run", Status::Error, error.clone()));
+    }
+    checks
+}
+
+fn mapping_words(kind: &str) -> &'static str {
+    match kind {
+        "distinct" => "an unused unprivileged uid",
+        "subordinate" => "a uid of this user's /etc/subuid range",
+        _ => "this user's own uid (no other can be mapped here)",
+    }
+}
+
+/// What the probe run saw of itself, and whether it agrees with its receipt.
+fn observed_check(receipt: &SandboxReceipt, observed: &serde_json::Value) -> Check {
+    let status = &observed["status"];
+    let cap_eff = status["CapEff"].as_str().unwrap_or("?");
+    let seccomp = status["Seccomp"].as_str().unwrap_or("?");
+    let no_new_privs = status["NoNewPrivs"].as_str().unwrap_or("?");
+    let interfaces = observed["interfaces"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(","))
+        .unwrap_or_else(|| "?".into());
+    let processes = observed["processes"].as_array().map_or(0, Vec::len);
+    let mut disagreements = Vec::new();
+    if receipt.capabilities_dropped && cap_eff.trim_start_matches('0') != "" {
+        disagreements.push(format!("capabilities {cap_eff} though dropped"));
+    }
+    if receipt.seccomp.is_some() && seccomp != "2" {
+        disagreements.push(format!("seccomp mode {seccomp} though a filter was listed"));
+    }
+    if receipt.network.as_deref() == Some("none") && interfaces.split(',').any(|i| i != "lo" && !i.is_empty()) {
+        disagreements.push(format!("interfaces {interfaces} though the network is none"));
+    }
+    let detail = format!(
+        "CapEff {cap_eff}, seccomp mode {seccomp} ({} filters), no_new_privs {no_new_privs}, hostname {}, interfaces [{interfaces}], {processes} process(es) visible, uid map \"{}\"",
+        status["Seccomp_filters"].as_str().unwrap_or("?"),
+        observed["hostname"].as_str().unwrap_or("?"),
+        observed["uid_map"].as_str().unwrap_or("?").split_whitespace().collect::<Vec<_>>().join(" "),
+    );
+    if disagreements.is_empty() {
+        Check::new("observed", Status::Ok, detail)
+    } else {
+        Check::new(
+            "observed",
+            Status::Error,
+            format!("{detail}; disagrees with the receipt: {}", disagreements.join("; ")),
+        )
+    }
 }

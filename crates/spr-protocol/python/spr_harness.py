@@ -285,7 +285,11 @@ LANDLOCK_SCOPE_SIGNAL = 2
 
 class Kernel:
     """The system calls the harness needs beyond `os`, through ctypes. Loaded once in M;
-    Z and every run inherit it. Each method raises OSError with the call's errno."""
+    Z and every run inherit it. Each method raises OSError with the call's errno.
+
+    A run's process makes these calls before its request exists, on the path to its
+    readiness: arguments are prepared once (`prepared_*`), so that a call costs little
+    more than the system call itself."""
 
     def __init__(self):
         import ctypes
@@ -297,6 +301,9 @@ class Kernel:
         libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
         libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
         libc.unshare.argtypes = [ctypes.c_int]
+        self.nr_add_rule = ctypes.c_long(SYS_LANDLOCK_ADD_RULE)
+        self.path_beneath = ctypes.c_long(LANDLOCK_RULE_PATH_BENEATH)
+        self.zero = ctypes.c_uint(0)
 
     def _fail(self, what):
         e = self.ct.get_errno()
@@ -344,23 +351,27 @@ class Kernel:
             c.c_size_t(0), c.c_uint(LANDLOCK_CREATE_RULESET_VERSION),
         )
 
-    def landlock_ruleset(self, abi, fs, net, scoped):
+    def prepared_ruleset(self, abi, fs, net, scoped):
+        """The arguments of landlock_create_ruleset, made once."""
         c = self.ct
         attr = (c.c_uint64 * 3)(fs, net, scoped)
         # Older ABIs know a shorter attribute; its size tells the kernel which fields exist.
         size = 8 if abi <= 3 else 16 if abi <= 5 else 24
-        return self._syscall(
-            "landlock_create_ruleset", SYS_LANDLOCK_CREATE_RULESET, c.byref(attr),
-            c.c_size_t(size), c.c_uint(0),
-        )
+        return (c.c_long(SYS_LANDLOCK_CREATE_RULESET), c.byref(attr), c.c_size_t(size), c.c_uint(0), attr)
 
-    def landlock_add_rule(self, ruleset, fd, rights):
-        c = self.ct
-        attr = c.create_string_buffer(struct.pack("=Qi", rights, fd), 12)
-        self._syscall(
-            "landlock_add_rule", SYS_LANDLOCK_ADD_RULE, c.c_long(ruleset),
-            c.c_long(LANDLOCK_RULE_PATH_BENEATH), attr, c.c_uint(0),
-        )
+    def landlock_ruleset(self, prepared):
+        rc = self.libc.syscall(*prepared[:4])
+        if rc < 0:
+            self._fail("landlock_create_ruleset")
+        return rc
+
+    def prepared_rule(self, fd, rights):
+        """The `struct landlock_path_beneath_attr` of a rule, made once."""
+        return self.ct.create_string_buffer(struct.pack("=Qi", rights, fd), 12)
+
+    def landlock_add_rule(self, ruleset, attr):
+        if self.libc.syscall(self.nr_add_rule, ruleset, self.path_beneath, attr, self.zero) < 0:
+            self._fail("landlock_add_rule")
 
     def landlock_restrict_self(self, ruleset):
         c = self.ct
@@ -368,16 +379,14 @@ class Kernel:
             "landlock_restrict_self", SYS_LANDLOCK_RESTRICT_SELF, c.c_long(ruleset), c.c_uint(0)
         )
 
-    def drop_capabilities(self):
-        """Lock root out of capabilities for good, then empty every set."""
+    def drop_capabilities(self, bounding):
+        """Lock root out of capabilities for good, then empty every set. `bounding`: the
+        capabilities in the bounding set (the only ones worth dropping from it)."""
         c = self.ct
         try:
             self.prctl(PR_SET_SECUREBITS, SECUREBITS_LOCKED, what="lock the securebits")
-            for cap in range(64):
-                if self.libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-                    if c.get_errno() == errno.EINVAL:  # past the last capability
-                        break
-                    self._fail("drop capability %d from the bounding set" % cap)
+            for cap in bounding:
+                self.prctl(PR_CAPBSET_DROP, cap, what="drop capability %d from the bounding set" % cap)
         except OSError as exc:
             # Without CAP_SETPCAP there is nothing in the bounding set to fear: such a
             # process holds no capability it could pass on (checked below).
@@ -391,15 +400,21 @@ class Kernel:
         if self.libc.capget(c.byref(header), c.byref(data)) != 0 or any(data):
             raise OSError(errno.EPERM, "capabilities remain after capset")
 
-    def seccomp(self, program):
+    def prepared_filter(self, program):
+        """A `struct sock_fprog` for `program`, made once (with the buffer it points to)."""
         c = self.ct
 
         class SockFprog(c.Structure):
             _fields_ = [("len", c.c_ushort), ("filter", c.c_void_p)]
 
         buf = c.create_string_buffer(program, len(program))
-        prog = SockFprog(len(program) // 8, c.addressof(buf))
-        self.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, c.addressof(prog), what="install the seccomp filter")
+        return SockFprog(len(program) // 8, c.addressof(buf)), buf
+
+    def seccomp(self, prepared):
+        self.prctl(
+            PR_SET_SECCOMP, SECCOMP_MODE_FILTER, self.ct.addressof(prepared[0]),
+            what="install the seccomp filter",
+        )
 
 
 _kernel = None
@@ -421,6 +436,19 @@ def prctl_quiet(option, value):
         return False
 
 
+def bounding_capabilities():
+    """The capabilities in this process's bounding set."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    mask = int(line.split()[1], 16)
+                    return [cap for cap in range(64) if mask >> cap & 1]
+    except (OSError, ValueError):
+        pass
+    return list(range(41))
+
+
 # ---------------------------------------------------------------------------------
 # Isolation of one run, in its own process, before its request exists
 
@@ -435,8 +463,9 @@ class SetupError(Exception):
 
 class Isolation:
     """What every run of this worker gets, derived from the plan and (for Landlock) a
-    probe of the kernel, once in M. `summary()` goes into the hello frame, so the host's
-    receipts say what each run really has: a run whose isolation fails never executes."""
+    probe of the kernel, once in M, with every argument of its system calls prepared.
+    `summary()` goes into the hello frame, so the host's receipts say what each run
+    really has: a run whose isolation fails never executes."""
 
     def __init__(self, plan, k):
         self.plan = plan
@@ -456,18 +485,32 @@ class Isolation:
                 if ll["fs"] or net or scoped:
                     self.landlock_abi = abi
                     self.landlock = dict(ll, abi=abi, scoped=scoped, net=net)
-        # Descriptors of the fixed rule paths, opened once here (the paths are the
-        # worker's view, not tenant data); each run adds them to its own ruleset.
+        # The fixed rule paths are opened once here (they are the worker's view, not
+        # tenant data); each run adds them to a ruleset of its own.
         self.rule_fds = []
+        self.rules = []
+        self.ruleset = None
         if self.landlock is not None:
-            for path, rights in self.landlock["rules"]:
-                try:
-                    fd = os.open(path, O_PATH | os.O_CLOEXEC)
-                except OSError:
-                    continue  # a path this machine lacks (e.g. /lib32)
-                if not stat.S_ISDIR(os.fstat(fd).st_mode):
-                    rights &= LANDLOCK_FILE_RIGHTS
-                self.rule_fds.append((fd, rights & self.landlock["fs"]))
+            ll = self.landlock
+            self.ruleset = k.prepared_ruleset(ll["abi"], ll["fs"], ll["net"], ll["scoped"])
+            if ll["fs"]:
+                for path, rights in ll["rules"]:
+                    try:
+                        fd = os.open(path, O_PATH | os.O_CLOEXEC)
+                    except OSError:
+                        continue  # a path this machine lacks (e.g. /lib32)
+                    if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                        rights &= LANDLOCK_FILE_RIGHTS
+                    self.rule_fds.append(fd)
+                    self.rules.append(k.prepared_rule(fd, rights & ll["fs"]))
+        self.fresh_rules = [(path, ll_fresh(self.landlock)) for path, _s, _m in plan.tmpfs]
+        if plan.procfs is not None:
+            self.fresh_rules.append(("/proc", plan.procfs[1]))
+        self.filter = k.prepared_filter(plan.seccomp) if plan.seccomp is not None else None
+        self.bounding = bounding_capabilities() if plan.caps else []
+        self.tmpfs = [
+            (path, "size=%dm,mode=%s" % (size_mb, mode)) for path, size_mb, mode in plan.tmpfs
+        ]
 
     def summary(self):
         plan = self.plan
@@ -495,53 +538,55 @@ class Isolation:
             # Mounts under a per-run tmpfs (a venv in /tmp) are cloned first, then put
             # back on top of the new tmpfs.
             trees = [(p, step("clone the mount at %s" % p, k.open_tree, p)) for p in plan.rebind]
-            for path, size_mb, mode in plan.tmpfs:
-                step(
-                    "mount the run's tmpfs on %s" % path, k.mount, "tmpfs", path, "tmpfs",
-                    MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=%dm,mode=%s" % (size_mb, mode),
-                )
+            flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+            for path, data in self.tmpfs:
+                step("mount the run's tmpfs on %s" % path, k.mount, "tmpfs", path, "tmpfs", flags, data)
             for path, tree in trees:
                 step("restore the mount at %s" % path, restore_mount_point, k, tree, path)
             if plan.procfs is not None:
-                step(
-                    "mount the run's /proc", k.mount, "proc", "/proc", "proc",
-                    MS_NOSUID | MS_NODEV | MS_NOEXEC, plan.procfs[0] or None,
-                )
+                step("mount the run's /proc", k.mount, "proc", "/proc", "proc", flags, plan.procfs[0] or None)
         if plan.oom_score_adj is not None:
             try:
-                with open("/proc/self/oom_score_adj", "w") as f:
-                    f.write(str(int(plan.oom_score_adj)))
+                fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, b"%d" % int(plan.oom_score_adj))
+                finally:
+                    os.close(fd)
             except OSError:
                 pass  # no /proc in this view: the cgroup limit still holds
         if self.landlock is not None:
             step("apply the run's Landlock ruleset", self.restrict, k)
         if plan.caps:
-            step("drop the run's capabilities", k.drop_capabilities)
-        if plan.seccomp is not None:
-            step("install the run's seccomp filter", k.seccomp, plan.seccomp)
+            step("drop the run's capabilities", k.drop_capabilities, self.bounding)
+        if self.filter is not None:
+            step("install the run's seccomp filter", k.seccomp, self.filter)
 
     def restrict(self, k):
-        ll = self.landlock
-        ruleset = k.landlock_ruleset(ll["abi"], ll["fs"], ll["net"], ll["scoped"])
+        ruleset = k.landlock_ruleset(self.ruleset)
         try:
-            if ll["fs"]:
-                for fd, rights in self.rule_fds:
-                    k.landlock_add_rule(ruleset, fd, rights)
-                fresh = [(path, ll["fresh_rights"]) for path, _s, _m in self.plan.tmpfs]
-                if self.plan.procfs is not None:
-                    fresh.append(("/proc", self.plan.procfs[1]))
-                for path, rights in fresh:
+            if self.landlock["fs"]:
+                for attr in self.rules:
+                    k.landlock_add_rule(ruleset, attr)
+                for path, rights in self.fresh_rules:
                     fd = os.open(path, O_PATH | os.O_CLOEXEC)
                     try:
-                        k.landlock_add_rule(ruleset, fd, rights & ll["fs"])
+                        k.landlock_add_rule(ruleset, k.prepared_rule(fd, rights & self.landlock["fs"]))
                     finally:
                         os.close(fd)
             k.landlock_restrict_self(ruleset)
         finally:
             os.close(ruleset)
-        for fd, _rights in self.rule_fds:
+        self.close()
+
+    def close(self):
+        """Close the rule descriptors (a run's own copies, once restricted)."""
+        for fd in self.rule_fds:
             os.close(fd)
         self.rule_fds = []
+
+
+def ll_fresh(landlock):
+    return landlock["fresh_rights"] if landlock is not None else 0
 
 
 def restore_mount_point(k, tree, path):
@@ -931,11 +976,7 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     prctl_quiet(PR_SET_DUMPABLE, 1)
     _kernel = None
     scratch = make_scratch(base, serial)
-    own = os.path.realpath(scratch)
-    writable = [own]
-    if plan.fresh == FRESH_NAMESPACES or plan.own_scratch:
-        writable.append(os.path.realpath(base))
-    writable.extend(os.path.realpath(p) for p, _s, _m in plan.tmpfs)
+    writable = (os.path.join(_real_base, os.path.basename(scratch)),) + _writable_roots
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(out_w, 1)
@@ -972,7 +1013,7 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     prepared = prepared_for(policy, plan)
     apply_rlimits(prepared.rlimits)
     report, status = execute(
-        request.get("code", ""), request.get("input_data"), policy, prepared, tuple(writable), main
+        request.get("code", ""), request.get("input_data"), policy, prepared, writable, main
     )
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -988,6 +1029,21 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     except OSError:
         pass
     return status
+
+
+# The scratch base and the other writable roots every run has, resolved once at start-up.
+_real_base = None
+_writable_roots = ()
+
+
+def resolve_writable_roots(plan, base):
+    global _real_base, _writable_roots
+    _real_base = os.path.realpath(base)
+    roots = []
+    if plan.fresh == FRESH_NAMESPACES or plan.own_scratch:
+        roots.append(_real_base)
+    roots.extend(os.path.realpath(p) for p, _s, _m in plan.tmpfs)
+    _writable_roots = tuple(roots)
 
 
 def make_scratch(base, serial):
@@ -1472,7 +1528,7 @@ def harden_monitor(plan, isolation):
     ll = isolation.landlock
     if ll is not None and ll["fs"]:
         try:
-            ruleset = k.landlock_ruleset(ll["abi"], ll["fs"], ll["net"], 0)
+            ruleset = k.landlock_ruleset(k.prepared_ruleset(ll["abi"], ll["fs"], ll["net"], 0))
             try:
                 k.landlock_restrict_self(ruleset)
             finally:
@@ -1481,7 +1537,7 @@ def harden_monitor(plan, isolation):
             pass
     if plan.caps:
         try:
-            k.drop_capabilities()
+            k.drop_capabilities(isolation.bounding)
         except OSError:
             pass
 
@@ -2133,6 +2189,7 @@ def main(argv):
     prctl_quiet(PR_SET_DUMPABLE, 0)
     isolation = Isolation(plan, k)
     base_read_roots()
+    resolve_writable_roots(plan, base)
     clean_environ()
     try:
         prepare_run_streams()
@@ -2157,9 +2214,7 @@ def main(argv):
         finally:
             _os_exit(status)
     sock_z.close()
-    for fd, _rights in isolation.rule_fds:
-        os.close(fd)
-    isolation.rule_fds = []
+    isolation.close()
     monitor = Monitor(rfd, wfd, sock_m, zpid, isolation)
     return monitor.serve(lambda: harden_monitor(plan, isolation))
 

@@ -63,12 +63,17 @@ pub(crate) fn detect() -> Result<Layout, String> {
 }
 
 fn writable_parent(dir: &Path) -> Option<PathBuf> {
-    if std::fs::create_dir_all(dir).is_ok() && dir.is_dir() {
-        remove_stale(dir);
-        Some(dir.to_path_buf())
-    } else {
-        None
+    if std::fs::create_dir_all(dir).is_err() || !dir.is_dir() {
+        return None;
     }
+    // Existing is not enough (root may have made it): a group must be creatable here.
+    let trial = dir.join(format!("probe-{}", std::process::id()));
+    if std::fs::create_dir(&trial).is_err() {
+        return None;
+    }
+    let _ = std::fs::remove_dir(&trial);
+    remove_stale(dir);
+    Some(dir.to_path_buf())
 }
 
 /// Remove the groups of hosts that are gone (`<pid>-<n>` whose pid is dead): a host
