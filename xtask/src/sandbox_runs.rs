@@ -32,6 +32,8 @@ pub const SANDBOX_TESTS: &[(&str, &str)] = &[
     ("spr-core", "sandbox"),
     // The attack corpus (tests/attacks/) with its host-side checks.
     ("spr-core", "attacks"),
+    // `spr doctor` against the receipt of a real run, for whoever runs the tests.
+    ("spr-cli", "doctor"),
 ];
 
 /// The unprivileged user, created by `.ci/users-setup.sh`; `SPR_CI_USER` names another.
