@@ -95,8 +95,11 @@ _os_exit = os._exit
 DEFAULT_MAX_PROCESSES = 64
 DEFAULT_MAX_FILE_SIZE_MB = 64
 DEFAULT_MAX_OPEN_FILES = 256
-# Tasks in a sandboxed worker's user namespace besides the run's: M and Z.
-NAMESPACE_OVERHEAD_TASKS = 2
+# Tasks in a sandboxed worker's user namespace besides the run's, per zygote: the
+# zygote and (but for one) the next run's process another zygote holds ready; plus M.
+# With one zygote: M and Z.
+def namespace_overhead_tasks(plan):
+    return 2 * plan.zygotes
 # Exit status of a run's process whose own set-up failed before any user code existed
 # (the reason is written on its result pipe, after the marker below).
 EXIT_SETUP_FAILED = 71
@@ -186,6 +189,10 @@ class Plan:
                  [code, jt, jf, k] quadruples.
     caps         drop every capability in each run (securebits locked, bounding set
                  emptied).
+    zygotes      how many zygotes fork runs (2: the next run's process is ready while a
+                 run executes; only with `pidns`, so that their runs share no PID
+                 namespace).
+    pidns        each zygote is PID 1 of a PID namespace of its own.
     nproc        RLIMIT_NPROC is exact here (a private user namespace).
     oom_score_adj  written for each run's process, so the OOM killer takes the run first.
     policies     policies the operator configured, prepared once before any request.
@@ -224,6 +231,8 @@ class Plan:
         if program:
             self.seccomp = b"".join(struct.pack("=HBBI", *ins) for ins in program)
         self.caps = bool(data.get("caps"))
+        self.zygotes = max(1, min(int(data.get("zygotes") or 1), 4))
+        self.pidns = bool(data.get("pidns"))
         self.nproc = bool(data.get("nproc"))
         self.oom_score_adj = data.get("oom_score_adj")
         self.policies = list(data.get("policies") or [])
@@ -248,6 +257,7 @@ def parse_args(argv):
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
@@ -760,22 +770,27 @@ class Zygote:
     "X <pid> <wait status> <exit time> <killed> <leftovers> <reset>" once the run and
     everything it started are gone."""
 
-    def __init__(self, sock, plan, isolation, base):
+    def __init__(self, sock, plan, isolation, base, index=0):
         self.sock = sock
+        self.index = index
         self.plan = plan
         self.isolation = isolation
         self.base = base
-        self.pid1 = os.getppid() == 1  # M is PID 1 of the namespace or container
+        # PID 1 of a namespace of its own, or the child of M as PID 1 of the worker's
+        # namespace or container: kill(-1) reaches every process a run may have left,
+        # and spares M.
+        self.pid1 = os.getpid() == 1 or os.getppid() == 1
 
     def serve(self):
         prctl_quiet(PR_SET_CHILD_SUBREAPER, 1)
-        if not self.pid1:
+        if os.getppid() != 1 and os.getpid() != 1:
             prctl_quiet(PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() == 1:  # M died before the death signal was armed
                 return 0
-        serial = 0
+        # Numbers of this zygote's runs, distinct from the other zygotes' (scratch names).
+        serial = self.index + 1 - self.plan.zygotes
         while True:
-            serial += 1
+            serial += self.plan.zygotes
             pid, pidfd = self.fork_run(serial)
             if not self.watch(pid, pidfd, serial):
                 return 0
@@ -1098,10 +1113,11 @@ class Capture:
 class Run:
     """A run's process as M sees it: its pid and M's ends of its pipes."""
 
-    __slots__ = ("pid", "req_w", "out_r", "err_r", "res_r", "started", "unsent", "marked")
+    __slots__ = ("pid", "req_w", "out_r", "err_r", "res_r", "started", "unsent", "marked", "link")
 
-    def __init__(self, pid, fds):
+    def __init__(self, pid, fds, link=None):
         self.pid = pid
+        self.link = link
         self.req_w, self.out_r, self.err_r, self.res_r = fds
         os.set_blocking(self.req_w, False)
         self.started = None
@@ -1150,70 +1166,89 @@ class HostGone(Exception):
 RUN_FRAME_PREFIX = b'{"type":"run",'
 
 
+class ZygoteLink:
+    """M's side of one zygote: its pid and socket."""
+
+    __slots__ = ("pid", "sock")
+
+    def __init__(self, pid, sock):
+        self.pid = pid
+        self.sock = sock
+
+
 class Monitor:
-    def __init__(self, rfd, wfd, sock, zpid, isolation):
+    """M: the frame protocol with the host, and each run watched from outside.
+
+    With several zygotes (each PID 1 of a PID namespace of its own), the next run's
+    process is forked by another zygote while a run executes, so it is ready before it
+    is needed; runs of different zygotes share no PID, mount or IPC namespace and no
+    Landlock domain, and a zygote forks its next run's process only once its own last
+    run is swept."""
+
+    def __init__(self, rfd, wfd, zygotes, isolation):
         self.rfd = rfd
         self.wfd = wfd
-        self.sock = sock
-        self.zpid = zpid
+        self.zygotes = zygotes
+        self.by_fd = {z.sock.fileno(): z for z in zygotes}
         self.isolation = isolation
-        self.ready = None
-        self.exits = {}  # pid -> parsed X message that arrived early
+        self.ready = []  # handed-over run processes, oldest first
+        self.exits = {}  # pid -> parsed X message that arrived before it was awaited
         self.broken = None
 
-    # -- messages from Z
+    # -- messages from the zygotes
 
-    def handle_zygote_message(self):
-        text, fds = recv_message(self.sock)
+    def handle_zygote_message(self, link):
+        text, fds = recv_message(link.sock)
         if not text:
-            raise WorkerBroken("the zygote exited")
+            raise WorkerBroken("a zygote exited")
         if text.startswith("R "):
             if len(fds) != 4:
                 for fd in fds:
                     os.close(fd)
                 raise WorkerBroken("the zygote sent a run without its descriptors")
-            if self.ready is not None:
-                self.ready.close()
-            self.ready = Run(int(text.split()[1]), fds)
+            self.ready.append(Run(int(text.split()[1]), fds, link))
             return
         for fd in fds:
             os.close(fd)
         if text.startswith("X "):
             parts = text.split()
             pid = int(parts[1])
-            self.exits[pid] = {
+            info = {
                 "status": int(parts[2]),
                 "at": float(parts[3]),
                 "killed": parts[4] == "1",
                 "leftovers": int(parts[5]),
                 "reset": parts[6] == "1",
             }
-            if self.ready is not None and self.ready.pid == pid and self.ready.started is None:
+            for failed in [r for r in self.ready if r.pid == pid and r.link is link]:
                 # A process that died waiting for its request: find out why.
-                failed = self.ready
-                self.ready = None
-                self.exits.pop(pid)
+                self.ready.remove(failed)
                 reason = setup_failure(failed)
                 failed.close()
                 if reason:
                     self.broken = reason
+                return
+            self.exits[(link.pid, pid)] = info
             return
         raise WorkerBroken("the zygote sent %r" % text[:40])
 
+    def pump(self, timeout):
+        """Handle the zygotes' messages for at most `timeout` seconds."""
+        ready, _, _ = select.select([z.sock for z in self.zygotes], [], [], max(timeout, 0))
+        for sock in ready:
+            self.handle_zygote_message(self.by_fd[sock.fileno()])
+
     def wait_ready(self):
-        """The next run's process, once Z has handed it over."""
+        """The next run's process, once a zygote has handed one over."""
         deadline = time.monotonic() + ZYGOTE_ANSWER_SECONDS
-        while self.ready is None:
+        while not self.ready:
             if self.broken:
                 raise WorkerBroken(self.broken)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise WorkerBroken("the zygote did not hand over a run's process in time")
-            ready, _, _ = select.select([self.sock], [], [], left)
-            if ready:
-                self.handle_zygote_message()
-        run, self.ready = self.ready, None
-        return run
+            self.pump(left)
+        return self.ready.pop(0)
 
     # -- the loop
 
@@ -1223,7 +1258,7 @@ class Monitor:
             reason = wait_armed(first, ZYGOTE_ANSWER_SECONDS)
             if reason is not None:
                 raise WorkerBroken("the isolation of a run failed: %s" % reason)
-            self.ready = first
+            self.ready.insert(0, first)
         except WorkerBroken as exc:
             write_frame(self.wfd, {"type": "fatal", "message": str(exc)})
             return 3
@@ -1253,10 +1288,12 @@ class Monitor:
             self.stop()
 
     def loop(self):
+        socks = [z.sock for z in self.zygotes]
         while True:
-            ready, _, _ = select.select([self.rfd, self.sock], [], [])
-            if self.sock in ready:
-                self.handle_zygote_message()
+            ready, _, _ = select.select([self.rfd] + socks, [], [])
+            if self.rfd not in ready:
+                for sock in ready:
+                    self.handle_zygote_message(self.by_fd[sock.fileno()])
                 continue
             try:
                 body = read_frame_bytes(self.rfd)
@@ -1301,42 +1338,47 @@ class Monitor:
                 return 0
 
     def discard(self, run):
-        """A handed-over process that will not run: Z kills it and starts the next."""
-        send_message(self.sock, "K")
+        """A handed-over process that will not run: its zygote kills it and forks the next."""
+        send_message(run.link.sock, "K")
         run.close()
-        self.await_exit(run.pid)
+        self.await_exit(run)
 
-    def await_exit(self, pid):
+    def await_exit(self, run):
+        key = (run.link.pid, run.pid)
         deadline = time.monotonic() + ZYGOTE_ANSWER_SECONDS
-        while pid not in self.exits:
+        while key not in self.exits:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise WorkerBroken("the zygote did not confirm the end of a run")
-            ready, _, _ = select.select([self.sock], [], [], left)
-            if ready:
-                self.handle_zygote_message()
-        return self.exits.pop(pid)
+            self.pump(left)
+        return self.exits.pop(key)
 
     def stop(self):
-        try:
-            send_message(self.sock, "Q")
-        except OSError:
-            pass
-        if self.ready is not None:
-            self.ready.close()
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
+        for z in self.zygotes:
             try:
-                got, _ = os.waitpid(self.zpid, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if got:
-                return
-            time.sleep(0.002)
-        try:
-            os.kill(self.zpid, signal.SIGKILL)
-        except OSError:
-            pass
+                send_message(z.sock, "Q")
+            except OSError:
+                pass
+        for run in self.ready:
+            run.close()
+        self.ready = []
+        deadline = time.monotonic() + 1.0
+        waiting = [z.pid for z in self.zygotes]
+        while waiting and time.monotonic() < deadline:
+            for pid in list(waiting):
+                try:
+                    got, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    got = pid
+                if got:
+                    waiting.remove(pid)
+            if waiting:
+                time.sleep(0.002)
+        for pid in waiting:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
     def watch(self, request, run):
         """Watch `run` (its request delivered) to its end; return the report."""
@@ -1353,12 +1395,13 @@ class Monitor:
         poller = select.poll()
         for fd in outputs:
             poller.register(fd, select.POLLIN)
-        sock_fd = self.sock.fileno()
-        poller.register(sock_fd, select.POLLIN)
+        for z in self.zygotes:
+            poller.register(z.sock.fileno(), select.POLLIN)
         # No events asked: poll still reports POLLHUP, i.e. the host went away.
         poller.register(self.rfd, 0)
         if run.req_w is not None:
             poller.register(run.req_w, select.POLLOUT)
+        key = (run.link.pid, run.pid)
         open_fds = set(outputs)
         exit_info = None
         kill_sent = None
@@ -1367,7 +1410,7 @@ class Monitor:
             now = time.monotonic()
             if exit_info is None:
                 if kill_sent is None and now >= deadline:
-                    send_message(self.sock, "K")
+                    send_message(run.link.sock, "K")
                     kill_sent = now
                 if kill_sent is not None and now - kill_sent > ZYGOTE_ANSWER_SECONDS:
                     raise WorkerBroken("the zygote did not confirm killing a run")
@@ -1388,10 +1431,10 @@ class Monitor:
                 if fd == self.rfd:
                     if ev & (select.POLLHUP | select.POLLERR):
                         raise HostGone()
-                elif fd == sock_fd:
-                    self.handle_zygote_message()
-                    if exit_info is None and run.pid in self.exits:
-                        exit_info = self.exits.pop(run.pid)
+                elif fd in self.by_fd:
+                    self.handle_zygote_message(self.by_fd[fd])
+                    if exit_info is None and key in self.exits:
+                        exit_info = self.exits.pop(key)
                 elif fd == run.req_w:
                     run.send_more()
                     if run.req_w is None:
@@ -1577,7 +1620,7 @@ def rlimit_plan(policy, plan):
         # RLIMIT_NPROC counts the tasks of one uid in one user namespace: in the
         # sandbox that is this worker's namespace alone, so the cap is exact. Outside
         # it would count every process of the host user, so it is not set there.
-        limits.append((resource.RLIMIT_NPROC, max_processes + NAMESPACE_OVERHEAD_TASKS))
+        limits.append((resource.RLIMIT_NPROC, max_processes + namespace_overhead_tasks(plan)))
     if plan.fresh != FRESH_NAMESPACES and hasattr(resource, "RLIMIT_MSGQUEUE"):
         # Without a private IPC namespace per run, a POSIX message queue would outlive
         # the run: none can be created.
@@ -2200,23 +2243,59 @@ def main(argv):
     # every run's process) from walking it, and so from writing to its pages.
     gc.freeze()
 
+    zygotes = []
+    try:
+        for _ in range(plan.zygotes):
+            zygotes.append(spawn_zygote(plan, isolation, base, rfd, wfd, zygotes, k))
+    except OSError as exc:
+        write_frame(wfd, {"type": "fatal", "message": "could not start the zygote: %s" % exc})
+        return 3
+    isolation.close()
+    monitor = Monitor(rfd, wfd, zygotes, isolation)
+    return monitor.serve(lambda: harden_monitor(plan, isolation))
+
+
+def spawn_zygote(plan, isolation, base, rfd, wfd, others, k):
+    """Fork a zygote (from M, which holds no tenant data yet). With `plan.pidns` it is PID
+    1 of a PID namespace of its own: an intermediate process unshares the namespace,
+    forks the zygote into it and exits, so that the zygote re-parents to M."""
     sock_m, sock_z = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    zpid = os.fork()
-    if zpid == 0:
+    report_r, report_w = os.pipe()
+    first = os.fork()
+    if first == 0:
         status = 70
         try:
+            os.close(report_r)
+            if plan.pidns:
+                k.unshare(CLONE_NEWPID)
+                zpid = os.fork()
+                if zpid:
+                    write_all(report_w, b"%d" % zpid)
+                    _os_exit(0)
+            os.close(report_w)
             os.close(rfd)
             os.close(wfd)
             sock_m.close()
-            status = Zygote(sock_z, plan, isolation, base).serve()
+            for other in others:
+                other.sock.close()
+            status = Zygote(sock_z, plan, isolation, base, len(others)).serve()
         except BaseException:
             child_failed()
         finally:
             _os_exit(status)
     sock_z.close()
-    isolation.close()
-    monitor = Monitor(rfd, wfd, sock_m, zpid, isolation)
-    return monitor.serve(lambda: harden_monitor(plan, isolation))
+    os.close(report_w)
+    zpid = first
+    if plan.pidns:
+        data = read_exact(report_r, 1) or b""
+        rest = os.read(report_r, 32)
+        os.waitpid(first, 0)
+        if not data:
+            os.close(report_r)
+            raise OSError(errno.ECHILD, "the zygote's PID namespace could not be made")
+        zpid = int(data + rest)
+    os.close(report_r)
+    return ZygoteLink(zpid, sock_m)
 
 
 if __name__ == "__main__":

@@ -89,6 +89,13 @@ pub struct HarnessPlan {
     /// RLIMIT_NPROC counts the run alone (a private user namespace).
     #[serde(default)]
     pub nproc: bool,
+    /// How many zygotes fork runs: with 2, the next run's process is made (and isolated)
+    /// by one while a run of the other executes. Only with `pidns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zygotes: Option<u32>,
+    /// Each zygote is PID 1 of a PID namespace of its own.
+    #[serde(default)]
+    pub pidns: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oom_score_adj: Option<i32>,
     /// Policies the operator configured, prepared before any request.
@@ -130,7 +137,7 @@ mod tests {
 
     #[test]
     fn a_default_plan_is_an_empty_object_but_for_the_freshness() {
-        assert_eq!(HarnessPlan::default().to_arg(), r#"{"fresh":"scrub","own_scratch":false,"caps":false,"nproc":false}"#);
+        assert_eq!(HarnessPlan::default().to_arg(), r#"{"fresh":"scrub","own_scratch":false,"caps":false,"nproc":false,"pidns":false}"#);
     }
 
     #[test]
@@ -160,6 +167,8 @@ mod tests {
             seccomp: Some(vec![[6, 0, 0, 0x7fff_0000]]),
             caps: true,
             nproc: true,
+            zygotes: Some(2),
+            pidns: true,
             oom_score_adj: Some(1000),
             policies: vec![RunnerPolicy::default()],
         };

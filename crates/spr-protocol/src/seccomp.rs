@@ -64,8 +64,9 @@ impl Arch {
 pub enum Profile {
     /// A run's process: everything on the list is denied.
     Run,
-    /// A sandboxed worker's zygote, which must still give each run fresh mount and IPC
-    /// namespaces: `unshare(CLONE_NEWNS | CLONE_NEWIPC)`, `mount`, `umount2`,
+    /// A sandboxed worker's monitor and zygotes, which must still give each zygote a PID
+    /// namespace and each run fresh mount and IPC namespaces:
+    /// `unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID)`, `mount`, `umount2`,
     /// `open_tree` and `move_mount` are allowed; every run then installs the `Run`
     /// filter on top.
     Zygote,
@@ -255,8 +256,9 @@ const CLONE_NS_FLAGS: u32 = 0x0002_0000 // NEWNS
     | 0x2000_0000 // NEWPID
     | 0x4000_0000 // NEWNET
     | 0x80; // NEWTIME
-/// What the zygote may unshare.
-const ZYGOTE_UNSHARE: u32 = 0x0002_0000 | 0x0800_0000;
+/// What the zygote may unshare: mount and IPC namespaces for each run, and a PID
+/// namespace for each zygote (made by the monitor at start-up).
+const ZYGOTE_UNSHARE: u32 = 0x0002_0000 | 0x0800_0000 | 0x2000_0000;
 
 pub const AF_UNIX: u32 = 1;
 pub const AF_INET: u32 = 2;

@@ -88,9 +88,13 @@ impl Layout {
     }
 }
 
-/// Tasks of a worker's user namespace besides the run's (the harness's monitor and
-/// zygote); the harness adds the same to RLIMIT_NPROC.
-pub(crate) const NAMESPACE_OVERHEAD_TASKS: u64 = 2;
+/// Zygotes of a namespaced worker: while a run of one executes, the other holds the next
+/// run's process ready (isolated, in PID, mount and IPC namespaces of its own).
+const ZYGOTES: u32 = 2;
+/// Tasks of a worker's user namespace besides the run's: the harness's monitor, each
+/// zygote, and the next run's process held by the other zygote; the harness adds the
+/// same to RLIMIT_NPROC.
+pub(crate) const NAMESPACE_OVERHEAD_TASKS: u64 = 2 * ZYGOTES as u64;
 /// Extra host memory a worker's cgroup allows beyond the run's own limit: the harness's
 /// monitor and zygote.
 const WORKER_OVERHEAD_MB: u64 = 96;
@@ -275,6 +279,8 @@ impl Context {
                 },
             ];
             plan.rebind = view::rebinds(&spec);
+            plan.zygotes = Some(ZYGOTES);
+            plan.pidns = true;
             // Each run's own /proc shows only the processes it may trace: its own, not
             // the harness's monitor and zygote (which are not dumpable).
             plan.procfs = self.fresh_proc.then(|| spr_protocol::ProcMount {

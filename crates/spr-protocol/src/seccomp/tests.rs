@@ -110,6 +110,7 @@ fn the_zygote_may_give_runs_fresh_mount_and_ipc_namespaces_and_nothing_more() {
         let p = Program::build(arch, opts(Profile::Zygote, false, true)).unwrap();
         let unshare = nr(arch, "unshare");
         assert_eq!(run(&p, arch, unshare, 0x0002_0000 | 0x0800_0000), ALLOW);
+        assert_eq!(run(&p, arch, unshare, 0x2000_0000), ALLOW); // NEWPID, for a zygote
         assert_eq!(run(&p, arch, unshare, 0x1000_0000), DENY); // NEWUSER
         assert_eq!(run(&p, arch, unshare, 0x4000_0000), DENY); // NEWNET
         for name in ["mount", "umount2", "open_tree", "move_mount"] {
