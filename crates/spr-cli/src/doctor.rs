@@ -404,18 +404,27 @@ fn observed_check(receipt: &SandboxReceipt, observed: &serde_json::Value) -> Che
     let no_new_privs = status["NoNewPrivs"].as_str().unwrap_or("?");
     let interfaces = observed["interfaces"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(","))
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .unwrap_or_else(|| "?".into());
     let processes = observed["processes"].as_array().map_or(0, Vec::len);
     let mut disagreements = Vec::new();
-    if receipt.capabilities_dropped && cap_eff.trim_start_matches('0') != "" {
+    if receipt.capabilities_dropped && !cap_eff.trim_start_matches('0').is_empty() {
         disagreements.push(format!("capabilities {cap_eff} though dropped"));
     }
     if receipt.seccomp.is_some() && seccomp != "2" {
         disagreements.push(format!("seccomp mode {seccomp} though a filter was listed"));
     }
-    if receipt.network.as_deref() == Some("none") && interfaces.split(',').any(|i| i != "lo" && !i.is_empty()) {
-        disagreements.push(format!("interfaces {interfaces} though the network is none"));
+    if receipt.network.as_deref() == Some("none")
+        && interfaces.split(',').any(|i| i != "lo" && !i.is_empty())
+    {
+        disagreements.push(format!(
+            "interfaces {interfaces} though the network is none"
+        ));
     }
     let detail = format!(
         "CapEff {cap_eff}, seccomp mode {seccomp} ({} filters), no_new_privs {no_new_privs}, hostname {}, interfaces [{interfaces}], {processes} process(es) visible, uid map \"{}\"",
@@ -429,7 +438,10 @@ fn observed_check(receipt: &SandboxReceipt, observed: &serde_json::Value) -> Che
         Check::new(
             "observed",
             Status::Error,
-            format!("{detail}; disagrees with the receipt: {}", disagreements.join("; ")),
+            format!(
+                "{detail}; disagrees with the receipt: {}",
+                disagreements.join("; ")
+            ),
         )
     }
 }

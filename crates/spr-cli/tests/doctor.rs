@@ -21,13 +21,8 @@ fn json_of(args: &[&str]) -> Value {
     cmd.args(args)
         .args(["--venv-manager", "python", "--venv-dir", &venv]);
     let out = run(&mut cmd, None);
-    assert!(
-        code(&out) == 0 || args[0] == "run",
-        "{}",
-        render(&out, &[])
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", render(&out, &[])))
+    assert!(code(&out) == 0 || args[0] == "run", "{}", render(&out, &[]));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", render(&out, &[])))
 }
 
 #[test]
@@ -51,7 +46,10 @@ fn doctor_reports_what_a_real_run_gets() {
         "capabilities_dropped",
         "per_run",
     ] {
-        assert_eq!(receipt[key], from_run[key], "{key}: doctor {receipt} vs run {from_run}");
+        assert_eq!(
+            receipt[key], from_run[key],
+            "{key}: doctor {receipt} vs run {from_run}"
+        );
     }
     // And every check line says the same as the receipt.
     let checks = doctor["checks"].as_array().expect("checks");
@@ -87,8 +85,7 @@ fn doctor_reports_what_a_real_run_gets() {
     assert_eq!(line("observed")["status"], "ok", "{doctor}");
     if from_run["capabilities_dropped"] == Value::Bool(true) {
         assert_eq!(
-            probe["observed"]["status"]["CapEff"],
-            "0000000000000000",
+            probe["observed"]["status"]["CapEff"], "0000000000000000",
             "{doctor}"
         );
     }
@@ -104,7 +101,11 @@ fn on_this_machine_every_user_gets_the_namespace_sandbox() {
         .as_array()
         .expect("protections")
         .iter()
-        .filter(|p| p["name"].as_str().is_some_and(|n| n.ends_with("_namespace")))
+        .filter(|p| {
+            p["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("_namespace"))
+        })
         .all(|p| p["available"] == Value::Bool(true));
     if !common::require(namespaces, "unprivileged user namespaces") {
         return;

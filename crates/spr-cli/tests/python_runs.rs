@@ -6,9 +6,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use common::{code, render, responses, run, spr, stdout, Session};
 use insta::assert_snapshot;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

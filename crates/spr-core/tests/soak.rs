@@ -28,7 +28,7 @@ fn permissive(timeout_seconds: u64) -> RunnerPolicy {
 fn case(i: usize) -> (String, serde_json::Value, RunnerPolicy, Check) {
     let n = i as i64;
     match i % 10 {
-        0 | 1 | 2 => (
+        0..=2 => (
             "result = x * 3 + len(input_data)".into(),
             json!({"x": n}),
             RunnerPolicy::default(),
@@ -129,7 +129,8 @@ impl Check {
 fn disturbed(r: &spr_core::RunnerResult) -> bool {
     let error = r.error.as_deref().unwrap_or("");
     (r.exit_code == 125
-        && (error.contains("worker failed during the run") || error.contains("Could not start a Python worker")))
+        && (error.contains("worker failed during the run")
+            || error.contains("Could not start a Python worker")))
         || (r.timed_out && error.contains("stopped responding"))
 }
 
@@ -255,7 +256,12 @@ async fn ten_thousand_mixed_runs_with_workers_killed_stopped_and_paused() {
     eprintln!(
         "soak: {RUNS} runs in {elapsed:?}, {events} chaos events, {disturbed_runs} runs disturbed"
     );
-    assert!(wrong.is_empty(), "{} wrong answers, e.g. {:?}", wrong.len(), &wrong[..wrong.len().min(5)]);
+    assert!(
+        wrong.is_empty(),
+        "{} wrong answers, e.g. {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
     // A kill or stop costs the run in progress and at most the next start.
     assert!(
         disturbed_runs <= 3 * events + 2,

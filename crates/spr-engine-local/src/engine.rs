@@ -228,7 +228,9 @@ impl LocalEngine {
             return result;
         }
         let backstop = Duration::from_secs(policy.timeout_seconds) + BACKSTOP_GRACE;
-        let mut result = self.execute(lease, &request, backstop, policy).await;
+        let (mut result, setup_us) = self.execute(lease, &request, backstop, policy).await;
+        let mut receipt = receipt;
+        receipt.setup_ms = setup_us.map(|us| us as f64 / 1000.0);
         result.sandbox = Some(receipt);
         result
     }
@@ -239,7 +241,7 @@ impl LocalEngine {
         request: &RunRequest,
         backstop: Duration,
         policy: &RunnerPolicy,
-    ) -> RunnerResult {
+    ) -> (RunnerResult, Option<u64>) {
         let started = Instant::now();
         match lease.worker.run(request, backstop).await {
             Ok(report) => {
@@ -249,7 +251,7 @@ impl LocalEngine {
                 } else {
                     self.pool.release(lease);
                 }
-                assemble_result(&report, policy)
+                (assemble_result(&report, policy), report.setup_us)
             }
             Err(WorkerError::Unresponsive) => {
                 // Measured before the discard: the time the run held the caller.
@@ -260,13 +262,14 @@ impl LocalEngine {
                     "Execution timed out after {}s (the worker stopped responding and was replaced)",
                     policy.timeout_seconds
                 ));
-                result
+                (result, None)
             }
             Err(e) => {
                 self.pool.discard(lease);
-                RunnerResult::infrastructure_error(format!(
+                let result = RunnerResult::infrastructure_error(format!(
                     "The Python worker failed during the run and was replaced: {e}"
-                ))
+                ));
+                (result, None)
             }
         }
     }

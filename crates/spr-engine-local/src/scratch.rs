@@ -57,7 +57,12 @@ impl ScratchRoot {
     }
 
     /// Write a new file here (never through a symlink, never over an existing file).
-    pub(crate) fn write_new(&self, name: &str, contents: &[u8], mode: u32) -> std::io::Result<PathBuf> {
+    pub(crate) fn write_new(
+        &self,
+        name: &str,
+        contents: &[u8],
+        mode: u32,
+    ) -> std::io::Result<PathBuf> {
         let path = self.path.join(name);
         let mut file = new_file(&path, mode)?;
         file.write_all(contents)?;
@@ -143,7 +148,9 @@ pub(crate) fn remove_stale(parent: &Path) -> usize {
             .open(path.join(LOCK))
         {
             Ok(lock) => lock.try_lock().is_ok(),
-            Err(_) => pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists(),
+            Err(_) => {
+                pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
+            }
         };
         if abandoned && std::fs::remove_dir_all(&path).is_ok() {
             removed += 1;
@@ -157,7 +164,11 @@ mod tests {
     use super::*;
 
     fn parent() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("spr-scratch-test-{}-{}", std::process::id(), random_u64().unwrap()));
+        let dir = std::env::temp_dir().join(format!(
+            "spr-scratch-test-{}-{}",
+            std::process::id(),
+            random_u64().unwrap()
+        ));
         std::fs::create_dir(&dir).unwrap();
         dir
     }

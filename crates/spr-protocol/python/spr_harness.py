@@ -103,10 +103,12 @@ def namespace_overhead_tasks(plan):
 # Exit status of a run's process whose own set-up failed before any user code existed
 # (the reason is written on its result pipe, after the marker below).
 EXIT_SETUP_FAILED = 71
-# The first byte a run's process writes on its result pipe: "armed" once it is isolated
-# (before its request exists, so user code cannot forge it), or "failed" plus a reason.
+# The first bytes a run's process writes on its result pipe: "armed" once it is
+# isolated, with the microseconds its set-up took (before its request exists, so user
+# code cannot forge them), or "failed" plus a reason.
 MARK_ARMED = b"A"
 MARK_FAILED = b"F"
+ARMED_LEN = 9  # the marker and a little-endian u64
 
 
 def harness_hash():
@@ -314,6 +316,12 @@ class Kernel:
         self.nr_add_rule = ctypes.c_long(SYS_LANDLOCK_ADD_RULE)
         self.path_beneath = ctypes.c_long(LANDLOCK_RULE_PATH_BENEATH)
         self.zero = ctypes.c_uint(0)
+        # Looked up now, in M: ctypes resolves and caches a function on first use, and
+        # every run's process would otherwise pay for that itself.
+        for name in ("syscall", "prctl", "mount", "unshare", "capset", "capget"):
+            getattr(libc, name)
+        self.cap_header_type = ctypes.c_uint32 * 2
+        self.cap_data_type = ctypes.c_uint32 * 6
 
     def _fail(self, what):
         e = self.ct.get_errno()
@@ -403,8 +411,8 @@ class Kernel:
             if exc.errno != errno.EPERM:
                 raise
         self.libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-        header = (c.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, self
-        data = (c.c_uint32 * 6)()
+        header = self.cap_header_type(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, self
+        data = self.cap_data_type()
         if self.libc.capset(c.byref(header), c.byref(data)) != 0:
             self._fail("capset")
         if self.libc.capget(c.byref(header), c.byref(data)) != 0 or any(data):
@@ -974,6 +982,7 @@ def child_failed():
 def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid, pid1):
     """A run's process, forked from Z: isolate, wait for the request, run it."""
     global _kernel
+    began = time.monotonic()
     if not pid1:
         # If Z dies (its worker was killed), the run dies with it; in a namespace the
         # death of M, PID 1, takes every process with it anyway.
@@ -1015,7 +1024,7 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     # `import __main__` must give the user's namespace, not this module.
     main = types.ModuleType("__main__")
     sys.modules["__main__"] = main
-    write_all(res_w, MARK_ARMED)
+    write_all(res_w, MARK_ARMED + struct.pack("<Q", int((time.monotonic() - began) * 1e6)))
 
     # Ready: wait for the request. End of stream means M discarded this process.
     body = read_frame_bytes(req_r)
@@ -1113,7 +1122,10 @@ class Capture:
 class Run:
     """A run's process as M sees it: its pid and M's ends of its pipes."""
 
-    __slots__ = ("pid", "req_w", "out_r", "err_r", "res_r", "started", "unsent", "marked", "link")
+    __slots__ = (
+        "pid", "req_w", "out_r", "err_r", "res_r", "started", "unsent", "marked", "link",
+        "setup_us",
+    )
 
     def __init__(self, pid, fds, link=None):
         self.pid = pid
@@ -1123,6 +1135,7 @@ class Run:
         self.started = None
         self.unsent = None
         self.marked = False  # its "armed" marker was already read
+        self.setup_us = None
 
     def deliver(self, body):
         """Start the run: the clock starts and the request frame goes down the process's
@@ -1390,7 +1403,7 @@ class Monitor:
         outputs = {
             run.out_r: Capture(cap),
             run.err_r: Capture(cap),
-            run.res_r: Capture(MAX_RESULT_BYTES + 1),  # +1: the marker
+            run.res_r: Capture(MAX_RESULT_BYTES + ARMED_LEN),  # the marker too
         }
         poller = select.poll()
         for fd in outputs:
@@ -1465,15 +1478,16 @@ def wait_armed(run, timeout):
     ready, _, _ = select.select([run.res_r], [], [], timeout)
     if not ready:
         return "the run's process did not finish its set-up in time"
-    data = os.read(run.res_r, 1)
-    if data == MARK_ARMED:
+    data = os.read(run.res_r, ARMED_LEN)
+    if data[:1] == MARK_ARMED and len(data) == ARMED_LEN:
         run.marked = True
+        run.setup_us = struct.unpack("<Q", data[1:])[0]
         return None
-    rest = b""
-    if data == MARK_FAILED:
+    rest = data[1:]
+    if data[:1] == MARK_FAILED:
         try:
             os.set_blocking(run.res_r, False)
-            rest = os.read(run.res_r, 4096)
+            rest += os.read(run.res_r, 4096)
         except OSError:
             pass
     return rest.decode("utf-8", "replace") or "the run's process exited during its set-up"
@@ -1498,8 +1512,9 @@ def build_report(request, run, exit_info, deadline, out, err, res):
     except its result frame, which the host checks against the status)."""
     frame = res.data()
     if not run.marked:
-        if frame.startswith(MARK_ARMED):
-            frame = frame[1:]
+        if frame.startswith(MARK_ARMED) and len(frame) >= ARMED_LEN:
+            run.setup_us = struct.unpack("<Q", frame[1:ARMED_LEN])[0]
+            frame = frame[ARMED_LEN:]
         elif frame.startswith(MARK_FAILED):
             raise WorkerBroken(
                 "the isolation of a run failed: %s" % frame[1:].decode("utf-8", "replace")
@@ -1539,6 +1554,7 @@ def build_report(request, run, exit_info, deadline, out, err, res):
         "child_frame_overflow": overflow,
         "leftover_processes": leftovers,
         "retire": not reset,
+        "setup_us": run.setup_us,
     }
     return bounded(report, out, err)
 

@@ -237,10 +237,10 @@ class CaptureAndReportTests(unittest.TestCase):
         c.feed(data)
         return c
 
-    def report(self, exit_info, res=b'A{"outcome":"completed","result":1}', deadline=105.0):
+    def report(self, exit_info, res=b'A' + struct.pack("<Q", 1234) + b'{"outcome":"completed","result":1}', deadline=105.0):
         return h.build_report(
             {"id": 7}, self.run_of(), exit_info, deadline,
-            self.capture(b"out"), self.capture(b""), self.capture(res, h.MAX_RESULT_BYTES + 1),
+            self.capture(b"out"), self.capture(b""), self.capture(res, h.MAX_RESULT_BYTES + h.ARMED_LEN),
         )
 
     def exited(self, status=0, at=101.0, killed=False):
@@ -252,6 +252,7 @@ class CaptureAndReportTests(unittest.TestCase):
         self.assertEqual(r["child_frame"], '{"outcome":"completed","result":1}')
         self.assertAlmostEqual(r["duration_ms"], 1000.0)
         self.assertFalse(r["retire"])
+        self.assertEqual(r["setup_us"], 1234)
 
     def test_alive_at_the_deadline_is_a_timeout_whatever_the_run_wrote(self):
         self.assertTrue(self.report(self.exited(status=9, at=106.0, killed=True))["timed_out"])
@@ -266,7 +267,7 @@ class CaptureAndReportTests(unittest.TestCase):
             self.report(self.exited(status=9), res=b"")
 
     def test_an_oversized_result_is_the_run_s_error_and_the_report_fits(self):
-        big = b"A" + b"x" * (h.MAX_RESULT_BYTES + 10)
+        big = b"A" + bytes(8) + b"x" * (h.MAX_RESULT_BYTES + 10)
         r = self.report(self.exited(), res=big)
         self.assertTrue(r["child_frame_overflow"])
         self.assertIsNone(r["child_frame"])
@@ -274,7 +275,7 @@ class CaptureAndReportTests(unittest.TestCase):
     def test_a_report_full_of_escaped_characters_is_cut_to_the_frame_limit(self):
         out = self.capture(b"\x01" * (12 << 20), cap=64 << 20)
         frame = b'{"outcome":"completed","result":"' + b'"' * (h.MAX_RESULT_BYTES - 40) + b'"}'
-        res = self.capture(b"A" + frame, h.MAX_RESULT_BYTES + 1)
+        res = self.capture(b"A" + bytes(8) + frame, h.MAX_RESULT_BYTES + h.ARMED_LEN)
         r = h.build_report({"id": 1}, self.run_of(), self.exited(), 105.0, out, self.capture(b""), res)
         self.assertLessEqual(len(json.dumps(r, separators=(",", ":"))), h.MAX_REPORT_BYTES)
         self.assertTrue(r["stdout_truncated"])

@@ -21,8 +21,8 @@ pub use message::{
     ChildOutcome, ChildReport, Hello, HostMessage, RunReport, RunRequest, WorkerMessage,
 };
 pub use plan::{
-    Freshness, HarnessPlan, LandlockPlan, ProcMount, RunIsolation, TmpfsMount, LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET,
-    LANDLOCK_SCOPE_SIGNAL,
+    Freshness, HarnessPlan, LandlockPlan, ProcMount, RunIsolation, TmpfsMount,
+    LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET, LANDLOCK_SCOPE_SIGNAL,
 };
 pub use receipt::{
     CgroupReceipt, FilesystemReceipt, MissingProtection, NamespacesReceipt, RlimitsReceipt,

@@ -117,6 +117,10 @@ pub struct RunReport {
     /// no other run (the host replaces it).
     #[serde(default)]
     pub retire: bool,
+    /// Microseconds the run's process spent isolating itself before it was ready for its
+    /// request (off the latency path when it was made ahead of time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_us: Option<u64>,
 }
 
 /// How user code ended, as the child's harness saw it.

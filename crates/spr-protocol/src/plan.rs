@@ -137,7 +137,10 @@ mod tests {
 
     #[test]
     fn a_default_plan_is_an_empty_object_but_for_the_freshness() {
-        assert_eq!(HarnessPlan::default().to_arg(), r#"{"fresh":"scrub","own_scratch":false,"caps":false,"nproc":false,"pidns":false}"#);
+        assert_eq!(
+            HarnessPlan::default().to_arg(),
+            r#"{"fresh":"scrub","own_scratch":false,"caps":false,"nproc":false,"pidns":false}"#
+        );
     }
 
     #[test]

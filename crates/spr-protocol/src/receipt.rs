@@ -49,6 +49,10 @@ pub struct SandboxReceipt {
     /// scratch tmpfs or a scrubbed one, its Landlock domain, its seccomp filter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_run: Option<RunIsolation>,
+    /// Milliseconds the run's process spent on its own isolation before its request
+    /// existed (off the latency path when it was made while another run executed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_ms: Option<f64>,
     /// Protections this machine could not apply, each with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<MissingProtection>,

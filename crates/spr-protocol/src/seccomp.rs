@@ -301,7 +301,11 @@ fn errno(e: u32) -> Instruction {
 }
 
 /// `if nr == number { block } else { skip it }`: every path through `block` returns.
-fn guarded(p: &mut Vec<Instruction>, number: u32, block: Vec<Instruction>) -> Result<(), SeccompError> {
+fn guarded(
+    p: &mut Vec<Instruction>,
+    number: u32,
+    block: Vec<Instruction>,
+) -> Result<(), SeccompError> {
     let skip = u8::try_from(block.len()).map_err(|_| SeccompError::TooLong(block.len()))?;
     p.push(jump(JEQ_K, number, 0, skip));
     p.extend(block);

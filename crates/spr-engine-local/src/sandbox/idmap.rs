@@ -20,14 +20,20 @@ use std::path::{Path, PathBuf};
 /// The ids of one worker and how they are mapped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum IdMapping {
-    Distinct { uid: u32, gid: u32 },
+    Distinct {
+        uid: u32,
+        gid: u32,
+    },
     Subordinate {
         uid: u32,
         gid: u32,
         newuidmap: PathBuf,
         newgidmap: PathBuf,
     },
-    Own { uid: u32, gid: u32 },
+    Own {
+        uid: u32,
+        gid: u32,
+    },
 }
 
 /// What decides the mapping, read from the host (or made up in tests).
@@ -108,10 +114,9 @@ impl IdMapping {
     /// The mapping for worker number `n` of this host process.
     pub(crate) fn choose(host: &HostIds, n: u32) -> IdMapping {
         if host.euid == 0 && host.can_set_ids {
-            if let (Some(uid), Some(gid)) = (
-                distinct_id(&host.uid_map, n),
-                distinct_id(&host.gid_map, n),
-            ) {
+            if let (Some(uid), Some(gid)) =
+                (distinct_id(&host.uid_map, n), distinct_id(&host.gid_map, n))
+            {
                 return IdMapping::Distinct { uid, gid };
             }
         }

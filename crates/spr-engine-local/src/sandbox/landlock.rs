@@ -81,7 +81,10 @@ pub(crate) fn abi() -> Result<u32, String> {
 /// Landlock is a Linux security module.
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn abi() -> Result<u32, String> {
-    Err(format!("Landlock is Linux-only (this is {})", std::env::consts::OS))
+    Err(format!(
+        "Landlock is Linux-only (this is {})",
+        std::env::consts::OS
+    ))
 }
 
 /// Every filesystem right the given ABI knows.

@@ -20,12 +20,12 @@ mod plan;
 mod receipt;
 mod steps;
 mod support;
-mod syscall;
 #[cfg(target_os = "linux")]
 mod sys;
 #[cfg(not(target_os = "linux"))]
 #[path = "sys_other.rs"]
 mod sys;
+mod syscall;
 mod view;
 
 use serde::{Deserialize, Serialize};
@@ -251,16 +251,15 @@ impl Context {
             let mut mounts = plan::build(&spec);
             // Error messages name the host paths, not the descriptors bound from.
             let described = mounts.clone();
-            let bind_sources =
-                view::bind_by_descriptor(&mut mounts, &[report_fd, lifeline_fd]);
+            let bind_sources = view::bind_by_descriptor(&mut mounts, &[report_fd, lifeline_fd]);
             child.namespaces = Some(steps::NamespacePlan {
                 unshare_net: !layout.network,
                 ids: mapping.writer(),
                 bind_sources,
                 mounts,
             });
-            child.seccomp = filter(spr_protocol::seccomp::Profile::Zygote, true)
-                .map(|p| p.instructions);
+            child.seccomp =
+                filter(spr_protocol::seccomp::Profile::Zygote, true).map(|p| p.instructions);
             let run_filter = filter(spr_protocol::seccomp::Profile::Run, true);
             sandbox.seccomp_denied = run_filter.as_ref().map_or(0, |p| p.denied);
             plan.seccomp = run_filter.map(|p| p.to_quads());
@@ -352,7 +351,10 @@ fn hidepid(kernel: Option<&str>) -> String {
     let version = kernel
         .and_then(|k| {
             let mut parts = k.split(|c: char| !c.is_ascii_digit());
-            Some((parts.next()?.parse::<u32>().ok()?, parts.next()?.parse::<u32>().ok()?))
+            Some((
+                parts.next()?.parse::<u32>().ok()?,
+                parts.next()?.parse::<u32>().ok()?,
+            ))
         })
         .unwrap_or((0, 0));
     if version >= (5, 8) {

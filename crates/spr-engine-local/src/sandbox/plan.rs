@@ -59,7 +59,10 @@ pub(crate) enum Step {
     RemountRootReadOnly,
     /// Make a populated tmpfs read-only (keeping `flags`): nothing a run does to it
     /// (`chmod 0 /dev`) can outlive the run.
-    RemountReadOnly { target: CString, flags: u64 },
+    RemountReadOnly {
+        target: CString,
+        flags: u64,
+    },
     Chdir(CString),
 }
 

@@ -88,6 +88,7 @@ impl WorkerSandbox {
             user_mapping: self.user_mapping.clone(),
             capabilities_dropped: iso.capabilities_dropped && self.facts.has(APPLIED_CAPS_LIMITED),
             per_run: Some(iso.clone()),
+            setup_ms: None,
             missing,
             details: Default::default(),
         }

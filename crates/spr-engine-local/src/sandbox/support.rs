@@ -245,8 +245,7 @@ fn explain(why: &str) -> String {
         " (disabled by sysctl kernel.unprivileged_userns_clone=0)"
     } else if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
         " (disabled by sysctl user.max_user_namespaces=0)"
-    } else if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref()
-        == Some("1")
+    } else if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1")
     {
         " (restricted by AppArmor: kernel.apparmor_restrict_unprivileged_userns=1)"
     } else {

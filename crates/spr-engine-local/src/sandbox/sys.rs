@@ -729,7 +729,9 @@ mod tests {
         .unwrap();
         for (name, nr) in names {
             assert!(
-                p.instructions.iter().any(|i| i.k == *nr as u32 && i.code == 0x15),
+                p.instructions
+                    .iter()
+                    .any(|i| i.k == *nr as u32 && i.code == 0x15),
                 "{name} ({nr}) is not in the filter"
             );
         }

@@ -25,5 +25,8 @@ pub(crate) fn trial(_plan: &ChildPlan) -> Result<Exit, i32> {
 }
 
 pub(crate) fn seccomp_available() -> Result<(), String> {
-    Err(format!("seccomp is Linux-only (this is {})", std::env::consts::OS))
+    Err(format!(
+        "seccomp is Linux-only (this is {})",
+        std::env::consts::OS
+    ))
 }

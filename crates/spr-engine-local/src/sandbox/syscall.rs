@@ -110,7 +110,9 @@ pub(crate) enum Call {
     Wait(i32),
     Unshare(i32),
     OpenPathAt(String, i32),
-    BecomeRoot { clear_groups: bool },
+    BecomeRoot {
+        clear_groups: bool,
+    },
     SetPdeathsig,
     SetSubreaper,
     Sethostname(String),

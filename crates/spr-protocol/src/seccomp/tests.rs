@@ -39,7 +39,8 @@ const ALLOW: u32 = RET_ALLOW;
 const DENY: u32 = RET_ERRNO | EPERM;
 
 fn nr(arch: Arch, name: &str) -> u32 {
-    arch.number(name).unwrap_or_else(|| panic!("{name} on {arch:?}"))
+    arch.number(name)
+        .unwrap_or_else(|| panic!("{name} on {arch:?}"))
 }
 
 #[test]
@@ -81,14 +82,33 @@ fn socket_families_are_limited_by_the_network_switch() {
     for call in ["socket", "socketpair"] {
         let n = nr(arch, call);
         assert_eq!(run(&offline, arch, n, AF_UNIX as u64), ALLOW);
-        for family in [AF_INET as u64, AF_INET6 as u64, AF_NETLINK as u64, AF_PACKET, AF_VSOCK, AF_ALG] {
-            assert_eq!(run(&offline, arch, n, family), eafnosupport, "{call} {family}");
+        for family in [
+            AF_INET as u64,
+            AF_INET6 as u64,
+            AF_NETLINK as u64,
+            AF_PACKET,
+            AF_VSOCK,
+            AF_ALG,
+        ] {
+            assert_eq!(
+                run(&offline, arch, n, family),
+                eafnosupport,
+                "{call} {family}"
+            );
         }
         for family in [AF_UNIX, AF_INET, AF_INET6, AF_NETLINK] {
-            assert_eq!(run(&online, arch, n, family as u64), ALLOW, "{call} {family}");
+            assert_eq!(
+                run(&online, arch, n, family as u64),
+                ALLOW,
+                "{call} {family}"
+            );
         }
         for family in [AF_PACKET, AF_VSOCK, AF_ALG] {
-            assert_eq!(run(&online, arch, n, family), eafnosupport, "{call} {family}");
+            assert_eq!(
+                run(&online, arch, n, family),
+                eafnosupport,
+                "{call} {family}"
+            );
         }
     }
 }
