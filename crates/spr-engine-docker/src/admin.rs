@@ -2,10 +2,13 @@
 //! refuses to touch anything else.
 
 use crate::image::{LABEL_KIND, LABEL_MANAGED, LABEL_OWNER};
+use crate::owner;
+use crate::worker::force_remove;
 use crate::{CleanupSummary, ContainerInfo, DockerAdminError, ImageInfo};
+use bollard::models::ContainerSummaryStateEnum;
 use bollard::query_parameters::{
     KillContainerOptions, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, StopContainerOptionsBuilder,
+    RemoveImageOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use std::collections::{HashMap, HashSet};
@@ -157,29 +160,14 @@ pub(crate) async fn kill_container(docker: &Docker, id: &str) -> Result<(), Dock
         .map_err(|e| DockerAdminError::Api(format!("Failed to kill container: {e}")))
 }
 
-/// Is the owner (`pid@host`) of a container a process that is gone from this host?
-pub(crate) fn owner_gone(owner: &str, this_host: &str) -> bool {
-    let Some((pid, host)) = owner.split_once('@') else {
-        return false;
-    };
-    if host != this_host {
-        // Another machine's process: we cannot tell, so leave it alone.
-        return false;
-    }
-    match pid.parse::<u32>() {
-        Ok(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-        Err(_) => false,
-    }
+/// A managed container as listed: its ID, state and owner label.
+struct Listed {
+    id: String,
+    state: Option<ContainerSummaryStateEnum>,
+    owner: String,
 }
 
-/// Remove stopped managed containers and running ones whose owner process is gone
-/// from this host; then remove managed package images and untagged managed images
-/// that no container uses. The runtime image and the cached base image are kept: they
-/// are what `cargo xtask image` built, and removing them would break the next run.
-pub(crate) async fn cleanup_stale(
-    docker: &Docker,
-    this_host: &str,
-) -> Result<CleanupSummary, DockerAdminError> {
+async fn managed_containers(docker: &Docker) -> Result<Vec<Listed>, DockerAdminError> {
     let filters = managed_container_filter();
     let containers = docker
         .list_containers(Some(
@@ -190,32 +178,75 @@ pub(crate) async fn cleanup_stale(
         ))
         .await
         .map_err(|e| DockerAdminError::Api(format!("Failed to list containers: {e}")))?;
+    Ok(containers
+        .into_iter()
+        .filter_map(|c| {
+            let owner = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_OWNER))
+                .cloned()
+                .unwrap_or_default();
+            Some(Listed {
+                id: c.id?,
+                state: c.state,
+                owner,
+            })
+        })
+        .collect())
+}
+
+/// Remove one listed container; true when it is gone (a 404 means it already was: it
+/// was auto-removed meanwhile, which is what was asked).
+async fn remove_listed(docker: &Docker, c: &Listed) -> bool {
+    let paused = c.state == Some(ContainerSummaryStateEnum::PAUSED);
+    match force_remove(docker, &c.id, paused).await {
+        Ok(()) => true,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => true,
+        Err(_) => false,
+    }
+}
+
+/// Remove the managed containers, in any state, whose owner was a process of this host
+/// that is provably gone (see `owner::gone`); never another host's or a live owner's.
+/// Returns how many were removed. The engine runs this on its first connection to a
+/// daemon.
+pub(crate) async fn remove_dead_owners(
+    docker: &Docker,
+    this_host: &str,
+) -> Result<u32, DockerAdminError> {
+    let mut removed = 0;
+    for c in managed_containers(docker).await? {
+        if owner::gone(&c.owner, this_host) && remove_listed(docker, &c).await {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Remove stopped managed containers and the others whose owner process is gone from
+/// this host; then remove managed package images and untagged managed images that no
+/// container uses. The runtime image and the cached base image are kept: they are what
+/// `cargo xtask image` built, and removing them would break the next run.
+pub(crate) async fn cleanup_stale(
+    docker: &Docker,
+    this_host: &str,
+) -> Result<CleanupSummary, DockerAdminError> {
     let mut summary = CleanupSummary::default();
-    for c in containers {
-        let Some(id) = c.id.clone() else { continue };
-        let running = c.state.map(|s| s.to_string()) == Some("running".into());
-        let owner = c
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(LABEL_OWNER))
-            .cloned()
-            .unwrap_or_default();
-        if running && !owner_gone(&owner, this_host) {
+    for c in managed_containers(docker).await? {
+        // A created container may be one a live engine is starting right now, a paused
+        // one one it paused: only a container that has ended is stale whoever owns it.
+        let ended = matches!(
+            c.state,
+            Some(ContainerSummaryStateEnum::EXITED) | Some(ContainerSummaryStateEnum::DEAD)
+        );
+        if !ended && !owner::gone(&c.owner, this_host) {
             continue;
         }
-        let removed = docker
-            .remove_container(
-                &id,
-                Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-            )
-            .await;
-        match removed {
-            Ok(()) => summary.removed_containers += 1,
-            // Auto-removed meanwhile: it is gone, which is what was asked.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => summary.removed_containers += 1,
-            Err(_) => {}
+        if remove_listed(docker, &c).await {
+            summary.removed_containers += 1;
         }
     }
 
@@ -325,16 +356,6 @@ pub(crate) fn human_size(bytes: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn owners_on_other_hosts_or_alive_are_kept() {
-        let me = format!("{}@host-a", std::process::id());
-        assert!(!owner_gone(&me, "host-a"));
-        assert!(!owner_gone("1@host-b", "host-a"));
-        assert!(!owner_gone("garbage", "host-a"));
-        // PIDs above pid_max never exist.
-        assert!(owner_gone("4194305@host-a", "host-a"));
-    }
 
     #[test]
     fn formatting() {

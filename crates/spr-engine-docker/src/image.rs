@@ -19,12 +19,20 @@ pub(crate) const LABEL_POOL: &str = "dev.spr.pool";
 pub(crate) const LABEL_ENGINE: &str = "dev.spr.engine";
 const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
 
+/// An image found on a daemon: its ID and the architecture it is built for (the
+/// runs' seccomp filter names system calls by that architecture's numbers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ImageRef {
+    pub id: String,
+    pub arch: Option<String>,
+}
+
 /// Find the image and check that it carries this build's harness.
 pub(crate) async fn check_image(
     docker: &Docker,
     reference: &str,
     endpoint: &str,
-) -> Result<String, String> {
+) -> Result<ImageRef, String> {
     let inspect = match docker.inspect_image(reference).await {
         Ok(i) => i,
         Err(bollard::errors::Error::DockerResponseServerError {
@@ -70,9 +78,13 @@ pub(crate) async fn check_image(
              Rebuild it with `cargo xtask image`"
         ));
     }
-    inspect
+    let id = inspect
         .id
-        .ok_or_else(|| format!("Docker image '{reference}' has no ID"))
+        .ok_or_else(|| format!("Docker image '{reference}' has no ID"))?;
+    Ok(ImageRef {
+        id,
+        arch: inspect.architecture,
+    })
 }
 
 /// Tag of the derived image for a base image and a package set.
@@ -129,10 +141,10 @@ pub(crate) async fn ensure_env_image(
     namespace: Option<&str>,
     packages: &[String],
     endpoint: &str,
-) -> Result<String, String> {
+) -> Result<ImageRef, String> {
     let tag = env_tag(base_id, namespace, packages);
-    if let Ok(id) = check_image(docker, &tag, endpoint).await {
-        return Ok(id);
+    if let Ok(image) = check_image(docker, &tag, endpoint).await {
+        return Ok(image);
     }
     let ca = host_ca_bundle();
     let dockerfile = env_dockerfile(base_id, &tag, packages, ca.is_some());

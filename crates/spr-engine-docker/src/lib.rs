@@ -8,6 +8,8 @@ mod admin;
 mod config;
 mod endpoint;
 mod image;
+mod isolation;
+mod owner;
 mod pool;
 mod worker;
 
@@ -16,16 +18,17 @@ pub use endpoint::{context_endpoint, parse_context_meta, Endpoint};
 pub use image::DEFAULT_IMAGE;
 
 use crate::endpoint::Connection;
-use crate::image::{LABEL_ENGINE, LABEL_MANAGED, LABEL_OWNER, LABEL_POOL};
+use crate::image::{ImageRef, LABEL_ENGINE, LABEL_MANAGED, LABEL_OWNER, LABEL_POOL};
+use crate::isolation::IsolationError;
 use crate::pool::Pool;
 use crate::worker::{ContainerSpec, RunFailure, Worker};
 use bollard::Docker;
 use spr_policy::RunnerPolicy;
 use spr_protocol::{
     assemble_result, CgroupReceipt, FilesystemReceipt, Json, MissingProtection, NamespacesReceipt,
-    RlimitsReceipt, RunRequest, RunnerResult, SandboxReceipt,
+    RlimitsReceipt, RunRequest, RunnerResult, SandboxReceipt, SeccompReceipt,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -123,11 +126,15 @@ struct Inner {
     packages: Vec<String>,
     pool: Pool,
     conn: tokio::sync::Mutex<Option<Connection>>,
-    /// The resolved image ID, per endpoint (cached like the original's per-instance cache).
-    image: tokio::sync::Mutex<Option<(String, String)>>,
+    /// The resolved image, per endpoint (cached like the original's per-instance cache).
+    image: tokio::sync::Mutex<Option<(String, ImageRef)>>,
     next_id: AtomicU64,
     prewarm_started: AtomicBool,
     hostname: String,
+    /// The owner label of this engine's containers (`pid:starttime@hostname`).
+    owner: String,
+    /// Endpoints whose containers of dead owners this engine has already removed.
+    swept: std::sync::Mutex<HashSet<String>>,
 }
 
 impl DockerEngine {
@@ -135,6 +142,7 @@ impl DockerEngine {
     pub fn new(config: DockerEngineConfig) -> Result<Self, DockerEngineError> {
         let packages = config::validate(&config)?;
         let settings = PoolSettings::from_config(&config);
+        let host = hostname();
         Ok(DockerEngine {
             inner: Arc::new(Inner {
                 packages,
@@ -143,7 +151,9 @@ impl DockerEngine {
                 image: tokio::sync::Mutex::new(None),
                 next_id: AtomicU64::new(1),
                 prewarm_started: AtomicBool::new(false),
-                hostname: hostname(),
+                owner: owner::label_for_this_process(&host),
+                hostname: host,
+                swept: std::sync::Mutex::new(HashSet::new()),
                 config,
             }),
         })
@@ -189,12 +199,15 @@ impl DockerEngine {
             .client()
             .await
             .map_err(DockerAdminError::Unreachable)?;
-        let image_id = self
+        let image = self
             .inner
-            .image_id(&docker, &endpoint)
+            .image(&docker, &endpoint)
             .await
             .map_err(DockerAdminError::Api)?;
-        let spec = self.inner.spec(&endpoint, image_id, policy);
+        let spec = self
+            .inner
+            .spec(&endpoint, image, policy)
+            .map_err(|e| DockerAdminError::Api(e.to_string()))?;
         let labels = self.inner.labels(&spec);
         self.inner
             .pool
@@ -218,11 +231,14 @@ impl DockerEngine {
             Ok(c) => c,
             Err(e) => return RunnerResult::infrastructure_error(e),
         };
-        let image_id = match inner.image_id(&docker, &endpoint).await {
-            Ok(id) => id,
+        let image = match inner.image(&docker, &endpoint).await {
+            Ok(image) => image,
             Err(e) => return RunnerResult::infrastructure_error(e),
         };
-        let spec = inner.spec(&endpoint, image_id, &policy);
+        let spec = match inner.spec(&endpoint, image, &policy) {
+            Ok(spec) => spec,
+            Err(e) => return RunnerResult::infrastructure_error(e.to_string()),
+        };
         let labels = inner.labels(&spec);
         if inner.config.prewarm && !inner.prewarm_started.swap(true, Ordering::SeqCst) {
             let (inner2, docker2, spec2, labels2) = (
@@ -268,7 +284,9 @@ impl DockerEngine {
             let receipt = inner.receipt(&spec, &worker, &policy);
             match outcome {
                 Ok(report) => {
-                    if inner.pool.release(&docker, &spec, worker, true) {
+                    // A container whose scratch could not be made fresh for the next run
+                    // says so (and its harness exits): it is never reused.
+                    if inner.pool.release(&docker, &spec, worker, !report.retire) {
                         // Used up (max_runs, ttl): start its successor now, off the
                         // critical path of the next run.
                         let (inner2, docker2, spec2, labels2) = (
@@ -402,61 +420,87 @@ impl Inner {
         })?;
         let docker = conn.docker.clone();
         *guard = Some(conn);
+        self.sweep_once(&docker, &name);
         Ok((docker, name))
     }
 
-    async fn image_id(&self, docker: &Docker, endpoint: &str) -> Result<String, String> {
+    /// On the first connection to a daemon: remove, in the background, the managed
+    /// containers this host's dead spr processes left there (a host killed with
+    /// SIGKILL leaves its containers to stop by themselves, a paused one never does).
+    /// The first run does not wait for it.
+    fn sweep_once(&self, docker: &Docker, endpoint: &str) {
+        let first = self
+            .swept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(endpoint.to_string());
+        if !first {
+            return;
+        }
+        let (docker, host) = (docker.clone(), self.hostname.clone());
+        tokio::spawn(async move {
+            let _ = admin::remove_dead_owners(&docker, &host).await;
+        });
+    }
+
+    async fn image(&self, docker: &Docker, endpoint: &str) -> Result<ImageRef, String> {
         let mut cached = self.image.lock().await;
-        if let Some((ep, id)) = cached.as_ref() {
+        if let Some((ep, image)) = cached.as_ref() {
             if ep == endpoint {
-                return Ok(id.clone());
+                return Ok(image.clone());
             }
         }
         let reference = self.config.image.as_deref().unwrap_or(DEFAULT_IMAGE);
-        let mut id = image::check_image(docker, reference, endpoint).await?;
+        let mut image = image::check_image(docker, reference, endpoint).await?;
         if !self.packages.is_empty() {
-            id = image::ensure_env_image(
+            image = image::ensure_env_image(
                 docker,
-                &id,
+                &image.id,
                 self.config.name.as_deref(),
                 &self.packages,
                 endpoint,
             )
             .await?;
         }
-        *cached = Some((endpoint.to_string(), id.clone()));
-        Ok(id)
+        *cached = Some((endpoint.to_string(), image.clone()));
+        Ok(image)
     }
 
     async fn forget_image(&self) {
         *self.image.lock().await = None;
     }
 
-    fn spec(&self, endpoint: &str, image_id: String, policy: &RunnerPolicy) -> ContainerSpec {
+    fn spec(
+        &self,
+        endpoint: &str,
+        image: ImageRef,
+        policy: &RunnerPolicy,
+    ) -> Result<ContainerSpec, IsolationError> {
         let cpus = self.config.cpus.unwrap_or(config::DEFAULT_CPUS);
-        ContainerSpec {
+        let reference = self.config.image.as_deref().unwrap_or(DEFAULT_IMAGE);
+        Ok(ContainerSpec {
             endpoint: endpoint.to_string(),
-            image_id,
+            arch: isolation::image_arch(reference, image.arch.as_deref())?,
+            image_id: image.id,
             memory_mb: worker::memory_class_mb(policy.memory_limit_mb),
             runtime: self.config.runtime.clone(),
             nano_cpus: (cpus * 1e9).round() as i64,
-        }
+        })
     }
 
     fn labels(&self, spec: &ContainerSpec) -> HashMap<String, String> {
         let mut labels = HashMap::new();
         labels.insert(LABEL_MANAGED.to_string(), "true".to_string());
         labels.insert(LABEL_ENGINE.to_string(), "docker".to_string());
-        labels.insert(
-            LABEL_OWNER.to_string(),
-            format!("{}@{}", std::process::id(), self.hostname),
-        );
+        labels.insert(LABEL_OWNER.to_string(), self.owner.clone());
         labels.insert(LABEL_POOL.to_string(), spec.key_hash());
         labels
     }
 
     /// What protected this run, for `RunnerResult::sandbox`: what the container was
-    /// created with (the daemon applies it or refuses to start the container).
+    /// created with (the daemon applies it or refuses to start the container) and what
+    /// its harness applies to every run (its greeting; a run whose isolation fails never
+    /// executes).
     fn receipt(
         &self,
         spec: &ContainerSpec,
@@ -480,9 +524,17 @@ impl Inner {
         put("run_memory_limit_mb", policy.memory_limit_mb.into());
         put("cpus", (spec.nano_cpus as f64 / 1e9).into());
         put("fresh_process", true.into());
+        let iso = &worker.isolation;
+        let mut missing = vec![MissingProtection {
+            name: "user_namespace".into(),
+            reason: "Docker containers share the host's user namespace unless dockerd runs with userns-remap; the run is uid 65534 with no capabilities".into(),
+        }];
+        missing.extend(isolation::missing(iso));
+        let sb = &policy.sandbox;
         SandboxReceipt {
             engine: "docker".into(),
-            // Docker's defaults: no user namespace unless the daemon remaps users.
+            // Docker's defaults: no user namespace unless the daemon remaps users. The
+            // namespaces are the container's, shared by its runs one after another.
             namespaces: Some(NamespacesReceipt {
                 user: false,
                 mount: true,
@@ -496,11 +548,21 @@ impl Inner {
                 scratch_tmpfs_mb: Some(worker::TMPFS_SIZE_MB),
                 ..Default::default()
             }),
+            landlock_abi: iso.landlock_abi,
+            // The runs' own deny-list, on top of Docker's default profile.
+            seccomp: iso.seccomp.then(|| SeccompReceipt {
+                mode: "deny-list".into(),
+                denied_syscalls: worker.seccomp_denied,
+            }),
             rlimits: Some(RlimitsReceipt {
                 address_space_mb: Some(policy.memory_limit_mb),
+                open_files: Some(sb.max_open_files),
+                file_size_mb: Some(sb.max_file_size_mb),
                 core_mb: Some(0),
                 cpu_seconds: Some(policy.timeout_seconds + 1),
-                ..Default::default()
+                // RLIMIT_NPROC would count every process of uid 65534 on the host: the
+                // container's pids limit bounds processes instead.
+                processes: None,
             }),
             cgroup: Some(CgroupReceipt {
                 version: 0,
@@ -508,17 +570,16 @@ impl Inner {
                 pids_max: Some(worker::PIDS_LIMIT as u64),
             }),
             network: Some("none".into()),
-            missing: vec![MissingProtection {
-                name: "user_namespace".into(),
-                reason: "Docker containers share the host's user namespace unless dockerd runs with userns-remap; the run is uid 65534 with no capabilities".into(),
-            }],
+            capabilities_dropped: iso.capabilities_dropped,
+            per_run: Some(iso.clone()),
+            missing,
             details,
             ..Default::default()
         }
     }
 }
 
-/// This machine's name, for owner labels (`pid@hostname`).
+/// This machine's name, for owner labels (`pid:starttime@hostname`).
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))

@@ -5,14 +5,18 @@
 //! and flags the worker dead when the stream ends, so an idle container that crashed or
 //! was removed is noticed before the next run is sent to it.
 
+use crate::isolation::{self, IsolationError};
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
-use spr_protocol::{encode_frame, FrameDecoder, HostMessage, RunReport, RunRequest, WorkerMessage};
+use spr_protocol::seccomp::Arch;
+use spr_protocol::{
+    encode_frame, FrameDecoder, HostMessage, RunIsolation, RunReport, RunRequest, WorkerMessage,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,6 +49,9 @@ pub(crate) struct ContainerSpec {
     pub memory_mb: u64,
     pub runtime: Option<String>,
     pub nano_cpus: i64,
+    /// The image's architecture (it follows from `image_id`, so the key leaves it out):
+    /// the runs' seccomp filter is built for it.
+    pub arch: Arch,
 }
 
 impl ContainerSpec {
@@ -75,7 +82,8 @@ pub(crate) fn memory_class_mb(policy_mb: u64) -> u64 {
 pub(crate) fn create_body(
     spec: &ContainerSpec,
     labels: HashMap<String, String>,
-) -> ContainerCreateBody {
+) -> Result<ContainerCreateBody, IsolationError> {
+    let plan = isolation::harness_plan(spec.arch, SCRATCH_BASE)?;
     let memory = (spec.memory_mb * 1024 * 1024) as i64;
     // The only writable place is this tmpfs, the harness's scratch base: /tmp itself
     // stays on the read-only root, so nothing a run writes outside the scratch tree can
@@ -85,12 +93,12 @@ pub(crate) fn create_body(
         SCRATCH_BASE.to_string(),
         format!("rw,noexec,nosuid,nodev,size={TMPFS_SIZE_MB}m,mode=1777"),
     );
-    ContainerCreateBody {
+    Ok(ContainerCreateBody {
         image: Some(spec.image_id.clone()),
         // Set explicitly rather than trusting the image's entrypoint, so any image that
         // carries the harness works the same way.
         entrypoint: Some(vec!["python3".into(), "-I".into(), HARNESS_PATH.into()]),
-        cmd: Some(vec!["--scratch".into(), SCRATCH_BASE.into()]),
+        cmd: Some(vec!["--plan".into(), plan.to_arg()]),
         user: Some(CONTAINER_USER.into()),
         // Not the tmpfs itself: Docker re-creates a working directory mount point with
         // mode 0755, which would lock the unprivileged harness out of its scratch base.
@@ -126,10 +134,17 @@ pub(crate) fn create_body(
             ipc_mode: Some("none".into()),
             auto_remove: Some(true),
             init: Some(false),
+            // The container's stdout is the protocol: every report (tenants' output and
+            // results) would otherwise be kept in a log file on the daemon's disk and
+            // shown by `docker logs`. The engine reads the attach stream, not logs.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".into()),
+                config: None,
+            }),
             ..Default::default()
         }),
         ..Default::default()
-    }
+    })
 }
 
 /// Why a run did not produce a report.
@@ -148,6 +163,10 @@ pub(crate) struct Worker {
     pub name: String,
     pub created: Instant,
     pub runs: u32,
+    /// What the harness applies to every run here (from its greeting).
+    pub isolation: RunIsolation,
+    /// How many system calls the runs' seccomp filter denies (for receipts).
+    pub seccomp_denied: u32,
     input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
     messages: mpsc::Receiver<WorkerMessage>,
     alive: Arc<AtomicBool>,
@@ -174,16 +193,23 @@ impl Worker {
         labels: HashMap<String, String>,
     ) -> Result<Worker, String> {
         let name = format!("spr-{}", crate::unique_suffix());
+        let body = create_body(spec, labels).map_err(|e| e.to_string())?;
+        let seccomp_denied = isolation::run_filter(spec.arch)
+            .map(|p| p.denied)
+            .map_err(|e| e.to_string())?;
         let created = docker
             .create_container(
                 Some(CreateContainerOptionsBuilder::default().name(&name).build()),
-                create_body(spec, labels),
+                body,
             )
             .await
             .map_err(|e| format!("Failed to create Docker container: {e}"))?;
         let id = created.id;
         match Self::attach_and_start(docker, &id, &name).await {
-            Ok(w) => Ok(w),
+            Ok(mut w) => {
+                w.seccomp_denied = seccomp_denied;
+                Ok(w)
+            }
             Err(e) => {
                 remove(docker, &id).await;
                 Err(e)
@@ -222,6 +248,8 @@ impl Worker {
             name: name.to_string(),
             created: Instant::now(),
             runs: 0,
+            isolation: RunIsolation::default(),
+            seccomp_denied: 0,
             input: attached.input,
             messages: rx,
             alive,
@@ -261,6 +289,10 @@ impl Worker {
                         spr_protocol::harness_hash()
                     ));
                 }
+                isolation::check(&h.isolation).map_err(|e| {
+                    format!("The container was refused: {e}{}", worker.stderr_note())
+                })?;
+                worker.isolation = h.isolation;
             }
             other => {
                 return Err(format!(
@@ -344,12 +376,30 @@ impl Worker {
 }
 
 pub(crate) async fn remove(docker: &Docker, id: &str) {
-    let _ = docker
-        .remove_container(
-            id,
-            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-        )
-        .await;
+    let _ = force_remove(docker, id, false).await;
+}
+
+/// Force-remove a container, thawing it first when it is (or may be) paused: Docker
+/// 20.10 can refuse to kill or remove a paused container. Thawed, its harness finds
+/// its host gone and exits; the removal kills whatever is left.
+pub(crate) async fn force_remove(
+    docker: &Docker,
+    id: &str,
+    paused: bool,
+) -> Result<(), bollard::errors::Error> {
+    let options = || Some(RemoveContainerOptionsBuilder::default().force(true).build());
+    if paused {
+        let _ = docker.unpause_container(id).await;
+    }
+    match docker.remove_container(id, options()).await {
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) if !paused => {
+            let _ = docker.unpause_container(id).await;
+            docker.remove_container(id, options()).await
+        }
+        other => other,
+    }
 }
 
 async fn read_loop(
@@ -408,6 +458,7 @@ mod tests {
             memory_mb: 512,
             runtime: None,
             nano_cpus: 1_000_000_000,
+            arch: Arch::X86_64,
         }
     }
 
@@ -456,8 +507,16 @@ mod tests {
 
     #[test]
     fn create_body_is_hardened() {
-        let b = create_body(&spec(), HashMap::new());
+        let b = create_body(&spec(), HashMap::new()).unwrap();
+        let cmd = b.cmd.clone().unwrap();
+        assert_eq!(cmd[0], "--plan");
+        let plan: spr_protocol::HarnessPlan = serde_json::from_str(&cmd[1]).unwrap();
+        assert_eq!(
+            plan,
+            isolation::harness_plan(Arch::X86_64, SCRATCH_BASE).unwrap()
+        );
         let hc = b.host_config.unwrap();
+        assert_eq!(hc.log_config.unwrap().typ.as_deref(), Some("none"));
         assert_eq!(hc.network_mode.as_deref(), Some("none"));
         assert_eq!(hc.readonly_rootfs, Some(true));
         assert_eq!(hc.cap_drop, Some(vec!["ALL".to_string()]));

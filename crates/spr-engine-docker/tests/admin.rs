@@ -77,8 +77,9 @@ async fn admin_lists_and_touches_only_managed_resources() {
         .await
         .unwrap()
         .id;
-    let summary = engine.cleanup_stale().await.unwrap();
-    assert!(summary.removed_containers >= 1, "{summary:?}");
+    // Any engine that connects meanwhile may remove the orphan first (its owner is
+    // gone): what counts is that it is gone, not who removed it.
+    let _summary = engine.cleanup_stale().await.unwrap();
     assert!(
         d.inspect_container(&orphan, None).await.is_err(),
         "orphan removed"

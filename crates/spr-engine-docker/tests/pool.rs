@@ -46,7 +46,12 @@ async fn a_live_container_is_hardened() {
     assert_eq!(hc.privileged, Some(false));
     let labels = cfg.labels.expect("labels");
     assert_eq!(labels["dev.spr.managed"], "true");
-    assert!(labels["dev.spr.owner"].starts_with(&format!("{}@", std::process::id())));
+    // `pid:starttime@hostname`: a reused pid cannot pass for the owner.
+    let owner = &labels["dev.spr.owner"];
+    let (process, _host) = owner.split_once('@').expect(owner);
+    let (pid, start) = process.split_once(':').expect(owner);
+    assert_eq!(pid, std::process::id().to_string());
+    assert!(start.parse::<u64>().unwrap() > 0, "{owner}");
     assert_eq!(labels["dev.spr.pool"].len(), 16);
     assert_eq!(c.state.unwrap().running, Some(true));
     engine.shutdown().await;

@@ -231,7 +231,20 @@ async fn gvisor_runtime_where_registered() {
         )
         .await;
     assert!(r.ok, "{r:?}");
-    assert_eq!(r.sandbox.as_ref().unwrap()["runtime"], "runsc");
+    let receipt = r.sandbox.as_ref().unwrap();
+    assert_eq!(receipt["runtime"], "runsc");
+    // gVisor applies the runs' seccomp filter and has no capabilities to keep, but no
+    // Landlock: the receipt says so.
+    let per_run = receipt.per_run.as_ref().unwrap();
+    assert!(
+        per_run.seccomp && per_run.capabilities_dropped,
+        "{per_run:?}"
+    );
+    assert_eq!(
+        per_run.landlock_abi.is_none(),
+        receipt.missing.iter().any(|m| m.name == "landlock"),
+        "{receipt:?}"
+    );
     // gVisor reports its own kernel version, not the host's.
     let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     assert_ne!(r.result.to_value().as_str().unwrap(), host.trim());

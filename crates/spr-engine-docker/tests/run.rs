@@ -9,8 +9,9 @@ use spr_policy::RunnerPolicy;
 use spr_protocol::Json;
 use std::time::Instant;
 
-/// The PIDs visible in the container: the harness (1) and the probing run itself.
-const LIST_PIDS: &str = "import os\nresult = sorted(int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid())";
+/// The PIDs visible in the container but the harness's zygote (the run's parent) and
+/// the probing run itself: only the harness's monitor (1) should be left.
+const LIST_PIDS: &str = "import os\nresult = sorted(int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) not in (os.getpid(), os.getppid()))";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ok_error_input_and_output() {
@@ -169,15 +170,16 @@ async fn hostile_code_is_contained() {
         return;
     };
     let p = open_policy();
-    // Network: only a loopback interface and no route anywhere.
+    // Network: only a loopback interface and no route anywhere (and no socket of a
+    // network family can even be created: the runs' seccomp filter refuses them).
     let r = engine
-        .run("import socket\nresult = [n for _, n in socket.if_nameindex()]\nresult.append(open('/proc/net/route').read().count('\\n'))", &Json::null(), &p)
+        .run("result = [l.split(':')[0].strip() for l in open('/proc/net/dev').read().splitlines()[2:]]\nresult.append(open('/proc/net/route').read().count('\\n'))\nimport socket\ntry:\n    socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nexcept OSError as e:\n    result.append(e.errno)", &Json::null(), &p)
         .await;
     assert!(r.ok, "{r:?}");
     assert_eq!(
         r.result,
-        json!(["lo", 1]),
-        "interfaces, then route table lines (header only)"
+        json!(["lo", 1, 97]),
+        "interfaces, route table lines (header only), EAFNOSUPPORT for AF_INET"
     );
 
     // Writing: the root, /tmp and /dev are read-only; only the run's scratch is writable.

@@ -407,8 +407,9 @@ class Kernel:
                 self.prctl(PR_CAPBSET_DROP, cap, what="drop capability %d from the bounding set" % cap)
         except OSError as exc:
             # Without CAP_SETPCAP there is nothing in the bounding set to fear: such a
-            # process holds no capability it could pass on (checked below).
-            if exc.errno != errno.EPERM:
+            # process holds no capability it could pass on (checked below). gVisor
+            # knows no securebits (EINVAL): the same holds of its unprivileged runs.
+            if exc.errno not in (errno.EPERM, errno.EINVAL):
                 raise
         self.libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
         header = self.cap_header_type(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, self
@@ -889,15 +890,41 @@ class Zygote:
     def reset(self, serial):
         """Make what the run could write fresh for the next one. With per-run namespaces
         there is nothing to do (the run's tmpfs mounts died with it); otherwise the
-        scratch base is emptied and checked."""
+        scratch base is emptied and checked, in a child of Z: the names a run gave its
+        files (tenant data, often) would stay in Z's freed memory, and every later run's
+        process is a copy of Z."""
         if self.plan.fresh == FRESH_NAMESPACES:
             return True
+        return in_child(self.scrub, serial)
+
+    def scrub(self, serial):
         if self.plan.own_scratch:
             return wipe_dir(self.base)
         own = scratch_path(self.base, serial)
         if os.path.lexists(own):
             remove_tree(own)
         return not os.path.lexists(own)
+
+
+def in_child(fn, *args):
+    """True when fn(*args), run in a forked child, returned a true value. Nothing fn
+    reads enters this process's memory, and a failure of fn (a tree deeper than its
+    recursion) is a False, not this process's end."""
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            ok = bool(fn(*args))
+        except BaseException:
+            pass
+        finally:
+            _os_exit(0 if ok else 1)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except InterruptedError:
+            continue
+        return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def reap(pid):
@@ -990,14 +1017,18 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
         if os.getppid() != zpid:
             return 70
     os.setsid()
+    # Z and M are not dumpable (nothing of theirs may be read through /proc); the run's
+    # own process is, so that it can read its own /proc entries as programs expect.
+    # Before the isolation: a process that is not dumpable has its /proc entries owned
+    # by root, so an unprivileged run (Docker's uid 65534) could not write its own
+    # oom_score_adj. Nothing but this process exists to read it yet (the previous run
+    # was swept before it was forked).
+    prctl_quiet(PR_SET_DUMPABLE, 1)
     try:
         isolation.apply(kernel())
     except SetupError as exc:
         write_all(res_w, MARK_FAILED + str(exc).encode("utf-8", "replace"))
         return EXIT_SETUP_FAILED
-    # Z and M are not dumpable (nothing of theirs may be read through /proc); the run's
-    # own process is, so that it can read its own /proc entries as programs expect.
-    prctl_quiet(PR_SET_DUMPABLE, 1)
     _kernel = None
     scratch = make_scratch(base, serial)
     writable = (os.path.join(_real_base, os.path.basename(scratch)),) + _writable_roots

@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 /// An architecture the filter knows the system call numbers of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Arch {
     X86_64,
