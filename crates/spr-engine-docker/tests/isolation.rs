@@ -605,18 +605,30 @@ result["oom"] = open("/proc/self/oom_score_adj").read().strip()
 
 /// The run the host is killed in: a process that sleeps and a child of its own.
 const SLEEPER: &str = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n    os._exit(0)\ntime.sleep(60)";
+/// Set (to "socket" or "ssh") in the host process the test starts and kills.
 const CHILD_ENV: &str = "SPR_TEST_HOST_CHILD";
+/// The SSH set-up of .ci/sshd-setup.sh: an sshd on 127.0.0.1:2222 in front of the
+/// default daemon.
+const SSH_KEY: &str = "/root/.ssh/spr_test_ed25519";
 
-/// The host process of `a_host_killed_mid_run_leaves_nothing_running`: runs only as its
-/// child (the environment variable says so), prints its container's name, then runs
-/// `SLEEPER` until it is killed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the host process of a_host_killed_mid_run_leaves_nothing_running, started by it"]
-async fn host_process_for_the_kill_test() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
+fn host_config(via: &str) -> DockerEngineConfig {
+    match via {
+        "ssh" => DockerEngineConfig {
+            ssh_host: Some("127.0.0.1".into()),
+            ssh_user: Some("root".into()),
+            ssh_port: Some(2222),
+            ssh_key_path: Some(SSH_KEY.into()),
+            pool_size: Some(1),
+            ..Default::default()
+        },
+        _ => config(1),
     }
-    let engine = DockerEngine::new(config(1)).unwrap();
+}
+
+/// The host process the test kills (the test binary again, running this test with
+/// `CHILD_ENV` set): it prints its container's name, then runs `SLEEPER` until killed.
+async fn be_the_host_process(via: &str) {
+    let engine = DockerEngine::new(host_config(via)).unwrap();
     let p = permissive(120);
     engine.prewarm(&p).await.expect("prewarm");
     let name = engine.idle_containers().pop().expect("a warm container");
@@ -633,23 +645,20 @@ async fn processes_in(docker: &bollard::Docker, name: &str) -> Option<usize> {
     Some(top.processes.unwrap_or_default().len())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_host_killed_mid_run_leaves_nothing_running() {
-    let Some(probe) = engine(config(1)).await else {
-        return;
-    };
-    probe.shutdown().await;
+/// Start a host process reaching the default daemon `via` its socket or SSH, SIGKILL
+/// it mid-run, and return how long until no process of the run was alive, and until
+/// the container was removed.
+async fn kill_the_host_mid_run(via: &str) -> (Duration, Duration) {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args([
-            "host_process_for_the_kill_test",
+            "a_host_killed_mid_run_leaves_nothing_running",
             "--exact",
-            "--ignored",
             "--nocapture",
             "--test-threads",
             "1",
         ])
-        .env(CHILD_ENV, "1")
+        .env(CHILD_ENV, via)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -681,10 +690,11 @@ async fn a_host_killed_mid_run_leaves_nothing_running() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let host_pid = child.id().unwrap();
     child.start_kill().unwrap();
     let killed = Instant::now();
     let _ = child.wait().await;
-    let delay = loop {
+    let stopped = loop {
         let state = d
             .inspect_container(&name, None::<InspectContainerOptions>)
             .await
@@ -701,12 +711,67 @@ async fn a_host_killed_mid_run_leaves_nothing_running() {
         }
         assert!(
             killed.elapsed() < Duration::from_secs(10),
-            "{alive} processes still alive in {name} 10 s after the host died"
+            "{alive} processes still alive in {name} 10 s after the host died ({via})"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    println!("host SIGKILLed mid-run: no process of the run alive after {delay:?}");
-    assert!(delay < Duration::from_secs(2), "{delay:?}");
+    // auto_remove then removes the stopped container.
+    let removed = loop {
+        if !exists(&d, &name).await || killed.elapsed() > Duration::from_secs(10) {
+            break killed.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    end_orphaned_tunnel(host_pid);
+    (stopped, removed)
+}
+
+/// The SSH tunnel of a host killed with SIGKILL outlives it (nothing tells ssh its
+/// parent died; the containers die all the same, as its forwarded connections close):
+/// end it, so that the test leaves nothing behind.
+fn end_orphaned_tunnel(host_pid: u32) {
+    let marker = format!("spr-ssh-{host_pid}-");
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(&marker) {
+            let pid = entry.file_name().to_string_lossy().to_string();
+            eprintln!("NOTE: the SSH tunnel (pid {pid}) outlived its SIGKILLed host: ending it");
+            let _ = std::process::Command::new("kill").arg(&pid).status();
+        }
+    }
+    if let Ok(dirs) = std::fs::read_dir(std::env::temp_dir()) {
+        for dir in dirs.flatten() {
+            if dir.file_name().to_string_lossy().starts_with(&marker) {
+                let _ = std::fs::remove_dir_all(dir.path());
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_killed_mid_run_leaves_nothing_running() {
+    if let Some(via) = std::env::var_os(CHILD_ENV) {
+        return be_the_host_process(&via.to_string_lossy()).await;
+    }
+    let Some(probe) = engine(config(1)).await else {
+        return;
+    };
+    probe.shutdown().await;
+    let mut ways = vec!["socket"];
+    if std::path::Path::new(SSH_KEY).exists() {
+        ways.push("ssh");
+    } else {
+        missing("the SSH test key is missing (run .ci/sshd-setup.sh)");
+    }
+    for via in ways {
+        let (stopped, removed) = kill_the_host_mid_run(via).await;
+        println!(
+            "host SIGKILLed mid-run ({via}): no process of the run alive after {stopped:?}, container removed after {removed:?}"
+        );
+        assert!(stopped < Duration::from_secs(2), "{via}: {stopped:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------
