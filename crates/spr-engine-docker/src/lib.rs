@@ -425,9 +425,10 @@ impl Inner {
     }
 
     /// On the first connection to a daemon: remove, in the background, the managed
-    /// containers this host's dead spr processes left there (a host killed with
-    /// SIGKILL leaves its containers to stop by themselves, a paused one never does).
-    /// The first run does not wait for it.
+    /// containers this host's dead spr processes left there. A running container stops
+    /// by itself when its host dies (its stdin closes), but a paused one cannot notice,
+    /// a created one was never started, and older builds' containers may not stop. The
+    /// first run does not wait for it.
     fn sweep_once(&self, docker: &Docker, endpoint: &str) {
         let first = self
             .swept
