@@ -281,7 +281,7 @@ impl DockerEngine {
             let started = Instant::now();
             let outcome = worker.run(request, backstop).await;
             let waited = started.elapsed();
-            let receipt = inner.receipt(&spec, &worker, &policy);
+            let mut receipt = inner.receipt(&spec, &worker, &policy);
             match outcome {
                 Ok(report) => {
                     // A container whose scratch could not be made fresh for the next run
@@ -300,6 +300,7 @@ impl DockerEngine {
                         });
                     }
                     let mut result = assemble_result(&report, &policy);
+                    receipt.setup_ms = report.setup_us.map(|us| us as f64 / 1000.0);
                     result.sandbox = Some(receipt);
                     return result;
                 }
