@@ -348,10 +348,17 @@ fn serve_refuses_to_start_with_an_invalid_default_policy() {
 
 #[test]
 fn doctor_reports_every_check_and_exits_0() {
+    // A venv folder no run made yet (the probe worker then creates it).
+    let venv = common::target_tmpdir().join(format!(
+        "spr-doctor-venv-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
     let out = run(
-        spr()
-            .args(["doctor", "--json"])
-            .env("SPR_VENV_DIR", "/tmp/spr-doctor-venv"),
+        spr().args(["doctor", "--json"]).env("SPR_VENV_DIR", &venv),
         None,
     );
     assert_eq!(code(&out), 0, "{}", render(&out, &[]));
@@ -365,12 +372,13 @@ fn doctor_reports_every_check_and_exits_0() {
     assert_eq!(&names[..4], ["python", "uv", "venv", "docker"]);
     assert_eq!(
         report["checks"][2]["detail"],
-        "/tmp/spr-doctor-venv (created on first run)"
+        format!("{} (created on first run)", venv.display())
     );
 
-    let out = run(spr().arg("doctor"), None);
+    let out = run(spr().arg("doctor").env("SPR_VENV_DIR", &venv), None);
     assert_eq!(code(&out), 0);
     assert!(stdout(&out).starts_with("CHECK"));
+    let _ = std::fs::remove_dir_all(&venv);
 }
 
 #[test]

@@ -71,6 +71,8 @@ pub(crate) fn harness_plan(arch: Arch, scratch: &str) -> Result<HarnessPlan, Iso
         fresh: Freshness::Scrub,
         scratch: Some(scratch.to_string()),
         own_scratch: true,
+        // The container's scratch tmpfs is its own: a clean run is seen without a wipe.
+        private_scratch_fs: true,
         landlock: Some(LandlockPlan {
             // The container's kernel may be another machine's: the harness probes it.
             abi: None,

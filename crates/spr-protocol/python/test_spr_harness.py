@@ -426,34 +426,53 @@ class WorkerTests(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 10)
         self.assertEqual(self.worker.run("result = 2")["exit_code"], 0)
 
-    def test_nothing_of_one_run_is_in_the_memory_of_the_next(self):
-        secret = "spr-secret-%d-%s" % (os.getpid(), os.urandom(8).hex())
-        victim = permissive(extra_globals={"token": secret})
-        r = self.worker.run("print(token); result = token + input_data['s']", policy=victim, input_data={"s": secret})
-        self.assertEqual(r["stdout"], secret + "\n")
-        scan = (
-            "import re\n"
-            "found = 0\n"
-            # Never written contiguously in this code: built at run time.
-            "needle = %r[::-1].encode()\n"
-            "mem = open('/proc/self/mem', 'rb', 0)\n"
-            "for line in open('/proc/self/maps'):\n"
-            "    addr, perms = line.split()[:2]\n"
-            "    if 'r' not in perms:\n"
-            "        continue\n"
-            "    lo, hi = (int(x, 16) for x in addr.split('-'))\n"
-            "    try:\n"
-            "        mem.seek(lo)\n"
-            "        found += mem.read(hi - lo).count(needle)\n"
-            "    except (OSError, ValueError, OverflowError):\n"
-            "        pass\n"
-            "result = found\n"
-        )
+    SCAN = (
+        "found = 0\n"
+        # Never written contiguously in this code: built at run time.
+        "needle = %r[::-1].encode()\n"
+        "mem = open('/proc/self/mem', 'rb', 0)\n"
+        "for line in open('/proc/self/maps'):\n"
+        "    addr, perms = line.split()[:2]\n"
+        "    if 'r' not in perms:\n"
+        "        continue\n"
+        "    lo, hi = (int(x, 16) for x in addr.split('-'))\n"
+        "    try:\n"
+        "        mem.seek(lo)\n"
+        "        found += mem.read(hi - lo).count(needle)\n"
+        "    except (OSError, ValueError, OverflowError):\n"
+        "        pass\n"
+        "result = found\n"
+    )
+
+    def assert_not_in_next_run(self, secret):
+        scan = self.SCAN
         found = self.frame(self.worker.run(scan % secret[::-1], policy=permissive(timeout_seconds=20), timeout=60))
         # The same scan for a secret no run ever sent finds only the scanner's own needle.
         other = "spr-secret-%d-%s" % (os.getpid(), os.urandom(8).hex())
         baseline = self.frame(self.worker.run(scan % other[::-1], policy=permissive(timeout_seconds=20), timeout=60))
         self.assertEqual(found["result"], baseline["result"])
+
+    def test_nothing_of_one_run_is_in_the_memory_of_the_next(self):
+        secret = "spr-secret-%d-%s" % (os.getpid(), os.urandom(8).hex())
+        victim = permissive(extra_globals={"token": secret})
+        r = self.worker.run("print(token); result = token + input_data['s']", policy=victim, input_data={"s": secret})
+        self.assertEqual(r["stdout"], secret + "\n")
+        self.assert_not_in_next_run(secret)
+
+    def test_the_names_of_files_a_run_left_are_not_in_the_memory_of_the_next(self):
+        # The scratch is emptied after the run, which reads the names: not in the zygote.
+        secret = "spr-name-%d-%s" % (os.getpid(), os.urandom(8).hex())
+        code = (
+            "import os\n"
+            "base = os.path.dirname(os.getcwd())\n"
+            "for i in range(300):\n"
+            "    os.makedirs('%s/%s-%d/%s' % (base, name, i, name))\n"
+            "    open('%s-%d' % (name, i), 'w').write('x')\n"
+            "result = 1\n"
+        )
+        r = self.worker.run(code, policy=permissive(), input_data={"name": secret})
+        self.assertEqual(r["exit_code"], 0, r)
+        self.assert_not_in_next_run(secret)
 
     def test_an_oversized_result_is_the_run_s_own_error(self):
         r = self.worker.run("result = 'x' * (17 << 20)", policy=permissive(memory_limit_mb=1024))

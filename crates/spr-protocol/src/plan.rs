@@ -71,6 +71,10 @@ pub struct HarnessPlan {
     /// The scratch base belongs to this worker alone.
     #[serde(default)]
     pub own_scratch: bool,
+    /// The scratch base is a filesystem of its own (a container's tmpfs): a run that
+    /// left nothing behind is recognised by its free inodes, without a wipe.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private_scratch_fs: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tmpfs: Vec<TmpfsMount>,
     /// Mount points under a per-run tmpfs that must stay visible (a venv under /tmp).
@@ -149,6 +153,7 @@ mod tests {
             fresh: Freshness::Namespaces,
             scratch: Some("/tmp".into()),
             own_scratch: true,
+            private_scratch_fs: true,
             tmpfs: vec![TmpfsMount {
                 path: "/tmp".into(),
                 size_mb: 128,
