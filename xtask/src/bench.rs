@@ -250,7 +250,8 @@ impl Drop for Server {
     }
 }
 
-/// Checks a response of the `result = 2 + 2` request `id`; returns the server-reported duration_ms.
+/// Checks a response of the `result = 2 + 2` request `id`; returns the server-reported
+/// duration_ms.
 pub fn check_response(resp: &Value, id: &str) -> Result<Option<f64>, String> {
     if resp["id"] != id {
         return Err(format!("expected the response to id {id}, got {resp}"));
@@ -271,6 +272,8 @@ pub fn check_response(resp: &Value, id: &str) -> Result<Option<f64>, String> {
 pub struct Measurement {
     pub sequential: Summary,
     pub server_p50: Option<f64>,
+    /// p50 of the receipts' `setup_ms`: what a run's own isolation cost before its request.
+    pub setup_p50: Option<f64>,
     pub concurrency: usize,
     pub seconds: f64,
     pub completed: usize,
@@ -281,6 +284,7 @@ pub struct Measurement {
 fn measure(server: &mut Server, args: &Args, concurrency: usize) -> Result<Measurement, Error> {
     let mut latencies = Vec::with_capacity(args.runs);
     let mut server_ms = Vec::with_capacity(args.runs);
+    let mut setup_ms = Vec::with_capacity(args.runs);
     eprintln!(
         "bench: {WARMUP} warm-up runs, then {} sequential runs",
         args.runs
@@ -295,6 +299,7 @@ fn measure(server: &mut Server, args: &Args, concurrency: usize) -> Result<Measu
         if i >= WARMUP {
             latencies.push(elapsed);
             server_ms.extend(reported);
+            setup_ms.extend(resp["sandbox"]["setup_ms"].as_f64());
         }
     }
 
@@ -332,6 +337,7 @@ fn measure(server: &mut Server, args: &Args, concurrency: usize) -> Result<Measu
     Ok(Measurement {
         sequential: summarize(&latencies),
         server_p50: (!server_ms.is_empty()).then(|| summarize(&server_ms).p50),
+        setup_p50: (!setup_ms.is_empty()).then(|| summarize(&setup_ms).p50),
         concurrency,
         seconds: elapsed,
         completed: loaded.len(),
@@ -343,7 +349,8 @@ fn measure(server: &mut Server, args: &Args, concurrency: usize) -> Result<Measu
 /// The p50 target for an engine, in ms: the issue's goals (the original pays about 50 ms a run).
 pub fn target_p50(engine: &str) -> f64 {
     if engine == "docker" {
-        10.0
+        // A warm container (the sandbox issue's bar).
+        4.0
     } else {
         // The local engine's goal with the kernel sandbox on (the sandbox issue's bar,
         // stricter than the 5 ms of the core issue).
@@ -390,6 +397,17 @@ pub fn table(
             "server-reported `duration_ms` p50".into(),
             ms(p),
             String::new(),
+        ));
+    }
+    if let Some(p) = m.setup_p50 {
+        rows.push((
+            "per-run isolation (`setup_ms`) p50".into(),
+            ms(p),
+            if engine == "docker" {
+                "made after the previous run, before the next request".into()
+            } else {
+                "off the latency path: made while the previous run executes".into()
+            },
         ));
     }
     rows.push((
@@ -724,6 +742,7 @@ mod tests {
         let m = Measurement {
             sequential: fast.clone(),
             server_p50: Some(0.5),
+            setup_p50: Some(1.0),
             concurrency: 2,
             seconds: 3.0,
             completed: 3000,
@@ -755,7 +774,7 @@ mod tests {
             ..m
         };
         assert!(table("docker", 500, &slow, None)
-            .contains("| latency p50 | 12.00 ms | ≤ 10 ms (missed) |"));
+            .contains("| latency p50 | 12.00 ms | ≤ 4 ms (missed) |"));
     }
 
     #[test]
