@@ -184,27 +184,47 @@ async fn two_concurrent_runs_cannot_see_each_other() {
         return;
     }
     let engine = std::sync::Arc::new(engine_with(SandboxMode::Auto));
+    // Both workers are warm, so the runs overlap even on a loaded machine: the writer
+    // holds its file for seconds, the reader's walk (scoped to what a run may write and
+    // the view's own files, not /proc, /sys, /usr or the Python installation) is quick.
+    engine.warm_up().await.expect("two workers start");
+    let mut policy = permissive();
+    policy.timeout_seconds = 60;
     let writer = {
         let engine = engine.clone();
+        let policy = policy.clone();
         tokio::spawn(async move {
-            run_on(
+            let r = run_on(
                 &engine,
-                "import time\nopen('/tmp/spr-mine', 'w').write('secret-of-run-a')\ntime.sleep(1.5)\nresult = 'a'",
-                permissive(),
+                "import time\nopen('/tmp/spr-mine', 'w').write('secret-of-run-a')\nopen('/dev/shm/spr-mine', 'w').write('secret-of-run-a')\ntime.sleep(5)\nresult = 'a'",
+                policy,
             )
-            .await
+            .await;
+            (r, std::time::Instant::now())
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let reader = run_on(
-        &engine,
-        "import os\nfound = []\nfor root, dirs, files in os.walk('/'):\n    if root.startswith('/proc'):\n        dirs[:] = []\n    found += [f for f in files if f == 'spr-mine']\nresult = [found, sorted(p for p in os.listdir('/proc') if p.isdigit())]",
-        permissive(),
-    )
-    .await;
-    let a = writer.await.unwrap();
+    let walk = r#"
+import os, sys
+skip = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+found = []
+for root, dirs, files in os.walk('/'):
+    real = os.path.realpath(root)
+    if root == '/':
+        dirs[:] = [d for d in dirs if d not in ('proc', 'sys', 'usr')]
+    if real in skip or any(real.startswith(p + '/') for p in skip):
+        dirs[:] = []
+        continue
+    found += [os.path.join(root, f) for f in files if f == 'spr-mine']
+result = [found, sorted(p for p in os.listdir('/proc') if p.isdigit())]
+"#;
+    let reader = run_on(&engine, walk, policy).await;
+    let read_at = std::time::Instant::now();
+    let (a, written_at) = writer.await.unwrap();
     engine.shutdown().await;
-    assert_eq!(a.result, json!("a"));
+    assert_eq!(a.result, json!("a"), "{a:?}");
+    assert!(reader.ok, "{reader:?}");
+    assert!(read_at < written_at, "the runs did not overlap: {reader:?}");
     assert_eq!(reader.result.to_value()[0], json!([]), "{reader:?}");
     assert_eq!(reader.result.to_value()[1].as_array().unwrap().len(), 1);
 }
