@@ -434,37 +434,102 @@ result = [parked, mq]
     // And the next run can use its whole memory limit.
 }
 
-#[tokio::test]
-async fn memory_parked_in_sysv_shm_is_back_for_the_next_run_at_once() {
-    if !require_full() {
-        return;
-    }
-    // The next run needs most of the worker's memory limit right away.
-    let park = r#"
+/// SysV shm parked in 8 MiB segments, attached, touched and detached one by one (the
+/// address-space limit never sees more than one), printing how much so far: its
+/// progress survives the run being killed.
+fn park_sysv(limit_mb: u64) -> String {
+    format!(
+        r#"
 import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
 libc.shmat.restype = ctypes.c_void_p
 parked = 0
-for i in range(4):
-    sid = libc.shmget(0x600 + i, 90 << 20, 0o1600)
+while parked < {limit_mb}:
+    sid = libc.shmget(0, 8 << 20, 0o1600)
+    if sid < 0:
+        break
     addr = libc.shmat(sid, None, 0)
-    ctypes.memset(addr, 1, 90 << 20)
+    if addr is None or addr == ctypes.c_void_p(-1).value:
+        break
+    ctypes.memset(addr, 1, 8 << 20)
     libc.shmdt(ctypes.c_void_p(addr))
-    parked += 90
+    parked += 8
+    print(parked, flush=True)
 result = parked
-"#;
-    let big = "b = bytearray(150 << 20)\nfor i in range(0, len(b), 4096):\n    b[i] = 1\nresult = len(b) >> 20";
+"#
+    )
+}
+
+fn parked_mb(r: &RunnerResult) -> u64 {
+    r.stdout
+        .split_whitespace()
+        .last()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A run that parks SysV shm up to the worker's memory limit (and is killed for it):
+/// the segments die with its IPC namespace, which the kernel frees a moment later;
+/// the next run must not be killed for want of that memory.
+#[tokio::test]
+async fn sysv_shm_parked_up_to_the_memory_limit_does_not_kill_the_next_run() {
+    if !require_full() {
+        return;
+    }
     let engine = engine();
+    let probe = run(&engine, "result = 1", None, permissive(30)).await;
+    let limited = probe
+        .sandbox
+        .as_ref()
+        .and_then(|s| s.cgroup.as_ref())
+        .is_some_and(|c| c.memory_limit_mb.is_some());
+    if !limited {
+        // Without a memory cgroup the park would take the host's memory (see
+        // `a_run_cannot_park_more_sysv_shm_than_its_memory_limit`).
+        engine.shutdown().await;
+        eprintln!("SKIPPED: no memory cgroup for the worker");
+        return;
+    }
     let mut failures = Vec::new();
     for _ in 0..3 {
-        let p = run(&engine, park, None, permissive(60)).await;
-        let r = run(&engine, big, None, permissive(30)).await;
-        if p.result != json!(360) || r.result != json!(150) {
-            failures.push(format!("{p:?} then {r:?}"));
+        let p = run(&engine, &park_sysv(4096), None, permissive(60)).await;
+        let next = run(&engine, "result = 2 + 2", None, permissive(30)).await;
+        if next.result != json!(4) {
+            failures.push(format!(
+                "after {} MiB parked ({:?}): {:?}",
+                parked_mb(&p),
+                p.error,
+                next.error
+            ));
         }
     }
     engine.shutdown().await;
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The policy's memory limit holds for SysV shm too (the address-space limit does not
+/// count detached segments; a worker without a memory cgroup has nothing else).
+#[tokio::test]
+async fn a_run_cannot_park_more_sysv_shm_than_its_memory_limit() {
+    if !require_full() {
+        return;
+    }
+    let mut policy = permissive(60);
+    policy.memory_limit_mb = 64;
+    let engine = engine();
+    // At most 1 GiB, whatever stops it (or not).
+    let p = run(&engine, &park_sysv(1024), None, policy).await;
+    let next = run(&engine, "result = 2 + 2", None, permissive(30)).await;
+    engine.shutdown().await;
+    let parked = parked_mb(&p);
+    // The worker's whole budget (run, harness, scratch and /dev/shm) is the ceiling.
+    let ceiling = 64 + 96 + 128 + 64;
+    assert!(
+        parked <= ceiling,
+        "a run limited to 64 MB held {parked} MiB of SysV shm ({:?})",
+        p.sandbox.as_ref().map(|s| &s.cgroup)
+    );
+    let _ = next;
 }
 
 #[tokio::test]
@@ -531,8 +596,16 @@ async fn signalling_everyone_or_the_parent_harms_no_later_run() {
         return;
     }
     let attack = r#"
-import os, signal
+import fcntl, os, signal
 out = {}
+def sigio(owner):
+    # SIGKILL as the "I/O possible" signal of a pipe owned by the zygote.
+    r, w = os.pipe()
+    fcntl.fcntl(r, fcntl.F_SETOWN, owner)
+    fcntl.fcntl(r, 10, signal.SIGKILL)  # F_SETSIG
+    fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_ASYNC)
+    os.write(w, b"x")
+    return "written"
 for name, fn in [
     ("parent", lambda: os.kill(os.getppid(), signal.SIGKILL)),
     ("pid1", lambda: os.kill(1, signal.SIGKILL)),
@@ -541,6 +614,8 @@ for name, fn in [
     ("pidfd2", lambda: signal.pidfd_send_signal(os.pidfd_open(2), signal.SIGKILL)),
     ("stop_parent", lambda: os.kill(os.getppid(), signal.SIGSTOP)),
     ("group0", lambda: os.killpg(1, signal.SIGKILL)),
+    ("sigio2", lambda: sigio(2)),
+    ("sigio-group", lambda: sigio(-2)),
 ]:
     try:
         fn()
@@ -747,6 +822,30 @@ result = out
     );
 }
 
+/// The times of the host's device nodes are shared by every run and the host: a run
+/// must not be able to set them (a mark the next run finds).
+#[tokio::test]
+async fn a_run_cannot_touch_the_host_device_nodes() {
+    if !require_full() {
+        return;
+    }
+    let attack = r#"
+import os
+out = {}
+for p in ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"]:
+    try:
+        os.utime(p)
+        out[p] = "touched"
+    except OSError as e:
+        out[p] = e.errno
+result = out
+"#;
+    let engine = engine();
+    let r = run(&engine, attack, None, permissive(30)).await;
+    engine.shutdown().await;
+    assert!(!r.result.to_string().contains("touched"), "{:?}", r.result);
+}
+
 #[tokio::test]
 async fn a_run_cannot_write_proc_sys_or_its_own_oom_score() {
     if !require_full() {
@@ -838,13 +937,15 @@ async fn a_leftover_cannot_race_the_next_pre_forked_process() {
     }
     let attack = r#"
 import os, signal, time
+main = os.getpid()
 if os.fork() == 0:
     os.setsid()
-    me = os.getpid()
+    # Not its own run's processes: any other one is a later run's (or the harness's).
+    mine = {os.getpid(), main}
     end = time.time() + 20
     while time.time() < end:
         for pid in range(1, 200):
-            if pid == me:
+            if pid in mine:
                 continue
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -976,6 +1077,36 @@ result = "main done"
     } else {
         assert_eq!(r.exit_code, 124, "{r:?}");
     }
+}
+
+/// The run's own exit status must not read as the engine's: 125 is what a run that
+/// never executed gets (`spr run` exits 125 on it), 124 what a timeout gets.
+#[tokio::test]
+async fn a_run_that_exits_with_the_engines_codes_is_neither_an_engine_error_nor_a_timeout() {
+    let engine = engine_with(SandboxMode::Auto);
+    let e125 = run(
+        &engine,
+        "import sys\nsys.exit(125)",
+        None,
+        RunnerPolicy::default(),
+    )
+    .await;
+    let e124 = run(
+        &engine,
+        "import sys\nsys.exit(124)",
+        None,
+        RunnerPolicy::default(),
+    )
+    .await;
+    let raw = run(&engine, "import os\nos._exit(125)", None, permissive(30)).await;
+    engine.shutdown().await;
+    assert!(!e124.timed_out, "{e124:?}");
+    assert_ne!(
+        e125.exit_code,
+        spr_core::EXIT_INFRASTRUCTURE,
+        "sys.exit(125) reads as an engine error: {e125:?}"
+    );
+    assert_ne!(raw.exit_code, spr_core::EXIT_INFRASTRUCTURE, "{raw:?}");
 }
 
 #[tokio::test]
