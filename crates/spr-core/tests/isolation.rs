@@ -790,6 +790,58 @@ result = [rc, ctypes.get_errno()]
     );
 }
 
+/// The monitor (PID 1 of the worker's namespace) drops all its capabilities, so the
+/// kernel lets any process of the same uid with no more capabilities (a run) renice
+/// it, pin it to one CPU, make it SCHED_IDLE or lower its I/O priority: the monitor of
+/// every later run, which enforces their deadlines.
+#[tokio::test]
+async fn a_run_cannot_deprioritize_the_monitor_or_the_zygote_for_later_runs() {
+    if !require_full() {
+        return;
+    }
+    let look = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+result = {str(pid): [os.getpriority(os.PRIO_PROCESS, pid), os.sched_getscheduler(pid),
+                     sorted(os.sched_getaffinity(pid)), libc.syscall(252, 1, pid)]  # ioprio_get
+          for pid in (1, 2)}
+"#;
+    let attack = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+out = {}
+for pid in (1, 2):
+    for name, fn in [
+        ("nice", lambda: os.setpriority(os.PRIO_PROCESS, pid, 19)),
+        ("idle", lambda: os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))),
+        ("affinity", lambda: os.sched_setaffinity(pid, {min(os.sched_getaffinity(0))})),
+        ("ioprio", lambda: libc.syscall(251, 1, pid, 3 << 13) == 0 or (_ for _ in ()).throw(OSError(ctypes.get_errno(), "ioprio_set"))),
+    ]:
+        try:
+            fn()
+            out["%s %d" % (name, pid)] = "changed"
+        except OSError as e:
+            out["%s %d" % (name, pid)] = e.errno
+try:
+    os.setpriority(os.PRIO_USER, 0, 19)
+except OSError as e:
+    out["nice everyone"] = e.errno
+result = out
+"#;
+    let engine = engine();
+    let before = run(&engine, look, None, permissive(30)).await;
+    let r = run(&engine, attack, None, permissive(30)).await;
+    let after = run(&engine, look, None, permissive(30)).await;
+    engine.shutdown().await;
+    assert!(before.ok, "{before:?}");
+    assert_eq!(
+        before.result, after.result,
+        "a run changed how the harness is scheduled for later runs: {:?}",
+        r.result
+    );
+    assert!(!r.result.to_string().contains("changed"), "{:?}", r.result);
+}
+
 /// Device nodes are bound from the host: where root of the worker's namespace is the
 /// host's owner of /dev/null (a one-uid namespace of root, as `unshare -r`), a run must
 /// still not change their modes or times, which every later run and the host share.
