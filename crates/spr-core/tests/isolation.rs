@@ -671,7 +671,10 @@ for _ in range(4):
 def late():
     time.sleep(0.2)
     spawn(1)
-threading.Thread(target=late).start()
+try:
+    threading.Thread(target=late).start()
+except RuntimeError:  # no task left for a thread: the storm is at its limit
+    pass
 time.sleep(0.5)
 result = len([p for p in os.listdir("/proc") if p.isdigit()])
 "#
