@@ -108,6 +108,7 @@ fn role_of_a_child_process() {
             "descriptors" => role_descriptors().await,
             "holder" => role_holder().await,
             "engine-in" => role_engine_in().await,
+            "no-namespaces" => role_no_namespaces().await,
             other => panic!("unknown role {other}"),
         }
     });
@@ -230,6 +231,69 @@ async fn role_engine_in() {
     report(json!({"made": made, "ok": r.ok, "pid": std::process::id()}));
     tokio::time::sleep(Duration::from_secs(600)).await;
     drop(engine);
+}
+
+/// In a user namespace whose `user.max_user_namespaces` is 0 (so the engine's probe
+/// finds no namespaces, as on a machine without them): what a run of such a worker can
+/// do to the process that started it, and to the harness.
+async fn role_no_namespaces() {
+    let engine = engine(1);
+    let me = std::process::id();
+    let limits = || std::fs::read_to_string("/proc/self/limits").unwrap();
+    let nice = || {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        stat[stat.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .nth(16)
+            .unwrap()
+            .to_string()
+    };
+    let (limits_before, nice_before) = (limits(), nice());
+    let code = format!(
+        r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+out = {{"caps": [l for l in open("/proc/self/status").read().splitlines() if l.startswith("Cap")]}}
+host = {me}
+new = (ctypes.c_uint64 * 2)(0, 0)
+out["prlimit host"] = [libc.prlimit(host, 4, new, None), ctypes.get_errno()]  # RLIMIT_CORE
+try:
+    os.setpriority(os.PRIO_PROCESS, host, 7)
+    out["renice host"] = "changed"
+except OSError as e:
+    out["renice host"] = e.errno
+for entry in ("environ", "mem"):
+    try:
+        with open("/proc/%d/%s" % (host, entry), "rb") as f:
+            out["read host " + entry] = f.read(4096).decode("latin-1")
+    except OSError as e:
+        out["read host " + entry] = e.errno
+libc.shmget.restype = ctypes.c_int
+out["shmget"] = [libc.shmget(0, 4096, 0o1600), ctypes.get_errno()]
+result = out
+"#
+    );
+    let r = run(&engine, &code, permissive(30)).await;
+    // And the zygote's limits, for the next run.
+    let z = run(
+        &engine,
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nnew = (ctypes.c_uint64 * 2)(4, 4)\nresult = libc.prlimit(os.getppid(), 7, new, None)",
+        permissive(30),
+    )
+    .await;
+    let next = run(&engine, "result = 2 + 2", permissive(30)).await;
+    engine.shutdown().await;
+    let s = r.sandbox.clone().unwrap_or_default();
+    report(json!({
+        "namespaced": s.applied("user_namespace"),
+        "capabilities_dropped": s.capabilities_dropped,
+        "run": r.result.to_value(),
+        "error": r.error,
+        "limits_changed": limits() != limits_before,
+        "nice_changed": nice() != nice_before,
+        "zygote_prlimit": z.result.to_value(),
+        "next": [next.ok, next.exit_code, next.error],
+    }));
 }
 
 /// Start this test binary in `role`, with `env`; `shell` (a `sh -c` prefix run before
@@ -453,6 +517,58 @@ fn without_namespaces_too_every_process_of_a_run_dies_with_its_host() {
     // signals and the supervisor's sweep.
     let delay = host_sigkill("off");
     assert!(delay < Duration::from_secs(1), "{delay:?}");
+}
+
+/// `unshare --user --map-root-user` with `user.max_user_namespaces = 0` inside: a
+/// worker there gets no namespaces, as on a machine without them (Landlock, seccomp,
+/// no capabilities, rlimits only). Its runs must still not reach the process that
+/// started spr (same uid, no PID namespace in between) or break the harness.
+#[test]
+fn without_namespaces_a_run_cannot_touch_the_process_that_started_spr() {
+    let unshare_works = Command::new("unshare")
+        .args(["--user", "--map-root-user", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !common::require(unshare_works, "unshare --user --map-root-user") {
+        return;
+    }
+    let mut child = spawn_role(
+        "no-namespaces",
+        &[],
+        Some("exec unshare --user --map-root-user /bin/sh -c 'echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" \"$@\"' \"$0\" \"$@\""),
+    );
+    let report = read_report(&mut child, Duration::from_secs(120));
+    let _ = child.wait();
+    assert_eq!(
+        report["namespaced"],
+        json!(false),
+        "the worker got namespaces after all: {report}"
+    );
+    assert_eq!(report["capabilities_dropped"], json!(true), "{report}");
+    let r = &report["run"];
+    for line in r["caps"].as_array().unwrap() {
+        assert!(
+            line.as_str().unwrap().ends_with("0000000000000000"),
+            "{report}"
+        );
+    }
+    // No SysV IPC without a private IPC namespace.
+    assert_eq!(r["shmget"][0], json!(-1), "{report}");
+    assert!(r["read host environ"].is_number(), "{report}");
+    assert!(r["read host mem"].is_number(), "{report}");
+    assert_ne!(r["renice host"], json!("changed"), "{report}");
+    assert_ne!(
+        r["prlimit host"][0],
+        json!(0),
+        "a run changed the host's limits: {report}"
+    );
+    assert_eq!(report["limits_changed"], json!(false), "{report}");
+    assert_eq!(report["nice_changed"], json!(false), "{report}");
+    assert_eq!(
+        report["next"][0],
+        json!(true),
+        "after prlimit on the zygote: {report}"
+    );
 }
 
 // ---------------------------------------------------------------------------------

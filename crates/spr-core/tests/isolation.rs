@@ -286,6 +286,30 @@ async fn secrets_of_many_victims_never_reach_an_attacker() {
     assert_clean(&found, &refs);
 }
 
+/// Counters a worker keeps across runs tell a run what earlier runs did: its own pid
+/// (the worker's PID namespace numbers every process any run started), the last pid of
+/// /proc/loadavg, and its scratch directory's name (`run-<serial>`). Two identical runs
+/// around a victim that starts 37 processes must see the same.
+#[tokio::test]
+async fn a_run_cannot_count_what_earlier_runs_on_its_worker_did() {
+    if !require_full() {
+        return;
+    }
+    let look =
+        "import os\nresult = [os.getpid(), os.getcwd(), open('/proc/loadavg').read().split()[-1]]";
+    let victim = "import os\nfor _ in range(37):\n    if os.fork() == 0:\n        os._exit(0)\n    os.wait()\nresult = 'done'";
+    let engine = engine();
+    let first = run(&engine, look, None, permissive(30)).await;
+    let v = run(&engine, victim, None, permissive(30)).await;
+    let second = run(&engine, look, None, permissive(30)).await;
+    engine.shutdown().await;
+    assert_eq!(v.result, json!("done"), "{v:?}");
+    assert_eq!(
+        first.result, second.result,
+        "the second run learns how many processes and runs came before it"
+    );
+}
+
 /// Without namespaces (here: the sandbox off; a machine without user namespaces takes
 /// the same path) the zygote empties the scratch directory itself: the names of what a
 /// run left there must not stay in its memory, which every later run is a copy of.
