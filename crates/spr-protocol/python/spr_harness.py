@@ -54,6 +54,9 @@ MAX_RESULT_BYTES = 16 << 20
 # A report must fit the host's frame limit (spr_protocol::MAX_FRAME_LEN, 64 MiB) whatever
 # the run printed or returned: past this size it is cut down, never refused.
 MAX_REPORT_BYTES = 48 << 20
+# The most of each stream M keeps, whatever `max_output_kb` says: more could not reach
+# the host in a report anyway, and M's memory must not be the run's to fill.
+MAX_CAPTURE_BYTES = 16 << 20
 READ_CHUNK = 65536
 # After the run's processes are gone, how long to wait for pipes still held open (by
 # nothing, normally: this only bounds the wait).
@@ -263,9 +266,13 @@ def parse_args(argv):
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
+MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
 AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
@@ -349,6 +356,18 @@ class Kernel:
         enc = lambda s: None if s is None else s.encode()  # noqa: E731
         if self.libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) != 0:
             self._fail("mount %s" % target)
+
+    def bind_read_only(self, path):
+        self.mount(path, path, None, MS_BIND | MS_REC, None)
+        self.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+
+    def write_sysctl(self, name, value):
+        """Write a sysctl of this process's namespaces (/proc/sys/<name>)."""
+        fd = os.open("/proc/sys/" + name, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, value)
+        finally:
+            os.close(fd)
 
     def open_tree(self, path):
         c = self.ct
@@ -533,6 +552,7 @@ class Isolation:
         self.tmpfs = [
             (path, "size=%dm,mode=%s" % (size_mb, mode)) for path, size_mb, mode in plan.tmpfs
         ]
+        self.ipc_sysctls = ipc_sysctls(plan)
 
     def summary(self):
         plan = self.plan
@@ -567,6 +587,15 @@ class Isolation:
                 step("restore the mount at %s" % path, restore_mount_point, k, tree, path)
             if plan.procfs is not None:
                 step("mount the run's /proc", k.mount, "proc", "/proc", "proc", flags, plan.procfs[0] or None)
+                # The run's own IPC namespace: its SysV segments die with it (not after
+                # the namespace's deferred release), message queues stay small.
+                for name, value in self.ipc_sysctls:
+                    step("limit the run's SysV IPC", k.write_sysctl, name, value)
+                # The kernel's knobs are the host's (a run that is the host's uid 0, in a
+                # namespace that maps only it, would pass their permission checks).
+                step("make the run's /proc/sys read-only", k.bind_read_only, "/proc/sys")
+                if os.path.exists("/proc/sysrq-trigger"):  # absent without CONFIG_MAGIC_SYSRQ
+                    step("hide /proc/sysrq-trigger", k.mount, "/dev/null", "/proc/sysrq-trigger", None, MS_BIND, None)
         if plan.oom_score_adj is not None:
             try:
                 fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
@@ -609,6 +638,29 @@ class Isolation:
 
 def ll_fresh(landlock):
     return landlock["fresh_rights"] if landlock is not None else 0
+
+
+# Per-run IPC namespace sysctls: shared memory destroyed with its last user, and few
+# and small message queues (their memory is the kernel's).
+IPC_SYSCTLS = (
+    ("kernel/shm_rmid_forced", b"1"),
+    ("kernel/msgmni", b"16"),
+    ("kernel/msgmnb", b"65536"),
+)
+# SysV shared memory in all, per run, when the plan gives no /dev/shm size.
+DEFAULT_SYSV_SHM_MB = 64
+
+
+def ipc_sysctls(plan):
+    """The sysctls of a run's IPC namespace: SysV shared memory limited like its
+    /dev/shm tmpfs."""
+    shm_mb = next((size for path, size, _m in plan.tmpfs if path == "/dev/shm"), DEFAULT_SYSV_SHM_MB)
+    shm = shm_mb << 20
+    return IPC_SYSCTLS + (
+        ("kernel/shmmax", b"%d" % shm),
+        ("kernel/shmall", b"%d" % (shm // 4096)),
+    )
+
 
 
 def restore_mount_point(k, tree, path):
@@ -793,6 +845,8 @@ class Zygote:
         # and spares M.
         self.pid1 = os.getpid() == 1 or os.getppid() == 1
         self.clean_inodes = None
+        # PID 1 of a namespace of its own (and allowed to set its pid counter).
+        self.renumber = os.getpid() == 1 and plan.pidns
 
     def serve(self):
         prctl_quiet(PR_SET_CHILD_SUBREAPER, 1)
@@ -816,6 +870,13 @@ class Zygote:
         err_r, err_w = os.pipe()
         res_r, res_w = os.pipe()
         zpid = os.getpid()
+        if self.renumber:
+            # Every run's process is pid 2 of this namespace, its processes 3, 4...:
+            # pids would otherwise tell a run how many processes ran before it.
+            try:
+                kernel().write_sysctl("kernel/ns_last_pid", b"1")
+            except OSError:
+                self.renumber = False
         pid = os.fork()
         if pid == 0:
             status = 70
@@ -987,7 +1048,8 @@ def remove_tree(path):
 
 
 def scratch_path(base, serial):
-    return "%s/run-%d" % (base, serial)
+    # The same name for every run: a number would tell a run how many ran before it.
+    return "%s/run" % (base,)
 
 
 # ---------------------------------------------------------------------------------
@@ -1458,7 +1520,7 @@ class Monitor:
         """Watch `run` (its request delivered) to its end; return the report."""
         policy = request["policy"]
         timeout = float(policy.get("timeout_seconds", 5))
-        cap = int(policy.get("max_output_kb", 128)) * 1024
+        cap = min(int(policy.get("max_output_kb", 128)) * 1024, MAX_CAPTURE_BYTES)
         started = run.started
         deadline = started + timeout
         outputs = {
@@ -1621,15 +1683,10 @@ def build_report(request, run, exit_info, deadline, out, err, res):
 
 
 def bounded(report, out, err):
-    """Cut a report down until it fits the host's frame limit: first the result frame
-    (the run's own doing: reported as an oversized result), then the output."""
+    """Cut a report down until it fits the host's frame limit: the output first (the
+    captures are the bulk, and the run said it was truncated), then, only if the result
+    alone still cannot fit, the result frame (reported as an oversized result)."""
     size = len(_dumps(report, separators=(",", ":")))
-    if size <= MAX_REPORT_BYTES:
-        return report
-    if report["child_frame"] is not None:
-        report["child_frame"] = None
-        report["child_frame_overflow"] = True
-        size = len(_dumps(report, separators=(",", ":")))
     limit = max(out.size, err.size)
     while size > MAX_REPORT_BYTES and limit > 0:
         limit //= 2
@@ -1638,6 +1695,9 @@ def bounded(report, out, err):
         report["stdout_truncated"] = out.truncated or out.size > limit
         report["stderr_truncated"] = err.truncated or err.size > limit
         size = len(_dumps(report, separators=(",", ":")))
+    if size > MAX_REPORT_BYTES and report["child_frame"] is not None:
+        report["child_frame"] = None
+        report["child_frame_overflow"] = True
     return report
 
 

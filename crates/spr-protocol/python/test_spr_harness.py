@@ -66,6 +66,12 @@ class FakeKernel:
     def mount(self, source, target, fstype, flags, data):
         self._do("mount", source, target, fstype, data)
 
+    def bind_read_only(self, path):
+        self._do("bind_read_only", path)
+
+    def write_sysctl(self, name, value):
+        self._do("write_sysctl", name, value)
+
     def open_tree(self, path):
         self._do("open_tree", path)
         return os.open(HERE, h.O_PATH)
@@ -160,20 +166,26 @@ class IsolationTests(unittest.TestCase):
         k = FakeKernel()
         iso = h.Isolation(namespaced_plan(self.tmp), k)
         iso.apply(k)
+        sysrq = ["mount"] if os.path.exists("/proc/sysrq-trigger") else []
         self.assertEqual(
             k.names(),
-            [
-                "unshare", "open_tree", "mount", "move_mount", "mount",
+            ["unshare", "open_tree", "mount", "move_mount", "mount"]
+            + ["write_sysctl"] * 5 + ["bind_read_only"] + sysrq
+            + [
                 "landlock_create_ruleset", "landlock_add_rule", "landlock_add_rule",
                 "landlock_add_rule", "landlock_restrict_self", "drop_capabilities", "seccomp",
             ],
         )
+        self.assertEqual(k.calls[5][1:], ("kernel/shm_rmid_forced", b"1"))
+        offset = 11 + len(sysrq)
+        # SysV shared memory no larger than the run's /dev/shm (none here: the default).
+        self.assertIn(("write_sysctl", "kernel/shmmax", b"%d" % (64 << 20)), k.calls)
         self.assertEqual(k.calls[0][1], h.CLONE_NEWNS | h.CLONE_NEWIPC)
         self.assertEqual(k.calls[2][1:], ("tmpfs", self.tmp, "tmpfs", "size=16m,mode=1777"))
         self.assertEqual(k.calls[4][1:], ("proc", "/proc", "proc", "hidepid=ptraceable"))
         # The per-run tmpfs root gets the fresh rights, /proc its own.
-        self.assertEqual(k.calls[7][1], 0x7FFE)
-        self.assertEqual(k.calls[8][1], 12)
+        self.assertEqual(k.calls[offset + 2][1], 0x7FFE)
+        self.assertEqual(k.calls[offset + 3][1], 12)
         self.assertEqual(k.calls[-1], ("seccomp", 16))
 
     def test_a_failing_step_stops_the_run_and_is_named(self):

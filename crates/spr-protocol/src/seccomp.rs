@@ -171,6 +171,21 @@ pub const DENIED: &[&str] = &[
     "sysfs",
     "ustat",
     "modify_ldt",
+    "process_madvise",
+    "process_mrelease",
+];
+
+/// Calls that act on a process named by its first argument: a run may aim them only at
+/// itself (0), never at the harness's zygote or monitor (same uid, so the kernel would
+/// let it lower their limits, priority or CPU set, and slow or break the runs after).
+const SELF_ONLY: &[&str] = &[
+    "prlimit64",
+    "sched_setparam",
+    "sched_setscheduler",
+    "sched_setaffinity",
+    "sched_setattr",
+    "migrate_pages",
+    "move_pages",
 ];
 
 /// Denied only without a private IPC namespace per run.
@@ -237,6 +252,17 @@ const SYSCALLS: &[(&str, Option<u32>, Option<u32>)] = &[
     ("sysfs", Some(139), None),
     ("ustat", Some(136), None),
     ("modify_ldt", Some(154), None),
+    ("process_madvise", Some(440), Some(440)),
+    ("process_mrelease", Some(448), Some(448)),
+    ("prlimit64", Some(302), Some(261)),
+    ("setpriority", Some(141), Some(140)),
+    ("sched_setparam", Some(142), Some(118)),
+    ("sched_setscheduler", Some(144), Some(119)),
+    ("sched_setaffinity", Some(203), Some(122)),
+    ("sched_setattr", Some(314), Some(274)),
+    ("ioprio_set", Some(251), Some(30)),
+    ("migrate_pages", Some(256), Some(238)),
+    ("move_pages", Some(279), Some(239)),
     ("clone", Some(56), Some(220)),
     ("clone3", Some(435), Some(435)),
     ("socket", Some(41), Some(198)),
@@ -282,6 +308,8 @@ pub(crate) const OFFSET_NR: u32 = 0;
 pub(crate) const OFFSET_ARCH: u32 = 4;
 /// The low 32 bits of the first argument (little-endian: both architectures are).
 pub(crate) const OFFSET_ARG0_LOW: u32 = 16;
+/// The low 32 bits of the second argument.
+pub(crate) const OFFSET_ARG1_LOW: u32 = 24;
 
 fn stmt(code: u16, k: u32) -> Instruction {
     Instruction {
@@ -317,6 +345,29 @@ fn deny_flags(flags: u32) -> Vec<Instruction> {
     vec![
         stmt(LD_W_ABS, OFFSET_ARG0_LOW),
         jump(JSET_K, flags, 0, 1),
+        errno(EPERM),
+        stmt(RET_K, RET_ALLOW),
+    ]
+}
+
+/// Allow only when the first argument (an `int`: the kernel reads its low 32 bits) is 0.
+fn first_arg_zero() -> Vec<Instruction> {
+    vec![
+        stmt(LD_W_ABS, OFFSET_ARG0_LOW),
+        jump(JEQ_K, 0, 1, 0),
+        errno(EPERM),
+        stmt(RET_K, RET_ALLOW),
+    ]
+}
+
+/// Allow only when the first argument is below `which_below` (the kinds of target that
+/// a 0 means "myself" for) and the second (who) is 0: `setpriority`, `ioprio_set`.
+fn own_priority(which_below: u32) -> Vec<Instruction> {
+    vec![
+        stmt(LD_W_ABS, OFFSET_ARG0_LOW),
+        jump(JGE_K, which_below, 2, 0),
+        stmt(LD_W_ABS, OFFSET_ARG1_LOW),
+        jump(JEQ_K, 0, 1, 0),
         errno(EPERM),
         stmt(RET_K, RET_ALLOW),
     ]
@@ -372,6 +423,21 @@ impl Program {
         if options.profile == Profile::Zygote {
             if let Some(n) = nr("unshare") {
                 guarded(&mut p, n, deny_flags(CLONE_NS_FLAGS & !ZYGOTE_UNSHARE))?;
+            }
+        } else {
+            for name in SELF_ONLY {
+                if let Some(n) = nr(name) {
+                    guarded(&mut p, n, first_arg_zero())?;
+                }
+            }
+            // PRIO_PROCESS and PRIO_PGRP of oneself; never PRIO_USER (every process of
+            // the uid, the harness's included).
+            if let Some(n) = nr("setpriority") {
+                guarded(&mut p, n, own_priority(2))?;
+            }
+            // IOPRIO_WHO_PROCESS and IOPRIO_WHO_PGRP of oneself; never IOPRIO_WHO_USER.
+            if let Some(n) = nr("ioprio_set") {
+                guarded(&mut p, n, own_priority(3))?;
             }
         }
         let mut simple: Vec<u32> = Vec::new();

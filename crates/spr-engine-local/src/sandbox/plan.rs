@@ -283,10 +283,12 @@ pub(crate) fn build(spec: &MountSpec) -> Vec<Step> {
         for name in &spec.devices {
             let target = dev.join(name);
             steps.push(Step::Touch(cstring(&target)));
+            // Read-only: writing a device node still works, changing it (chmod, utime:
+            // the host's own node) does not.
             steps.push(Step::Bind {
                 source: cstring(&Path::new("/dev").join(name)),
                 target: cstring(&target),
-                flags: MS_NOSUID | MS_NOEXEC,
+                flags: MS_NOSUID | MS_NOEXEC | MS_RDONLY,
             });
         }
         for (name, target) in [

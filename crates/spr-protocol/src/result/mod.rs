@@ -119,6 +119,12 @@ pub fn assemble_result(report: &RunReport, policy: &RunnerPolicy) -> RunnerResul
         return out;
     }
     let code = report.exit_code.unwrap_or(-1);
+    // 124 and 125 mean a timeout and an engine failure: a run that exits with one of
+    // them itself (`sys.exit(125)`) has failed, and says so as 1 (its own status stays in
+    // `error`), so that it can pass for neither.
+    if code == EXIT_TIMEOUT || code == EXIT_INFRASTRUCTURE {
+        out.exit_code = 1;
+    }
     if report.child_frame_overflow {
         out.error = Some(format!(
             "The result is larger than the {} MiB limit",

@@ -165,3 +165,21 @@ fn a_backstop_timeout_reports_the_time_the_host_waited() {
     assert_eq!(r.duration_ms, 70_123.456);
     assert_eq!(r.error.as_deref(), Some("Execution timed out after 2s"));
 }
+
+#[test]
+fn a_run_cannot_pass_for_a_timeout_or_an_engine_error_by_its_exit_status() {
+    for status in [124, 125] {
+        let r = assemble_result(
+            &report(
+                Some(status),
+                Some(&format!(
+                    r#"{{"outcome":"exit","result":null,"exit_status":{status},"error":"SystemExit: {status}"}}"#
+                )),
+            ),
+            &RunnerPolicy::default(),
+        );
+        assert_eq!(r.exit_code, 1, "{r:?}");
+        assert!(!r.ok && !r.timed_out);
+        assert_eq!(r.error.as_deref(), Some(format!("SystemExit: {status}").as_str()));
+    }
+}

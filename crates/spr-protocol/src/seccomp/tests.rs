@@ -4,10 +4,15 @@ use super::*;
 
 /// What the program returns for one system call (`nr`, first argument) on `arch`.
 fn run(p: &Program, arch: Arch, nr: u32, arg0: u64) -> u32 {
+    run2(p, arch, nr, arg0, 0)
+}
+
+fn run2(p: &Program, arch: Arch, nr: u32, arg0: u64, arg1: u64) -> u32 {
     let mut data = [0u8; 64];
     data[0..4].copy_from_slice(&nr.to_le_bytes());
     data[4..8].copy_from_slice(&arch.audit_arch().to_le_bytes());
     data[16..24].copy_from_slice(&arg0.to_le_bytes());
+    data[24..32].copy_from_slice(&arg1.to_le_bytes());
     let mut acc = 0u32;
     let mut pc = 0usize;
     loop {
@@ -162,4 +167,32 @@ fn quads_keep_every_field() {
     assert!(Arch::from_name("amd64") == Some(Arch::X86_64));
     assert!(Arch::from_name("arm64") == Some(Arch::Aarch64));
     assert!(Arch::from_name("riscv64").is_none());
+}
+
+#[test]
+fn calls_on_other_processes_may_only_aim_at_the_run_itself() {
+    for arch in [Arch::X86_64, Arch::Aarch64] {
+        let p = Program::build(arch, opts(Profile::Run, false, true)).unwrap();
+        for name in SELF_ONLY {
+            let n = nr(arch, name);
+            assert_eq!(run(&p, arch, n, 0), ALLOW, "{name} on itself");
+            assert_eq!(run(&p, arch, n, 2), DENY, "{name} on the zygote");
+            assert_eq!(run(&p, arch, n, 1), DENY, "{name} on pid 1");
+        }
+        let setpriority = nr(arch, "setpriority");
+        assert_eq!(run2(&p, arch, setpriority, 0, 0), ALLOW); // PRIO_PROCESS, self
+        assert_eq!(run2(&p, arch, setpriority, 1, 0), ALLOW); // PRIO_PGRP, own group
+        assert_eq!(run2(&p, arch, setpriority, 0, 2), DENY); // another process
+        assert_eq!(run2(&p, arch, setpriority, 2, 0), DENY); // PRIO_USER: every process
+        let ioprio = nr(arch, "ioprio_set");
+        assert_eq!(run2(&p, arch, ioprio, 1, 0), ALLOW);
+        assert_eq!(run2(&p, arch, ioprio, 1, 7), DENY);
+        assert_eq!(run2(&p, arch, ioprio, 3, 0), DENY); // IOPRIO_WHO_USER
+        for name in ["process_madvise", "process_mrelease"] {
+            assert_eq!(run(&p, arch, nr(arch, name), 0), DENY, "{name}");
+        }
+        // The zygote keeps them (it never runs user code).
+        let z = Program::build(arch, opts(Profile::Zygote, false, true)).unwrap();
+        assert_eq!(run(&z, arch, nr(arch, "prlimit64"), 2), ALLOW);
+    }
 }
