@@ -32,6 +32,10 @@ pub const SANDBOX_TESTS: &[(&str, &str)] = &[
     ("spr-core", "sandbox"),
     // The attack corpus (tests/attacks/) with its host-side checks.
     ("spr-core", "attacks"),
+    // Two-run attacks on one worker: nothing of one run reaches the next.
+    ("spr-core", "isolation"),
+    // Host hygiene: descriptors, host death, the engine's directories, socket families.
+    ("spr-core", "hygiene"),
     // `spr doctor` against the receipt of a real run, for whoever runs the tests.
     ("spr-cli", "doctor"),
 ];

@@ -180,6 +180,9 @@ fn a_run_cannot_pass_for_a_timeout_or_an_engine_error_by_its_exit_status() {
         );
         assert_eq!(r.exit_code, 1, "{r:?}");
         assert!(!r.ok && !r.timed_out);
-        assert_eq!(r.error.as_deref(), Some(format!("SystemExit: {status}").as_str()));
+        assert_eq!(
+            r.error.as_deref(),
+            Some(format!("SystemExit: {status}").as_str())
+        );
     }
 }
