@@ -785,62 +785,21 @@ result = [n, len(hog)]
     assert_eq!(next.result, json!(60), "{next:?}");
 }
 
-/// The zygote and the monitor share the run's uid and gid inside the worker's user
-/// namespace, and `prlimit(2)` on another process needs nothing more: a run must not
-/// be able to shrink their limits (no more descriptors: the zygote cannot make the
-/// next run's pipes; no more CPU time: it is killed).
-#[tokio::test]
-async fn a_run_cannot_change_the_limits_of_its_zygote_for_later_runs() {
-    if !require_full() {
-        return;
-    }
-    let attack = r#"
+/// `prlimit(2)` on process `target` (a Python expression) from a run, then enough runs
+/// to come back to every zygote of the worker: none of them may fail, nor the attack
+/// itself turn into an engine error, and the prlimit must have been refused.
+async fn prlimit_attack(target: &str, what: &str) {
+    let attack = format!(
+        r#"
 import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
 new = (ctypes.c_uint64 * 2)(4, 4)
-rc = libc.prlimit(os.getppid(), 7, new, None)  # RLIMIT_NOFILE of the zygote
+rc = libc.prlimit({target}, 7, new, None)  # RLIMIT_NOFILE
 result = [rc, ctypes.get_errno()]
-"#;
-    let engine = engine();
-    let r = run(&engine, attack, None, permissive(30)).await;
-    // Enough runs to come back to that zygote, however many the worker has.
-    let mut later = Vec::new();
-    for _ in 0..4 {
-        later.push(run(&engine, "result = 2 + 2", None, permissive(30)).await);
-    }
-    engine.shutdown().await;
-    for next in &later {
-        assert_eq!(
-            next.result,
-            json!(4),
-            "after prlimit on the zygote ({:?}): {next:?}",
-            r.result
-        );
-    }
-    assert_ne!(
-        r.result.to_value()[0],
-        json!(0),
-        "prlimit on the zygote succeeded: {r:?}"
+"#
     );
-}
-
-/// PID 1 of the run's PID namespace (the monitor, or the run's zygote where each
-/// zygote has a namespace of its own): limiting it must not turn this run into an
-/// engine error, nor break later runs.
-#[tokio::test]
-async fn a_run_cannot_change_the_limits_of_pid_1_of_its_namespace() {
-    if !require_full() {
-        return;
-    }
-    let attack = r#"
-import ctypes
-libc = ctypes.CDLL(None, use_errno=True)
-new = (ctypes.c_uint64 * 2)(4, 4)
-rc = libc.prlimit(1, 7, new, None)  # RLIMIT_NOFILE
-result = [rc, ctypes.get_errno()]
-"#;
     let engine = engine();
-    let r = run(&engine, attack, None, permissive(30)).await;
+    let r = run(&engine, &attack, None, permissive(30)).await;
     let mut later = Vec::new();
     for _ in 0..4 {
         later.push(run(&engine, "result = 2 + 2", None, permissive(30)).await);
@@ -854,15 +813,38 @@ result = [rc, ctypes.get_errno()]
         assert_eq!(
             next.result,
             json!(4),
-            "after prlimit on PID 1 ({:?}): {next:?}",
+            "after prlimit on {what} ({:?}): {next:?}",
             r.result
         );
     }
     assert_ne!(
         r.result.to_value()[0],
         json!(0),
-        "prlimit on PID 1 succeeded: {r:?}"
+        "prlimit on {what} succeeded: {r:?}"
     );
+}
+
+/// The zygote and the monitor share the run's uid and gid inside the worker's user
+/// namespace, and `prlimit(2)` on another process needs nothing more: a run must not
+/// be able to shrink their limits (no more descriptors: the zygote cannot make the
+/// next run's pipes; no more CPU time: it is killed).
+#[tokio::test]
+async fn a_run_cannot_change_the_limits_of_its_zygote_for_later_runs() {
+    if !require_full() {
+        return;
+    }
+    prlimit_attack("os.getppid()", "the zygote").await;
+}
+
+/// PID 1 of the run's PID namespace (the monitor, or the run's zygote where each
+/// zygote has a namespace of its own): limiting it must not turn this run into an
+/// engine error, nor break later runs.
+#[tokio::test]
+async fn a_run_cannot_change_the_limits_of_pid_1_of_its_namespace() {
+    if !require_full() {
+        return;
+    }
+    prlimit_attack("1", "PID 1").await;
 }
 
 /// A harness process that holds no capability (the monitor drops them all) may be
