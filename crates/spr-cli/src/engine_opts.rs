@@ -18,6 +18,16 @@ pub enum EngineKind {
     Docker,
 }
 
+impl EngineKind {
+    #[allow(dead_code)] // through EngineSlot::kind
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Local => "local",
+            EngineKind::Docker => "docker",
+        }
+    }
+}
+
 /// `--venv-manager`: mirrors `VenvManager` so clap can list the choices in `--help`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum VenvManagerArg {

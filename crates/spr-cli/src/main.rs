@@ -10,6 +10,10 @@ mod policy;
 mod policy_file;
 mod retry;
 mod run;
+// The HTTP and MCP front doors use it; they land in the following commits.
+#[allow(dead_code)]
+mod front;
+mod logging;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +57,9 @@ Remote examples:
     propagate_version = true
 )]
 struct Cli {
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv trace); SPR_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(flatten)]
     docker: engine_opts::DockerConnOpts,
     #[command(subcommand)]
@@ -89,6 +96,11 @@ enum Command {
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits 2, the contract's usage code.
     let cli = Cli::parse();
+    let server = matches!(cli.command, Command::Serve(_));
+    if let Err(e) = logging::init(server, cli.verbose) {
+        output::print_error(&CliError::usage(e));
+        return Exit::Usage.into();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

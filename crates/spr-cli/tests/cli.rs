@@ -409,5 +409,5 @@ fn serve_answers_125_when_the_engine_cannot_start_and_keeps_serving() {
         error.starts_with("the engine failed to start: the local engine could not be prepared: "),
         "{error}"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("spr serve: the engine failed to start"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the engine failed to start"));
 }

@@ -510,14 +510,12 @@ fn serve_recovers_when_the_engine_can_start_again() {
     // The failure is logged once on stderr, however many requests saw it, and so is the
     // recovery; stdout carried responses only (each line above parsed as one).
     assert_eq!(
-        stderr
-            .matches("spr serve: the engine failed to start")
-            .count(),
+        stderr.matches("the engine failed to start").count(),
         1,
         "{stderr}"
     );
     assert!(
-        stderr.contains("spr serve: the engine started after an earlier failure"),
+        stderr.contains("the engine started after an earlier failure"),
         "{stderr}"
     );
 }

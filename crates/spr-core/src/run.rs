@@ -5,10 +5,7 @@ use spr_policy::{PolicyError, RunnerPolicy};
 use spr_protocol::{Json, JsonKind, RunnerResult};
 use std::path::PathBuf;
 
-/// Deepest nesting of arrays and objects accepted in `input_data`. Python's decoder
-/// raises `RecursionError` near 1000 levels, which would take the worker down with the
-/// request; 128 is also the limit `serde_json::Value` parsing always had.
-pub const MAX_INPUT_DEPTH: usize = 128;
+pub use spr_protocol::MAX_INPUT_DEPTH;
 
 /// Where the policy of a run comes from. The original took `policy` and `policy_file`
 /// as two optional arguments and refused both at once; [`PolicySource::from_options`]

@@ -796,3 +796,51 @@ async fn what_a_run_leaves_next_to_its_directory_is_gone_before_the_next_run() {
         );
     }
 }
+
+/// A caller that gives up on a run (an HTTP client that disconnects, a cancelled task)
+/// drops its future: the run must die with it and its worker must be replaced, so the
+/// pool serves the next run at once.
+#[tokio::test]
+async fn a_dropped_run_is_killed_and_its_worker_replaced() {
+    let dir = common::target_tmpdir().join(format!("spr-cancel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let beat = dir.join("beat");
+    let mut config = spr_core::LocalEngineConfig::new(common::shared_venv());
+    config.venv_manager = spr_core::VenvManager::Python;
+    config.pool_size = 1;
+    let engine = spr_core::LocalEngine::new(config).unwrap();
+    let mut policy = permissive();
+    policy.timeout_seconds = 60;
+    policy.sandbox.extra_write_paths = vec![dir.display().to_string()];
+    let code = format!(
+        "import time\nn = 0\nwhile True:\n    n += 1\n    open({beat:?}, 'w').write(str(n))\n    time.sleep(0.02)"
+    );
+    let run = run_on(&engine, &code, policy.clone());
+    let gave_up = tokio::time::timeout(std::time::Duration::from_secs(3), run).await;
+    assert!(gave_up.is_err(), "the loop never ends by itself");
+    assert!(beat.exists(), "the run was running");
+    // Dead, not merely forgotten: the heartbeat stops.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut last = std::fs::read_to_string(&beat).unwrap();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = std::fs::read_to_string(&beat).unwrap();
+        if now == last {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped run goes on writing"
+        );
+        last = now;
+    }
+    // The pool (of one) serves the next run: its slot was freed and its worker replaced.
+    let started = std::time::Instant::now();
+    let next = run_on(&engine, "result = 41 + 1", permissive()).await;
+    assert_eq!(next.result, json!(42), "{next:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    engine.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

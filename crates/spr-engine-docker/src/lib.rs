@@ -259,7 +259,7 @@ impl DockerEngine {
         // A container found dead only when the run is sent to it is replaced once.
         let mut undelivered = String::new();
         for _attempt in 0..2 {
-            let mut worker = match inner
+            let worker = match inner
                 .pool
                 .acquire(&docker, &spec, &labels, acquire_timeout)
                 .await
@@ -277,10 +277,17 @@ impl DockerEngine {
                 input_data: input_data.clone(),
                 policy: policy.clone(),
             };
+            let mut checkout = pool::Checkout {
+                pool: &inner.pool,
+                docker: &docker,
+                spec: &spec,
+                worker: Some(worker),
+            };
             // A wedged container has no report to time the run: the host's own clock does.
             let started = Instant::now();
-            let outcome = worker.run(request, backstop).await;
+            let outcome = checkout.worker().run(request, backstop).await;
             let waited = started.elapsed();
+            let worker = checkout.finish();
             let mut receipt = inner.receipt(&spec, &worker, &policy);
             match outcome {
                 Ok(report) => {

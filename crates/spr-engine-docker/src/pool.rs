@@ -289,3 +289,35 @@ impl Pool {
         self.lock().closed = false;
     }
 }
+
+/// A container checked out for one run. Dropped before [`Checkout::finish`] (its caller
+/// gave up on the run: a client that disconnected, a cancelled task), the run may still
+/// be going on in it, so the container is removed and its place in the pool given back.
+pub(crate) struct Checkout<'a> {
+    pub pool: &'a Pool,
+    pub docker: &'a Docker,
+    pub spec: &'a ContainerSpec,
+    pub worker: Option<Worker>,
+}
+
+impl Checkout<'_> {
+    pub(crate) fn worker(&mut self) -> &mut Worker {
+        self.worker.as_mut().expect("held until finished")
+    }
+
+    pub(crate) fn finish(mut self) -> Worker {
+        self.worker.take().expect("held until finished")
+    }
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            // Removal is spawned on the runtime; without one (the runtime itself is
+            // going away) the owner sweep of the next engine removes the container.
+            if tokio::runtime::Handle::try_current().is_ok() {
+                self.pool.release(self.docker, self.spec, worker, false);
+            }
+        }
+    }
+}

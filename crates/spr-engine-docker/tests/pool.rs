@@ -174,3 +174,47 @@ async fn prewarming_fills_the_pool() {
     engine.shutdown().await;
     assert!(engine.idle_containers().is_empty());
 }
+
+/// A caller that gives up on a run drops its future: the container (where the run may
+/// still be going on) is removed and its place in the pool given back, so a pool of one
+/// serves the next run instead of waiting for a container that is never returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_run_removes_its_container_and_frees_its_place() {
+    let Some(engine) = engine(config(1)).await else {
+        return;
+    };
+    let first = container_of(&engine.run("result = 1", &Json::null(), &policy()).await);
+    let mut long = policy();
+    long.timeout_seconds = 60;
+    let no_input = Json::null();
+    let run = engine.run("import time\ntime.sleep(60)", &no_input, &long);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), run)
+            .await
+            .is_err(),
+        "the run sleeps a minute"
+    );
+    let started = std::time::Instant::now();
+    let r = engine.run("result = 2", &Json::null(), &policy()).await;
+    assert!(r.ok, "{r:?}");
+    assert_ne!(
+        container_of(&r),
+        first,
+        "the abandoned container is not reused"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // Removed, not merely left behind.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while docker()
+        .inspect_container(&first, None::<InspectContainerOptions>)
+        .await
+        .is_ok()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned container {first} is still there"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    engine.shutdown().await;
+}

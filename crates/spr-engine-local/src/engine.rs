@@ -206,7 +206,7 @@ impl LocalEngine {
             }
         };
         let receipt = if self.sandbox.active() {
-            let ws = &lease.worker.sandbox;
+            let ws = &lease.worker_ref().sandbox;
             let limits = ws.cgroup.as_ref().map(|cg| {
                 cg.set_limits(
                     self.sandbox.cgroup_memory_bytes(policy),
@@ -243,7 +243,7 @@ impl LocalEngine {
         policy: &RunnerPolicy,
     ) -> (RunnerResult, Option<u64>) {
         let started = Instant::now();
-        match lease.worker.run(request, backstop).await {
+        match lease.worker().run(request, backstop).await {
             Ok(report) => {
                 if report.retire {
                     // It could not make what this run wrote fresh for the next one.

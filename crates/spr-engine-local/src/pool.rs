@@ -14,10 +14,51 @@ pub(crate) struct Pool {
 }
 
 /// A worker checked out for one run, with the permit that bounds concurrency.
+///
+/// A lease dropped without [`Pool::release`] or [`Pool::discard`] is a run its caller
+/// gave up on (a client that disconnected, a cancelled task): the worker may be in the
+/// middle of it, so it is killed, and a replacement is started in the background.
 #[derive(Debug)]
 pub(crate) struct Lease {
-    pub worker: Worker,
+    worker: Option<Worker>,
+    pool: Arc<Pool>,
     _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    pub(crate) fn worker(&mut self) -> &mut Worker {
+        self.worker
+            .as_mut()
+            .expect("a lease holds its worker until it ends")
+    }
+
+    pub(crate) fn worker_ref(&self) -> &Worker {
+        self.worker
+            .as_ref()
+            .expect("a lease holds its worker until it ends")
+    }
+
+    fn take(mut self) -> Worker {
+        self.worker
+            .take()
+            .expect("a lease holds its worker until it ends")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(worker) = self.worker.take() else {
+            return;
+        };
+        worker.kill();
+        // Dropped outside a runtime (the engine itself going away): nothing to refill.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let pool = self.pool.clone();
+            runtime.spawn(async move {
+                pool.top_up(1).await;
+            });
+        }
+    }
 }
 
 impl Pool {
@@ -53,7 +94,8 @@ impl Pool {
                 Some(mut worker) => {
                     if worker.is_alive() {
                         return Ok(Lease {
-                            worker,
+                            worker: Some(worker),
+                            pool: self.clone(),
                             _permit: permit,
                         });
                     }
@@ -64,15 +106,17 @@ impl Pool {
         }
         let worker = Worker::spawn(&self.spec, layout).await?;
         Ok(Lease {
-            worker,
+            worker: Some(worker),
+            pool: self.clone(),
             _permit: permit,
         })
     }
 
     /// Return a healthy worker after its run.
     pub(crate) fn release(&self, lease: Lease) {
+        let worker = lease.take();
         let mut idle = self.idle.lock().expect("pool lock");
-        idle.push(lease.worker);
+        idle.push(worker);
         // Over the size (workers of other layouts accumulate): drop the oldest.
         while idle.len() > self.size {
             idle.remove(0).kill();
@@ -82,7 +126,7 @@ impl Pool {
     /// Throw a worker away (wedged, dead or confused) and start a replacement in the
     /// background so the next run does not pay for the interpreter start.
     pub(crate) fn discard(self: &Arc<Self>, lease: Lease) {
-        lease.worker.kill();
+        lease.take().kill();
         let pool = self.clone();
         tokio::spawn(async move {
             pool.top_up(1).await;

@@ -13,6 +13,7 @@ mod plan;
 mod receipt;
 mod result;
 pub mod seccomp;
+pub mod wire;
 
 pub use frame::{encode_frame, FrameDecoder, FrameError, FRAME_HEADER_LEN, MAX_FRAME_LEN};
 pub use harness::{harness_hash, HARNESS_FILE_NAME, HARNESS_SOURCE};
@@ -31,6 +32,7 @@ pub use receipt::{
 pub use result::{
     assemble_result, RunnerResult, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT, MAX_RESULT_BYTES,
 };
+pub use wire::MAX_INPUT_DEPTH;
 
 /// Bumped whenever a message shape or the harness behaviour changes incompatibly.
 /// The host refuses a worker that greets it with another version.

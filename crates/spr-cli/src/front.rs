@@ -1,0 +1,357 @@
+//! What the front doors for untrusted clients (`spr serve --http`, `spr mcp`) share: the
+//! operator's profiles and how a client's request may narrow them, the bearer token, and
+//! the refusal to listen beyond loopback without one.
+//!
+//! Clients are not trusted with the policy. The operator names policies (`--policy FILE`
+//! is the default profile, `--profile NAME=FILE` adds named ones); a request picks one
+//! and may only lower its `timeout_seconds`, `memory_limit_mb` and `max_output_kb`.
+
+use crate::error::CliError;
+use crate::policy;
+use serde_json::{Map, Value};
+use spr_core::RunnerPolicy;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The keys a request's `policy` may set, each only to a value at most its profile's.
+pub const NARROWABLE: &[&str] = &["timeout_seconds", "memory_limit_mb", "max_output_kb"];
+
+/// The operator's policies.
+#[derive(Debug, Clone)]
+pub struct Profiles {
+    default: RunnerPolicy,
+    named: BTreeMap<String, RunnerPolicy>,
+}
+
+/// Why a request's profile or policy is refused. The messages name what is wrong and
+/// only echo what the client sent in quoted, escaped form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyRefusal {
+    /// 400: the client named a profile the operator did not configure.
+    #[error("unknown profile {0:?} (configured: {1})")]
+    UnknownProfile(String, String),
+    /// 403: a key a client may not set, or a value above its profile's.
+    #[error("policy key {key:?} may not be set by a client: {why}")]
+    Forbidden { key: String, why: String },
+    /// 400: not a policy object at all, or a value of the wrong type.
+    #[error("invalid policy: {0}")]
+    Invalid(String),
+}
+
+impl PolicyRefusal {
+    /// The HTTP status of the refusal.
+    pub fn status(&self) -> u16 {
+        match self {
+            PolicyRefusal::Forbidden { .. } => 403,
+            PolicyRefusal::UnknownProfile(..) | PolicyRefusal::Invalid(_) => 400,
+        }
+    }
+}
+
+impl Profiles {
+    /// The default profile from `--policy` (built-in default without one) and the named
+    /// ones from `--profile NAME=FILE`. A bad file is the server's usage error.
+    pub fn load(default: Option<&Path>, named: &[(String, PathBuf)]) -> Result<Profiles, CliError> {
+        let default = match default {
+            Some(path) => policy::load(path)?,
+            None => RunnerPolicy::default(),
+        };
+        let mut map = BTreeMap::new();
+        for (name, path) in named {
+            if map.insert(name.clone(), policy::load(path)?).is_some() {
+                return Err(CliError::usage(format!("--profile {name} is given twice")));
+            }
+        }
+        Ok(Profiles {
+            default,
+            named: map,
+        })
+    }
+
+    /// Profiles made in code (tests, embedding).
+    pub fn new(default: RunnerPolicy, named: BTreeMap<String, RunnerPolicy>) -> Profiles {
+        Profiles { default, named }
+    }
+
+    /// The names a request may pick ("default" is always one).
+    pub fn names(&self) -> Vec<String> {
+        std::iter::once("default".to_string())
+            .chain(self.named.keys().cloned())
+            .collect()
+    }
+
+    /// The policy of one request: its profile (`None`: the default) narrowed by its
+    /// `policy` object, if it has one.
+    pub fn resolve(
+        &self,
+        profile: Option<&str>,
+        overrides: Option<&Map<String, Value>>,
+    ) -> Result<RunnerPolicy, PolicyRefusal> {
+        let base = match profile {
+            None | Some("default") => &self.default,
+            Some(name) => self.named.get(name).ok_or_else(|| {
+                PolicyRefusal::UnknownProfile(name.to_string(), self.names().join(", "))
+            })?,
+        };
+        match overrides {
+            None => Ok(base.clone()),
+            Some(map) => narrow(base, map),
+        }
+    }
+}
+
+/// `base` with the limits `overrides` lowers; anything else is refused.
+pub fn narrow(
+    base: &RunnerPolicy,
+    overrides: &Map<String, Value>,
+) -> Result<RunnerPolicy, PolicyRefusal> {
+    let mut policy = base.clone();
+    for (key, value) in overrides {
+        let current = match key.as_str() {
+            "timeout_seconds" => policy.timeout_seconds,
+            "memory_limit_mb" => policy.memory_limit_mb,
+            "max_output_kb" => policy.max_output_kb,
+            _ => {
+                return Err(PolicyRefusal::Forbidden {
+                    key: key.clone(),
+                    why: format!(
+                        "only {} can be lowered by a request; the operator's profile sets the rest",
+                        NARROWABLE.join(", ")
+                    ),
+                })
+            }
+        };
+        let Some(wanted) = value.as_u64() else {
+            return Err(PolicyRefusal::Invalid(format!(
+                "{key}: expected a non-negative integer, got {}",
+                crate::run::json_type(value)
+            )));
+        };
+        if wanted > current {
+            return Err(PolicyRefusal::Forbidden {
+                key: key.clone(),
+                why: format!("{wanted} is above the profile's {current}"),
+            });
+        }
+        match key.as_str() {
+            "timeout_seconds" => policy.timeout_seconds = wanted,
+            "memory_limit_mb" => policy.memory_limit_mb = wanted,
+            _ => policy.max_output_kb = wanted,
+        }
+    }
+    // Lower is not always valid (a timeout of 0, 8 MB of memory): the same checks as a
+    // policy file's.
+    policy
+        .validate()
+        .map_err(|e| PolicyRefusal::Invalid(e.to_string()))?;
+    Ok(policy)
+}
+
+/// The bearer token a server requires, from `--token-file` or `SPR_TOKEN`.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// Shortest token accepted: a guessable one would be no protection.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl Token {
+    /// `--token-file` wins over `SPR_TOKEN`; neither means no token.
+    pub fn load(file: Option<&Path>) -> Result<Option<Token>, CliError> {
+        let text = match file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                CliError::usage(format!("--token-file {}: cannot read it", path.display()))
+                    .caused_by(e)
+            })?),
+            None => std::env::var("SPR_TOKEN").ok(),
+        };
+        let Some(text) = text else {
+            return Ok(None);
+        };
+        let token = text.trim().to_string();
+        if token.len() < MIN_TOKEN_LEN || token.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err(CliError::usage(format!(
+                "the token must be at least {MIN_TOKEN_LEN} printable ASCII characters without spaces"
+            )));
+        }
+        Ok(Some(Token(token)))
+    }
+
+    /// For tests and embedding.
+    pub fn new(token: impl Into<String>) -> Token {
+        Token(token.into())
+    }
+
+    /// Whether an `Authorization` header value carries this token
+    /// (`Bearer <token>`), compared in constant time.
+    pub fn accepts(&self, authorization: Option<&str>) -> bool {
+        let Some(given) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return false;
+        };
+        let (a, b) = (given.trim().as_bytes(), self.0.as_bytes());
+        let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+        for (i, byte) in b.iter().enumerate() {
+            diff |= byte ^ a.get(i).copied().unwrap_or(0);
+        }
+        diff == 0
+    }
+}
+
+/// Refuse to listen beyond loopback without a token: anyone who can reach the port could
+/// run code under the operator's profiles.
+pub fn check_bind(addr: &SocketAddr, token: Option<&Token>) -> Result<(), CliError> {
+    if addr.ip().is_loopback() || token.is_some() {
+        return Ok(());
+    }
+    Err(CliError::usage(format!(
+        "refusing to listen on {addr} without a token: set --token-file FILE or SPR_TOKEN, or bind a loopback address such as 127.0.0.1"
+    )))
+}
+
+/// Longest piece of client text a log line repeats.
+const LOGGABLE_CHARS: usize = 64;
+
+/// Client text made safe for a log line: escaped (no newlines, no terminal escapes)
+/// and cut to a few dozen characters.
+pub fn loggable(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == LOGGABLE_CHARS {
+            out.push('…');
+            break;
+        }
+        out.extend(c.escape_debug());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => panic!("not an object"),
+        }
+    }
+
+    fn profiles() -> Profiles {
+        let strict = RunnerPolicy {
+            timeout_seconds: 2,
+            ..RunnerPolicy::default()
+        };
+        Profiles::new(
+            RunnerPolicy::default(),
+            BTreeMap::from([("strict".to_string(), strict)]),
+        )
+    }
+
+    #[test]
+    fn a_request_may_lower_the_three_limits_of_its_profile() {
+        let p = profiles()
+            .resolve(
+                Some("default"),
+                Some(&map(
+                    json!({"timeout_seconds": 1, "memory_limit_mb": 64, "max_output_kb": 0}),
+                )),
+            )
+            .unwrap();
+        assert_eq!(
+            (p.timeout_seconds, p.memory_limit_mb, p.max_output_kb),
+            (1, 64, 0)
+        );
+        assert_eq!(
+            profiles()
+                .resolve(Some("strict"), None)
+                .unwrap()
+                .timeout_seconds,
+            2
+        );
+    }
+
+    #[test]
+    fn raising_a_limit_or_any_other_key_is_forbidden_and_named() {
+        let err = profiles()
+            .resolve(Some("strict"), Some(&map(json!({"timeout_seconds": 3}))))
+            .unwrap_err();
+        assert_eq!(err.status(), 403);
+        assert_eq!(
+            err.to_string(),
+            "policy key \"timeout_seconds\" may not be set by a client: 3 is above the profile's 2"
+        );
+        for key in [
+            "blocked_imports",
+            "mode",
+            "sandbox",
+            "config_path",
+            "extra_globals",
+        ] {
+            let err = profiles()
+                .resolve(None, Some(&map(json!({key: []}))))
+                .unwrap_err();
+            assert!(
+                matches!(err, PolicyRefusal::Forbidden { ref key, .. } if key == key),
+                "{err}"
+            );
+            assert_eq!(err.status(), 403);
+        }
+    }
+
+    #[test]
+    fn odd_input_is_a_bad_request_and_quoted() {
+        let err = profiles()
+            .resolve(Some("nope\n\u{1b}[31m"), None)
+            .unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(err.to_string().contains("\"nope\\n\\u{1b}[31m\""), "{err}");
+        let err = profiles()
+            .resolve(None, Some(&map(json!({"timeout_seconds": "1"}))))
+            .unwrap_err();
+        assert_eq!(err.status(), 400);
+        let err = profiles()
+            .resolve(None, Some(&map(json!({"timeout_seconds": 0}))))
+            .unwrap_err();
+        assert_eq!(err.status(), 400, "{err}");
+    }
+
+    #[test]
+    fn the_token_is_a_bearer_token_compared_whole() {
+        let t = Token::new("0123456789abcdef");
+        assert!(t.accepts(Some("Bearer 0123456789abcdef")));
+        for wrong in [
+            None,
+            Some("0123456789abcdef"),
+            Some("Bearer 0123456789abcdeg"),
+            Some("Bearer 0123456789abcde"),
+            Some("Bearer 0123456789abcdef0"),
+            Some("Basic 0123456789abcdef"),
+        ] {
+            assert!(!t.accepts(wrong), "{wrong:?}");
+        }
+        assert_eq!(format!("{t:?}"), "Token(<redacted>)");
+    }
+
+    #[test]
+    fn client_text_in_logs_is_escaped_and_short() {
+        assert_eq!(loggable("\"a\"\n\u{1b}[2J"), "\\\"a\\\"\\n\\u{1b}[2J");
+        let long = loggable(&"x".repeat(1000));
+        assert_eq!(long.chars().count(), LOGGABLE_CHARS + 1);
+    }
+
+    #[test]
+    fn only_loopback_is_served_without_a_token() {
+        let t = Token::new("0123456789abcdef");
+        assert!(check_bind(&"127.0.0.1:8080".parse().unwrap(), None).is_ok());
+        assert!(check_bind(&"[::1]:8080".parse().unwrap(), None).is_ok());
+        assert!(check_bind(&"0.0.0.0:8080".parse().unwrap(), None).is_err());
+        assert!(check_bind(&"0.0.0.0:8080".parse().unwrap(), Some(&t)).is_ok());
+    }
+}

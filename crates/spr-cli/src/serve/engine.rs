@@ -1,0 +1,158 @@
+//! The engine behind a server, built in the background and rebuilt after a failure, and
+//! the one log line every served run gets.
+
+use crate::engine_opts::{CliEngine, DockerConnOpts, EngineOpts};
+use crate::error::CliError;
+use crate::retry::Retrying;
+use spr_core::RunnerResult;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long after a failed engine build the next request may try again. Requests in
+/// between get the failure at once, so a flood of requests starts at most one build
+/// every two seconds (plus the build's own time).
+pub const ENGINE_RETRY_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The engine, built in the background so that a server answers bad requests at once
+/// even while a venv is being created. Every run waits on the same build; a failed build
+/// is retried by a later request once [`ENGINE_RETRY_BACKOFF`] has passed, so the server
+/// recovers by itself when the cause goes away.
+#[derive(Debug)]
+pub struct EngineSlot {
+    engine: Retrying<Arc<CliEngine>, CliError>,
+    opts: EngineOpts,
+    conn: DockerConnOpts,
+}
+
+impl EngineSlot {
+    pub fn new(opts: EngineOpts, conn: DockerConnOpts) -> Arc<EngineSlot> {
+        Arc::new(EngineSlot {
+            engine: Retrying::new(ENGINE_RETRY_BACKOFF),
+            opts,
+            conn,
+        })
+    }
+
+    /// Start building now, in the background.
+    pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let slot = self.clone();
+        tokio::spawn(async move {
+            let _ = slot.get().await;
+        })
+    }
+
+    /// The engine: built, being built (wait for it), or failed recently (that failure).
+    pub async fn get(&self) -> Result<Arc<CliEngine>, Arc<CliError>> {
+        self.engine
+            .get(|last| async move {
+                match self.opts.build(&self.conn, None).await {
+                    Ok(engine) => {
+                        engine.warm_up().await;
+                        if last.is_some() {
+                            tracing::info!("the engine started after an earlier failure");
+                        }
+                        Ok(Arc::new(engine))
+                    }
+                    Err(err) => {
+                        // Once per distinct error: a cause that persists would otherwise
+                        // log a line at every retry.
+                        let message = err.one_line();
+                        if last.is_none_or(|last| last.one_line() != message) {
+                            tracing::warn!(
+                                "the engine failed to start (a request retries it after {} s): {message}",
+                                ENGINE_RETRY_BACKOFF.as_secs()
+                            );
+                        }
+                        Err(err)
+                    }
+                }
+            })
+            .await
+    }
+
+    /// The engine if it is built.
+    pub fn ready(&self) -> Option<Arc<CliEngine>> {
+        self.engine.ready()
+    }
+
+    #[allow(dead_code)] // the HTTP health route and MCP use these
+    /// The engine kind runs go to ("local", "docker").
+    pub fn kind(&self) -> &'static str {
+        self.opts.engine.name()
+    }
+
+    #[allow(dead_code)]
+    /// Runs that may execute at once.
+    pub fn capacity(&self) -> usize {
+        self.opts.concurrency()
+    }
+
+    /// Stop the engine's workers, if it was built.
+    pub async fn shutdown(&self) {
+        if let Some(engine) = self.ready() {
+            engine.shutdown().await;
+        }
+    }
+}
+
+/// A served run's outcome in one word, for its log line and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The code ran and succeeded.
+    Ok,
+    /// The code ran and failed (an exception, a policy violation, a non-zero exit).
+    Error,
+    Timeout,
+    /// A memory, output or process limit was hit.
+    Resource,
+    /// The engine could not run it.
+    EngineError,
+    /// The request was refused before running (bad request, policy widening).
+    Refused,
+}
+
+impl Outcome {
+    #[allow(dead_code)] // the metrics list every outcome
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Ok,
+        Outcome::Error,
+        Outcome::Timeout,
+        Outcome::Resource,
+        Outcome::EngineError,
+        Outcome::Refused,
+    ];
+
+    /// The outcome of a run that was attempted.
+    pub fn of(result: &RunnerResult) -> Outcome {
+        match result {
+            r if r.ok => Outcome::Ok,
+            r if r.timed_out => Outcome::Timeout,
+            r if r.resource_exceeded => Outcome::Resource,
+            r if r.exit_code == spr_core::EXIT_INFRASTRUCTURE => Outcome::EngineError,
+            _ => Outcome::Error,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Timeout => "timeout",
+            Outcome::Resource => "resource",
+            Outcome::EngineError => "engine_error",
+            Outcome::Refused => "refused",
+        }
+    }
+}
+
+/// The one info line of a served run: never the code, its input or its output.
+pub fn log_run(door: &str, id: &spr_core::Json, profile: &str, outcome: Outcome, took: Duration) {
+    tracing::info!(
+        door,
+        id = %crate::front::loggable(id.get()),
+        profile = %crate::front::loggable(profile),
+        outcome = outcome.as_str(),
+        ms = (took.as_secs_f64() * 1e6).round() / 1e3,
+        "run"
+    );
+}

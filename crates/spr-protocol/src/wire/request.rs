@@ -1,0 +1,251 @@
+//! Parsing a run request: one pass over the client's text that keeps `id` and
+//! `input_data` exactly as written and names what is wrong when the request is bad.
+
+use crate::json::{Json, JsonKind};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// Which front door a request came through: each accepts its own keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// `spr serve --stdio`: `id`, `code`, `input_data`, `policy`.
+    Stdio,
+    /// `spr serve --http` (`POST /v1/runs`): the stdio keys plus `profile`.
+    Http,
+}
+
+impl Door {
+    /// The keys a request may carry, as listed in error messages.
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            Door::Stdio => &["id", "code", "input_data", "policy"],
+            Door::Http => &["id", "code", "input_data", "policy", "profile"],
+        }
+    }
+}
+
+/// One well-formed run request.
+#[derive(Debug, Clone)]
+pub struct RunCall {
+    /// The client's id, byte for byte (null when absent), echoed in the response.
+    pub id: Json,
+    pub code: String,
+    /// A JSON object as written, or null.
+    pub input_data: Json,
+    /// The request's `policy` object, for the door to judge (absent or null: none).
+    pub policy: Option<serde_json::Map<String, Value>>,
+    /// The operator's profile the request picks (HTTP only).
+    pub profile: Option<String>,
+}
+
+/// A request refused before running, with whatever id could be recovered from it.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}")]
+pub struct RequestError {
+    pub id: Json,
+    pub kind: RequestErrorKind,
+}
+
+/// What is wrong with a request. Whatever of the client's text a message repeats is
+/// quoted and escaped.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestErrorKind {
+    #[error("not valid UTF-8: {0}")]
+    NotUtf8(#[source] std::str::Utf8Error),
+    #[error("not valid JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("a request must be a JSON object, got {}", .0.describe())]
+    NotObject(JsonKind),
+    #[error("unknown key {key:?} (expected {})", .expected.join(", "))]
+    UnknownKey {
+        key: String,
+        expected: &'static [&'static str],
+    },
+    #[error("missing key \"{0}\"")]
+    Missing(&'static str),
+    #[error("\"{key}\" must be {expected}, got {}", .got.describe())]
+    WrongType {
+        key: &'static str,
+        expected: &'static str,
+        got: JsonKind,
+    },
+    #[error("\"input_data\" is nested deeper than {0} levels")]
+    TooDeep(usize),
+}
+
+impl RunCall {
+    /// Parse one request as `door` accepts it.
+    pub fn parse(bytes: &[u8], door: Door) -> Result<RunCall, RequestError> {
+        let fail = |id: &Json, kind| RequestError {
+            id: id.clone(),
+            kind,
+        };
+        let null = Json::null();
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| fail(&null, RequestErrorKind::NotUtf8(e)))?;
+        let parsed: RawLine =
+            serde_json::from_str(text).map_err(|e| fail(&null, RequestErrorKind::NotJson(e)))?;
+        let raw = match parsed {
+            RawLine::Object(raw) => raw,
+            RawLine::Other(kind) => return Err(fail(&null, RequestErrorKind::NotObject(kind))),
+        };
+        let id = raw.id.map(Json::from).unwrap_or_default();
+        let expected = door.keys();
+        if let Some(key) = raw.unknown.iter().find(|k| !expected.contains(&k.as_str())) {
+            return Err(fail(
+                &id,
+                RequestErrorKind::UnknownKey {
+                    key: key.clone(),
+                    expected,
+                },
+            ));
+        }
+        let wrong = |key, expected, got: &Value| RequestErrorKind::WrongType {
+            key,
+            expected,
+            got: value_kind(got),
+        };
+        let code = match raw.code {
+            Some(Value::String(code)) => code,
+            None => return Err(fail(&id, RequestErrorKind::Missing("code"))),
+            Some(other) => return Err(fail(&id, wrong("code", "a string", &other))),
+        };
+        let input_data = raw.input_data.map(Json::from).unwrap_or_default();
+        match input_data.kind() {
+            JsonKind::Null => {}
+            JsonKind::Object if input_data.nesting_depth() > super::MAX_INPUT_DEPTH => {
+                return Err(fail(&id, RequestErrorKind::TooDeep(super::MAX_INPUT_DEPTH)))
+            }
+            JsonKind::Object => {}
+            got => {
+                return Err(fail(
+                    &id,
+                    RequestErrorKind::WrongType {
+                        key: "input_data",
+                        expected: "a JSON object or null",
+                        got,
+                    },
+                ))
+            }
+        }
+        let policy = match raw.policy {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(map)) => Some(map),
+            Some(other) => return Err(fail(&id, wrong("policy", "a JSON object or null", &other))),
+        };
+        let profile = match raw.profile {
+            None | Some(Value::Null) => None,
+            Some(Value::String(name)) => Some(name),
+            Some(other) => return Err(fail(&id, wrong("profile", "a string or null", &other))),
+        };
+        Ok(RunCall {
+            id,
+            code,
+            input_data,
+            policy,
+            profile,
+        })
+    }
+}
+
+fn value_kind(value: &Value) -> JsonKind {
+    match value {
+        Value::Null => JsonKind::Null,
+        Value::Bool(_) => JsonKind::Bool,
+        Value::Number(_) => JsonKind::Number,
+        Value::String(_) => JsonKind::String,
+        Value::Array(_) => JsonKind::Array,
+        Value::Object(_) => JsonKind::Object,
+    }
+}
+
+/// A request read in one pass over its text: `id` and `input_data` as raw text, the
+/// rest as `Value`. Parsing the members as `Value` in the same pass keeps serde_json's
+/// messages for malformed text, positions included.
+enum RawLine<'a> {
+    Object(RawRequest<'a>),
+    /// Valid JSON, but not an object.
+    Other(JsonKind),
+}
+
+#[derive(Default)]
+struct RawRequest<'a> {
+    id: Option<&'a RawValue>,
+    code: Option<Value>,
+    input_data: Option<&'a RawValue>,
+    policy: Option<Value>,
+    profile: Option<Value>,
+    /// Sorted, so the first one named is the same whatever the order of the request.
+    unknown: BTreeSet<String>,
+}
+
+impl<'de> Deserialize<'de> for RawLine<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawLineVisitor)
+    }
+}
+
+struct RawLineVisitor;
+
+impl<'de> Visitor<'de> for RawLineVisitor {
+    type Value = RawLine<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // A repeated key keeps its last value, as a `Value` object does.
+        let mut request = RawRequest::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "id" => request.id = Some(map.next_value()?),
+                "input_data" => request.input_data = Some(map.next_value()?),
+                "code" => request.code = Some(map.next_value()?),
+                "policy" => request.policy = Some(map.next_value()?),
+                // Read whatever the door; a door without profiles refuses it as unknown.
+                "profile" => {
+                    request.profile = Some(map.next_value()?);
+                    request.unknown.insert(key);
+                }
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                    request.unknown.insert(key);
+                }
+            }
+        }
+        Ok(RawLine::Object(request))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(RawLine::Other(JsonKind::Array))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(RawLine::Other(JsonKind::Null))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(RawLine::Other(JsonKind::Bool))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(RawLine::Other(JsonKind::Number))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(RawLine::Other(JsonKind::Number))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(RawLine::Other(JsonKind::Number))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(RawLine::Other(JsonKind::String))
+    }
+}
