@@ -70,5 +70,10 @@ log "dockerd is up ($(docker version --format '{{.Server.Version}}'))"
 log "building the runtime image"
 cargo xtask image
 
+# The server image's tests start it with this checkout's spr mounted over the image's,
+# so the quick debug build is enough here.
+log "building the server image"
+cargo xtask image --server --debug
+
 # The remote-daemon tests need a second daemon (own socket, TCP on loopback, a context).
 bash "$(dirname "$0")/docker-second-daemon.sh"

@@ -45,12 +45,25 @@ fn lock_venv(venv_dir: &Path) -> Result<std::fs::File, LocalEngineError> {
         path: path.clone(),
         source,
     };
-    let file = std::fs::OpenOptions::new()
+    let file = match std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(io_err)?;
+    {
+        Ok(file) => file,
+        // A venv made ahead of time on a filesystem that is read-only now (a container
+        // image with a read-only root): its lock file, opened for reading, locks as well.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            std::fs::File::open(&path).map_err(|_| io_err(e))?
+        }
+        Err(e) => return Err(io_err(e)),
+    };
     // `File::lock` is newer than the declared MSRV; the workspace's toolchain has it.
     #[allow(clippy::incompatible_msrv)]
     file.lock().map_err(io_err)?;

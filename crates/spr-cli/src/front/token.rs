@@ -26,7 +26,10 @@ impl Token {
                 CliError::usage(format!("--token-file {}: cannot read it", path.display()))
                     .caused_by(e)
             })?),
-            None => std::env::var("SPR_TOKEN").ok(),
+            // Set but empty is unset: `SPR_TOKEN= spr serve ...` must not read as a token.
+            None => std::env::var("SPR_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty()),
         };
         let Some(text) = text else {
             return Ok(None);

@@ -20,6 +20,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod seccomp;
+mod server;
 
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -75,6 +76,11 @@ fn text(out: &Output) -> String {
 
 /// A daemon and the runtime image, or a skip (a failure under CI).
 fn docker_ready() -> bool {
+    docker_ready_for(&image(), "cargo xtask image")
+}
+
+/// A daemon and `image`, made by `build`, or a skip (a failure under CI).
+fn docker_ready_for(image: &str, build: &str) -> bool {
     let version = Command::new("docker")
         .args(["version", "--format", "{{.Server.Version}}"])
         .stdin(Stdio::null())
@@ -83,15 +89,12 @@ fn docker_ready() -> bool {
     if !common::require(daemon, "a Docker daemon (run .ci/docker-setup.sh)") {
         return false;
     }
-    let present = docker(&["image", "inspect", "--format", "{{.Id}}", &image()])
+    let present = docker(&["image", "inspect", "--format", "{{.Id}}", image])
         .status
         .success();
     common::require(
         present,
-        &format!(
-            "the runtime image {} (build it with `cargo xtask image`)",
-            image()
-        ),
+        &format!("the image {image} (build it with `{build}`)"),
     )
 }
 

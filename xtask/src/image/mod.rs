@@ -1,4 +1,5 @@
-//! `cargo xtask image`: build the Docker runtime image that spr's DockerEngine runs.
+//! `cargo xtask image`: build the Docker runtime image that spr's DockerEngine runs, or
+//! (`--server`, see server.rs) the image that serves spr's HTTP API.
 //!
 //! The image holds python3 and the harness at `/opt/spr/spr_harness.py`, runs as uid
 //! 65534, and carries labels with the protocol version and harness hash so the engine
@@ -11,6 +12,8 @@
 //! Without either flag the Dockerfile path is tried first and the offline path is used
 //! when the base image cannot be pulled. The docker CLI is fine here (build time only);
 //! the engine itself never shells out to it.
+
+mod server;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,13 +44,16 @@ struct Options {
     mode: Mode,
     tag: String,
     rebuild_base: bool,
+    /// `--server`: the HTTP server image, with this spr binary in it.
+    server: Option<server::Binary>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut opts = Options {
         mode: Mode::Auto,
-        tag: DEFAULT_TAG.to_string(),
+        tag: String::new(),
         rebuild_base: false,
+        server: None,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -55,6 +61,16 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--offline" => opts.mode = Mode::Offline,
             "--dockerfile" => opts.mode = Mode::Dockerfile,
             "--rebuild-base" => opts.rebuild_base = true,
+            "--server" => {
+                opts.server.get_or_insert(server::Binary::Release);
+            }
+            "--debug" => opts.server = Some(server::Binary::Debug),
+            "--binary" => {
+                let path = it
+                    .next()
+                    .ok_or("--binary needs the path of an spr binary")?;
+                opts.server = Some(server::Binary::Path(PathBuf::from(path)));
+            }
             "--tag" => {
                 opts.tag = it
                     .next()
@@ -68,19 +84,31 @@ fn parse(args: &[String]) -> Result<Options, String> {
             other => return Err(format!("unknown argument '{other}'\n\n{HELP}")),
         }
     }
+    if opts.tag.is_empty() {
+        opts.tag = match opts.server {
+            Some(_) => server::DEFAULT_TAG.to_string(),
+            None => DEFAULT_TAG.to_string(),
+        };
+    }
     Ok(opts)
 }
 
 const HELP: &str = "\
 cargo xtask image [--offline|--dockerfile] [--tag TAG] [--rebuild-base]
+cargo xtask image --server [--debug | --binary PATH] [--offline|--dockerfile] [--tag TAG]
 
 Build spr's Docker runtime image (python3 + the harness, uid 65534, labelled with the
-protocol version and harness hash). DOCKER_HOST selects the daemon, as for the docker CLI.
+protocol version and harness hash), or with --server the image that serves the HTTP API
+(`spr serve --http 0.0.0.0:8080`, the local engine's sandbox inside; docs/DEPLOY.md).
+DOCKER_HOST selects the daemon, as for the docker CLI.
 
   --offline       debootstrap a Debian root filesystem and `docker import` it (no registry needed)
   --dockerfile    build FROM python:3.11-slim (needs a reachable registry)
   --tag TAG       image tag (default spr-runtime:latest)
-  --rebuild-base  rebuild the cached offline base image even if it exists";
+  --rebuild-base  rebuild the cached offline base image even if it exists
+  --server        the HTTP server image (default tag spr-server:latest), with a release build of spr
+  --debug         the server image with the debug build of spr (quicker to build; for tests)
+  --binary PATH   the server image with this spr binary (built for the image's Debian)";
 
 /// Entry point wired to `cargo xtask image [args]`.
 pub fn run(args: &[String]) -> Result<(), String> {
@@ -97,6 +125,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
             }
         },
     };
+    if let Some(binary) = &opts.server {
+        return server::build(&base, binary, &opts.tag);
+    }
     build_harness_layer(&base, &opts.tag)?;
     eprintln!(
         "xtask image: built {} (protocol {}, harness {})",
@@ -311,6 +342,11 @@ fn build_harness_layer(base: &str, tag: &str) -> Result<(), String> {
         .and_then(|mut f| f.write_all(harness_dockerfile(base).as_bytes()))
         .map_err(|e| e.to_string())?;
     eprintln!("xtask image: docker build -t {tag} (harness layer on {base})");
+    docker_build(ctx.path(), &dockerfile, tag)
+}
+
+/// `docker build` of a context that needs no network.
+fn docker_build(ctx: &Path, dockerfile: &Path, tag: &str) -> Result<(), String> {
     // The classic builder uses local images as they are and never tries to pull the
     // base, which is what an offline machine needs.
     let status = Command::new("docker")
@@ -318,8 +354,8 @@ fn build_harness_layer(base: &str, tag: &str) -> Result<(), String> {
         // The layer needs no network; --network none also keeps the build independent
         // of the daemon's bridge.
         .args(["build", "--quiet", "--network", "none", "-t", tag, "-f"])
-        .arg(&dockerfile)
-        .arg(ctx.path())
+        .arg(dockerfile)
+        .arg(ctx)
         .stdout(Stdio::null())
         .status()
         .map_err(|e| format!("docker build: {e}"))?;
@@ -377,5 +413,9 @@ mod tests {
         assert_eq!(o.tag, "x:y");
         assert!(parse(&["--bogus".into()]).is_err());
         assert!(parse(&["--tag".into()]).is_err());
+        assert_eq!(parse(&[]).unwrap().tag, DEFAULT_TAG);
+        let o = parse(&["--server".into(), "--debug".into()]).unwrap();
+        assert_eq!(o.tag, server::DEFAULT_TAG);
+        assert!(matches!(o.server, Some(server::Binary::Debug)));
     }
 }
