@@ -19,9 +19,9 @@ use axum::response::Response;
 use axum::Router;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpListener;
 
 /// Where the MCP endpoint is.
 pub const MCP_PATH: &str = "/mcp";
@@ -32,13 +32,14 @@ pub const MAX_BODY_BYTES: usize = 16 << 20;
 /// How long a stopped server waits for its requests to end after cancelling them.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// Serve on `listener` (bound by `front::bind`, which refused a public address without a
+/// token) until SIGINT or SIGTERM.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: TcpListener,
     token: Option<Token>,
     profiles: Profiles,
     server: SprMcp,
 ) -> Result<Exit, CliError> {
-    let listener = front::bind(addr, token.as_ref(), "spr mcp").await?;
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(true)
         .with_max_request_body_bytes(MAX_BODY_BYTES);

@@ -17,7 +17,7 @@ mod stdio;
 
 use crate::engine_opts::{DockerConnOpts, EngineOpts};
 use crate::error::{CliError, Exit};
-use crate::front::FrontOpts;
+use crate::front::{self, FrontOpts};
 use crate::serve::EngineSlot;
 use clap::Args;
 use std::net::SocketAddr;
@@ -58,15 +58,21 @@ pub async fn run(args: McpArgs, conn: &DockerConnOpts) -> Result<Exit, CliError>
         }
         None => None,
     };
+    // Listening is the last check (a public address without a token, a port in use), and
+    // it comes before the engine exists, so a refused server starts nothing.
+    let listener = match args.http {
+        Some(addr) => Some(front::bind(addr, token.as_ref(), "spr mcp").await?),
+        None => None,
+    };
     let slot = EngineSlot::new(args.engine.clone(), conn.clone());
     // Built in the background: a client's initialize and tools/list need no engine.
-    let init = slot.start();
+    // A build still going at the end is left to the process's exit.
+    drop(slot.start());
     let server = server::SprMcp::new(profiles.clone(), fixed, slot.clone());
-    let outcome = match args.http {
+    let outcome = match listener {
         None => stdio::serve(server).await,
-        Some(addr) => http::serve(addr, token, profiles, server).await,
+        Some(listener) => http::serve(listener, token, profiles, server).await,
     };
-    init.abort();
     slot.shutdown().await;
     outcome
 }
