@@ -5,15 +5,14 @@ mod admin;
 mod doctor;
 mod engine_opts;
 mod error;
+mod front;
+mod logging;
+mod mcp;
 mod output;
 mod policy;
 mod policy_file;
 mod retry;
 mod run;
-// The HTTP and MCP front doors use it; they land in the following commits.
-#[allow(dead_code)]
-mod front;
-mod logging;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +37,8 @@ Quick examples:
   spr run script.py --input '{\"x\": 81}' --json
   echo 'print(\"hi\")' | spr run -
   spr serve --stdio --policy policy.toml
+  spr mcp --policy policy.toml
+  spr mcp --http 127.0.0.1:8080 --profile strict=strict.toml
   spr policy check policy.toml
   spr list containers
 
@@ -73,6 +74,8 @@ enum Command {
     Run(run::RunArgs),
     /// Serve run requests as JSON lines on stdin/stdout, keeping the engine warm.
     Serve(serve::ServeArgs),
+    /// Serve the tool run_python to MCP clients, over stdin/stdout or streamable HTTP.
+    Mcp(mcp::McpArgs),
     /// Check or show policy files.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -96,7 +99,7 @@ enum Command {
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits 2, the contract's usage code.
     let cli = Cli::parse();
-    let server = matches!(cli.command, Command::Serve(_));
+    let server = matches!(cli.command, Command::Serve(_) | Command::Mcp(_));
     if let Err(e) = logging::init(server, cli.verbose) {
         output::print_error(&CliError::usage(e));
         return Exit::Usage.into();
@@ -131,6 +134,7 @@ async fn dispatch(cli: Cli) -> Result<Exit, CliError> {
     match cli.command {
         Command::Run(args) => run::run(args, conn).await,
         Command::Serve(args) => serve::run(args, conn).await,
+        Command::Mcp(args) => mcp::run(args, conn).await,
         Command::Policy(command) => policy::run(command),
         Command::Doctor(args) => doctor::run(args, conn).await,
         Command::List(command) => admin::list(command, conn).await,

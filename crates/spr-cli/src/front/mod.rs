@@ -1,19 +1,20 @@
 //! What the front doors for untrusted clients (`spr serve --http`, `spr mcp`) share: the
-//! operator's profiles and how a client's request may narrow them (here), the bearer
-//! token and where a server may listen ([`token`]), escaping client text for logs
-//! ([`loggable`]), and the HTTP plumbing ([`http`]).
+//! operator's profiles and how a client's request may narrow them (here), their command
+//! line options ([`args`]), the bearer token and where a server may listen ([`token`]),
+//! escaping client text for logs ([`loggable`]), and the HTTP plumbing ([`http`]).
 //!
 //! Clients are not trusted with the policy. The operator names policies (`--policy FILE`
 //! is the default profile, `--profile NAME=FILE` adds named ones); a request picks one
 //! and may only lower its `timeout_seconds`, `memory_limit_mb` and `max_output_kb`.
 
+mod args;
 mod http;
 mod loggable;
 mod token;
 
-#[allow(unused_imports)] // until the HTTP front doors land
+pub use args::FrontOpts;
 pub use http::{bind, error_response, require_token, TokenLayerState};
-#[allow(unused_imports)]
+#[allow(unused_imports)] // check_bind and MIN_TOKEN_LEN until `spr serve --http` lands
 pub use token::{check_bind, Token, MIN_TOKEN_LEN};
 
 use crate::error::CliError;
@@ -50,6 +51,7 @@ pub enum PolicyRefusal {
 
 impl PolicyRefusal {
     /// The HTTP status of the refusal.
+    #[allow(dead_code)] // `spr serve --http` answers with it; MCP refusals are tool errors
     pub fn status(&self) -> u16 {
         match self {
             PolicyRefusal::Forbidden { .. } => 403,
@@ -79,6 +81,7 @@ impl Profiles {
     }
 
     /// Profiles made in code (tests, embedding).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn new(default: RunnerPolicy, named: BTreeMap<String, RunnerPolicy>) -> Profiles {
         Profiles { default, named }
     }

@@ -44,6 +44,7 @@ impl Token {
     }
 
     /// For tests and embedding.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn new(token: impl Into<String>) -> Token {
         Token(token.into())
     }

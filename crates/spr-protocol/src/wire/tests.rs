@@ -127,3 +127,126 @@ fn response_shapes() {
     let back: RunnerResult = serde_json::from_str(&response_line(&id, &result)).unwrap();
     assert_eq!(back, result);
 }
+
+mod mcp_tool {
+    use super::super::mcp::*;
+    use super::MAX_INPUT_DEPTH;
+    use serde_json::{json, Map, Value};
+
+    fn args(value: Value) -> Result<RunPythonArgs, ArgsError> {
+        match value {
+            Value::Object(map) => RunPythonArgs::parse(Some(&map)),
+            _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn a_call_with_every_argument() {
+        let call = args(json!({
+            "code": "result = x",
+            "input_data": {"x": [1, 2.5]},
+            "timeout_seconds": 3,
+            "session_id": "s1"
+        }))
+        .unwrap();
+        assert_eq!(call.code, "result = x");
+        assert_eq!(call.input_data.get(), r#"{"x":[1,2.5]}"#);
+        assert_eq!(call.timeout_seconds, Some(3));
+        assert_eq!(call.session_id.as_deref(), Some("s1"));
+        // Optional arguments spelled out as null are absent.
+        let call = args(
+            json!({"code": "", "input_data": null, "timeout_seconds": null, "session_id": null}),
+        )
+        .unwrap();
+        assert!(call.input_data.is_null());
+        assert_eq!((call.timeout_seconds, call.session_id), (None, None));
+    }
+
+    #[test]
+    fn every_bad_call_is_named() {
+        let deep = (0..MAX_INPUT_DEPTH).fold(json!(1), |inner, _| json!([inner]));
+        let mut lines = vec![format!(
+            "no arguments: {}",
+            RunPythonArgs::parse(None).unwrap_err()
+        )];
+        for call in [
+            json!({}),
+            json!({"code": null}),
+            json!({"code": 1}),
+            json!({"code": ["print(1)"]}),
+            json!({"code": "x", "zz": 1, "policy": {"timeout_seconds": 1}}),
+            json!({"code": "x", "bad\nkey\u{1b}": 1}),
+            json!({"code": "x", "input_data": [1]}),
+            json!({"code": "x", "input_data": "{\"a\": 1}"}),
+            json!({"code": "x", "timeout_seconds": "5"}),
+            json!({"code": "x", "timeout_seconds": -1}),
+            json!({"code": "x", "timeout_seconds": 2.5}),
+            json!({"code": "x", "session_id": 7}),
+        ] {
+            lines.push(format!("{call}: {}", args(call.clone()).unwrap_err()));
+        }
+        let too_deep = args(json!({"code": "x", "input_data": {"a": deep}})).unwrap_err();
+        lines.push(format!(
+            "{{\"input_data\": {{\"a\": [[...]]}}}} ({} levels): {too_deep}",
+            MAX_INPUT_DEPTH + 1
+        ));
+        insta::assert_snapshot!("mcp_args_errors", lines.join("\n"));
+    }
+
+    #[test]
+    fn input_as_deep_as_the_limit_is_accepted() {
+        // `{"a": [[...1]]}` with the object itself as the first level.
+        let inner = (1..MAX_INPUT_DEPTH).fold(json!(1), |inner, _| json!([inner]));
+        let call = args(json!({"code": "x", "input_data": {"a": inner}})).unwrap();
+        assert_eq!(call.input_data.nesting_depth(), MAX_INPUT_DEPTH);
+    }
+
+    #[test]
+    fn the_schemas_clients_see() {
+        insta::assert_json_snapshot!("mcp_input_schema", run_python_input_schema(30));
+        insta::assert_json_snapshot!("mcp_output_schema", runner_result_schema());
+    }
+
+    #[test]
+    fn the_input_schema_lists_what_the_parser_takes() {
+        let schema = run_python_input_schema(5);
+        let properties: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut keys = RUN_PYTHON_KEYS.to_vec();
+        keys.sort_unstable();
+        assert_eq!(properties, keys);
+        assert_eq!(schema["required"], json!(["code"]));
+        assert_eq!(schema["properties"]["timeout_seconds"]["maximum"], 5);
+    }
+
+    #[test]
+    fn the_output_schema_describes_every_key_of_a_result() {
+        let schema = runner_result_schema();
+        let properties = schema["properties"].as_object().unwrap();
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        let result = serde_json::to_value(crate::RunnerResult::invalid_request("x")).unwrap();
+        let keys: Map<String, Value> = result.as_object().unwrap().clone();
+        for key in keys.keys() {
+            assert!(properties.contains_key(key), "{key} is not in the schema");
+            assert!(required.contains(&key.as_str()), "{key} is not required");
+        }
+        for key in &required {
+            assert!(keys.contains_key(*key), "{key} is required but never sent");
+        }
+        // The one optional key: engines that know fill in the receipt.
+        let optional: Vec<&String> = properties
+            .keys()
+            .filter(|k| !required.contains(&k.as_str()))
+            .collect();
+        assert_eq!(optional, ["sandbox"]);
+    }
+}

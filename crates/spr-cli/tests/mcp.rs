@@ -1,0 +1,344 @@
+//! `spr mcp` with the official MCP Python SDK as its client, over both transports: the
+//! real binary, the local engine, and `tests/mcp/client.py`, which makes every call and
+//! check (see its docstring); plus the command line's refusals, which need no SDK.
+//!
+//! The SDK lives in a venv of its own, made by `.ci/mcp-setup.sh` at a fixed path
+//! (`SPR_MCP_SDK_VENV` overrides it). Without it the SDK tests fail under CI and are
+//! skipped loudly elsewhere. The engine's venv is the one the other CLI tests share.
+
+mod common;
+
+use common::{code, render, run, run_within, spr};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Where `.ci/mcp-setup.sh` puts the SDK's venv.
+const SDK_VENV: &str = "/opt/spr-mcp-sdk";
+/// The default profile's time limit: long enough for the cancellation check's run to
+/// outlast the check by far.
+const DEFAULT_TIMEOUT: u64 = 40;
+/// The profile `strict`'s.
+const STRICT_TIMEOUT: u64 = 3;
+const TOKEN: &str = "spr-mcp-test-token-0123456789";
+/// Bounds for things that take a second when all is well; they only stop a hang.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(300);
+const START_LIMIT: Duration = Duration::from_secs(120);
+
+/// The SDK venv's interpreter, if the SDK is installed there.
+fn sdk_python() -> Option<PathBuf> {
+    let venv = std::env::var_os("SPR_MCP_SDK_VENV")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(SDK_VENV), PathBuf::from);
+    let python = venv.join("bin").join("python");
+    let works = Command::new(&python)
+        .args(["-c", "import mcp.client, httpx2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    works.then_some(python)
+}
+
+fn sdk_or_skip() -> Option<PathBuf> {
+    let python = sdk_python();
+    common::require(
+        python.is_some(),
+        "the MCP Python SDK (bash .ci/mcp-setup.sh, or SPR_MCP_SDK_VENV)",
+    )
+    .then(|| python.expect("checked"))
+}
+
+/// The engine venv the CLI tests share (made once per test binary; the engine's lock
+/// keeps binaries that make it at once apart).
+fn venv() -> &'static str {
+    static VENV: OnceLock<String> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let dir = common::target_tmpdir().join("spr-cli-venv");
+        let dir = dir.display().to_string();
+        let out = run(
+            spr().args([
+                "run",
+                "-c",
+                "pass",
+                "--venv-manager",
+                "python",
+                "--venv-dir",
+                &dir,
+            ]),
+            None,
+        );
+        assert_eq!(
+            code(&out),
+            0,
+            "creating the test venv: {}",
+            render(&out, &[])
+        );
+        dir
+    })
+}
+
+/// A fresh folder with the policy files and the token file the servers are given.
+fn setup(name: &str) -> PathBuf {
+    let dir = common::target_tmpdir().join(format!("mcp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = |timeout: u64| format!("[policy]\ntimeout_seconds = {timeout}\n");
+    std::fs::write(dir.join("default.toml"), policy(DEFAULT_TIMEOUT)).unwrap();
+    std::fs::write(dir.join("strict.toml"), policy(STRICT_TIMEOUT)).unwrap();
+    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
+    dir
+}
+
+/// The `spr mcp` arguments every server here gets: the shared venv, one worker (the
+/// cancellation checks need the only worker to be the one a cancelled run held), and
+/// the two profiles.
+fn server_args(dir: &Path) -> Vec<String> {
+    let s = |p: PathBuf| p.display().to_string();
+    vec![
+        "mcp".into(),
+        "--venv-manager".into(),
+        "python".into(),
+        "--venv-dir".into(),
+        venv().into(),
+        "--pool-size".into(),
+        "1".into(),
+        "--policy".into(),
+        s(dir.join("default.toml")),
+        "--profile".into(),
+        format!("strict={}", s(dir.join("strict.toml"))),
+    ]
+}
+
+/// Run `client.py` with `args` and fail the test with its output unless every check
+/// passed.
+fn client(python: &Path, args: &[String]) -> Output {
+    let script = common::manifest_dir().join("tests/mcp/client.py");
+    let mut cmd = Command::new(python);
+    cmd.arg(&script).args(args).env("NO_COLOR", "1");
+    let out = run_bounded(&mut cmd, SCENARIO_LIMIT);
+    assert!(
+        out.status.success(),
+        "client.py {}:\n{}",
+        args.join(" "),
+        render(&out, &[])
+    );
+    out
+}
+
+/// Like `common::run_within`, with the output read as it comes (a chatty child cannot
+/// fill a pipe and stall).
+fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the client starts");
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let (out, err) = (read(Box::new(stdout)), read(Box::new(stderr)));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the client did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+#[test]
+fn stdio_with_a_client_of_the_handshake_era() {
+    let Some(python) = sdk_or_skip() else { return };
+    let dir = setup("stdio-legacy");
+    let mut args: Vec<String> = ["stdio", "--mode", "legacy", "--cancel", "--max-timeout"]
+        .map(String::from)
+        .into();
+    args.push(DEFAULT_TIMEOUT.to_string());
+    args.push("--".into());
+    args.push(common::spr_bin().display().to_string());
+    args.extend(server_args(&dir));
+    let out = client(&python, &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // One info line per call, and never the code.
+    assert!(stderr.contains("door=\"mcp\""), "{stderr}");
+    assert!(stderr.contains("outcome=\"cancelled\""), "{stderr}");
+    assert!(!stderr.contains("input_data"), "{stderr}");
+}
+
+#[test]
+fn stdio_with_a_current_client_and_a_named_profile() {
+    let Some(python) = sdk_or_skip() else { return };
+    let dir = setup("stdio-auto");
+    let mut args: Vec<String> = ["stdio", "--mode", "auto", "--profile", "strict"]
+        .map(String::from)
+        .into();
+    args.extend([
+        "--max-timeout".into(),
+        STRICT_TIMEOUT.to_string(),
+        "--".into(),
+    ]);
+    args.push(common::spr_bin().display().to_string());
+    args.extend(server_args(&dir));
+    args.extend(["--use-profile".into(), "strict".into()]);
+    client(&python, &args);
+}
+
+/// A running `spr mcp --http` and the address it bound.
+struct HttpServer {
+    child: Child,
+    url: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl HttpServer {
+    fn start(dir: &Path) -> HttpServer {
+        let mut child = spr()
+            .args(server_args(dir))
+            .args(["--http", "127.0.0.1:0", "--token-file"])
+            .arg(dir.join("token"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spr starts");
+        let (tx, stderr) = mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + START_LIMIT;
+        let mut seen = Vec::new();
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = stderr
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("spr mcp --http did not listen: {seen:#?}"));
+            // `spr mcp listening on http://127.0.0.1:PORT token=true`
+            if let Some((_, rest)) = line.split_once("listening on http://") {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+            seen.push(line);
+        };
+        HttpServer {
+            child,
+            url: format!("http://{addr}/mcp"),
+            stderr,
+        }
+    }
+
+    /// SIGTERM, then the exit code and everything it logged.
+    fn stop(mut self) -> (Option<i32>, String) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "spr mcp --http ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let log: Vec<String> = self.stderr.try_iter().collect();
+        (status.code(), log.join("\n"))
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn http_with_clients_of_both_eras_behind_a_token() {
+    let Some(python) = sdk_or_skip() else { return };
+    let dir = setup("http");
+    let server = HttpServer::start(&dir);
+    for mode in ["legacy", "auto"] {
+        let args: Vec<String> = [
+            "http",
+            "--mode",
+            mode,
+            "--cancel",
+            "--max-timeout",
+            &DEFAULT_TIMEOUT.to_string(),
+            "--strict-timeout",
+            &STRICT_TIMEOUT.to_string(),
+            "--url",
+            &server.url,
+            "--token",
+            TOKEN,
+        ]
+        .map(String::from)
+        .into();
+        client(&python, &args);
+    }
+    let (code, log) = server.stop();
+    assert_eq!(code, Some(130), "SIGTERM stops the server: {log}");
+    assert!(log.contains("outcome=\"cancelled\""), "{log}");
+    assert!(log.contains("profile=strict"), "{log}");
+    assert!(!log.contains(TOKEN), "the token is never logged: {log}");
+}
+
+#[test]
+fn operator_mistakes_are_refused_before_serving() {
+    let dir = setup("refusals");
+    let policy = dir.join("default.toml").display().to_string();
+    let token = dir.join("token").display().to_string();
+    let mut lines = Vec::new();
+    for args in [
+        vec!["mcp", "--http", "0.0.0.0:0"],
+        vec!["mcp", "--use-profile", "nope"],
+        vec!["mcp", "--token-file", &token],
+        vec!["mcp", "--http", "127.0.0.1:0", "--use-profile", "x"],
+        vec!["mcp", "--profile", "strict"],
+        vec!["mcp", "--profile", "default=x.toml"],
+        vec!["mcp", "--profile", "a=/nonexistent.toml"],
+        vec!["mcp", "--policy", &policy, "--image", "x"],
+    ] {
+        let mut cmd = spr();
+        cmd.args(&args).env_remove("SPR_TOKEN");
+        let out = run_within(&mut cmd, Duration::from_secs(60));
+        let text = render(&out, &[(&dir, "DIR")]);
+        // clap's usage lines are its own; the first lines say what is wrong.
+        let text: String = text.lines().take(5).collect::<Vec<_>>().join("\n");
+        lines.push(format!(
+            "$ spr {}\n{text}",
+            args.join(" ").replace(&*dir.display().to_string(), "DIR")
+        ));
+    }
+    insta::assert_snapshot!(lines.join("\n\n"));
+}

@@ -1,0 +1,257 @@
+"""Drive `spr mcp` with the official MCP Python SDK, as an MCP client would.
+
+Run by crates/spr-cli/tests/mcp.rs with the SDK's venv (.ci/mcp-setup.sh):
+
+    client.py stdio --mode legacy|auto --max-timeout N -- SPR_COMMAND...
+    client.py http  --mode legacy|auto --max-timeout N --url URL --token TOKEN
+
+Each scenario is a list of checks. The first one that fails ends the script with exit
+status 1 and a line naming it; 0 means every check passed. Timing bounds are loose on
+purpose: the tests run on two busy cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import anyio
+import httpx2
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+from mcp.client.streamable_http import streamable_http_client
+
+# A call that the server answers at once (or refuses) should never take this long.
+CALL_TIMEOUT = 120.0
+# The run a cancellation stops: far longer than the checks that it was stopped allow.
+LONG_SLEEP = 30
+
+
+class CheckFailed(Exception):
+    """A check did not hold; the message says which and what was seen."""
+
+
+def check(condition: bool, what: str, seen: Any = None) -> None:
+    if not condition:
+        detail = "" if seen is None else f"; saw: {seen!r}"[:2000]
+        raise CheckFailed(f"{what}{detail}")
+
+
+def text_of(result: Any) -> str:
+    return "\n".join(block.text for block in result.content if getattr(block, "type", "") == "text")
+
+
+async def call(client: Client, arguments: dict[str, Any], name: str = "run_python") -> Any:
+    return await client.call_tool(name, arguments, read_timeout_seconds=CALL_TIMEOUT)
+
+
+async def handshake_checks(client: Client, profile: str, max_timeout: int) -> None:
+    print(f"connected: protocol {client.protocol_version}, profile {profile}")
+    info = client.server_info
+    check(info is not None and info.name == "spr", "the server calls itself spr", info)
+    instructions = client.instructions or ""
+    check(f'profile "{profile}"' in instructions, f"the instructions name the profile {profile}", instructions)
+    check("blocked imports" in instructions, "the instructions list the blocked imports", instructions)
+    check(f"at most {max_timeout} s" in instructions, "the instructions give the time limit", instructions)
+
+    listed = await client.list_tools()
+    names = [tool.name for tool in listed.tools]
+    check(names == ["run_python"], "one tool, run_python, and no session tools yet", names)
+    tool = listed.tools[0]
+    schema = tool.input_schema
+    check(schema.get("required") == ["code"], "only code is required", schema)
+    properties = schema.get("properties", {})
+    check(
+        sorted(properties) == ["code", "input_data", "session_id", "timeout_seconds"],
+        "the arguments of the contract",
+        sorted(properties),
+    )
+    check(properties["code"].get("type") == "string", "code is a string", properties["code"])
+    check(properties["input_data"].get("type") == "object", "input_data is an object", properties["input_data"])
+    limit = properties["timeout_seconds"]
+    check(limit.get("type") == "integer" and limit.get("maximum") == max_timeout, "timeout_seconds is capped at the profile's", limit)
+    check(all(p.get("description") for p in properties.values()), "every argument is described", properties)
+    check(bool(tool.description), "the tool is described", tool)
+    output = tool.output_schema or {}
+    check("ok" in output.get("properties", {}), "an output schema describes the RunnerResult", output)
+
+
+async def run_checks(client: Client, max_timeout: int) -> None:
+    # Success: the value of `result`, stdout, and the RunnerResult as structured content
+    # (which the SDK has already validated against the output schema).
+    result = await call(client, {"code": "print('hi')\nresult = input_data['x'] * 2", "input_data": {"x": 21}})
+    check(not result.is_error, "a successful run is not an error", result)
+    structured = result.structured_content or {}
+    check(structured.get("result") == 42 and structured.get("ok") is True, "structuredContent.result is 42", structured)
+    check(structured.get("stdout") == "hi\n", "structuredContent.stdout", structured)
+    text = text_of(result)
+    check("status: ok" in text and "42" in text and "hi" in text, "the text shows status, result and stdout", text)
+
+    # The policy: a blocked import is a tool error that names it.
+    result = await call(client, {"code": "import socket"})
+    check(result.is_error is True, "a blocked import is a tool error", result)
+    check("blocked by policy" in text_of(result), "the text says the import is blocked", text_of(result))
+    check((result.structured_content or {}).get("ok") is False, "structuredContent.ok is false", result.structured_content)
+
+    # A lower timeout narrows the run.
+    started = time.monotonic()
+    result = await call(client, {"code": "import time\ntime.sleep(20)", "timeout_seconds": 1})
+    structured = result.structured_content or {}
+    check(result.is_error is True and structured.get("timed_out") is True, "timeout_seconds 1 times the run out", structured)
+    check(structured.get("exit_code") == 124, "a timeout exits 124", structured)
+    check(time.monotonic() - started < 15, "the run stopped long before its sleep ended", time.monotonic() - started)
+
+    # An exception comes back as text a model can read.
+    result = await call(client, {"code": "x = 1 / 0"})
+    check(result.is_error is True and "ZeroDivisionError" in text_of(result), "the exception is in the text", text_of(result))
+
+    # Arguments the server refuses, each a tool error that says why; the server carries on.
+    result = await call(client, {"code": "result = 1", "timeout_seconds": max_timeout + 1})
+    check(result.is_error is True, "a timeout above the profile's is refused", result)
+    check(f"limit of {max_timeout} s" in text_of(result), "the refusal names the limit", text_of(result))
+    result = await call(client, {"code": "result = 1", "session_id": "abc"})
+    check(result.is_error is True and "sessions are not available" in text_of(result), "session_id is refused clearly", text_of(result))
+    for arguments, says in [
+        ({}, 'missing argument "code"'),
+        ({"code": 7}, '"code" must be a string'),
+        ({"code": "result = 1", "input_data": [1, 2]}, '"input_data" must be a JSON object'),
+        ({"code": "result = 1", "timeout_seconds": "5"}, '"timeout_seconds" must be a positive whole number'),
+        ({"code": "result = 1", "policy": {"timeout_seconds": 99}}, 'unknown argument "policy"'),
+    ]:
+        result = await call(client, arguments)
+        check(result.is_error is True and says in text_of(result), f"{json.dumps(arguments)} is refused saying {says!r}", text_of(result))
+
+    # A tool the server does not have is a protocol error.
+    try:
+        await call(client, {"code": "1"}, name="create_session")
+    except MCPError as e:
+        check(e.code == -32602 and "unknown tool" in e.message, "an unknown tool is invalid params", (e.code, e.message))
+    else:
+        raise CheckFailed("calling an unknown tool did not fail")
+
+    result = await call(client, {"code": "result = [1, 'two', None]"})
+    check((result.structured_content or {}).get("result") == [1, "two", None], "the server carries on after the refusals", result)
+
+
+async def cancel_checks(client: Client) -> None:
+    """A call the client gives up on is cancelled, and its worker is free at once: with a
+    pool of one worker, the next call answers long before the first run's sleep ends."""
+    started = time.monotonic()
+    with anyio.move_on_after(3):
+        await call(client, {"code": f"import time\ntime.sleep({LONG_SLEEP})"})
+        raise CheckFailed("the long run returned before it was cancelled")
+    result = await call(client, {"code": "result = 'free'"})
+    check((result.structured_content or {}).get("result") == "free", "the next call runs", result)
+    took = time.monotonic() - started
+    check(took < LONG_SLEEP - 5, "the cancelled run no longer held the only worker", took)
+
+
+async def too_deep_checks(client: Client, transport: str) -> None:
+    """Input nested deeper than a JSON parser allows: the server refuses the message (HTTP)
+    or drops it (stdio, where it has no id to answer), and carries on either way."""
+    deep: Any = 1
+    for _ in range(200):
+        deep = [deep]
+    try:
+        with anyio.fail_after(5 if transport == "stdio" else CALL_TIMEOUT):
+            result = await client.call_tool("run_python", {"code": "result = 1", "input_data": {"a": deep}})
+        check(result.is_error is True, "too deep input is not run", result)
+    except (MCPError, TimeoutError, httpx2.HTTPError, ExceptionGroup):
+        pass
+    result = await call(client, {"code": "result = 'still here'"})
+    check((result.structured_content or {}).get("result") == "still here", "the server carries on after too deep input", result)
+
+
+async def stdio_scenario(args: argparse.Namespace) -> None:
+    command, *rest = args.spr
+    params = StdioServerParameters(command=command, args=rest)
+    async with Client(params, mode=args.mode) as client:
+        await handshake_checks(client, args.profile, args.max_timeout)
+        await run_checks(client, args.max_timeout)
+        if args.cancel:
+            await cancel_checks(client)
+        await too_deep_checks(client, "stdio")
+
+
+def http_client(token: str | None) -> httpx2.AsyncClient:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    return create_mcp_http_client(headers=headers)
+
+
+async def http_status(url: str, token: str | None) -> httpx2.Response:
+    """An initialize POST as a raw HTTP request, to see the server's status and headers."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+    }
+    async with http_client(token) as http:
+        return await http.post(url, json=body, headers={"Accept": "application/json, text/event-stream"})
+
+
+async def http_scenario(args: argparse.Namespace) -> None:
+    base = args.url
+    response = await http_status(base, None)
+    check(response.status_code == 401, "no token: 401", (response.status_code, response.text))
+    check(response.headers.get("www-authenticate") == "Bearer", "401 says how to authenticate", dict(response.headers))
+    check("bearer token" in response.json().get("error", ""), "the 401 body is a JSON error", response.text)
+    response = await http_status(base, args.token + "x")
+    check(response.status_code == 401, "a wrong token: 401", (response.status_code, response.text))
+    response = await http_status(base + "?profile=nope", args.token)
+    check(response.status_code == 400 and "unknown profile" in response.text, "an unknown profile in the URL: 400", (response.status_code, response.text))
+    response = await http_status(base, args.token)
+    check(response.status_code == 200, "the right token: 200", (response.status_code, response.text))
+
+    async with http_client(args.token) as http:
+        async with Client(streamable_http_client(base, http_client=http), mode=args.mode) as client:
+            await handshake_checks(client, args.profile, args.max_timeout)
+            await run_checks(client, args.max_timeout)
+            if args.cancel:
+                await cancel_checks(client)
+            await too_deep_checks(client, "http")
+    if args.strict_timeout:
+        # The URL the client is configured with picks the operator's named profile.
+        async with http_client(args.token) as http:
+            url = base + "?profile=strict"
+            async with Client(streamable_http_client(url, http_client=http), mode=args.mode) as client:
+                await handshake_checks(client, "strict", args.strict_timeout)
+                result = await call(client, {"code": "result = 1", "timeout_seconds": args.strict_timeout + 1})
+                check(f"limit of {args.strict_timeout} s" in text_of(result), "the strict profile's limit applies", text_of(result))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("transport", choices=["stdio", "http"])
+    parser.add_argument("--mode", default="legacy", help="the SDK's connection mode: legacy (initialize) or auto")
+    parser.add_argument("--profile", default="default", help="the profile the server is expected to run")
+    parser.add_argument("--max-timeout", type=int, required=True, help="that profile's timeout_seconds")
+    parser.add_argument("--strict-timeout", type=int, help="http: the timeout_seconds of the profile 'strict'")
+    parser.add_argument("--cancel", action="store_true", help="check cancellation (the server has one worker)")
+    parser.add_argument("--url")
+    parser.add_argument("--token")
+    # stdio: the spr mcp command line follows `--` (split here: argparse mixes it up with
+    # the transport positional).
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    args.spr = argv[split + 1 :]
+    if args.transport == "stdio" and not args.spr:
+        parser.error("stdio needs the spr command line after --")
+    scenario = stdio_scenario if args.transport == "stdio" else http_scenario
+    try:
+        anyio.run(scenario, args)
+    except CheckFailed as failed:
+        print(f"FAILED: {failed}", file=sys.stderr)
+        return 1
+    print(f"ok: every {args.transport} check passed ({args.mode})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
