@@ -5,15 +5,13 @@ mod admin;
 mod doctor;
 mod engine_opts;
 mod error;
+mod front;
+mod logging;
 mod output;
 mod policy;
 mod policy_file;
 mod retry;
 mod run;
-// The HTTP and MCP front doors use it; they land in the following commits.
-#[allow(dead_code)]
-mod front;
-mod logging;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +36,7 @@ Quick examples:
   spr run script.py --input '{\"x\": 81}' --json
   echo 'print(\"hi\")' | spr run -
   spr serve --stdio --policy policy.toml
+  spr serve --http 127.0.0.1:8080 --policy policy.toml
   spr policy check policy.toml
   spr list containers
 
@@ -71,7 +70,7 @@ enum Command {
     /// Run Python code once and report the result (exit 0 ok, 1 failed, 2 usage or
     /// policy error, 124 timeout, 125 engine error).
     Run(run::RunArgs),
-    /// Serve run requests as JSON lines on stdin/stdout, keeping the engine warm.
+    /// Serve run requests as JSON lines on stdin/stdout or over HTTP, keeping the engine warm.
     Serve(serve::ServeArgs),
     /// Check or show policy files.
     #[command(subcommand)]

@@ -11,10 +11,8 @@ mod http;
 mod loggable;
 mod token;
 
-#[allow(unused_imports)] // until the HTTP front doors land
-pub use http::{bind, error_response, require_token, TokenLayerState};
-#[allow(unused_imports)]
-pub use token::{check_bind, Token, MIN_TOKEN_LEN};
+pub use http::{bind, error_response, require_token};
+pub use token::Token;
 
 use crate::error::CliError;
 use crate::policy;
@@ -78,7 +76,8 @@ impl Profiles {
         })
     }
 
-    /// Profiles made in code (tests, embedding).
+    /// Profiles made in code.
+    #[cfg(test)]
     pub fn new(default: RunnerPolicy, named: BTreeMap<String, RunnerPolicy>) -> Profiles {
         Profiles { default, named }
     }

@@ -40,7 +40,7 @@ impl Token {
         Ok(Some(Token(token)))
     }
 
-    /// For tests and embedding.
+    #[cfg(test)]
     pub fn new(token: impl Into<String>) -> Token {
         Token(token.into())
     }

@@ -75,16 +75,9 @@ impl EngineSlot {
         self.engine.ready()
     }
 
-    #[allow(dead_code)] // the HTTP health route and MCP use these
     /// The engine kind runs go to ("local", "docker").
     pub fn kind(&self) -> &'static str {
         self.opts.engine.name()
-    }
-
-    #[allow(dead_code)]
-    /// Runs that may execute at once.
-    pub fn capacity(&self) -> usize {
-        self.opts.concurrency()
     }
 
     /// Stop the engine's workers, if it was built.
@@ -109,17 +102,19 @@ pub enum Outcome {
     EngineError,
     /// The request was refused before running (bad request, policy widening).
     Refused,
+    /// The client went away before its answer; its run, if it had started, was killed.
+    Cancelled,
 }
 
 impl Outcome {
-    #[allow(dead_code)] // the metrics list every outcome
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Ok,
         Outcome::Error,
         Outcome::Timeout,
         Outcome::Resource,
         Outcome::EngineError,
         Outcome::Refused,
+        Outcome::Cancelled,
     ];
 
     /// The outcome of a run that was attempted.
@@ -141,6 +136,7 @@ impl Outcome {
             Outcome::Resource => "resource",
             Outcome::EngineError => "engine_error",
             Outcome::Refused => "refused",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }
