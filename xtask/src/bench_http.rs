@@ -132,6 +132,16 @@ impl Connection {
     }
 }
 
+/// `utime + stime` of a /proc/PID/stat line, in seconds. The command name (field 2) may hold spaces and
+/// parentheses, so fields are counted from its closing parenthesis.
+pub fn cpu_seconds_of(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3, utime field 14, stime field 15.
+    let ticks = |i: usize| fields.get(i - 3)?.parse::<f64>().ok();
+    Some((ticks(14)? + ticks(15)?) / 100.0)
+}
+
 pub fn parse_status(line: &str) -> Result<u16, String> {
     let mut parts = line.split_whitespace();
     match (parts.next(), parts.next().and_then(|s| s.parse().ok())) {
@@ -237,6 +247,14 @@ impl Server {
         Ok((kib("VmHWM")? / 1024.0, kib("VmRSS")? / 1024.0))
     }
 
+    /// CPU time the server process (all its threads; the workers are other processes) has used, in
+    /// seconds: `utime + stime` of /proc/PID/stat, in USER_HZ ticks (100 a second on Linux).
+    fn cpu_seconds(&self) -> Result<f64, Error> {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .map_err(|e| self.fail(format!("reading the server's /proc stat: {e}")))?;
+        cpu_seconds_of(&stat).ok_or_else(|| self.fail("an unreadable /proc/PID/stat"))
+    }
+
     /// SIGTERM, then the drain-and-exit-0 that docs/HTTP.md promises.
     fn finish(mut self) -> Result<(), Error> {
         let pid = self.child.id().to_string();
@@ -280,6 +298,9 @@ pub struct Measurement {
     pub completed: usize,
     pub throughput: f64,
     pub loaded: Summary,
+    /// CPU time of the server process per run of the throughput phase, in microseconds: what HTTP,
+    /// JSON and the host's side of a run cost, apart from the workers.
+    pub server_cpu_us: f64,
     pub flood: Flood,
 }
 
@@ -514,6 +535,11 @@ pub fn table(runs: usize, m: &Measurement) -> String {
             String::new(),
         ),
         (
+            "server process CPU per run under that load".into(),
+            format!("{:.0} µs", m.server_cpu_us),
+            "HTTP, JSON and the host's side of a run; the workers are other processes".into(),
+        ),
+        (
             format!(
                 "flood: {} requests of {} KiB, {} clients",
                 f.requests,
@@ -565,7 +591,9 @@ pub fn run(root: &Path, bin: &Path, args: &Args, raw: &[String]) -> Result<(), E
     }
     let server = Server::start(&mut cmd)?;
     let sequential = sequential(&server, args.runs)?;
+    let cpu_before = server.cpu_seconds()?;
     let (throughput, completed, seconds, loaded) = throughput(&server, clients, args.seconds)?;
+    let server_cpu_us = (server.cpu_seconds()? - cpu_before) * 1e6 / completed.max(1) as f64;
     let flood = flood(&server, clients)?;
     let python = python_version(&server);
     server.finish()?;
@@ -576,6 +604,7 @@ pub fn run(root: &Path, bin: &Path, args: &Args, raw: &[String]) -> Result<(), E
         completed,
         throughput,
         loaded,
+        server_cpu_us,
         flood,
     };
     let table = table(args.runs, &m);
@@ -631,6 +660,7 @@ mod tests {
             completed: 1500,
             throughput: 500.0,
             loaded: s,
+            server_cpu_us: 120.0,
             flood: Flood {
                 requests: 1000,
                 answered: 1000,
@@ -648,5 +678,13 @@ mod tests {
         );
         assert!(t.contains("≥ 400 runs/s (met)"), "{t}");
         assert!(t.contains("| 250.0 MiB | < 200 MB (missed) |"), "{t}");
+        assert!(t.contains("| 120 µs |"), "{t}");
+    }
+
+    #[test]
+    fn cpu_time_is_read_past_the_command_name() {
+        let stat = "4242 (spr (x) y) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 8 0 100 0 0";
+        assert_eq!(cpu_seconds_of(stat), Some(3.0));
+        assert_eq!(cpu_seconds_of("4242 (spr) S 1"), None);
     }
 }
