@@ -29,6 +29,8 @@ struct Server {
     child: Child,
     base: String,
     log: Arc<Mutex<String>>,
+    /// For the health polls.
+    client: Client,
 }
 
 impl Server {
@@ -76,6 +78,7 @@ impl Server {
             child,
             base: format!("http://{addr}"),
             log,
+            client: client(),
         }
     }
 
@@ -91,8 +94,25 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// The log once `ready` holds of it: a line is written before its answer leaves the
+    /// server, but the thread that reads stderr may not have it yet.
+    fn log_when(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let log = self.log();
+            if ready(&log) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the log never showed {what}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn health(&self) -> Value {
-        let response = client().get(self.url("/v1/health")).send().unwrap();
+        let response = self.client.get(self.url("/v1/health")).send().unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         serde_json::from_slice(&response.bytes().unwrap()).unwrap()
     }
@@ -358,8 +378,9 @@ fn runs_answer_with_their_result_and_are_counted() {
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
 
     // One info line per run request, never the code or its output.
-    let log = server.log();
-    assert_eq!(log.matches(" run door=\"http\"").count(), 5, "{log}");
+    let runs = |log: &str| log.matches(" run door=\"http\"").count();
+    let log = server.log_when("five run lines", |log| runs(log) >= 5);
+    assert_eq!(runs(&log), 5, "{log}");
     assert!(
         log.contains("id=18446744073709551617 profile=default outcome=\"ok\""),
         "{log}"
@@ -747,11 +768,9 @@ fn a_client_that_hangs_up_cancels_its_run() {
     let text = scrape(&server, None);
     assert_eq!(metric(&text, r#"spr_runs_total{outcome="cancelled"}"#), 1.0);
     assert_eq!(metric(&text, "spr_runs_in_flight"), 0.0);
-    let log = server.log();
-    assert!(
-        log.contains("id=\\\"beating\\\" profile=default outcome=\"cancelled\""),
-        "{log}"
-    );
+    server.log_when("the cancelled run", |log| {
+        log.contains("id=\\\"beating\\\" profile=default outcome=\"cancelled\"")
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -796,7 +815,9 @@ fn sigterm_drains_the_runs_in_flight_and_exits_0() {
     assert_eq!(finished.status, StatusCode::OK, "{}", finished.text);
     assert_eq!(finished.json["result"], "finished");
     assert_eq!(server.wait_exit(), Some(0), "{}", server.log());
-    assert!(server.log().contains("drained"), "{}", server.log());
+    server.log_when("the drain", |log| {
+        log.contains("drained: every run answered")
+    });
 }
 
 /// docs/HTTP.md's examples, as examples/http/curl.sh runs them with the real curl.
