@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: latency and throughput of `spr serve --stdio`, measured from outside the process.
+//! `cargo xtask bench`: latency and throughput of `spr serve --stdio`, measured from outside the process
+//! (`--http`: of `spr serve --http`, in bench_http.rs).
 //!
 //! The clock is the bench's own (request written to response read), so the numbers include everything a
 //! caller pays: JSON framing, the host's scheduling, the fork from the warm worker and the result's trip back.
@@ -31,6 +32,10 @@ pub struct Args {
     pub seconds: f64,
     pub write: bool,
     pub no_build: bool,
+    /// Bench `spr serve --http` instead (bench_http.rs).
+    pub http: bool,
+    /// Concurrent clients of the HTTP throughput phase and flood.
+    pub clients: Option<usize>,
 }
 
 pub fn parse_args(args: &[String]) -> Result<Args, Error> {
@@ -41,6 +46,8 @@ pub fn parse_args(args: &[String]) -> Result<Args, Error> {
         seconds: 3.0,
         write: false,
         no_build: false,
+        http: false,
+        clients: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -82,10 +89,23 @@ pub fn parse_args(args: &[String]) -> Result<Args, Error> {
                     .filter(|&s: &f64| s > 0.0 && s.is_finite())
                     .ok_or_else(|| refused("bench: --seconds needs a positive number"))?;
             }
+            "--clients" => {
+                out.clients = Some(
+                    value("--clients")?
+                        .parse()
+                        .ok()
+                        .filter(|&n: &usize| n > 0)
+                        .ok_or_else(|| refused("bench: --clients needs a positive integer"))?,
+                );
+            }
+            "--http" => out.http = true,
             "--write" => out.write = true,
             "--no-build" => out.no_build = true,
             other => return Err(refused(format!("bench: unknown argument `{other}`"))),
         }
+    }
+    if out.clients.is_some() && !out.http {
+        return Err(refused("bench: --clients only applies to --http"));
     }
     Ok(out)
 }
@@ -491,6 +511,17 @@ pub fn replace_section(doc: &str, engine: &str, body: &str) -> Result<String, St
 
 /// Days since 1970-01-01 to a civil (proleptic Gregorian) date; Howard Hinnant's algorithm, so the bench
 /// can date its results without a date-time dependency.
+/// Replaces `name`'s section of docs/BENCHMARKS.md with `body`.
+pub fn write_section(root: &Path, name: &str, body: &str) -> Result<(), Error> {
+    let path = root.join("docs/BENCHMARKS.md");
+    let doc = fs::read_to_string(&path)
+        .map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?;
+    let new = replace_section(&doc, name, body).map_err(failed)?;
+    fs::write(&path, new).map_err(|e| failed(format!("cannot write {}: {e}", path.display())))?;
+    eprintln!("bench: updated docs/BENCHMARKS.md ({name} section)");
+    Ok(())
+}
+
 pub fn civil_date(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -504,7 +535,7 @@ pub fn civil_date(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-fn today() -> String {
+pub fn today() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -520,7 +551,7 @@ pub fn field(text: &str, key: &str) -> Option<String> {
         .map(|(_, v)| v.trim().to_string())
 }
 
-fn machine(python: &str) -> String {
+pub fn machine(python: &str) -> String {
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -580,6 +611,9 @@ pub fn run(root: &Path, raw: &[String]) -> Result<(), Error> {
             "{} not found; build it with `cargo build --release -p spr-cli`",
             bin.display()
         )));
+    }
+    if args.http {
+        return crate::bench_http::run(root, &bin, &args, raw);
     }
 
     // Pass --pool-size only if this spr has it; otherwise the pool has its default size, min(cores, 4).
@@ -645,16 +679,7 @@ pub fn run(root: &Path, raw: &[String]) -> Result<(), Error> {
             today(),
             machine(&python)
         );
-        let path = root.join("docs/BENCHMARKS.md");
-        let doc = fs::read_to_string(&path)
-            .map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?;
-        let new = replace_section(&doc, &args.engine, &body).map_err(failed)?;
-        fs::write(&path, new)
-            .map_err(|e| failed(format!("cannot write {}: {e}", path.display())))?;
-        eprintln!(
-            "bench: updated docs/BENCHMARKS.md ({} section)",
-            args.engine
-        );
+        write_section(root, &args.engine, &body)?;
     }
     Ok(())
 }
@@ -696,6 +721,8 @@ mod tests {
             &["--runs"],
             &["--seconds", "-1"],
             &["--fast"],
+            &["--clients", "4"],
+            &["--http", "--clients", "0"],
         ] {
             let err = parse_args(&strings(bad)).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad:?}");
@@ -815,7 +842,7 @@ mod tests {
     #[test]
     fn the_real_benchmarks_doc_has_both_sections() {
         let doc = fs::read_to_string(util::repo_root().join("docs/BENCHMARKS.md")).unwrap();
-        for engine in ["local", "docker"] {
+        for engine in ["local", "docker", "http"] {
             let once = replace_section(&doc, engine, "x").unwrap();
             assert_eq!(
                 once.len(),

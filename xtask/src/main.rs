@@ -4,6 +4,7 @@
 //! keeps `cargo xtask` quick to build from a clean checkout.
 
 mod bench;
+mod bench_http;
 mod image;
 mod release;
 mod sandbox_runs;
@@ -27,7 +28,10 @@ commands:
                                 --no-sandbox-runs: the suite only (refused under CI=true)
                                 --sandbox-runs-only: the two sandbox runs only
   bench [--engine local|docker] [--runs N] [--pool-size N] [--seconds S] [--write]
-                                latency and throughput of `spr serve --stdio`
+        [--http [--clients N]]
+                                latency and throughput of `spr serve --stdio`; with --http,
+                                of `spr serve --http` (one kept-alive connection, N clients,
+                                and the server's memory through a flood of 1 MiB requests)
   image [args]                  build the Docker runtime image
   set-version X.Y.Z[-pre]       set the workspace version and the inter-crate dependency versions
   metadata                      render release_metadata.md into .github/release/metadata.json

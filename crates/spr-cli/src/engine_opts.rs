@@ -19,7 +19,6 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
-    #[allow(dead_code)] // through EngineSlot::kind
     pub fn name(self) -> &'static str {
         match self {
             EngineKind::Local => "local",

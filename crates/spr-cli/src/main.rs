@@ -37,6 +37,7 @@ Quick examples:
   spr run script.py --input '{\"x\": 81}' --json
   echo 'print(\"hi\")' | spr run -
   spr serve --stdio --policy policy.toml
+  spr serve --http 127.0.0.1:8080 --policy policy.toml
   spr mcp --policy policy.toml
   spr mcp --http 127.0.0.1:8080 --profile strict=strict.toml
   spr policy check policy.toml
@@ -72,7 +73,7 @@ enum Command {
     /// Run Python code once and report the result (exit 0 ok, 1 failed, 2 usage or
     /// policy error, 124 timeout, 125 engine error).
     Run(run::RunArgs),
-    /// Serve run requests as JSON lines on stdin/stdout, keeping the engine warm.
+    /// Serve run requests as JSON lines on stdin/stdout or over HTTP, keeping the engine warm.
     Serve(serve::ServeArgs),
     /// Serve the tool run_python to MCP clients, over stdin/stdout or streamable HTTP.
     Mcp(mcp::McpArgs),

@@ -48,6 +48,28 @@ fn usage_errors_exit_2() {
         snap(&["run", "-c", "x", "--pool-size", "0"])
     );
     assert_snapshot!("serve_without_stdio", snap(&["serve"]));
+    assert_snapshot!(
+        "serve_stdio_and_http",
+        snap(&["serve", "--stdio", "--http", "127.0.0.1:0"])
+    );
+    assert_snapshot!(
+        "serve_http_options_without_http",
+        snap(&["serve", "--stdio", "--profile", "strict=s.toml"])
+    );
+    assert_snapshot!(
+        "serve_http_bad_address",
+        snap(&["serve", "--http", "example.com:80"])
+    );
+    assert_snapshot!(
+        "serve_http_default_profile_name",
+        snap(&[
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--profile",
+            "default=p.toml"
+        ])
+    );
     assert_snapshot!("policy_check_without_file", snap(&["policy", "check"]));
 }
 

@@ -1,8 +1,7 @@
 //! CLI behaviour that needs real Python runs through the local engine: the `run` exit
 //! codes and output formats, and `serve` with concurrent requests and an EOF drain.
 //!
-//! Every test shares one venv under `CARGO_TARGET_TMPDIR` (or `SPR_TEST_TMPDIR`), made
-//! with `python -m venv` (uv may be absent) by the first test that gets there.
+//! Every test shares one venv ([`common::cli_venv`]).
 
 mod common;
 
@@ -10,36 +9,10 @@ use common::{code, render, responses, run, spr, stdout, Session};
 use insta::assert_snapshot;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The shared venv, created once per test binary so concurrent tests do not race to
-/// create it.
 fn venv() -> &'static str {
-    static VENV: OnceLock<String> = OnceLock::new();
-    VENV.get_or_init(|| {
-        let dir = common::target_tmpdir().join("spr-cli-venv");
-        let dir = dir.display().to_string();
-        let out = run(
-            spr().args([
-                "run",
-                "-c",
-                "pass",
-                "--venv-manager",
-                "python",
-                "--venv-dir",
-                &dir,
-            ]),
-            None,
-        );
-        assert_eq!(
-            code(&out),
-            0,
-            "creating the test venv: {}",
-            render(&out, &[])
-        );
-        dir
-    })
+    common::cli_venv()
 }
 
 fn spr_local(args: &[&str]) -> Command {

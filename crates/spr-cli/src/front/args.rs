@@ -5,6 +5,7 @@
 use super::{Profiles, Token};
 use crate::error::CliError;
 use clap::Args;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// Longest profile name: it travels in URLs and log lines.
@@ -63,9 +64,35 @@ pub fn parse_profile(arg: &str) -> Result<(String, PathBuf), String> {
     Ok((name.to_string(), PathBuf::from(file)))
 }
 
+/// `ADDR` of `--http`: an IP address and port (`127.0.0.1:8080`, `[::1]:0`), or
+/// `localhost:PORT` for 127.0.0.1.
+pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Some(port) = text.strip_prefix("localhost:") {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{port:?} is not a port number"))?;
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse().map_err(|_| {
+        "expected IP:PORT, such as 127.0.0.1:8080 or [::1]:8080 (port 0 picks a free one)"
+            .to_string()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_parse() {
+        assert_eq!(
+            parse_addr("localhost:8080").unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert_eq!(parse_addr("[::1]:0").unwrap(), "[::1]:0".parse().unwrap());
+        assert!(parse_addr("example.com:80").is_err());
+        assert!(parse_addr("127.0.0.1").is_err());
+    }
 
     #[test]
     fn profile_arguments_are_name_equals_file() {

@@ -12,10 +12,9 @@ mod http;
 mod loggable;
 mod token;
 
-pub use args::FrontOpts;
+pub use args::{parse_addr, parse_profile, FrontOpts};
 pub use http::{bind, error_response, require_token, TokenLayerState};
-#[allow(unused_imports)] // check_bind and MIN_TOKEN_LEN until `spr serve --http` lands
-pub use token::{check_bind, Token, MIN_TOKEN_LEN};
+pub use token::Token;
 
 use crate::error::CliError;
 use crate::policy;
@@ -80,8 +79,8 @@ impl Profiles {
         })
     }
 
-    /// Profiles made in code (tests, embedding).
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Profiles made in code.
+    #[cfg(test)]
     pub fn new(default: RunnerPolicy, named: BTreeMap<String, RunnerPolicy>) -> Profiles {
         Profiles { default, named }
     }

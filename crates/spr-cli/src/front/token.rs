@@ -43,8 +43,7 @@ impl Token {
         Ok(Some(Token(token)))
     }
 
-    /// For tests and embedding.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg(test)]
     pub fn new(token: impl Into<String>) -> Token {
         Token(token.into())
     }

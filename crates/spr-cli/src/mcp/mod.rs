@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 pub struct McpArgs {
     /// Serve streamable HTTP at http://ADDR/mcp (such as 127.0.0.1:8080) instead of
     /// standard input and output. Beyond loopback a token is required.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = crate::front::parse_addr)]
     pub http: Option<SocketAddr>,
     /// The profile every call runs under on standard input and output [default: the
     /// --policy one]. Over HTTP the client's URL picks it: /mcp?profile=NAME.

@@ -75,7 +75,6 @@ impl EngineSlot {
         self.engine.ready()
     }
 
-    #[allow(dead_code)] // the HTTP health route uses it
     /// The engine kind runs go to ("local", "docker").
     pub fn kind(&self) -> &'static str {
         self.opts.engine.name()
@@ -114,7 +113,6 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    #[allow(dead_code)] // the metrics list every outcome
     pub const ALL: [Outcome; 7] = [
         Outcome::Ok,
         Outcome::Error,

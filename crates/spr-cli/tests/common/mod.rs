@@ -52,6 +52,35 @@ pub fn require(available: bool, what: &str) -> bool {
     false
 }
 
+/// The venv every test binary of this crate shares, under `CARGO_TARGET_TMPDIR` (or
+/// `SPR_TEST_TMPDIR`), made with `python -m venv` (uv may be absent) by the first test
+/// that gets there; the engine's lock keeps concurrent test binaries from racing.
+pub fn cli_venv() -> &'static str {
+    static VENV: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VENV.get_or_init(|| {
+        let dir = target_tmpdir().join("spr-cli-venv").display().to_string();
+        let out = run(
+            spr().args([
+                "run",
+                "-c",
+                "pass",
+                "--venv-manager",
+                "python",
+                "--venv-dir",
+                &dir,
+            ]),
+            None,
+        );
+        assert_eq!(
+            code(&out),
+            0,
+            "creating the test venv: {}",
+            render(&out, &[])
+        );
+        dir
+    })
+}
+
 pub fn spr() -> Command {
     let mut cmd = Command::new(spr_bin());
     // Keep the environment from leaking into snapshots (a venv default, colors).

@@ -11,7 +11,9 @@ mod request;
 mod response;
 
 pub use request::{Door, RequestError, RequestErrorKind, RunCall};
-pub use response::{response_line, ErrorBody, Health, RunResponse, EXIT_INVALID_REQUEST};
+pub use response::{
+    response_line, run_response_body, ErrorBody, Health, RunResponse, EXIT_INVALID_REQUEST,
+};
 
 /// Deepest nesting of arrays and objects accepted in `input_data`. Python's decoder
 /// raises `RecursionError` near 1000 levels, which would take the worker down with the

@@ -1,5 +1,6 @@
-//! What the front doors send back: a run's result (with the request's id on stdio), the
-//! error body of the HTTP API, and the health report.
+//! What the front doors send back: a run's result (with the request's id on stdio, and
+//! on HTTP when the request had one), the error body of the HTTP API, and the health
+//! report.
 
 use crate::json::Json;
 use crate::result::RunnerResult;
@@ -25,6 +26,19 @@ pub fn response_line(id: &Json, result: &RunnerResult) -> String {
     let mut line = serde_json::to_string(&RunResponse { id, result }).expect("responses serialize");
     line.push('\n');
     line
+}
+
+/// The body of a `POST /v1/runs` answer: the RunnerResult, preceded by the request's
+/// `id` (byte for byte) when the request carried one that is not null. A request without
+/// an id gets the RunnerResult keys alone, so a client that never sends ids reads plain
+/// RunnerResults.
+pub fn run_response_body(id: &Json, result: &RunnerResult) -> Vec<u8> {
+    let body = if id.is_null() {
+        serde_json::to_vec(result)
+    } else {
+        serde_json::to_vec(&RunResponse { id, result })
+    };
+    body.expect("responses serialize")
 }
 
 impl RunnerResult {

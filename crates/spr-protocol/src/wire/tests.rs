@@ -99,6 +99,10 @@ fn response_shapes() {
     result.result = "4".parse().unwrap();
     result.stdout = "hi\n".into();
     insta::assert_snapshot!("run_response", response_line(&id, &result));
+    // HTTP: the id first when there is one, the RunnerResult alone when there is none.
+    let http = |id: &Json| String::from_utf8(run_response_body(id, &result)).unwrap();
+    assert_eq!(http(&id), response_line(&id, &result).trim_end());
+    insta::assert_snapshot!("http_run_body_without_id", http(&Json::null()));
     insta::assert_snapshot!(
         "invalid_request",
         response_line(
