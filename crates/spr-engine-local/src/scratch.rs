@@ -116,8 +116,8 @@ fn random_u64() -> std::io::Result<u64> {
 }
 
 /// Remove what engines that are gone left under `parent`: their private directories
-/// (ours only: owned by this user, mode 0700, not a symlink; unlocked, or of a dead pid
-/// for an older engine without a lock). Returns how many were removed.
+/// (ours only: owned by this user, mode 0700, not a symlink; of a pid that is gone, and
+/// not locked). Returns how many were removed.
 pub(crate) fn remove_stale(parent: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return 0;
@@ -142,16 +142,20 @@ pub(crate) fn remove_stale(parent: &Path) -> usize {
         if !meta.is_dir() || Some(meta.uid()) != me || meta.mode() & 0o777 != 0o700 {
             continue;
         }
-        let abandoned = match OpenOptions::new()
-            .read(true)
-            .custom_flags(O_NOFOLLOW)
-            .open(path.join(LOCK))
-        {
-            Ok(lock) => lock.try_lock().is_ok(),
-            Err(_) => {
-                pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
-            }
-        };
+        // A live pid keeps its root even unlocked: between making its directory and
+        // locking it, an engine's root is unlocked for a moment. (A pid reused by
+        // another process keeps a dead engine's root until that process is gone too.)
+        let owner_alive =
+            pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists();
+        let abandoned = !owner_alive
+            && match OpenOptions::new()
+                .read(true)
+                .custom_flags(O_NOFOLLOW)
+                .open(path.join(LOCK))
+            {
+                Ok(lock) => lock.try_lock().is_ok(),
+                Err(_) => true,
+            };
         if abandoned && std::fs::remove_dir_all(&path).is_ok() {
             removed += 1;
         }
@@ -203,8 +207,8 @@ mod tests {
     #[test]
     fn an_abandoned_root_is_removed_and_foreign_or_odd_entries_are_left_alone() {
         let parent = parent();
-        // Abandoned: a root whose lock nobody holds.
-        let dead = parent.join("spr-1-00000000000000aa");
+        // Abandoned: a root of a pid that is gone (above any pid_max), its lock not held.
+        let dead = parent.join("spr-999999999-00000000000000aa");
         DirBuilder::new().mode(0o700).create(&dead).unwrap();
         File::create(dead.join(LOCK)).unwrap();
         std::fs::write(dead.join("junk"), "x").unwrap();
@@ -214,8 +218,13 @@ mod tests {
         std::os::unix::fs::symlink(&elsewhere, parent.join("spr-2-00000000000000bb")).unwrap();
         let open = parent.join("spr-3-00000000000000cc");
         DirBuilder::new().mode(0o755).create(&open).unwrap();
+        // Unlocked but of a live pid: an engine between making its root and locking it.
+        let starting = parent.join("spr-1-00000000000000dd");
+        DirBuilder::new().mode(0o700).create(&starting).unwrap();
+        File::create(starting.join(LOCK)).unwrap();
         assert_eq!(remove_stale(&parent), 1);
         assert!(!dead.exists());
+        assert!(starting.exists(), "a live owner's root is never swept");
         assert!(elsewhere.exists() && open.exists());
         std::fs::remove_dir_all(&parent).unwrap();
     }
