@@ -36,10 +36,15 @@ pub fn filter(spr_log: Option<&str>, base: LevelFilter, verbose: u8) -> Result<T
     ];
     let at = LADDER.iter().position(|l| *l == base).unwrap_or(2);
     let level = LADDER[(at + usize::from(verbose)).min(LADDER.len() - 1)];
-    Ok(OWN_TARGETS.iter().fold(
-        Targets::new().with_default(LevelFilter::WARN),
-        |t, target| t.with_target(*target, level),
-    ))
+    // The MCP SDK reports a client's own mistakes (an unknown tool) as warnings and a
+    // cancelled call's unsent answer as an error: noise in an operator's log, where spr
+    // logs each call itself. `SPR_LOG=rmcp=warn` shows them.
+    let quiet = Targets::new()
+        .with_default(LevelFilter::WARN)
+        .with_target("rmcp", LevelFilter::OFF);
+    Ok(OWN_TARGETS
+        .iter()
+        .fold(quiet, |t, target| t.with_target(*target, level)))
 }
 
 /// Install the subscriber. Servers log at info by default, one-shot commands at warn.
@@ -72,6 +77,7 @@ mod tests {
         assert!(t.would_enable("spr_cli", &Level::INFO));
         assert!(!t.would_enable("spr_cli", &Level::DEBUG));
         assert!(!t.would_enable("hyper", &Level::INFO));
+        assert!(!t.would_enable("rmcp", &Level::ERROR));
         let t = filter(None, LevelFilter::INFO, 1).unwrap();
         assert!(t.would_enable("spr_cli", &Level::DEBUG));
         let t = filter(None, LevelFilter::WARN, 1).unwrap();
