@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
+use spr_protocol::RunnerResult;
 
 use crate::bench::{self, summarize, Args, Summary};
 use crate::util::{failed, Error};
@@ -156,9 +157,10 @@ pub fn check_run(reply: &Reply) -> Result<(), String> {
     if reply.status != 200 {
         return Err(format!("HTTP {}: {text}", reply.status));
     }
-    let value: Value =
-        serde_json::from_slice(&reply.body).map_err(|e| format!("not JSON ({e}): {text}"))?;
-    if value["ok"] != true || value["result"] != 4 {
+    // The answer is read as the wire's own type: a shape the server changes fails here.
+    let result: RunnerResult = serde_json::from_slice(&reply.body)
+        .map_err(|e| format!("not a RunnerResult ({e}): {text}"))?;
+    if !result.ok || result.result.get() != "4" {
         return Err(format!("the run did not return 4: {text}"));
     }
     Ok(())
@@ -422,9 +424,9 @@ fn flood(server: &Server, clients: usize) -> Result<Flood, Error> {
                     let reply = conn.post("/v1/runs", &body)?;
                     match reply.status {
                         200 => {
-                            let value: Value =
+                            let result: RunnerResult =
                                 serde_json::from_slice(&reply.body).map_err(|e| e.to_string())?;
-                            if value["result"] != filler {
+                            if result.result.get() != filler.to_string() {
                                 return Err(format!(
                                     "a flood run answered {}",
                                     String::from_utf8_lossy(&reply.body)
@@ -481,8 +483,8 @@ fn python_version(server: &Server) -> String {
             )
         })
         .ok()
-        .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok())
-        .and_then(|v| v["result"].as_str().map(str::to_string))
+        .and_then(|r| serde_json::from_slice::<RunnerResult>(&r.body).ok())
+        .and_then(|r| r.result.parse::<String>().ok())
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -633,15 +635,24 @@ mod tests {
     fn status_lines_and_run_answers_are_checked() {
         assert_eq!(parse_status("HTTP/1.1 429 Too Many Requests\r\n"), Ok(429));
         assert!(parse_status("SSH-2.0 hello").is_err());
-        let ok = Reply {
+        let answer = |result: &str| {
+            let mut r = RunnerResult::infrastructure_error("");
+            r.ok = true;
+            r.error = None;
+            r.exit_code = 0;
+            r.result = result.parse().unwrap();
+            Reply {
+                status: 200,
+                body: serde_json::to_vec(&r).unwrap(),
+            }
+        };
+        assert_eq!(check_run(&answer("4")), Ok(()));
+        let wrong = answer("5");
+        let partial = Reply {
             status: 200,
             body: br#"{"ok":true,"result":4}"#.to_vec(),
         };
-        assert_eq!(check_run(&ok), Ok(()));
-        let wrong = Reply {
-            status: 200,
-            body: br#"{"ok":true,"result":5}"#.to_vec(),
-        };
+        assert!(check_run(&partial).is_err(), "not a whole RunnerResult");
         assert!(check_run(&wrong).is_err());
         let busy = Reply {
             status: 429,
