@@ -1,18 +1,23 @@
 //! What the front doors for untrusted clients (`spr serve --http`, `spr mcp`) share: the
 //! operator's profiles and how a client's request may narrow them (here), their command
 //! line options ([`args`]), the bearer token and where a server may listen ([`token`]),
-//! escaping client text for logs ([`loggable`]), and the HTTP plumbing ([`http`]).
+//! escaping client text for logs ([`loggable`]), the HTTP plumbing ([`http`]), reading a
+//! body under its cap ([`body`]) and serving connections ([`connections`]).
 //!
 //! Clients are not trusted with the policy. The operator names policies (`--policy FILE`
 //! is the default profile, `--profile NAME=FILE` adds named ones); a request picks one
 //! and may only lower its `timeout_seconds`, `memory_limit_mb` and `max_output_kb`.
 
 mod args;
+pub mod body;
+mod connections;
 mod http;
 mod loggable;
 mod token;
 
 pub use args::{parse_addr, parse_profile, FrontOpts};
+pub use body::BodyError;
+pub use connections::serve_until;
 pub use http::{bind, error_response, require_token, TokenLayerState};
 pub use token::Token;
 
