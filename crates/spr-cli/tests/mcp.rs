@@ -425,3 +425,60 @@ fn http_logs_escape_what_clients_send() {
     );
     assert!(!log.contains('\u{1b}'), "a terminal escape: {log:?}");
 }
+
+/// The requests read or answered at once are bounded (twice the calls taken: one worker
+/// plus `MAX_WAITING_CALLS`, 64), so a flood of large or slow bodies holds a bounded
+/// amount of memory: beyond that a request is refused at once with 429 and
+/// `Retry-After`, and the server carries on once the flood is gone. Only `/mcp` is MCP.
+#[test]
+fn http_bounds_the_requests_it_reads_at_once() {
+    let dir = setup("http-flood");
+    let server = HttpServer::start(&dir);
+    let (status, _, body) = raw_post(&server, "/mcp/x", "", "{}");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("spr mcp serves MCP at /mcp"), "{body}");
+
+    // Bodies that never finish: each holds a place.
+    const PLACES: usize = 2 * (1 + 64);
+    let slow: Vec<TcpStream> = (0..PLACES)
+        .map(|_| {
+            let mut stream = TcpStream::connect(server.addr()).unwrap();
+            let head = format!(
+                "POST /mcp HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\
+                 Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+                 Content-Length: 1000000\r\n\r\n{{\"jsonrpc\": "
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    let init = r#"{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}"#;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (head, body) = loop {
+        let (status, head, body) = raw_post(&server, "/mcp", "", init);
+        if status == 429 {
+            break (head, body);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{PLACES} unfinished bodies and still no 429: {status} {head}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(error["error"].as_str().unwrap().contains("busy"), "{body}");
+    drop(slow);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, head, _) = raw_post(&server, "/mcp", "", init);
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never free again: {head}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
