@@ -503,6 +503,22 @@ fn every_bad_request_gets_its_status_and_the_server_carries_on() {
     assert!(forged
         .error(StatusCode::BAD_REQUEST)
         .contains("\\nINJECTED line"));
+    // However long the client's text, a message repeats a few dozen characters of it.
+    let long_key = json(&format!(
+        "{{\"code\": \"x\", \"{}\": 1}}",
+        "k".repeat(500_000)
+    ));
+    assert!(long_key.error(StatusCode::BAD_REQUEST).len() < 300);
+    let long_policy_key = json(&format!(
+        "{{\"code\": \"x\", \"policy\": {{\"{}\": 1}}}}",
+        "k".repeat(500_000)
+    ));
+    assert!(long_policy_key.error(StatusCode::FORBIDDEN).len() < 400);
+    let long_profile = json(&format!(
+        "{{\"code\": \"x\", \"profile\": \"{}\"}}",
+        "p".repeat(500_000)
+    ));
+    assert!(long_profile.error(StatusCode::BAD_REQUEST).len() < 300);
     let not_utf8 = post(
         Some("application/json"),
         Body::from(b"{\"code\": \"\xff\"}".to_vec()),

@@ -9,7 +9,8 @@
 mod common;
 
 use common::{code, render, run, run_within, spr};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -212,10 +213,19 @@ struct HttpServer {
 
 impl HttpServer {
     fn start(dir: &Path) -> HttpServer {
-        let mut child = spr()
-            .args(server_args(dir))
+        HttpServer::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, env: &[(&str, &str)]) -> HttpServer {
+        let mut cmd = spr();
+        cmd.args(server_args(dir))
             .args(["--http", "127.0.0.1:0", "--token-file"])
             .arg(dir.join("token"))
+            .env_remove("SPR_LOG");
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -253,6 +263,12 @@ impl HttpServer {
             url: format!("http://{addr}/mcp"),
             stderr,
         }
+    }
+
+    fn addr(&self) -> &str {
+        self.url
+            .trim_start_matches("http://")
+            .trim_end_matches("/mcp")
     }
 
     /// SIGTERM, then the exit code and everything it logged.
@@ -341,4 +357,128 @@ fn operator_mistakes_are_refused_before_serving() {
         ));
     }
     insta::assert_snapshot!(lines.join("\n\n"));
+}
+
+/// One request by hand, on its own connection (`Connection: close`): the status, the
+/// head and the body as text. For what an SDK would not send.
+fn raw_post(server: &HttpServer, path: &str, headers: &str, body: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    stream.set_read_timeout(Some(START_LIMIT)).unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         Connection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer:?}"));
+    (status, head.to_string(), body.to_string())
+}
+
+/// A legacy (handshake-era) MCP session opened by hand: its `Mcp-Session-Id`.
+fn raw_session(server: &HttpServer) -> String {
+    let init = r#"{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}"#;
+    let (status, head, body) = raw_post(server, "/mcp", "", init);
+    assert_eq!(status, 200, "{head}\n{body}");
+    let sid = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("mcp-session-id")
+                .then(|| value.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no session id: {head}"));
+    let headers = format!("Mcp-Session-Id: {sid}\r\nMcp-Protocol-Version: 2025-06-18\r\n");
+    let initialized = r#"{"jsonrpc": "2.0", "method": "notifications/initialized"}"#;
+    let (status, ..) = raw_post(server, "/mcp", &headers, initialized);
+    assert_eq!(status, 202);
+    headers
+}
+
+/// What a client sends reaches the log escaped, whoever logs it: the SDK's own warning
+/// for an unknown method repeats the request's id, a string the client chose.
+#[test]
+fn http_logs_escape_what_clients_send() {
+    let dir = setup("http-log");
+    let server = HttpServer::start_with(&dir, &[("SPR_LOG", "info")]);
+    let session = raw_session(&server);
+    let forged = "x\n2026-01-01T00:00:00.000000Z  INFO run door=\"mcp\" FORGED\u{1b}[2J";
+    let call = serde_json::json!({"jsonrpc": "2.0", "id": forged, "method": "nope/x"});
+    let (status, _, body) = raw_post(&server, "/mcp", &session, &call.to_string());
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("-32601"), "{body}");
+    let (_, log) = server.stop();
+    assert!(
+        log.contains("nope/x"),
+        "the SDK's warning is in the log: {log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-01-01")),
+        "a forged line: {log}"
+    );
+    assert!(!log.contains('\u{1b}'), "a terminal escape: {log:?}");
+}
+
+/// The requests read or answered at once are bounded (twice the calls taken: one worker
+/// plus `MAX_WAITING_CALLS`, 64), so a flood of large or slow bodies holds a bounded
+/// amount of memory: beyond that a request is refused at once with 429 and
+/// `Retry-After`, and the server carries on once the flood is gone. Only `/mcp` is MCP.
+#[test]
+fn http_bounds_the_requests_it_reads_at_once() {
+    let dir = setup("http-flood");
+    let server = HttpServer::start(&dir);
+    let (status, _, body) = raw_post(&server, "/mcp/x", "", "{}");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("spr mcp serves MCP at /mcp"), "{body}");
+
+    // Bodies that never finish: each holds a place.
+    const PLACES: usize = 2 * (1 + 64);
+    let slow: Vec<TcpStream> = (0..PLACES)
+        .map(|_| {
+            let mut stream = TcpStream::connect(server.addr()).unwrap();
+            let head = format!(
+                "POST /mcp HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\
+                 Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+                 Content-Length: 1000000\r\n\r\n{{\"jsonrpc\": "
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    let init = r#"{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}"#;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (head, body) = loop {
+        let (status, head, body) = raw_post(&server, "/mcp", "", init);
+        if status == 429 {
+            break (head, body);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{PLACES} unfinished bodies and still no 429: {status} {head}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(error["error"].as_str().unwrap().contains("busy"), "{body}");
+    drop(slow);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, head, _) = raw_post(&server, "/mcp", "", init);
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never free again: {head}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

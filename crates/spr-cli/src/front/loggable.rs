@@ -1,30 +1,4 @@
-//! Client text made safe to repeat in a log line.
+//! Client text made safe to repeat in a log line. Defined once, in the wire crate, whose
+//! request errors repeat client text too.
 
-/// Longest piece of client text a log line repeats.
-const LOGGABLE_CHARS: usize = 64;
-
-/// Client text made safe for a log line: escaped (no newlines, no terminal escapes)
-/// and cut to a few dozen characters.
-pub fn loggable(text: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == LOGGABLE_CHARS {
-            out.push('…');
-            break;
-        }
-        out.extend(c.escape_debug());
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn client_text_in_logs_is_escaped_and_short() {
-        assert_eq!(loggable("\"a\"\n\u{1b}[2J"), "\\\"a\\\"\\n\\u{1b}[2J");
-        let long = loggable(&"x".repeat(1000));
-        assert_eq!(long.chars().count(), LOGGABLE_CHARS + 1);
-    }
-}
+pub use spr_protocol::wire::loggable;

@@ -1,18 +1,23 @@
 //! What the front doors for untrusted clients (`spr serve --http`, `spr mcp`) share: the
 //! operator's profiles and how a client's request may narrow them (here), their command
 //! line options ([`args`]), the bearer token and where a server may listen ([`token`]),
-//! escaping client text for logs ([`loggable`]), and the HTTP plumbing ([`http`]).
+//! escaping client text for logs ([`loggable`]), the HTTP plumbing ([`http`]), reading a
+//! body under its cap ([`body`]) and serving connections ([`connections`]).
 //!
 //! Clients are not trusted with the policy. The operator names policies (`--policy FILE`
 //! is the default profile, `--profile NAME=FILE` adds named ones); a request picks one
 //! and may only lower its `timeout_seconds`, `memory_limit_mb` and `max_output_kb`.
 
 mod args;
+pub mod body;
+mod connections;
 mod http;
 mod loggable;
 mod token;
 
 pub use args::{parse_addr, parse_profile, FrontOpts};
+pub use body::BodyError;
+pub use connections::serve_until;
 pub use http::{bind, error_response, require_token, TokenLayerState};
 pub use token::Token;
 
@@ -34,14 +39,14 @@ pub struct Profiles {
 }
 
 /// Why a request's profile or policy is refused. The messages name what is wrong and
-/// only echo what the client sent in quoted, escaped form.
+/// only echo what the client sent quoted, escaped and cut ([`loggable`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyRefusal {
     /// 400: the client named a profile the operator did not configure.
-    #[error("unknown profile {0:?} (configured: {1})")]
+    #[error("unknown profile \"{}\" (configured: {})", loggable(.0), .1)]
     UnknownProfile(String, String),
     /// 403: a key a client may not set, or a value above its profile's.
-    #[error("policy key {key:?} may not be set by a client: {why}")]
+    #[error("policy key \"{}\" may not be set by a client: {why}", loggable(.key))]
     Forbidden { key: String, why: String },
     /// 400: not a policy object at all, or a value of the wrong type.
     #[error("invalid policy: {0}")]
@@ -232,6 +237,20 @@ mod tests {
                 "{err}"
             );
             assert_eq!(err.status(), 403);
+        }
+    }
+
+    #[test]
+    fn refusals_cut_what_they_repeat() {
+        let long = "x\n".repeat(1 << 19);
+        let unknown = profiles().resolve(Some(&long), None).unwrap_err();
+        let forbidden = profiles()
+            .resolve(None, Some(&map(json!({long.clone(): 1}))))
+            .unwrap_err();
+        for err in [unknown, forbidden] {
+            let message = err.to_string();
+            assert!(message.len() < 400, "{} bytes", message.len());
+            assert!(message.contains("x\\nx\\n"), "{message}");
         }
     }
 

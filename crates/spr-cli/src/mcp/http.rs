@@ -8,7 +8,13 @@
 //! statelessly, as their protocol has it: they cancel a call by dropping its request.
 //! Either way a cancelled call's run is dropped, which frees its worker at once. (MCP
 //! sessions are the transport's; spr's own sessions, when they come, are tool arguments.)
+//!
+//! Connections are served as `spr serve --http` serves them (`front::serve_until`: a
+//! header and idle timeout, a connection cap), and the requests read at once are bounded
+//! ([`super::admission`]), so that no number of clients can make the server hold an
+//! unbounded amount of memory.
 
+use super::admission::{self, Places};
 use super::server::{ProfileChoice, SprMcp};
 use crate::error::{CliError, Exit};
 use crate::front::{self, error_response, loggable, Profiles, Token, TokenLayerState};
@@ -53,46 +59,36 @@ pub async fn serve(
         None => config.enforce_origin_validation(),
     };
     let stop = config.cancellation_token.clone();
+    let places = Places::for_calls(server.call_capacity());
     let service = StreamableHttpService::new(
         move || Ok(server.clone()),
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let router = router(service, profiles, token);
+    let router = router(service, profiles, token, places);
 
-    let interrupted = crate::interrupted();
-    tokio::pin!(interrupted);
-    let shutdown = {
-        let stop = stop.clone();
-        async move { stop.cancelled().await }
-    };
-    let serving = axum::serve(listener, router).with_graceful_shutdown(shutdown);
-    let serving = std::future::IntoFuture::into_future(serving);
-    tokio::pin!(serving);
-    tokio::select! {
-        served = &mut serving => {
-            served.map_err(|e| CliError::infrastructure("the HTTP server failed").caused_by(e))?;
-            return Ok(Exit::Ok);
-        }
-        () = &mut interrupted => {}
-    }
-    // Cancel every call in flight (their workers are freed), then let the connections
-    // close; a client that holds one open does not hold the exit for long.
+    let open = front::serve_until(listener, router, crate::interrupted()).await;
+    // Cancel every call in flight (their workers are freed) and the SDK's streams, then
+    // let the connections close; a client that holds one open does not hold the exit
+    // for long.
     stop.cancel();
-    let _ = tokio::time::timeout(STOP_GRACE, serving).await;
+    open.close(tokio::time::sleep(STOP_GRACE)).await;
     Ok(Exit::Interrupted)
 }
 
-/// The router: `/mcp` behind the token check (outermost) and the profile choice.
+/// The router: `/mcp` (that path only) behind the token check (outermost), the profile
+/// choice and the bound on requests read at once.
 fn router(
     service: StreamableHttpService<SprMcp, LocalSessionManager>,
     profiles: Profiles,
     token: Option<Token>,
+    places: Arc<Places>,
 ) -> Router {
     let token: TokenLayerState = token.map(Arc::new);
     Router::new()
-        .nest_service(MCP_PATH, service)
+        .route_service(MCP_PATH, service)
         .fallback(not_found)
+        .layer(from_fn_with_state(places, admission::bounded))
         .layer(from_fn_with_state(Arc::new(profiles), pick_profile))
         .layer(from_fn_with_state(token, front::require_token))
 }

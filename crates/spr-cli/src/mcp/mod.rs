@@ -2,14 +2,16 @@
 //! input and output or, with `--http ADDR`, streamable HTTP at `/mcp`.
 //!
 //! One job per module: [`server`] is the handler both transports serve (the tool, its
-//! listing, the policy it runs under), [`stdio`] and [`http`] are the transports, and
-//! [`render`] writes the text a model reads (a run's result, the server's instructions).
+//! listing, the policy it runs under), [`stdio`] and [`http`] are the transports,
+//! [`admission`] bounds the requests the HTTP one reads at once, and [`render`] writes
+//! the text a model reads (a run's result, the server's instructions).
 //!
 //! The model never chooses a policy. The operator names the profiles (`--policy`,
 //! `--profile NAME=FILE`) and the client's configuration picks one: `--use-profile NAME`
 //! on the command line a stdio client runs, `/mcp?profile=NAME` in the URL an HTTP client
 //! is given. A call may only lower the profile's `timeout_seconds`.
 
+mod admission;
 mod http;
 mod render;
 mod server;

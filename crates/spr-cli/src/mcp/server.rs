@@ -71,6 +71,11 @@ impl SprMcp {
         }
     }
 
+    /// Calls taken at once, running or waiting for a worker; more are "busy".
+    pub fn call_capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
     /// The profile name a request runs under (`None`: the default).
     fn choice<'a>(&'a self, extensions: &'a Extensions) -> Option<&'a str> {
         match extensions

@@ -28,12 +28,13 @@ pub struct RunPythonArgs {
 }
 
 /// What is wrong with a call's arguments. Messages speak to the model that wrote the
-/// call, so that it can correct it; what they repeat of the call is quoted and escaped.
+/// call, so that it can correct it; what they repeat of the call is quoted, escaped and
+/// cut ([`super::loggable()`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArgsError {
     #[error("missing argument \"code\": pass the Python source to run as a string")]
     MissingCode,
-    #[error("unknown argument {0:?} (run_python takes {keys})", keys = RUN_PYTHON_KEYS.join(", "))]
+    #[error("unknown argument \"{}\" (run_python takes {keys})", super::loggable(.0), keys = RUN_PYTHON_KEYS.join(", "))]
     Unknown(String),
     #[error("\"{key}\" must be {expected}, got {got}")]
     WrongType {

@@ -1,15 +1,18 @@
 //! The front doors' wire: what a client sends to `spr serve --stdio`, `spr serve --http`
 //! and `spr mcp`, and what it gets back (CONTRACTS.md). Defined once, here, for the CLI,
-//! the bench and the tests. The MCP tool's arguments and schemas are in [`mcp`].
+//! the bench and the tests. The MCP tool's arguments and schemas are in [`mcp`];
+//! [`loggable()`] is how every message repeats client text.
 //!
 //! Only the format lives here. What a request's `policy` may say depends on the door (a
 //! stdio parent is trusted with any policy, an HTTP client may only lower three limits),
 //! so it is handed over as the JSON object the client wrote, for the door to judge.
 
+mod loggable;
 pub mod mcp;
 mod request;
 mod response;
 
+pub use loggable::loggable;
 pub use request::{Door, RequestError, RequestErrorKind, RunCall};
 pub use response::{
     response_line, run_response_body, ErrorBody, Health, RunResponse, EXIT_INVALID_REQUEST,

@@ -50,7 +50,8 @@ pub struct RequestError {
 }
 
 /// What is wrong with a request. Whatever of the client's text a message repeats is
-/// quoted and escaped.
+/// quoted, escaped and cut ([`super::loggable()`]): a megabyte key is not a megabyte
+/// message.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestErrorKind {
     #[error("not valid UTF-8: {0}")]
@@ -59,7 +60,7 @@ pub enum RequestErrorKind {
     NotJson(#[source] serde_json::Error),
     #[error("a request must be a JSON object, got {}", .0.describe())]
     NotObject(JsonKind),
-    #[error("unknown key {key:?} (expected {})", .expected.join(", "))]
+    #[error("unknown key \"{}\" (expected {})", super::loggable(.key), .expected.join(", "))]
     UnknownKey {
         key: String,
         expected: &'static [&'static str],

@@ -73,6 +73,19 @@ fn every_bad_request_is_named() {
     insta::assert_snapshot!("request_errors", lines.join("\n"));
 }
 
+/// A message repeats at most a few dozen characters of what the client wrote, however
+/// long it is: a megabyte key must not come back as a megabyte error (or log line).
+#[test]
+fn messages_cut_what_they_repeat() {
+    let key = "k".repeat(1 << 20);
+    let err = refuse(&format!(r#"{{"code": "x", "{key}": 1}}"#), Door::Http);
+    let message = err.to_string();
+    assert!(message.len() < 300, "{} bytes", message.len());
+    assert!(message.starts_with("unknown key \"kkkk"), "{message}");
+    assert!(message.contains("k…\" (expected id, code,"), "{message}");
+    assert_eq!(loggable(&"é".repeat(100)).chars().count(), 65);
+}
+
 #[test]
 fn http_requests_pick_a_profile() {
     let call = RunCall::parse(
@@ -195,6 +208,15 @@ mod mcp_tool {
             MAX_INPUT_DEPTH + 1
         ));
         insta::assert_snapshot!("mcp_args_errors", lines.join("\n"));
+    }
+
+    #[test]
+    fn an_unknown_argument_is_named_but_cut() {
+        let key = "k".repeat(1 << 20);
+        let err = args(json!({"code": "x", key: 1})).unwrap_err();
+        let message = err.to_string();
+        assert!(message.len() < 300, "{} bytes", message.len());
+        assert!(message.starts_with("unknown argument \"kkkk"), "{message}");
     }
 
     #[test]

@@ -3,9 +3,8 @@
 //! Messages name what is wrong (the key, the limit, the route) and repeat client text
 //! only escaped and cut ([`crate::front::loggable`]).
 
-use super::body::BodyError;
 use super::limits::Refusal;
-use crate::front::{error_response, loggable, PolicyRefusal};
+use crate::front::{error_response, loggable, BodyError, PolicyRefusal};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use spr_protocol::wire::RequestError;

@@ -2,10 +2,11 @@
 //! trusted with the policy.
 //!
 //! One job per module: [`routes`] (the router and the small handlers), [`runs`]
-//! (`POST /v1/runs`), [`body`] (reading a body under its cap), [`limits`] (admission and
-//! the queue), [`metrics`] (`GET /metrics`), [`errors`] (every refusal and its status),
-//! [`layers`] (access log, JSON errors, loopback names), [`server`] (connections and the
-//! drain), [`state`] (what requests share).
+//! (`POST /v1/runs`), [`limits`] (admission and the queue), [`metrics`] (`GET
+//! /metrics`), [`errors`] (every refusal and its status), [`layers`] (access log, JSON
+//! errors, loopback names), [`server`] (the drain), [`state`] (what requests share).
+//! Reading a body under its cap and serving connections are shared with `spr mcp
+//! --http` (`crate::front`).
 //!
 //! Invariants:
 //! - every error is `{"error": ...}` JSON, whoever made it (a handler, axum, a layer);
@@ -14,7 +15,6 @@
 //! - each `POST /v1/runs` that reaches its handler gets one info log line and one count;
 //! - a run whose client hangs up is cancelled, and its worker freed.
 
-mod body;
 mod errors;
 mod layers;
 mod limits;

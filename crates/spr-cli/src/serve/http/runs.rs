@@ -10,9 +10,9 @@
 //! reads end-of-file on a busy connection, which aborts the run's task, and dropping a
 //! run's future kills it and frees its worker (the engines' guarantee).
 
-use super::body;
 use super::errors::ApiError;
 use super::state::App;
+use crate::front::body;
 use crate::serve::{log_run, Outcome};
 use axum::body::Body;
 use axum::extract::{Request, State};

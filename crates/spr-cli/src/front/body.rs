@@ -1,5 +1,6 @@
 //! Reading a request body under the size cap, counted while it streams: never more than
 //! the cap is held, and a body that declares more is refused before any of it is read.
+//! Both HTTP front doors read their bodies here (`POST /v1/runs`, `POST /mcp`).
 //!
 //! A refused body is read on and dropped for a little while ("lingering", as web servers
 //! do) instead of closing the connection on it: a socket closed with unread data in it
