@@ -51,7 +51,12 @@ impl Token {
     /// Whether an `Authorization` header value carries this token
     /// (`Bearer <token>`), compared in constant time.
     pub fn accepts(&self, authorization: Option<&str>) -> bool {
-        let Some(given) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
+        // The scheme name is case-insensitive (RFC 9110, section 11.1).
+        let Some(given) = authorization
+            .and_then(|h| h.split_at_checked(7))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer "))
+            .map(|(_, token)| token)
+        else {
             return false;
         };
         let (a, b) = (given.trim().as_bytes(), self.0.as_bytes());
@@ -82,6 +87,8 @@ mod tests {
     fn the_token_is_a_bearer_token_compared_whole() {
         let t = Token::new("0123456789abcdef");
         assert!(t.accepts(Some("Bearer 0123456789abcdef")));
+        assert!(t.accepts(Some("bearer 0123456789abcdef")));
+        assert!(t.accepts(Some("BEARER 0123456789abcdef")));
         for wrong in [
             None,
             Some("0123456789abcdef"),

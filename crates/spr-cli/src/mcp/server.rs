@@ -167,11 +167,12 @@ impl SprMcp {
         };
         let engine = match self.inner.slot.get().await {
             Ok(engine) => engine,
-            Err(err) => {
-                let result = RunnerResult::infrastructure_error(format!(
-                    "the engine failed to start: {}",
-                    err.one_line()
-                ));
+            // The cause can name the server's paths: it goes to the operator's log
+            // (EngineSlot logs it), not to the model.
+            Err(_) => {
+                let result = RunnerResult::infrastructure_error(
+                    "the engine failed to start (the server's log says why)",
+                );
                 return (result, Outcome::EngineError, policy);
             }
         };
