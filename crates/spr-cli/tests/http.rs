@@ -12,6 +12,7 @@ use reqwest::blocking::{Body, Client};
 use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 use serde_json::Value;
+use spr_protocol::wire::{ErrorBody, Health};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -114,7 +115,11 @@ impl Server {
     fn health(&self) -> Value {
         let response = self.client.get(self.url("/v1/health")).send().unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        serde_json::from_slice(&response.bytes().unwrap()).unwrap()
+        let bytes = response.bytes().unwrap();
+        // The wire's own type: a shape the server changes fails here.
+        let health: Health = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(health.status, "ok");
+        serde_json::from_slice(&bytes).unwrap()
     }
 
     /// Poll health until `ready` holds.
@@ -201,6 +206,8 @@ impl Answer {
         );
         let object = self.json.as_object().unwrap();
         assert_eq!(object.len(), 1, "{}", self.text);
+        let body: ErrorBody = serde_json::from_str(&self.text).unwrap();
+        assert_eq!(object["error"], body.error);
         object["error"].as_str().unwrap()
     }
 }
