@@ -36,6 +36,8 @@ pub const SANDBOX_TESTS: &[(&str, &str)] = &[
     ("spr-core", "isolation"),
     // Host hygiene: descriptors, host death, the engine's directories, socket families.
     ("spr-core", "hygiene"),
+    // Sessions: one long-lived sandboxed interpreter per session, isolated like runs.
+    ("spr-core", "sessions"),
     // `spr doctor` against the receipt of a real run, for whoever runs the tests.
     ("spr-cli", "doctor"),
 ];

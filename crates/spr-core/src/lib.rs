@@ -25,28 +25,31 @@
 
 mod engine;
 mod run;
+mod session;
 
-pub use engine::{Engine, EngineFuture};
+pub use engine::{CellFuture, Engine, EngineFuture, EngineSession, OpenSessionFuture};
 pub use run::{
     run_code, run_code_blocking, run_code_json, run_code_json_blocking, PolicySource, RunError,
     MAX_INPUT_DEPTH,
 };
+pub use session::Sessions;
 
 pub use spr_policy::{
     check_keys as check_policy_keys, FileKind, Mode, PolicyError, RunnerPolicy, SandboxPolicy,
     Value, MAX_POLICY_FILE_BYTES, PROTECTION_NAMES,
 };
 pub use spr_protocol::{
-    Json, JsonKind, RunnerResult, SandboxReceipt, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT,
+    Json, JsonKind, RunnerResult, SandboxReceipt, SessionError, DEFAULT_MAX_SESSIONS,
+    DEFAULT_SESSION_TTL_SECONDS, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT, MAX_SESSION_TTL_SECONDS,
 };
 
 #[cfg(feature = "docker")]
 pub use spr_engine_docker::{
     CleanupSummary, ContainerInfo, DockerAdminError, DockerEngine, DockerEngineConfig,
-    DockerEngineError, ImageInfo,
+    DockerEngineError, DockerSession, ImageInfo,
 };
 #[cfg(feature = "local")]
 pub use spr_engine_local::{
-    probe as local_sandbox_probe, LocalEngine, LocalEngineConfig, LocalEngineError,
+    probe as local_sandbox_probe, LocalEngine, LocalEngineConfig, LocalEngineError, LocalSession,
     ProtectionSupport, SandboxMode, SandboxSupport, VenvManager,
 };

@@ -59,6 +59,8 @@ pub enum RunError {
     InputNotObject(&'static str),
     #[error("input_data is nested deeper than {limit} levels")]
     InputTooDeep { limit: usize },
+    #[error(transparent)]
+    Session(#[from] spr_protocol::SessionError),
 }
 
 /// Run `code` on `engine`. Errors are refusals before execution (bad policy, bad
@@ -124,7 +126,7 @@ fn blocking_runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-fn normalize_input(input: Option<Json>) -> Result<Json, RunError> {
+pub(crate) fn normalize_input(input: Option<Json>) -> Result<Json, RunError> {
     let input = match input {
         None => return Ok(empty_object()),
         Some(json) => json,

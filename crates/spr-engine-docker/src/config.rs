@@ -109,6 +109,11 @@ pub(crate) fn validate(config: &DockerEngineConfig) -> Result<Vec<String>, Docke
                 .into(),
         ));
     }
+    if config.max_sessions == Some(0) {
+        return Err(DockerEngineError::Invalid(
+            "max_sessions must be at least 1".into(),
+        ));
+    }
     if config.ssh_port == Some(0) {
         return Err(DockerEngineError::Invalid(
             "ssh_port must be between 1 and 65535".into(),

@@ -11,11 +11,13 @@ mod image;
 mod isolation;
 mod owner;
 mod pool;
+mod session;
 mod worker;
 
 pub use config::{env_hash, should_rotate, validate_pinned_packages, PoolSettings};
 pub use endpoint::{context_endpoint, parse_context_meta, Endpoint};
 pub use image::DEFAULT_IMAGE;
+pub use session::DockerSession;
 
 use crate::endpoint::Connection;
 use crate::image::{ImageRef, LABEL_ENGINE, LABEL_MANAGED, LABEL_OWNER, LABEL_POOL};
@@ -60,6 +62,9 @@ pub struct DockerEngineConfig {
     pub cpus: Option<f64>,
     /// Start `pool_size` containers before the first run.
     pub prewarm: bool,
+    /// Sessions that may be open at once (each holds a container of its own, outside
+    /// the pool); default [`spr_protocol::DEFAULT_MAX_SESSIONS`].
+    pub max_sessions: Option<usize>,
 }
 
 /// Refusals of the engine's configuration (no IO happens in `new`).
@@ -135,6 +140,8 @@ struct Inner {
     owner: String,
     /// Endpoints whose containers of dead owners this engine has already removed.
     swept: std::sync::Mutex<HashSet<String>>,
+    /// One permit per open session: the engine's cap.
+    sessions: Arc<tokio::sync::Semaphore>,
 }
 
 impl DockerEngine {
@@ -154,6 +161,11 @@ impl DockerEngine {
                 owner: owner::label_for_this_process(&host),
                 hostname: host,
                 swept: std::sync::Mutex::new(HashSet::new()),
+                sessions: Arc::new(tokio::sync::Semaphore::new(
+                    config
+                        .max_sessions
+                        .unwrap_or(spr_protocol::DEFAULT_MAX_SESSIONS),
+                )),
                 config,
             }),
         })
@@ -214,6 +226,55 @@ impl DockerEngine {
             .fill(&docker, &spec, &labels)
             .await
             .map_err(DockerAdminError::Api)
+    }
+
+    /// Open a session under `policy`: a container of its own (outside the pool, with
+    /// the same hardening and labels), whose one process keeps the session's globals,
+    /// imports and files from one cell to the next. Counts against `max_sessions`.
+    pub async fn open_session(
+        &self,
+        policy: &RunnerPolicy,
+    ) -> Result<DockerSession, spr_protocol::SessionError> {
+        use spr_protocol::SessionError;
+        let permit = self
+            .inner
+            .sessions
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| SessionError::TooMany {
+                limit: self.max_sessions(),
+            })?;
+        let policy = policy
+            .resolve()
+            .map_err(|e| SessionError::Start(format!("Cannot load the policy: {e}")))?;
+        let inner = &self.inner;
+        let (docker, endpoint) = inner.client().await.map_err(SessionError::Start)?;
+        let image = inner
+            .image(&docker, &endpoint)
+            .await
+            .map_err(SessionError::Start)?;
+        let spec = inner
+            .spec(&endpoint, image, &policy)
+            .map_err(|e| SessionError::Start(e.to_string()))?;
+        let labels = inner.labels(&spec);
+        let worker = Worker::spawn(&docker, &spec, labels)
+            .await
+            .map_err(SessionError::Start)?;
+        let mut receipt = inner.receipt(&spec, &worker, &policy);
+        spr_protocol::session_receipt(&mut receipt);
+        Ok(DockerSession::new(docker, worker, policy, receipt, permit))
+    }
+
+    fn max_sessions(&self) -> usize {
+        self.inner
+            .config
+            .max_sessions
+            .unwrap_or(spr_protocol::DEFAULT_MAX_SESSIONS)
+    }
+
+    /// Sessions open now.
+    pub fn open_sessions(&self) -> usize {
+        self.max_sessions() - self.inner.sessions.available_permits()
     }
 
     /// Run code in a warm container with `input_data` (a JSON object, sent as written).

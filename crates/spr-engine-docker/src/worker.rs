@@ -329,10 +329,30 @@ impl Worker {
         backstop: Duration,
     ) -> Result<RunReport, RunFailure> {
         let id = request.id;
+        self.exchange(HostMessage::Run(request), id, backstop).await
+    }
+
+    /// One cell of this container's session (the first makes the session's process).
+    pub async fn cell(
+        &mut self,
+        request: RunRequest,
+        backstop: Duration,
+    ) -> Result<RunReport, RunFailure> {
+        let id = request.id;
+        self.exchange(HostMessage::Cell(request), id, backstop)
+            .await
+    }
+
+    async fn exchange(
+        &mut self,
+        message: HostMessage,
+        id: u64,
+        backstop: Duration,
+    ) -> Result<RunReport, RunFailure> {
         if !self.is_alive() {
             return Err(RunFailure::NotDelivered("the container is gone".into()));
         }
-        let frame = encode_frame(&HostMessage::Run(request))
+        let frame = encode_frame(&message)
             .map_err(|e| RunFailure::NotDelivered(format!("cannot encode the run: {e}")))?;
         let write = async {
             self.input.write_all(&frame).await?;

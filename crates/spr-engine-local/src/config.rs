@@ -47,6 +47,9 @@ pub struct LocalEngineConfig {
     pub sandbox: SandboxMode,
     /// Size of each sandboxed worker's scratch tmpfs (its runs' files), in MiB.
     pub scratch_tmpfs_mb: u64,
+    /// Sessions that may be open at once (each holds a worker of its own); default
+    /// [`spr_protocol::DEFAULT_MAX_SESSIONS`].
+    pub max_sessions: usize,
 }
 
 /// Default size of a sandboxed worker's scratch tmpfs.
@@ -63,6 +66,7 @@ impl LocalEngineConfig {
             scratch_dir: None,
             sandbox: SandboxMode::default(),
             scratch_tmpfs_mb: DEFAULT_SCRATCH_TMPFS_MB,
+            max_sessions: spr_protocol::DEFAULT_MAX_SESSIONS,
         }
     }
 }

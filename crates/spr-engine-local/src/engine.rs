@@ -4,10 +4,15 @@ use crate::config::LocalEngineConfig;
 use crate::pool::Pool;
 use crate::sandbox::{self, Layout};
 use crate::scratch::{self, ScratchRoot};
+use crate::session::LocalSession;
 use crate::venv;
+use crate::worker::Worker;
 use crate::worker::{WorkerError, WorkerSpec};
 use spr_policy::{PackageSpecError, RunnerPolicy};
-use spr_protocol::{assemble_result, Json, MissingProtection, RunRequest, RunnerResult};
+use spr_protocol::{
+    assemble_result, Json, MissingProtection, RunRequest, RunnerResult, SandboxReceipt,
+    SessionError,
+};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,7 +21,7 @@ use std::time::{Duration, Instant};
 /// How long past the policy timeout the host waits for a worker's report before it
 /// declares the worker wedged. The worker enforces the timeout itself; this only
 /// covers a worker that stopped answering.
-const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a local engine could not be prepared.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +30,8 @@ pub enum LocalEngineError {
     EmptyVenvDir,
     #[error("pool_size must be at least 1")]
     ZeroPoolSize,
+    #[error("max_sessions must be at least 1")]
+    ZeroMaxSessions,
     #[error(transparent)]
     InvalidPackage(#[from] PackageSpecError),
     #[error(
@@ -56,6 +63,18 @@ pub enum LocalEngineError {
     SandboxUnavailable { missing: Vec<MissingProtection> },
 }
 
+/// `Err` naming what `policy` requires of the sandbox that `receipt` lacks.
+fn requirements_met(policy: &RunnerPolicy, receipt: &SandboxReceipt) -> Result<(), String> {
+    let unmet = sandbox::unmet_requirements(policy, receipt);
+    if unmet.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "The policy requires sandbox protections this engine did not apply: {}",
+        list_missing(&unmet)
+    ))
+}
+
 fn list_missing(missing: &[MissingProtection]) -> String {
     missing
         .iter()
@@ -74,6 +93,8 @@ pub struct LocalEngine {
     pool: Arc<Pool>,
     sandbox: Arc<sandbox::Context>,
     next_id: AtomicU64,
+    /// One permit per open session: the engine's cap.
+    sessions: Arc<tokio::sync::Semaphore>,
 }
 
 impl LocalEngine {
@@ -82,6 +103,9 @@ impl LocalEngine {
     pub fn new(config: LocalEngineConfig) -> Result<Self, LocalEngineError> {
         if config.pool_size == 0 {
             return Err(LocalEngineError::ZeroPoolSize);
+        }
+        if config.max_sessions == 0 {
+            return Err(LocalEngineError::ZeroMaxSessions);
         }
         let python = venv::prepare(&config)?;
         let parent = config
@@ -135,6 +159,7 @@ impl LocalEngine {
         };
         Ok(LocalEngine {
             pool: Pool::new(spec, config.pool_size),
+            sessions: Arc::new(tokio::sync::Semaphore::new(config.max_sessions)),
             config,
             python,
             sandbox,
@@ -181,22 +206,10 @@ impl LocalEngine {
             input_data: input_data.clone(),
             policy: wire_policy,
         };
-        let layout = if self.sandbox.active() {
-            Layout::of(policy)
-        } else {
-            Layout::default()
+        let layout = match self.layout_for(policy) {
+            Ok(layout) => layout,
+            Err(message) => return RunnerResult::infrastructure_error(message),
         };
-        for (key, paths) in [
-            ("extra_read_paths", &layout.extra_read),
-            ("extra_write_paths", &layout.extra_write),
-        ] {
-            if let Some(p) = paths.iter().find(|p| !p.exists()) {
-                return RunnerResult::infrastructure_error(format!(
-                    "sandbox.{key}: {} does not exist on this machine",
-                    p.display()
-                ));
-            }
-        }
         let lease = match self.pool.acquire(&layout).await {
             Ok(lease) => lease,
             Err(e) => {
@@ -205,25 +218,10 @@ impl LocalEngine {
                 ))
             }
         };
-        let receipt = if self.sandbox.active() {
-            let ws = &lease.worker_ref().sandbox;
-            let limits = ws.cgroup.as_ref().map(|cg| {
-                cg.set_limits(
-                    self.sandbox.cgroup_memory_bytes(policy),
-                    policy.sandbox.max_processes + sandbox::NAMESPACE_OVERHEAD_TASKS,
-                )
-            });
-            ws.receipt(policy, limits)
-        } else {
-            sandbox::receipt_off(policy, self.sandbox.missing())
-        };
-        let unmet = sandbox::unmet_requirements(policy, &receipt);
-        if !unmet.is_empty() {
+        let receipt = self.receipt_for(lease.worker_ref(), policy);
+        if let Err(message) = requirements_met(policy, &receipt) {
             self.pool.release(lease);
-            let mut result = RunnerResult::infrastructure_error(format!(
-                "The policy requires sandbox protections this engine did not apply: {}",
-                list_missing(&unmet)
-            ));
+            let mut result = RunnerResult::infrastructure_error(message);
             result.sandbox = Some(receipt);
             return result;
         }
@@ -272,6 +270,72 @@ impl LocalEngine {
                 (result, None)
             }
         }
+    }
+
+    /// The worker layout `policy` needs (its extra paths), or why it cannot have one.
+    fn layout_for(&self, policy: &RunnerPolicy) -> Result<Layout, String> {
+        let layout = if self.sandbox.active() {
+            Layout::of(policy)
+        } else {
+            Layout::default()
+        };
+        for (key, paths) in [
+            ("extra_read_paths", &layout.extra_read),
+            ("extra_write_paths", &layout.extra_write),
+        ] {
+            if let Some(p) = paths.iter().find(|p| !p.exists()) {
+                return Err(format!(
+                    "sandbox.{key}: {} does not exist on this machine",
+                    p.display()
+                ));
+            }
+        }
+        Ok(layout)
+    }
+
+    /// What `worker` applies to a run under `policy` (setting its cgroup's limits).
+    fn receipt_for(&self, worker: &Worker, policy: &RunnerPolicy) -> SandboxReceipt {
+        if !self.sandbox.active() {
+            return sandbox::receipt_off(policy, self.sandbox.missing());
+        }
+        let ws = &worker.sandbox;
+        let limits = ws.cgroup.as_ref().map(|cg| {
+            cg.set_limits(
+                self.sandbox.cgroup_memory_bytes(policy),
+                policy.sandbox.max_processes + sandbox::NAMESPACE_OVERHEAD_TASKS,
+            )
+        });
+        ws.receipt(policy, limits)
+    }
+
+    /// Open a session: a sandboxed interpreter of its own whose globals and imports
+    /// persist from one run to the next, under `policy` (already resolved) for its whole
+    /// life. It takes a worker of its own (an idle one of the pool, replaced in the
+    /// background, so opening is quick) and counts against `max_sessions`.
+    pub async fn open_session(&self, policy: &RunnerPolicy) -> Result<LocalSession, SessionError> {
+        let permit =
+            self.sessions
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| SessionError::TooMany {
+                    limit: self.config.max_sessions,
+                })?;
+        let layout = self.layout_for(policy).map_err(SessionError::Start)?;
+        let worker =
+            self.pool.take(&layout).await.map_err(|e| {
+                SessionError::Start(format!("could not start a Python worker: {e}"))
+            })?;
+        let mut receipt = self.receipt_for(&worker, policy);
+        requirements_met(policy, &receipt).map_err(SessionError::Start)?;
+        spr_protocol::session_receipt(&mut receipt);
+        let mut wire_policy = policy.clone();
+        wire_policy.config_path = None;
+        Ok(LocalSession::new(worker, wire_policy, receipt, permit))
+    }
+
+    /// Sessions open now.
+    pub fn open_sessions(&self) -> usize {
+        self.config.max_sessions - self.sessions.available_permits()
     }
 
     /// Stop the idle workers cleanly. Dropping the engine also kills them.

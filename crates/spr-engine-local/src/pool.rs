@@ -112,6 +112,31 @@ impl Pool {
         })
     }
 
+    /// A worker of `layout` to keep outside the pool (a session's): an idle one, replaced
+    /// in the background, or a new one. It takes no slot: sessions have their own cap.
+    pub(crate) async fn take(self: &Arc<Self>, layout: &Layout) -> Result<Worker, WorkerError> {
+        loop {
+            let candidate = {
+                let mut idle = self.idle.lock().expect("pool lock");
+                idle.iter()
+                    .rposition(|w| w.sandbox.layout == *layout)
+                    .map(|i| idle.remove(i))
+            };
+            let Some(mut worker) = candidate else {
+                return Worker::spawn(&self.spec, layout).await;
+            };
+            if !worker.is_alive() {
+                worker.kill();
+                continue;
+            }
+            let pool = self.clone();
+            tokio::spawn(async move {
+                pool.top_up(1).await;
+            });
+            return Ok(worker);
+        }
+    }
+
     /// Return a healthy worker after its run.
     pub(crate) fn release(&self, lease: Lease) {
         let worker = lease.take();

@@ -197,12 +197,33 @@ impl Worker {
         request: &RunRequest,
         deadline: Duration,
     ) -> Result<RunReport, WorkerError> {
-        let frame = encode_frame(&HostMessage::Run(request.clone()))?;
+        self.exchange(HostMessage::Run(request.clone()), request.id, deadline)
+            .await
+    }
+
+    /// Execute one cell of this worker's session (the first makes the session's
+    /// process). The same backstop as [`Worker::run`].
+    pub(crate) async fn cell(
+        &mut self,
+        request: &RunRequest,
+        deadline: Duration,
+    ) -> Result<RunReport, WorkerError> {
+        self.exchange(HostMessage::Cell(request.clone()), request.id, deadline)
+            .await
+    }
+
+    async fn exchange(
+        &mut self,
+        message: HostMessage,
+        id: u64,
+        deadline: Duration,
+    ) -> Result<RunReport, WorkerError> {
+        let frame = encode_frame(&message)?;
         let exchange = async {
             self.stdin.write_all(&frame).await?;
             self.stdin.flush().await?;
             match self.read_message().await? {
-                WorkerMessage::Report(report) if report.id == request.id => Ok(report),
+                WorkerMessage::Report(report) if report.id == id => Ok(report),
                 WorkerMessage::Fatal { message } => Err(WorkerError::Fatal(message)),
                 _ => Err(WorkerError::Unexpected),
             }

@@ -30,6 +30,7 @@ the interpreter) whatever name reaches them. The hook is a guardrail, not the bo
 pure Python cannot be made airtight; the kernel sandbox underneath is the boundary.
 """
 
+import ast
 import builtins
 import codecs
 import errno
@@ -48,7 +49,7 @@ import time
 import traceback
 import types
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 MAX_REQUEST_BYTES = 64 << 20
 MAX_RESULT_BYTES = 16 << 20
 # A report must fit the host's frame limit (spr_protocol::MAX_FRAME_LEN, 64 MiB) whatever
@@ -64,6 +65,13 @@ DRAIN_GRACE_SECONDS = 0.2
 # How long M waits for Z to confirm a kill or hand over a run's process before it
 # declares the worker broken.
 ZYGOTE_ANSWER_SECONDS = 10.0
+# A session's cell past its deadline is interrupted (KeyboardInterrupt); if it has not
+# reported within this grace, the session's process is killed (the session is lost).
+CELL_INTERRUPT_GRACE_SECONDS = 2.0
+# After a cell's result frame, the most M reads of output still in the pipes (a
+# background thread may write forever: the drain is bounded in bytes and time).
+CELL_DRAIN_BYTES = 1 << 20
+CELL_DRAIN_SECONDS = 0.01
 RESERVED_GLOBALS = frozenset(
     [
         "__builtins__",
@@ -829,10 +837,11 @@ class Zygote:
     swept (no user code exists anywhere while a new run's process is made), hands M the
     ends of its pipes, and reports how it ended.
 
-    Messages from M: "K" (kill the current run now), "Q" (quit). To M: "R <pid>" with
-    the run's descriptors (request write end, stdout, stderr and result read ends), and
-    "X <pid> <wait status> <exit time> <killed> <leftovers> <reset>" once the run and
-    everything it started are gone."""
+    Messages from M: "K" (kill the current run now), "I" (interrupt it: SIGINT, for a
+    session's cell past its deadline), "Q" (quit). To M: "R <pid>" with the run's
+    descriptors (request write end, stdout, stderr and result read ends), "I <pid>" once
+    the interrupt is sent, and "X <pid> <wait status> <exit time> <killed> <leftovers>
+    <reset>" once the run and everything it started are gone."""
 
     def __init__(self, sock, plan, isolation, base, index=0):
         self.sock = sock
@@ -924,6 +933,13 @@ class Zygote:
                     os.close(extra)
                 if text == "K":
                     killed = self.kill(pid) or killed
+                elif text == "I":
+                    # Only the session's process: KeyboardInterrupt in its main thread.
+                    try:
+                        os.kill(pid, signal.SIGINT)
+                    except OSError:
+                        pass
+                    send_message(self.sock, "I %d" % pid)
                 elif text in ("Q", ""):  # quit, or M is gone
                     self.kill(pid)
                     keep_going = False
@@ -1151,11 +1167,13 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
 
     # Ready: wait for the request. End of stream means M discarded this process.
     body = read_frame_bytes(req_r)
-    os.close(req_r)
     if body is None:
         return 0
     request = _loads(body.decode("utf-8"))
     del body
+    if request.get("type") == "cell":
+        return serve_session(plan, request, req_r, res_w, writable, main)
+    os.close(req_r)
     policy = request["policy"]
     prepared = prepared_for(policy, plan)
     apply_rlimits(prepared.rlimits)
@@ -1176,6 +1194,64 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     except OSError:
         pass
     return status
+
+
+def serve_session(plan, request, req_r, res_w, writable, main):
+    """A session's process: one cell after another in the same globals, until M closes
+    the request pipe. Between cells SIGINT is ignored, so an interrupt meant for a cell
+    that had just finished cannot reach the next one (M waits for Z's word that the
+    signal was sent before it reports the cell)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    policy = request["policy"]
+    prepared = prepared_for(policy, plan)
+    # The CPU-time rlimit counts the whole process life: a session's cells are bounded by
+    # their deadlines and the session by its idle TTL instead.
+    cpu = getattr(resource, "RLIMIT_CPU", None)
+    apply_rlimits(tuple((w, v) for w, v in prepared.rlimits if w != cpu))
+    session = Session(policy, prepared, writable, main)
+    while True:
+        report = guarded_cell(session, request)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        try:
+            data = encode_report(report)
+        except MemoryError:
+            data = b'{"outcome":"memory_error"}'
+        if len(data) > MAX_RESULT_BYTES:
+            data = _dumps(
+                {"outcome": "exception", "error": "The result is larger than the %d MiB limit" % (MAX_RESULT_BYTES >> 20)}
+            ).encode("utf-8")
+        del report, request
+        try:
+            write_all(res_w, len(data).to_bytes(4, "big") + data)
+        except OSError:
+            return 0
+        del data
+        body = read_frame_bytes(req_r)
+        if body is None:
+            return 0
+        request = _loads(body.decode("utf-8"))
+        del body
+
+
+def guarded_cell(session, request):
+    """Run one cell with SIGINT raising KeyboardInterrupt, and ignore SIGINT again after
+    it, whenever the interrupt lands."""
+    report = None
+    while True:
+        try:
+            if report is None:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                report = session.cell(request.get("code", ""), request.get("input_data"))
+            # Also drops an interrupt that arrived but was not handled yet.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            return report
+        except KeyboardInterrupt:
+            if report is None:
+                report = {"outcome": "exception", "error": "KeyboardInterrupt"}
 
 
 # The scratch base and the other writable roots every run has, resolved once at start-up.
@@ -1247,7 +1323,7 @@ class Run:
 
     __slots__ = (
         "pid", "req_w", "out_r", "err_r", "res_r", "started", "unsent", "marked", "link",
-        "setup_us",
+        "setup_us", "session",
     )
 
     def __init__(self, pid, fds, link=None):
@@ -1259,6 +1335,8 @@ class Run:
         self.unsent = None
         self.marked = False  # its "armed" marker was already read
         self.setup_us = None
+        # A session's process: its request pipe stays open for the next cell.
+        self.session = False
 
     def deliver(self, body):
         """Start the run: the clock starts and the request frame goes down the process's
@@ -1275,9 +1353,12 @@ class Run:
             pass
         except OSError:  # the process is gone; its end shows in the run's status
             self.unsent = self.unsent[:0]
-        if not self.unsent:
+        if not self.unsent and not self.session:
             os.close(self.req_w)
             self.req_w = None
+
+    def sending(self):
+        return bool(self.unsent)
 
     def close(self):
         for name in ("req_w", "out_r", "err_r", "res_r"):
@@ -1330,6 +1411,10 @@ class Monitor:
         self.ready = []  # handed-over run processes, oldest first
         self.exits = {}  # pid -> parsed X message that arrived before it was awaited
         self.broken = None
+        # The session's process, once a cell made it (a worker hosts at most one session;
+        # the host gives a session a worker of its own).
+        self.session = None
+        self.interrupts = set()  # (zygote pid, run pid) whose SIGINT Z confirmed
 
     # -- messages from the zygotes
 
@@ -1346,6 +1431,9 @@ class Monitor:
             return
         for fd in fds:
             os.close(fd)
+        if text.startswith("I "):
+            self.interrupts.add((link.pid, int(text.split()[1])))
+            return
         if text.startswith("X "):
             parts = text.split()
             pid = int(parts[1])
@@ -1452,6 +1540,10 @@ class Monitor:
                 write_frame(self.wfd, {"type": "fatal", "message": "bad request frame: %s" % exc})
                 return 3
             kind = message.get("type")
+            if kind == "cell" and run is None:
+                del body
+                write_frame(self.wfd, self.cell(message))
+                continue
             if kind != "run":
                 if run is not None:  # not a run after all: that process is spent
                     self.discard(run)
@@ -1515,6 +1607,140 @@ class Monitor:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+    def cell(self, message):
+        """One cell of the worker's session: its process is taken for the first cell and
+        kept, with its namespace and globals, for the next ones."""
+        run = self.session
+        if run is None:
+            run = self.wait_ready()
+            run.session = True
+            self.session = run
+        run.deliver(_dumps(message, separators=(",", ":")).encode("utf-8"))
+        try:
+            report = self.watch_cell(message, run)
+        except (WorkerBroken, HostGone):
+            raise
+        except Exception as exc:  # a bug here must not look like a user error
+            raise WorkerBroken("worker failure: %s" % describe(exc))
+        if report["session_lost"]:
+            run.close()
+            self.session = None
+        return report
+
+    def watch_cell(self, request, run):
+        """Watch a session's cell until its result frame arrives (the process lives on)
+        or the process ends (the session is lost). Past the deadline the cell is
+        interrupted; past the grace after that, the process is killed."""
+        policy = request["policy"]
+        timeout = float(policy.get("timeout_seconds", 5))
+        cap = min(int(policy.get("max_output_kb", 128)) * 1024, MAX_CAPTURE_BYTES)
+        deadline = run.started + timeout
+        streams = {run.out_r: Capture(cap), run.err_r: Capture(cap)}
+        frame = CellFrame(run)
+        poller = select.poll()
+        for fd in (run.out_r, run.err_r, run.res_r):
+            poller.register(fd, select.POLLIN)
+        for z in self.zygotes:
+            poller.register(z.sock.fileno(), select.POLLIN)
+        poller.register(self.rfd, 0)
+        if run.sending():
+            poller.register(run.req_w, select.POLLOUT)
+        key = (run.link.pid, run.pid)
+        exit_info = self.exits.pop(key, None)
+        interrupted = killed = None
+        while exit_info is None and frame.body is None:
+            now = time.monotonic()
+            if interrupted is None and now >= deadline:
+                send_message(run.link.sock, "I")
+                interrupted = now
+            if killed is None and (
+                frame.broken or (interrupted is not None and now >= interrupted + CELL_INTERRUPT_GRACE_SECONDS)
+            ):
+                send_message(run.link.sock, "K")
+                killed = now
+            if killed is not None:
+                if now - killed > ZYGOTE_ANSWER_SECONDS:
+                    raise WorkerBroken("the zygote did not confirm killing a session")
+                limit = 0.05
+            elif interrupted is not None:
+                limit = interrupted + CELL_INTERRUPT_GRACE_SECONDS - now
+            else:
+                limit = deadline - now
+            try:
+                events = poller.poll(max(limit, 0) * 1000.0)
+            except InterruptedError:
+                continue
+            for fd, ev in events:
+                if fd == self.rfd:
+                    if ev & (select.POLLHUP | select.POLLERR):
+                        raise HostGone()
+                elif fd in self.by_fd:
+                    self.handle_zygote_message(self.by_fd[fd])
+                    if exit_info is None and key in self.exits:
+                        exit_info = self.exits.pop(key)
+                elif fd == run.req_w:
+                    run.send_more()
+                    if not run.sending():
+                        poller.unregister(fd)
+                else:
+                    try:
+                        data = os.read(fd, READ_CHUNK)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        poller.unregister(fd)
+                    elif fd == run.res_r:
+                        frame.feed(data)
+                    else:
+                        streams[fd].feed(data)
+        if exit_info is None:
+            ended = frame.at
+            if interrupted is not None:
+                # The signal must be delivered before the report lets the next cell
+                # start, or it would interrupt that cell instead.
+                wait_until = time.monotonic() + ZYGOTE_ANSWER_SECONDS
+                while key not in self.interrupts:
+                    if time.monotonic() > wait_until:
+                        raise WorkerBroken("the zygote did not confirm interrupting a session")
+                    self.pump(wait_until - time.monotonic())
+            drain_streams(streams, CELL_DRAIN_BYTES, CELL_DRAIN_SECONDS)
+        else:
+            ended = exit_info["at"]
+            drain_streams(streams, MAX_CAPTURE_BYTES, DRAIN_GRACE_SECONDS)
+        self.interrupts.discard(key)
+        out, err = streams[run.out_r], streams[run.err_r]
+        body = frame.body
+        report = {
+            "type": "report",
+            "id": request.get("id", 0),
+            "exit_code": None,
+            "signal": None,
+            "timed_out": interrupted is not None or ended >= deadline,
+            "duration_ms": (max(ended, run.started) - run.started) * 1000.0,
+            "stdout": out.text(),
+            "stderr": err.text(),
+            "stdout_truncated": out.truncated,
+            "stderr_truncated": err.truncated,
+            "child_frame": body.decode("utf-8", "replace") if body is not None else None,
+            "child_frame_overflow": frame.overflow,
+            "leftover_processes": 0,
+            "retire": False,
+            "setup_us": run.setup_us,
+            "cell": True,
+            "session_lost": exit_info is not None,
+        }
+        run.setup_us = None  # paid once, by the session's first cell
+        if exit_info is not None:
+            status = exit_info["status"]
+            if os.WIFSIGNALED(status):
+                report["signal"] = os.WTERMSIG(status)
+            else:
+                report["exit_code"] = os.WEXITSTATUS(status)
+            report["timed_out"] = report["timed_out"] or exit_info["killed"]
+            report["leftover_processes"] = exit_info["leftovers"]
+            report["retire"] = not exit_info["reset"]
+        return bounded(report, out, err)
 
     def watch(self, request, run):
         """Watch `run` (its request delivered) to its end; return the report."""
@@ -1593,6 +1819,70 @@ class Monitor:
         out, err, res = outputs[run.out_r], outputs[run.err_r], outputs[run.res_r]
         run.close()
         return build_report(request, run, exit_info, deadline, out, err, res)
+
+
+class CellFrame:
+    """The result pipe of a session's process: its "armed" marker (first cell only),
+    then one frame per cell, a 4-byte big-endian length and the JSON."""
+
+    def __init__(self, run):
+        self.run = run
+        self.buf = bytearray()
+        self.body = None
+        self.at = None
+        self.overflow = False
+        self.broken = False  # the process wrote something no harness writes: kill it
+
+    def feed(self, data):
+        if self.body is not None or self.broken:
+            return
+        self.buf += data
+        run = self.run
+        if not run.marked:
+            if self.buf[:1] == MARK_FAILED:
+                raise WorkerBroken(
+                    "the isolation of a run failed: %s" % bytes(self.buf[1:]).decode("utf-8", "replace")
+                )
+            if len(self.buf) < ARMED_LEN:
+                return
+            if self.buf[:1] != MARK_ARMED:
+                self.broken = True
+                return
+            run.marked = True
+            run.setup_us = struct.unpack("<Q", bytes(self.buf[1:ARMED_LEN]))[0]
+            del self.buf[:ARMED_LEN]
+        if len(self.buf) < 4:
+            return
+        length = int.from_bytes(self.buf[:4], "big")
+        if length > MAX_RESULT_BYTES:
+            # The harness never writes one: user code wrote on the pipe itself.
+            self.overflow = self.broken = True
+            self.buf = bytearray()
+            return
+        if len(self.buf) >= 4 + length:
+            self.body = bytes(self.buf[4:4 + length])
+            self.at = time.monotonic()
+            self.buf = bytearray()
+
+
+def drain_streams(streams, most, seconds):
+    """Read what the pipes hold now (at most `most` bytes each, for at most `seconds`)."""
+    until = time.monotonic() + seconds
+    for fd, capture in streams.items():
+        got = 0
+        while got < most:
+            left = until - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(left, 0))
+            if not ready:
+                break
+            try:
+                data = os.read(fd, READ_CHUNK)
+            except OSError:
+                break
+            if not data:
+                break
+            capture.feed(data)
+            got += len(data)
 
 
 def wait_armed(run, timeout):
@@ -2182,17 +2472,28 @@ def make_globals(policy, safe_builtins, input_data):
         if (key not in allowed) if allow_mode else (key in blocked):
             continue
         g[key] = value
-    if isinstance(input_data, dict):
-        for key, value in input_data.items():
-            key = str(key)
-            if not key.isidentifier() or key in RESERVED_GLOBALS or key.startswith("_"):
-                continue
-            if (key not in allowed) if allow_mode else (key in blocked):
-                continue
-            if key in g:
-                continue
+    for key, value in input_globals(policy, input_data):
+        if key not in g:
             g[key] = value
     return g
+
+
+def input_globals(policy, input_data):
+    """The (name, value) pairs of `input_data` that become globals of the code."""
+    if not isinstance(input_data, dict):
+        return []
+    allow_mode = policy.get("mode") == "allow"
+    allowed = set(policy.get("allowed_globals") or [])
+    blocked = set(policy.get("blocked_globals") or [])
+    pairs = []
+    for key, value in input_data.items():
+        key = str(key)
+        if not key.isidentifier() or key in RESERVED_GLOBALS or key.startswith("_"):
+            continue
+        if (key not in allowed) if allow_mode else (key in blocked):
+            continue
+        pairs.append((key, value))
+    return pairs
 
 
 def describe(exc):
@@ -2241,18 +2542,92 @@ def execute(code, input_data, policy, prepared, writable, main):
         install_guard(prepared.guard, writable)
         exc = run_user_code(compiled, g)
         harness_globals.update(snapshot)
-        if exc is None:
-            return {"outcome": "completed", "result": g.get("result")}, 0
-        if isinstance(exc, SystemExit):
-            return exit_report(exc, g)
         if isinstance(exc, MemoryError):
             g = None
             return {"outcome": "memory_error"}, 1
-        print_user_traceback(exc)
-        return {"outcome": "exception", "error": describe(exc)}, 1
+        return outcome_report(exc, g)
     except MemoryError:
         g = None
         return {"outcome": "memory_error"}, 1
+
+
+def outcome_report(exc, g):
+    """The child's report of code that ended with `exc` (None: it completed)."""
+    if exc is None:
+        return {"outcome": "completed", "result": g.get("result")}, 0
+    if isinstance(exc, SystemExit):
+        return exit_report(exc, g)
+    if isinstance(exc, MemoryError):
+        return {"outcome": "memory_error"}, 1
+    print_user_traceback(exc)
+    return {"outcome": "exception", "error": describe(exc)}, 1
+
+
+def compile_cell(code):
+    """A cell's code, and its last statement apart when it is an expression (its value
+    is the cell's `value`, as in a notebook)."""
+    tree = ast.parse(code, "<user_code>", "exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = compile(ast.Expression(tree.body.pop().value), "<user_code>", "eval")
+    return compile(tree, "<user_code>", "exec"), last
+
+
+def eval_user_expr(compiled, g):
+    """(exception or None, value) of evaluating the cell's last expression."""
+    try:
+        return None, eval(compiled, g)
+    except BaseException as exc:
+        return exc, None
+
+
+class Session:
+    """The state a session's cells share: one globals namespace, with the policy's
+    builtins and guard set up by the first cell (an audit hook cannot be removed, so it
+    is installed once)."""
+
+    def __init__(self, policy, prepared, writable, main):
+        self.policy = policy
+        self.prepared = prepared
+        self.writable = writable
+        self.main = main
+        self.g = None
+
+    def cell(self, code, input_data):
+        """Run one cell; return its report (the process's status never depends on it)."""
+        try:
+            try:
+                compiled, last = compile_cell(code)
+            except (SyntaxError, ValueError) as exc:
+                try:
+                    sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))
+                except Exception:
+                    pass
+                return {"outcome": "exception", "error": describe(exc), "value": None}
+            linecache.cache["<user_code>"] = (len(code), None, code.splitlines(True), "<user_code>")
+            harness_globals = globals()
+            snapshot = dict(harness_globals)
+            g = self.g
+            if g is None:
+                scrub(self.prepared.denied.native, self.prepared.denied.os)
+                g = self.main.__dict__
+                g.update(make_globals(self.policy, self.prepared.builtins, input_data))
+                install_guard(self.prepared.guard, self.writable)
+                self.g = g
+            else:
+                g["input_data"] = input_data
+                g.update(input_globals(self.policy, input_data))
+                g["result"] = None
+            exc = run_user_code(compiled, g)
+            value = None
+            if exc is None and last is not None:
+                exc, value = eval_user_expr(last, g)
+            harness_globals.update(snapshot)
+            report, _status = outcome_report(exc, g)
+            report["value"] = value if exc is None else None
+            return report
+        except MemoryError:
+            return {"outcome": "memory_error", "value": None}
 
 
 def exit_report(exc, g):
@@ -2296,6 +2671,8 @@ def encode_report(report):
         if "Out of range float" in str(exc):
             try:
                 report["result"] = json_safe(report.get("result"))
+                if "value" in report:
+                    report["value"] = json_safe(report["value"])
                 return _dumps(report, default=str, allow_nan=False).encode("utf-8")
             except (ValueError, TypeError, RecursionError) as exc2:
                 exc = exc2

@@ -391,6 +391,15 @@ class Worker:
         self.proc.stdin.flush()
         return self.read(timeout)
 
+    def cell(self, code, policy=None, input_data=None, timeout=30, id=1):
+        body = json.dumps(
+            {"type": "cell", "id": id, "code": code, "input_data": input_data or {}, "policy": policy or DEFAULT_POLICY},
+            separators=(",", ":"),
+        ).encode()
+        self.proc.stdin.write(len(body).to_bytes(4, "big") + body)
+        self.proc.stdin.flush()
+        return self.read(timeout)
+
     def close(self):
         try:
             self.proc.stdin.close()
@@ -503,6 +512,84 @@ class WorkerTests(unittest.TestCase):
         self.assertEqual(self.worker.run(code, policy=permissive())["exit_code"], 0)
         r = self.worker.run("import os\nresult = os.listdir(os.path.dirname(os.getcwd()))", policy=permissive())
         self.assertEqual(len(self.frame(r)["result"]), 1, r)  # only its own directory
+
+
+class SessionTests(unittest.TestCase):
+    def setUp(self):
+        self.worker = Worker()
+
+    def tearDown(self):
+        self.worker.close()
+
+    def frame(self, report):
+        return json.loads(report["child_frame"])
+
+    def test_globals_and_imports_persist_and_the_last_expression_is_the_value(self):
+        r = self.worker.cell("import math\nx = 20\nprint('one')")
+        self.assertTrue(r["cell"])
+        self.assertFalse(r["session_lost"])
+        self.assertEqual(r["stdout"], "one\n")
+        self.assertIsNone(self.frame(r)["value"])
+        r = self.worker.cell("y = x + 1\nmath.floor(y * 1.5)", input_data={"z": 2})
+        self.assertEqual(self.frame(r)["value"], 31)
+        self.assertEqual(self.frame(r)["outcome"], "completed")
+        r = self.worker.cell("result = z\n{'s': type(math).__name__}")
+        self.assertEqual(self.frame(r)["result"], 2)  # a global from an earlier cell's input
+        self.assertEqual(self.frame(r)["value"], {"s": "module"})
+        r = self.worker.cell("result = z", input_data={"z": 5})
+        self.assertEqual(self.frame(r)["result"], 5)
+
+    def test_an_exception_keeps_the_session_and_a_syntax_error_too(self):
+        r = self.worker.cell("a = 1\n1 / 0")
+        self.assertEqual(self.frame(r)["outcome"], "exception")
+        self.assertIn("ZeroDivisionError", self.frame(r)["error"])
+        self.assertFalse(r["session_lost"])
+        self.assertEqual(self.frame(self.worker.cell("def f(:"))["outcome"], "exception")
+        self.assertEqual(self.frame(self.worker.cell("a + 1"))["value"], 2)
+
+    def test_a_cell_past_its_deadline_is_interrupted_and_the_session_survives(self):
+        self.worker.cell("import time\nkept = 'yes'")
+        started = time.monotonic()
+        r = self.worker.cell("while True:\n    time.sleep(0.01)", policy=dict(DEFAULT_POLICY, timeout_seconds=1))
+        self.assertLess(time.monotonic() - started, 1 + h.CELL_INTERRUPT_GRACE_SECONDS)
+        self.assertTrue(r["timed_out"])
+        self.assertFalse(r["session_lost"])
+        self.assertIn("KeyboardInterrupt", self.frame(r)["error"])
+        self.assertEqual(self.frame(self.worker.cell("kept"))["value"], "yes")
+
+    def test_a_cell_that_swallows_the_interrupt_loses_the_session(self):
+        code = (
+            "import time\n"
+            "while True:\n"
+            "    try:\n"
+            "        time.sleep(0.01)\n"
+            "    except KeyboardInterrupt:\n"
+            "        pass\n"
+        )
+        r = self.worker.cell(code, policy=dict(DEFAULT_POLICY, timeout_seconds=1))
+        self.assertTrue(r["timed_out"])
+        self.assertTrue(r["session_lost"])
+        self.assertEqual(r["signal"], 9)
+        # The worker itself goes on: a new cell gets a new, empty session.
+        r = self.worker.cell("'kept' in globals()")
+        self.assertFalse(self.frame(r)["value"])
+
+    def test_a_session_process_that_exits_is_lost(self):
+        r = self.worker.cell("import os\nos._exit(3)", policy=permissive())
+        self.assertTrue(r["session_lost"])
+        self.assertEqual(r["exit_code"], 3)
+        self.assertIsNone(r["child_frame"])
+
+    def test_system_exit_ends_the_cell_not_the_session(self):
+        r = self.worker.cell("n = 1\nraise SystemExit(4)")
+        self.assertEqual(self.frame(r)["outcome"], "exit")
+        self.assertEqual(self.frame(r)["exit_status"], 4)
+        self.assertFalse(r["session_lost"])
+        self.assertEqual(self.frame(self.worker.cell("n"))["value"], 1)
+
+    def test_values_that_are_not_json_come_back_as_text(self):
+        self.assertEqual(self.frame(self.worker.cell("float('nan')"))["value"], "NaN")
+        self.assertEqual(self.frame(self.worker.cell("{1, 2}"))["value"], "{1, 2}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ mod plan;
 mod receipt;
 mod result;
 pub mod seccomp;
+mod session;
 pub mod wire;
 
 pub use frame::{encode_frame, FrameDecoder, FrameError, FRAME_HEADER_LEN, MAX_FRAME_LEN};
@@ -32,8 +33,12 @@ pub use receipt::{
 pub use result::{
     assemble_result, RunnerResult, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT, MAX_RESULT_BYTES,
 };
+pub use session::{
+    session_receipt, session_ttl, SessionError, DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_TTL_SECONDS,
+    MAX_SESSION_TTL_SECONDS,
+};
 pub use wire::MAX_INPUT_DEPTH;
 
 /// Bumped whenever a message shape or the harness behaviour changes incompatibly.
 /// The host refuses a worker that greets it with another version.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;

@@ -14,6 +14,9 @@ use spr_policy::RunnerPolicy;
 pub enum HostMessage {
     /// Execute one run in a fresh process forked from the worker.
     Run(RunRequest),
+    /// Execute one cell of the worker's session: the first cell makes the session's
+    /// process, later ones run in it, with the globals the earlier cells left.
+    Cell(RunRequest),
     /// Finish and exit.
     Shutdown,
 }
@@ -28,6 +31,7 @@ impl<'de> Deserialize<'de> for HostMessage {
         #[serde(rename_all = "snake_case")]
         enum Kind {
             Run,
+            Cell,
             Shutdown,
         }
         #[derive(Deserialize)]
@@ -41,9 +45,8 @@ impl<'de> Deserialize<'de> for HostMessage {
         }
 
         let wire = Wire::deserialize(deserializer)?;
-        match wire.kind {
-            Kind::Shutdown => Ok(HostMessage::Shutdown),
-            Kind::Run => Ok(HostMessage::Run(RunRequest {
+        let request = |wire: Wire| -> Result<RunRequest, D::Error> {
+            Ok(RunRequest {
                 id: wire.id.ok_or_else(|| D::Error::missing_field("id"))?,
                 code: wire.code.ok_or_else(|| D::Error::missing_field("code"))?,
                 input_data: wire
@@ -52,7 +55,12 @@ impl<'de> Deserialize<'de> for HostMessage {
                 policy: wire
                     .policy
                     .ok_or_else(|| D::Error::missing_field("policy"))?,
-            })),
+            })
+        };
+        match wire.kind {
+            Kind::Shutdown => Ok(HostMessage::Shutdown),
+            Kind::Run => Ok(HostMessage::Run(request(wire)?)),
+            Kind::Cell => Ok(HostMessage::Cell(request(wire)?)),
         }
     }
 }
@@ -121,6 +129,13 @@ pub struct RunReport {
     /// request (off the latency path when it was made ahead of time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub setup_us: Option<u64>,
+    /// A session's cell: with neither `exit_code` nor `signal`, the session's process
+    /// lives on after it (its status is then what the child's frame says).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cell: bool,
+    /// The session's process ended during the cell: the session's state is gone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub session_lost: bool,
 }
 
 /// How user code ended, as the child's harness saw it.
@@ -151,6 +166,9 @@ pub struct ChildReport {
     /// For `exit`: the status the harness derived from the `SystemExit` value.
     #[serde(default)]
     pub exit_status: Option<i64>,
+    /// For a session's cell: the value of its last expression (null otherwise).
+    #[serde(default)]
+    pub value: Option<Json>,
 }
 
 #[cfg(test)]

@@ -37,6 +37,14 @@ pub struct RunnerResult {
     /// Which protections were applied to this run (engines that know fill it in).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxReceipt>,
+    /// A run in a session: the JSON-safe value of the cell's last expression (null when
+    /// the cell ends in a statement or failed). Absent for one-shot runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Json>,
+    /// A run in a session whose process had to be killed or died: the session's state is
+    /// gone and later runs in it are refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub session_lost: bool,
 }
 
 impl RunnerResult {
@@ -55,6 +63,8 @@ impl RunnerResult {
             stdout_truncated: false,
             stderr_truncated: false,
             sandbox: None,
+            value: None,
+            session_lost: false,
         }
     }
 
@@ -95,14 +105,42 @@ pub fn assemble_result(report: &RunReport, policy: &RunnerPolicy) -> RunnerResul
         stdout_truncated: report.stdout_truncated,
         stderr_truncated: report.stderr_truncated,
         sandbox: None,
+        value: None,
+        session_lost: report.cell && report.session_lost,
     };
     let child = parse_child_frame(report);
+    let alive_cell = report.cell && report.exit_code.is_none() && report.signal.is_none();
+    if report.cell {
+        out.value = Some(match &child {
+            Ok(Some(c)) if alive_cell && !report.timed_out => c
+                .value
+                .as_ref()
+                .map(Json::compact)
+                .unwrap_or_else(Json::null),
+            _ => Json::null(),
+        });
+    }
 
     if report.timed_out {
         out.timed_out = true;
         out.error = Some(timeout_message(policy));
         out.exit_code = EXIT_TIMEOUT;
+        if alive_cell {
+            // Interrupted and still alive: what it printed on the way out is kept.
+            out.error = Some(format!(
+                "{} (the cell was interrupted; the session keeps its state)",
+                timeout_message(policy)
+            ));
+        } else if report.cell {
+            out.error = Some(format!(
+                "{} (the cell did not stop when interrupted: the session was killed and its state is lost)",
+                timeout_message(policy)
+            ));
+        }
         return out;
+    }
+    if alive_cell {
+        return cell_result(out, report, child, policy);
     }
     if let Some(signal) = report.signal {
         out.exit_code = -signal;
@@ -169,6 +207,71 @@ pub fn assemble_result(report: &RunReport, policy: &RunnerPolicy) -> RunnerResul
             out.error = Some(child.error.unwrap_or_else(|| "Exception: ".to_string()));
         }
         ChildOutcome::MemoryError => {
+            out.resource_exceeded = true;
+            out.error = Some(memory_message(policy));
+        }
+    }
+    out
+}
+
+/// A cell whose session lives on: no exit status exists, so the status is the child's
+/// word (all a cell's status could say is under user code's control anyway).
+fn cell_result(
+    mut out: RunnerResult,
+    report: &RunReport,
+    child: Result<Option<ChildReport>, String>,
+    policy: &RunnerPolicy,
+) -> RunnerResult {
+    if report.child_frame_overflow {
+        out.exit_code = 1;
+        out.error = Some(format!(
+            "The result is larger than the {} MiB limit",
+            MAX_RESULT_BYTES >> 20
+        ));
+        return out;
+    }
+    let child = match child {
+        Ok(Some(child)) => child,
+        Ok(None) => {
+            out.exit_code = 1;
+            out.error = Some("The session reported no result for this run".into());
+            return out;
+        }
+        Err(why) => {
+            out.exit_code = 1;
+            out.error = Some(format!("The session reported a malformed result: {why}"));
+            return out;
+        }
+    };
+    out.result = child.result.compact();
+    match child.outcome {
+        ChildOutcome::Completed => {
+            out.ok = true;
+            out.exit_code = 0;
+        }
+        ChildOutcome::Exit => {
+            let status = child.exit_status.unwrap_or(1);
+            out.ok = status == 0;
+            out.exit_code = match (status & 0xFF) as i32 {
+                EXIT_TIMEOUT | EXIT_INFRASTRUCTURE => 1,
+                code => code,
+            };
+            if !out.ok {
+                out.error = Some(
+                    child
+                        .error
+                        .unwrap_or_else(|| format!("SystemExit: {status}")),
+                );
+            }
+        }
+        ChildOutcome::Exception => {
+            out.exit_code = 1;
+            out.result = Json::null();
+            out.error = Some(child.error.unwrap_or_else(|| "Exception: ".to_string()));
+        }
+        ChildOutcome::MemoryError => {
+            out.exit_code = 1;
+            out.result = Json::null();
             out.resource_exceeded = true;
             out.error = Some(memory_message(policy));
         }

@@ -1,0 +1,153 @@
+//! A session of the Docker engine: a container of its own whose one run process keeps
+//! the session's globals, imports and files from one cell to the next.
+
+use crate::worker::{RunFailure, Worker};
+use crate::BACKSTOP_GRACE;
+use bollard::Docker;
+use spr_policy::RunnerPolicy;
+use spr_protocol::{assemble_result, Json, RunRequest, RunnerResult, SandboxReceipt, SessionError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, OwnedSemaphorePermit};
+
+/// How long the harness lets an interrupted cell take to come back before it kills the
+/// session (`CELL_INTERRUPT_GRACE_SECONDS` in the harness).
+const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
+
+/// An open session. Cells run one at a time, in the order they arrive.
+///
+/// Dropping it (or a run future in flight) removes its container. A session whose
+/// process was killed or died is lost: its later runs are refused.
+#[derive(Debug)]
+pub struct DockerSession {
+    docker: Docker,
+    policy: RunnerPolicy,
+    receipt: SandboxReceipt,
+    worker: Mutex<Option<Held>>,
+    next_id: AtomicU64,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The session's container; removed when dropped (a session closed, dropped or lost, or
+/// a cell abandoned mid-run).
+#[derive(Debug)]
+struct Held {
+    docker: Docker,
+    worker: Option<Worker>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            let docker = self.docker.clone();
+            // Without a runtime (it is going away) the owner sweep of the next engine
+            // removes the container.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { worker.discard(&docker).await });
+            }
+        }
+    }
+}
+
+impl DockerSession {
+    pub(crate) fn new(
+        docker: Docker,
+        worker: Worker,
+        policy: RunnerPolicy,
+        receipt: SandboxReceipt,
+        permit: OwnedSemaphorePermit,
+    ) -> DockerSession {
+        DockerSession {
+            worker: Mutex::new(Some(Held {
+                docker: docker.clone(),
+                worker: Some(worker),
+            })),
+            docker,
+            policy,
+            receipt,
+            next_id: AtomicU64::new(1),
+            _permit: permit,
+        }
+    }
+
+    /// The policy every cell runs under.
+    pub fn policy(&self) -> &RunnerPolicy {
+        &self.policy
+    }
+
+    /// Run one cell. `Err(SessionError::Lost)` when an earlier cell lost the session.
+    pub async fn run(&self, code: &str, input_data: &Json) -> Result<RunnerResult, SessionError> {
+        let mut slot = self.worker.lock().await;
+        // Held by this future alone from here: dropped mid-cell, the container goes with
+        // it and the slot stays empty, i.e. lost.
+        let mut held = slot
+            .take()
+            .ok_or(SessionError::Lost { id: String::new() })?;
+        let request = RunRequest {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            code: code.to_string(),
+            input_data: input_data.clone(),
+            policy: self.policy.clone(),
+        };
+        let backstop =
+            Duration::from_secs(self.policy.timeout_seconds) + INTERRUPT_GRACE + BACKSTOP_GRACE;
+        let started = Instant::now();
+        let outcome = held
+            .worker
+            .as_mut()
+            .expect("a held session has its container")
+            .cell(request, backstop)
+            .await;
+        let mut receipt = self.receipt.clone();
+        let mut result = match outcome {
+            Ok(report) => {
+                let mut result = assemble_result(&report, &self.policy);
+                receipt.setup_ms = report.setup_us.map(|us| us as f64 / 1000.0);
+                if report.session_lost || report.retire {
+                    result.session_lost = true;
+                } else {
+                    *slot = Some(held);
+                }
+                result
+            }
+            Err(RunFailure::Wedged) => {
+                let mut result = RunnerResult::timeout(&self.policy, started.elapsed());
+                result.error = Some(format!(
+                    "Execution timed out after {}s (the session's container stopped answering: it was removed and its state is lost)",
+                    self.policy.timeout_seconds
+                ));
+                result.session_lost = true;
+                result
+            }
+            Err(RunFailure::NotDelivered(why) | RunFailure::Died(why)) => {
+                let mut result = RunnerResult::infrastructure_error(format!(
+                    "The session's container failed: {why}; its state is lost"
+                ));
+                result.session_lost = true;
+                result
+            }
+        };
+        result.sandbox = Some(receipt);
+        result.value.get_or_insert_with(Json::null);
+        Ok(result)
+    }
+
+    /// True once the session cannot run another cell (lost), false while a cell runs.
+    pub fn is_lost(&self) -> bool {
+        match self.worker.try_lock() {
+            Ok(slot) => slot.is_none(),
+            Err(_) => false,
+        }
+    }
+
+    /// End the session (after the cell in flight, if any): its container is removed.
+    /// Later runs are refused as lost.
+    pub async fn close(&self) {
+        let held = self.worker.lock().await.take();
+        if let Some(mut held) = held {
+            if let Some(worker) = held.worker.take() {
+                worker.discard(&self.docker).await;
+            }
+        }
+    }
+}
