@@ -371,6 +371,13 @@ impl Engine for CliEngine {
             CliEngine::Docker(e) => e.execute(code, input_data, policy),
         }
     }
+
+    fn open_session<'a>(&'a self, policy: &'a RunnerPolicy) -> spr_core::OpenSessionFuture<'a> {
+        match self {
+            CliEngine::Local(e) => Engine::open_session(e, policy),
+            CliEngine::Docker(e) => Engine::open_session(e, policy),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -108,10 +108,8 @@ impl Sessions {
 
     /// Close session `id` (after its run in flight, if any).
     pub async fn close(&self, id: &str) -> Result<(), SessionError> {
-        let entry = self
-            .table()
-            .remove(id)
-            .ok_or_else(|| SessionError::Unknown { id: id.into() })?;
+        let removed = self.table().remove(id);
+        let entry = removed.ok_or_else(|| SessionError::Unknown { id: id.into() })?;
         entry.session.close().await;
         Ok(())
     }
@@ -153,13 +151,11 @@ impl Sessions {
 
     /// The entry of a session that may run: unknown, expired and lost ones are refused.
     async fn live(&self, id: &str) -> Result<Arc<Entry>, SessionError> {
-        let entry = self
-            .table()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| SessionError::Unknown { id: id.into() })?;
+        let found = self.table().get(id).cloned();
+        let entry = found.ok_or_else(|| SessionError::Unknown { id: id.into() })?;
         if entry.expired(Instant::now()) {
-            if let Some(entry) = self.table().remove(id) {
+            let removed = self.table().remove(id);
+            if let Some(entry) = removed {
                 entry.session.close().await;
             }
             return Err(SessionError::Unknown { id: id.into() });

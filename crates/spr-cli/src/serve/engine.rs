@@ -4,7 +4,7 @@
 use crate::engine_opts::{CliEngine, DockerConnOpts, EngineOpts};
 use crate::error::CliError;
 use crate::retry::Retrying;
-use spr_core::RunnerResult;
+use spr_core::{Engine, RunnerResult, Sessions};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,8 @@ pub const ENGINE_RETRY_BACKOFF: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct EngineSlot {
     engine: Retrying<Arc<CliEngine>, CliError>,
+    /// The engine's sessions, made with the engine.
+    sessions: tokio::sync::OnceCell<Arc<Sessions>>,
     opts: EngineOpts,
     conn: DockerConnOpts,
 }
@@ -28,6 +30,7 @@ impl EngineSlot {
     pub fn new(opts: EngineOpts, conn: DockerConnOpts) -> Arc<EngineSlot> {
         Arc::new(EngineSlot {
             engine: Retrying::new(ENGINE_RETRY_BACKOFF),
+            sessions: tokio::sync::OnceCell::new(),
             opts,
             conn,
         })
@@ -70,6 +73,21 @@ impl EngineSlot {
             .await
     }
 
+    /// The engine's sessions (building the engine first if need be).
+    pub async fn sessions(&self) -> Result<Arc<Sessions>, Arc<CliError>> {
+        let engine = self.get().await?;
+        Ok(self
+            .sessions
+            .get_or_init(|| async move { Sessions::new(engine as Arc<dyn Engine>) })
+            .await
+            .clone())
+    }
+
+    /// Sessions open now (0 before the first).
+    pub fn open_sessions(&self) -> usize {
+        self.sessions.get().map_or(0, |s| s.len())
+    }
+
     /// The engine if it is built.
     pub fn ready(&self) -> Option<Arc<CliEngine>> {
         self.engine.ready()
@@ -85,8 +103,11 @@ impl EngineSlot {
         self.opts.concurrency()
     }
 
-    /// Stop the engine's workers, if it was built.
+    /// Close the sessions and stop the engine's workers, if it was built.
     pub async fn shutdown(&self) {
+        if let Some(sessions) = self.sessions.get() {
+            sessions.close_all().await;
+        }
         if let Some(engine) = self.ready() {
             engine.shutdown().await;
         }

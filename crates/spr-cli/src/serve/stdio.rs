@@ -11,8 +11,8 @@ use super::{log_run, EngineSlot, Outcome, ServeArgs};
 use crate::engine_opts::DockerConnOpts;
 use crate::error::{CliError, Exit};
 use crate::{policy, policy_file};
-use spr_core::{run_code_json, Json, PolicySource, RunnerPolicy, RunnerResult};
-use spr_protocol::wire::{response_line, Door, RunCall};
+use spr_core::{run_code_json, Json, PolicySource, RunError, RunnerPolicy, RunnerResult};
+use spr_protocol::wire::{response_line, session_line, SessionClosed, SessionCreated, StdioCall};
 use std::io;
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,9 +30,25 @@ pub const MAX_LINE_BYTES: usize = 64 << 20;
 struct Request {
     id: Json,
     line: u64,
-    code: String,
-    input: Json,
-    policy: Option<RunnerPolicy>,
+    op: Op,
+}
+
+/// What an accepted line asks for.
+#[derive(Debug)]
+enum Op {
+    Run {
+        code: String,
+        input: Json,
+        policy: Option<RunnerPolicy>,
+        session: Option<String>,
+    },
+    CreateSession {
+        policy: Option<RunnerPolicy>,
+        ttl_seconds: Option<u64>,
+    },
+    CloseSession {
+        session: String,
+    },
 }
 
 /// A request refused before running, with whatever id could be recovered.
@@ -114,27 +130,37 @@ pub async fn run(args: ServeArgs, conn: &DockerConnOpts) -> Result<Exit, CliErro
                 let default_policy = default_policy.clone();
                 tasks.spawn(async move {
                     let id = request.id.clone();
-                    let profile = if request.policy.is_some() {
-                        "request"
-                    } else {
-                        "default"
+                    let profile = match &request.op {
+                        Op::Run {
+                            session: Some(_), ..
+                        } => "session",
+                        Op::Run {
+                            policy: Some(_), ..
+                        }
+                        | Op::CreateSession {
+                            policy: Some(_), ..
+                        } => "request",
+                        _ => "default",
                     };
                     let started = Instant::now();
                     // The run gets its own task so that a panic in it still produces a
                     // response for its id.
-                    let (result, outcome) =
+                    let (line, outcome) =
                         match tokio::spawn(execute(request, slot, default_policy)).await {
                             Ok(done) => done,
                             Err(e) => (
-                                RunnerResult::infrastructure_error(format!(
-                                    "internal error: the run's task failed: {e}"
-                                )),
+                                response_line(
+                                    &id,
+                                    &RunnerResult::infrastructure_error(format!(
+                                        "internal error: the run's task failed: {e}"
+                                    )),
+                                ),
                                 Outcome::EngineError,
                             ),
                         };
                     drop(permit);
                     log_run("stdio", &id, profile, outcome, started.elapsed());
-                    let _ = tx.send(response_line(&id, &result)).await;
+                    let _ = tx.send(line).await;
                 });
             }
         }
@@ -154,53 +180,124 @@ pub async fn run(args: ServeArgs, conn: &DockerConnOpts) -> Result<Exit, CliErro
     Ok(Exit::Ok)
 }
 
+/// Carry out one accepted line; returns its response line.
 async fn execute(
     request: Request,
     slot: Arc<EngineSlot>,
     default_policy: Arc<RunnerPolicy>,
-) -> (RunnerResult, Outcome) {
-    let refused = |message: String| (RunnerResult::invalid_request(message), Outcome::Refused);
-    // The client's `config_path` is read here, in the request's own task, so that a slow
-    // file holds up this request only, never the reader loop.
-    let policy = match request.policy {
-        Some(policy) if policy.config_path.is_some() => {
-            match policy_file::resolve_requested(policy).await {
-                Ok(policy) => policy,
-                // Display only: the cause would tell the client about the host's files.
-                Err(e) => {
-                    return refused(format!(
-                        "invalid request: line {}: \"policy\": {e}",
-                        request.line
-                    ))
+) -> (String, Outcome) {
+    let Request { id, line, op } = request;
+    let refused = |message: String| {
+        (
+            response_line(&id, &RunnerResult::invalid_request(message)),
+            Outcome::Refused,
+        )
+    };
+    let engine_failed = |err: Arc<CliError>| {
+        let result = RunnerResult::infrastructure_error(format!(
+            "the engine failed to start: {}",
+            err.one_line()
+        ));
+        (response_line(&id, &result), Outcome::EngineError)
+    };
+    match op {
+        Op::Run {
+            code,
+            input,
+            session: Some(session),
+            ..
+        } => {
+            let sessions = match slot.sessions().await {
+                Ok(sessions) => sessions,
+                Err(err) => return engine_failed(err),
+            };
+            match sessions.run(&session, &code, Some(input)).await {
+                Ok(result) => {
+                    let outcome = Outcome::of(&result);
+                    (response_line(&id, &result), outcome)
                 }
+                Err(e) => refused(format!("line {line}: {e}")),
             }
         }
-        Some(policy) => policy,
-        None => RunnerPolicy::clone(&default_policy),
-    };
-    let engine = match slot.get().await {
-        Ok(engine) => engine,
-        Err(err) => {
-            let result = RunnerResult::infrastructure_error(format!(
-                "the engine failed to start: {}",
-                err.one_line()
-            ));
-            return (result, Outcome::EngineError);
+        Op::Run {
+            code,
+            input,
+            policy,
+            session: None,
+        } => {
+            let policy = match resolve(policy, &default_policy, line).await {
+                Ok(policy) => policy,
+                Err(message) => return refused(message),
+            };
+            let engine = match slot.get().await {
+                Ok(engine) => engine,
+                Err(err) => return engine_failed(err),
+            };
+            match run_code_json(&code, &*engine, Some(input), PolicySource::Policy(policy)).await {
+                Ok(result) => {
+                    let outcome = Outcome::of(&result);
+                    (response_line(&id, &result), outcome)
+                }
+                Err(e) => refused(format!("invalid request: line {line}: {e}")),
+            }
         }
-    };
-    match run_code_json(
-        &request.code,
-        &*engine,
-        Some(request.input),
-        PolicySource::Policy(policy),
-    )
-    .await
-    {
-        Ok(result) => {
-            let outcome = Outcome::of(&result);
-            (result, outcome)
+        Op::CreateSession {
+            policy,
+            ttl_seconds,
+        } => {
+            let policy = match resolve(policy, &default_policy, line).await {
+                Ok(policy) => policy,
+                Err(message) => return refused(message),
+            };
+            let sessions = match slot.sessions().await {
+                Ok(sessions) => sessions,
+                Err(err) => return engine_failed(err),
+            };
+            match sessions
+                .create(PolicySource::Policy(policy), ttl_seconds)
+                .await
+            {
+                Ok(session) => (session_line(&id, &SessionCreated { session }), Outcome::Ok),
+                Err(RunError::Session(e @ spr_core::SessionError::Start(_))) => {
+                    let result = RunnerResult::infrastructure_error(format!("line {line}: {e}"));
+                    (response_line(&id, &result), Outcome::EngineError)
+                }
+                Err(e) => refused(format!("line {line}: {e}")),
+            }
         }
-        Err(e) => refused(format!("invalid request: line {}: {e}", request.line)),
+        Op::CloseSession { session } => {
+            let sessions = match slot.sessions().await {
+                Ok(sessions) => sessions,
+                Err(err) => return engine_failed(err),
+            };
+            match sessions.close(&session).await {
+                Ok(()) => (
+                    session_line(&id, &SessionClosed { closed: true }),
+                    Outcome::Ok,
+                ),
+                Err(e) => refused(format!("line {line}: {e}")),
+            }
+        }
+    }
+}
+
+/// The request's policy, or the server's default. The client's `config_path` is read
+/// here, in the request's own task, so that a slow file holds up this request only,
+/// never the reader loop.
+async fn resolve(
+    policy: Option<RunnerPolicy>,
+    default_policy: &RunnerPolicy,
+    line: u64,
+) -> Result<RunnerPolicy, String> {
+    match policy {
+        Some(policy) if policy.config_path.is_some() => {
+            // Display only: the cause would tell the client about the host's files.
+            policy_file::resolve_requested(policy)
+                .await
+                .map_err(|e| format!("invalid request: line {line}: \"policy\": {e}"))
+        }
+        Some(policy) => Ok(policy),
+        None => Ok(default_policy.clone()),
     }
 }
 
@@ -284,36 +381,62 @@ fn parse_request(bytes: &[u8], line: u64) -> Result<Request, Invalid> {
         id: id.clone(),
         message: format!("line {line}: {message}"),
     };
-    let call = RunCall::parse(bytes, Door::Stdio).map_err(|e| invalid(&e.id, e.to_string()))?;
-    let policy = match call.policy {
+    let call = StdioCall::parse(bytes).map_err(|e| invalid(&e.id, e.to_string()))?;
+    let (id, op) = match call {
+        StdioCall::Run(run) => {
+            let policy = parse_policy(run.policy).map_err(|m| invalid(&run.id, m))?;
+            let op = Op::Run {
+                code: run.code,
+                input: run.input_data,
+                policy,
+                session: run.session,
+            };
+            (run.id, op)
+        }
+        StdioCall::CreateSession(create) => {
+            let policy = parse_policy(create.policy).map_err(|m| invalid(&create.id, m))?;
+            let op = Op::CreateSession {
+                policy,
+                ttl_seconds: create.ttl_seconds,
+            };
+            (create.id, op)
+        }
+        StdioCall::CloseSession(close) => (
+            close.id,
+            Op::CloseSession {
+                session: close.session,
+            },
+        ),
+    };
+    Ok(Request { id, line, op })
+}
+
+/// A request's `policy` object as a policy, checked as strictly as a policy file.
+fn parse_policy(
+    policy: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Option<RunnerPolicy>, String> {
+    let policy = match policy {
         None => None,
         Some(map) => {
             // Same "unknown key ... (did you mean ...?)" as in a policy file.
-            let id = &call.id;
             spr_core::check_policy_keys("policy", map.keys().map(String::as_str))
-                .map_err(|e| invalid(id, format!("\"policy\": {e}")))?;
+                .map_err(|e| format!("\"policy\": {e}"))?;
             if let Some(serde_json::Value::Object(sandbox)) = map.get("sandbox") {
                 spr_core::check_policy_keys("sandbox", sandbox.keys().map(String::as_str))
-                    .map_err(|e| invalid(id, format!("\"policy\": {e}")))?;
+                    .map_err(|e| format!("\"policy\": {e}"))?;
             }
             let policy: RunnerPolicy = serde_json::from_value(serde_json::Value::Object(map))
-                .map_err(|e| invalid(id, format!("\"policy\": {e}")))?;
+                .map_err(|e| format!("\"policy\": {e}"))?;
             // `config_path` (allowed in JSON, see docs/POLICY.md) names a policy file on
             // the server's host that wins over the other fields: `execute` reads it, off
             // this reader loop (see policy_file.rs).
             if policy.config_path.is_none() {
-                policy::validate(&policy).map_err(|e| invalid(id, format!("\"policy\": {e}")))?;
+                policy::validate(&policy).map_err(|e| format!("\"policy\": {e}"))?;
             }
             Some(policy)
         }
     };
-    Ok(Request {
-        id: call.id,
-        line,
-        code: call.code,
-        input: call.input_data,
-        policy,
-    })
+    Ok(policy)
 }
 
 #[cfg(test)]

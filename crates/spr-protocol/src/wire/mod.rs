@@ -13,9 +13,13 @@ mod request;
 mod response;
 
 pub use loggable::loggable;
-pub use request::{Door, RequestError, RequestErrorKind, RunCall};
+pub use request::{
+    Door, RequestError, RequestErrorKind, RunCall, SessionClose, SessionCreate, StdioCall,
+    OP_SESSION_CLOSE, OP_SESSION_CREATE,
+};
 pub use response::{
-    response_line, run_response_body, ErrorBody, Health, RunResponse, EXIT_INVALID_REQUEST,
+    response_line, run_response_body, session_line, ErrorBody, Health, RunResponse, SessionClosed,
+    SessionCreated, EXIT_INVALID_REQUEST,
 };
 
 /// Deepest nesting of arrays and objects accepted in `input_data`. Python's decoder

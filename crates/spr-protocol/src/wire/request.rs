@@ -8,23 +8,67 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::fmt;
 
-/// Which front door a request came through: each accepts its own keys.
+/// Which front door a run request came through: each accepts its own keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Door {
-    /// `spr serve --stdio`: `id`, `code`, `input_data`, `policy`.
+    /// `spr serve --stdio`: `id`, `code`, `input_data`, `policy`, `session`.
     Stdio,
-    /// `spr serve --http` (`POST /v1/runs`): the stdio keys plus `profile`.
+    /// `spr serve --http` (`POST /v1/runs`): `id`, `code`, `input_data`, `policy`,
+    /// `profile`.
     Http,
+    /// `POST /v1/sessions/{sid}/runs`: `id`, `code`, `input_data` (the session's policy
+    /// was fixed when it was created).
+    HttpSession,
 }
 
 impl Door {
-    /// The keys a request may carry, as listed in error messages.
+    /// The keys a run request may carry, as listed in error messages.
     pub fn keys(self) -> &'static [&'static str] {
         match self {
-            Door::Stdio => &["id", "code", "input_data", "policy"],
+            Door::Stdio => &["id", "code", "input_data", "policy", "session"],
             Door::Http => &["id", "code", "input_data", "policy", "profile"],
+            Door::HttpSession => &["id", "code", "input_data"],
         }
     }
+}
+
+/// The `op` of a stdio line that opens a session.
+pub const OP_SESSION_CREATE: &str = "session.create";
+/// The `op` of a stdio line that closes a session.
+pub const OP_SESSION_CLOSE: &str = "session.close";
+const STDIO_CREATE_KEYS: &[&str] = &["id", "op", "policy", "ttl_seconds"];
+const STDIO_CLOSE_KEYS: &[&str] = &["id", "op", "session"];
+const HTTP_CREATE_KEYS: &[&str] = &["policy", "profile", "ttl_seconds"];
+
+/// What one `spr serve --stdio` line asks for.
+#[derive(Debug, Clone)]
+pub enum StdioCall {
+    /// A run, in a session when it names one.
+    Run(RunCall),
+    /// `{"id", "op": "session.create", "policy"?, "ttl_seconds"?}`.
+    CreateSession(SessionCreate),
+    /// `{"id", "op": "session.close", "session"}`.
+    CloseSession(SessionClose),
+}
+
+/// A request to open a session.
+#[derive(Debug, Clone)]
+pub struct SessionCreate {
+    /// The client's id (stdio), echoed in the response; null over HTTP.
+    pub id: Json,
+    /// The session's policy, for the door to judge (absent or null: the default).
+    pub policy: Option<serde_json::Map<String, Value>>,
+    /// Idle time before the session is closed (None: the default).
+    pub ttl_seconds: Option<u64>,
+    /// The operator's profile the session runs under (HTTP only).
+    pub profile: Option<String>,
+}
+
+/// A request to close a session.
+#[derive(Debug, Clone)]
+pub struct SessionClose {
+    pub id: Json,
+    pub session: String,
 }
 
 /// One well-formed run request.
@@ -39,6 +83,8 @@ pub struct RunCall {
     pub policy: Option<serde_json::Map<String, Value>>,
     /// The operator's profile the request picks (HTTP only).
     pub profile: Option<String>,
+    /// The session the run goes to (stdio only; HTTP names it in the route).
+    pub session: Option<String>,
 }
 
 /// A request refused before running, with whatever id could be recovered from it.
@@ -75,41 +121,168 @@ pub enum RequestErrorKind {
     },
     #[error("\"input_data\" is nested deeper than {0} levels")]
     TooDeep(usize),
+    #[error(
+        "unknown \"op\" \"{}\" (expected {OP_SESSION_CREATE} or {OP_SESSION_CLOSE}; a run has no \"op\")",
+        super::loggable(.0)
+    )]
+    UnknownOp(String),
+    #[error("\"policy\" cannot be set on a run in a session: a session's policy is fixed when it is created")]
+    PolicyInSession,
 }
 
-impl RunCall {
-    /// Parse one request as `door` accepts it.
-    pub fn parse(bytes: &[u8], door: Door) -> Result<RunCall, RequestError> {
-        let fail = |id: &Json, kind| RequestError {
-            id: id.clone(),
-            kind,
-        };
-        let null = Json::null();
-        let text =
-            std::str::from_utf8(bytes).map_err(|e| fail(&null, RequestErrorKind::NotUtf8(e)))?;
-        let parsed: RawLine =
-            serde_json::from_str(text).map_err(|e| fail(&null, RequestErrorKind::NotJson(e)))?;
-        let raw = match parsed {
-            RawLine::Object(raw) => raw,
-            RawLine::Other(kind) => return Err(fail(&null, RequestErrorKind::NotObject(kind))),
-        };
-        let id = raw.id.map(Json::from).unwrap_or_default();
-        let expected = door.keys();
-        if let Some(key) = raw.unknown.iter().find(|k| !expected.contains(&k.as_str())) {
-            return Err(fail(
-                &id,
+fn fail(id: &Json, kind: RequestErrorKind) -> RequestError {
+    RequestError {
+        id: id.clone(),
+        kind,
+    }
+}
+
+fn wrong(key: &'static str, expected: &'static str, got: &Value) -> RequestErrorKind {
+    RequestErrorKind::WrongType {
+        key,
+        expected,
+        got: value_kind(got),
+    }
+}
+
+/// The request's members, read in one pass (the text must outlive them).
+fn read_raw(text: &str) -> Result<RawRequest<'_>, RequestError> {
+    let null = Json::null();
+    let parsed: RawLine =
+        serde_json::from_str(text).map_err(|e| fail(&null, RequestErrorKind::NotJson(e)))?;
+    match parsed {
+        RawLine::Object(raw) => Ok(raw),
+        RawLine::Other(kind) => Err(fail(&null, RequestErrorKind::NotObject(kind))),
+    }
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, RequestError> {
+    std::str::from_utf8(bytes).map_err(|e| fail(&Json::null(), RequestErrorKind::NotUtf8(e)))
+}
+
+impl RawRequest<'_> {
+    fn id(&self) -> Json {
+        self.id.map(Json::from).unwrap_or_default()
+    }
+
+    /// Refuses the first key (in sorted order) that `expected` does not list.
+    fn only(&self, expected: &'static [&'static str]) -> Result<(), RequestError> {
+        match self.keys.iter().find(|k| !expected.contains(&k.as_str())) {
+            None => Ok(()),
+            Some(key) => Err(fail(
+                &self.id(),
                 RequestErrorKind::UnknownKey {
                     key: key.clone(),
                     expected,
                 },
-            ));
+            )),
         }
-        let wrong = |key, expected, got: &Value| RequestErrorKind::WrongType {
-            key,
-            expected,
-            got: value_kind(got),
+    }
+
+    fn policy(&mut self) -> Result<Option<serde_json::Map<String, Value>>, RequestError> {
+        match self.policy.take() {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(map)) => Ok(Some(map)),
+            Some(other) => Err(fail(
+                &self.id(),
+                wrong("policy", "a JSON object or null", &other),
+            )),
+        }
+    }
+
+    fn profile(&mut self) -> Result<Option<String>, RequestError> {
+        match self.profile.take() {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(name)) => Ok(Some(name)),
+            Some(other) => Err(fail(
+                &self.id(),
+                wrong("profile", "a string or null", &other),
+            )),
+        }
+    }
+
+    fn session(&mut self) -> Result<Option<String>, RequestError> {
+        match self.session.take() {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(sid)) => Ok(Some(sid)),
+            Some(other) => Err(fail(&self.id(), wrong("session", "a string", &other))),
+        }
+    }
+
+    fn ttl_seconds(&mut self) -> Result<Option<u64>, RequestError> {
+        match self.ttl_seconds.take() {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+            Some(other) => Err(fail(
+                &self.id(),
+                wrong("ttl_seconds", "a whole number of seconds", &other),
+            )),
+        }
+    }
+}
+
+impl StdioCall {
+    /// Parse one `spr serve --stdio` line: a run, or a session operation (`op`).
+    pub fn parse(bytes: &[u8]) -> Result<StdioCall, RequestError> {
+        let text = utf8(bytes)?;
+        let mut raw = read_raw(text)?;
+        let op = match raw.op.take() {
+            None => return RunCall::from_raw(raw, Door::Stdio).map(StdioCall::Run),
+            Some(Value::String(op)) => op,
+            Some(other) => return Err(fail(&raw.id(), wrong("op", "a string", &other))),
         };
-        let code = match raw.code {
+        match op.as_str() {
+            OP_SESSION_CREATE => {
+                raw.only(STDIO_CREATE_KEYS)?;
+                Ok(StdioCall::CreateSession(SessionCreate {
+                    id: raw.id(),
+                    policy: raw.policy()?,
+                    ttl_seconds: raw.ttl_seconds()?,
+                    profile: None,
+                }))
+            }
+            OP_SESSION_CLOSE => {
+                raw.only(STDIO_CLOSE_KEYS)?;
+                let session = raw
+                    .session()?
+                    .ok_or_else(|| fail(&raw.id(), RequestErrorKind::Missing("session")))?;
+                Ok(StdioCall::CloseSession(SessionClose {
+                    id: raw.id(),
+                    session,
+                }))
+            }
+            _ => Err(fail(&raw.id(), RequestErrorKind::UnknownOp(op))),
+        }
+    }
+}
+
+impl SessionCreate {
+    /// Parse the body of `POST /v1/sessions` (an empty body is an empty object).
+    pub fn parse_http(bytes: &[u8]) -> Result<SessionCreate, RequestError> {
+        let text = utf8(bytes)?;
+        let text = if text.trim().is_empty() { "{}" } else { text };
+        let mut raw = read_raw(text)?;
+        raw.only(HTTP_CREATE_KEYS)?;
+        Ok(SessionCreate {
+            id: Json::null(),
+            policy: raw.policy()?,
+            ttl_seconds: raw.ttl_seconds()?,
+            profile: raw.profile()?,
+        })
+    }
+}
+
+impl RunCall {
+    /// Parse one run request as `door` accepts it.
+    pub fn parse(bytes: &[u8], door: Door) -> Result<RunCall, RequestError> {
+        let text = utf8(bytes)?;
+        RunCall::from_raw(read_raw(text)?, door)
+    }
+
+    fn from_raw(mut raw: RawRequest<'_>, door: Door) -> Result<RunCall, RequestError> {
+        raw.only(door.keys())?;
+        let id = raw.id();
+        let code = match raw.code.take() {
             Some(Value::String(code)) => code,
             None => return Err(fail(&id, RequestErrorKind::Missing("code"))),
             Some(other) => return Err(fail(&id, wrong("code", "a string", &other))),
@@ -132,22 +305,19 @@ impl RunCall {
                 ))
             }
         }
-        let policy = match raw.policy {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(map)) => Some(map),
-            Some(other) => return Err(fail(&id, wrong("policy", "a JSON object or null", &other))),
-        };
-        let profile = match raw.profile {
-            None | Some(Value::Null) => None,
-            Some(Value::String(name)) => Some(name),
-            Some(other) => return Err(fail(&id, wrong("profile", "a string or null", &other))),
-        };
+        let policy = raw.policy()?;
+        let profile = raw.profile()?;
+        let session = raw.session()?;
+        if session.is_some() && policy.is_some() {
+            return Err(fail(&id, RequestErrorKind::PolicyInSession));
+        }
         Ok(RunCall {
             id,
             code,
             input_data,
             policy,
             profile,
+            session,
         })
     }
 }
@@ -166,6 +336,9 @@ fn value_kind(value: &Value) -> JsonKind {
 /// A request read in one pass over its text: `id` and `input_data` as raw text, the
 /// rest as `Value`. Parsing the members as `Value` in the same pass keeps serde_json's
 /// messages for malformed text, positions included.
+// Built once per request and unpacked at once: boxing the object would only add an
+// allocation to every request.
+#[allow(clippy::large_enum_variant)]
 enum RawLine<'a> {
     Object(RawRequest<'a>),
     /// Valid JSON, but not an object.
@@ -179,8 +352,12 @@ struct RawRequest<'a> {
     input_data: Option<&'a RawValue>,
     policy: Option<Value>,
     profile: Option<Value>,
-    /// Sorted, so the first one named is the same whatever the order of the request.
-    unknown: BTreeSet<String>,
+    op: Option<Value>,
+    session: Option<Value>,
+    ttl_seconds: Option<Value>,
+    /// Every key the request has, sorted, so the first one refused is the same whatever
+    /// the order of the request. Which are allowed depends on the door and the op.
+    keys: BTreeSet<String>,
 }
 
 impl<'de> Deserialize<'de> for RawLine<'de> {
@@ -202,21 +379,21 @@ impl<'de> Visitor<'de> for RawLineVisitor {
         // A repeated key keeps its last value, as a `Value` object does.
         let mut request = RawRequest::default();
         while let Some(key) = map.next_key::<String>()? {
+            // Read whatever the door: `RawRequest::only` refuses what it does not take.
             match key.as_str() {
                 "id" => request.id = Some(map.next_value()?),
                 "input_data" => request.input_data = Some(map.next_value()?),
                 "code" => request.code = Some(map.next_value()?),
                 "policy" => request.policy = Some(map.next_value()?),
-                // Read whatever the door; a door without profiles refuses it as unknown.
-                "profile" => {
-                    request.profile = Some(map.next_value()?);
-                    request.unknown.insert(key);
-                }
+                "profile" => request.profile = Some(map.next_value()?),
+                "op" => request.op = Some(map.next_value()?),
+                "session" => request.session = Some(map.next_value()?),
+                "ttl_seconds" => request.ttl_seconds = Some(map.next_value()?),
                 _ => {
                     map.next_value::<de::IgnoredAny>()?;
-                    request.unknown.insert(key);
                 }
             }
+            request.keys.insert(key);
         }
         Ok(RawLine::Object(request))
     }

@@ -51,6 +51,33 @@ impl RunnerResult {
     }
 }
 
+/// The answer to opening a session: `{"id", "session"}` on stdio, `{"session"}` (201)
+/// over HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCreated {
+    pub session: String,
+}
+
+/// The answer to closing a session on stdio: `{"id", "closed": true}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClosed {
+    pub closed: bool,
+}
+
+#[derive(Serialize)]
+struct WithId<'a, T> {
+    id: &'a Json,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// A stdio line answering a session operation: the request's id, then `body`'s keys.
+pub fn session_line<T: Serialize>(id: &Json, body: &T) -> String {
+    let mut line = serde_json::to_string(&WithId { id, body }).expect("responses serialize");
+    line.push('\n');
+    line
+}
+
 /// The body of every HTTP error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

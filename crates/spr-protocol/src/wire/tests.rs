@@ -276,3 +276,63 @@ mod mcp_tool {
         assert_eq!(optional, ["sandbox"]);
     }
 }
+
+#[test]
+fn stdio_lines_are_runs_or_session_operations() {
+    let parse = |text: &str| StdioCall::parse(text.as_bytes());
+    match parse(
+        r#"{"id": 1, "op": "session.create", "ttl_seconds": 30, "policy": {"timeout_seconds": 2}}"#,
+    )
+    .unwrap()
+    {
+        StdioCall::CreateSession(c) => {
+            assert_eq!(c.id.get(), "1");
+            assert_eq!(c.ttl_seconds, Some(30));
+            assert!(c.policy.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse(r#"{"id": "c", "op": "session.close", "session": "ses_1"}"#).unwrap() {
+        StdioCall::CloseSession(c) => assert_eq!(c.session, "ses_1"),
+        other => panic!("{other:?}"),
+    }
+    match parse(r#"{"id": 2, "code": "x", "session": "ses_1"}"#).unwrap() {
+        StdioCall::Run(run) => assert_eq!(run.session.as_deref(), Some("ses_1")),
+        other => panic!("{other:?}"),
+    }
+    let created = session_line(
+        &serde_json::json!(7).into(),
+        &SessionCreated {
+            session: "ses_1".into(),
+        },
+    );
+    assert_eq!(created, "{\"id\":7,\"session\":\"ses_1\"}\n");
+    let closed = session_line(&Json::null(), &SessionClosed { closed: true });
+    assert_eq!(closed, "{\"id\":null,\"closed\":true}\n");
+}
+
+#[test]
+fn every_bad_session_request_is_named() {
+    let mut lines = Vec::new();
+    for text in [
+        r#"{"id": 1, "op": "session.open"}"#,
+        r#"{"id": 1, "op": 3}"#,
+        r#"{"id": 1, "op": "session.create", "code": "x"}"#,
+        r#"{"id": 1, "op": "session.create", "ttl_seconds": -1}"#,
+        r#"{"id": 1, "op": "session.create", "ttl_seconds": "60"}"#,
+        r#"{"id": 1, "op": "session.close"}"#,
+        r#"{"id": 1, "op": "session.close", "session": 5}"#,
+        r#"{"id": 1, "code": "x", "session": "s", "policy": {}}"#,
+    ] {
+        let err = StdioCall::parse(text.as_bytes()).unwrap_err();
+        lines.push(format!("id={}: {err}", err.id.get()));
+    }
+    for text in [r#"{"code": "x"}"#, r#"{"ttl_seconds": 1.5}"#, "[]"] {
+        let err = SessionCreate::parse_http(text.as_bytes()).unwrap_err();
+        lines.push(format!("http create: {err}"));
+    }
+    let err = RunCall::parse(br#"{"code": "x", "policy": {}}"#, Door::HttpSession).unwrap_err();
+    lines.push(format!("http session run: {err}"));
+    insta::assert_snapshot!("session_request_errors", lines.join("\n"));
+    assert!(SessionCreate::parse_http(b"").unwrap().policy.is_none());
+}
