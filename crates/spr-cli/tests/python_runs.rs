@@ -492,3 +492,71 @@ fn serve_recovers_when_the_engine_can_start_again() {
         "{stderr}"
     );
 }
+
+/// The stdio agent loop of docs/SESSIONS.md: create, cells that share state and return
+/// `value`, an interrupted cell that keeps the session, close, and refusals naming the
+/// session.
+#[test]
+fn serve_keeps_a_session_s_state_between_runs_and_closes_it() {
+    let wait = std::time::Duration::from_secs(60);
+    let mut serve = Session::start(&mut spr_local(&["serve", "--stdio"]));
+    serve.send(r#"{"id": "c", "op": "session.create", "policy": {"timeout_seconds": 1}, "ttl_seconds": 120}"#);
+    let created = serve.recv(wait);
+    assert_eq!(created["id"], "c", "{created}");
+    let sid = created["session"]
+        .as_str()
+        .expect("a session id")
+        .to_string();
+    let cell = |id: u32, code: &str| {
+        serde_json::json!({"id": id, "session": sid, "code": code}).to_string()
+    };
+    serve.send(&cell(
+        1,
+        "import statistics\ndata = [1, 2, 3, 4]\nprint('loaded')",
+    ));
+    let r = serve.recv(wait);
+    assert_eq!(
+        (r["id"].as_u64(), r["ok"].as_bool()),
+        (Some(1), Some(true)),
+        "{r}"
+    );
+    assert_eq!(r["stdout"], "loaded\n");
+    assert!(r["value"].is_null(), "{r}");
+    serve.send(&cell(2, "statistics.mean(data)"));
+    let r = serve.recv(wait);
+    assert_eq!(r["value"], 2.5, "{r}");
+    serve.send(&cell(3, "while True:\n    pass"));
+    let r = serve.recv(wait);
+    assert_eq!(r["timed_out"], true, "{r}");
+    assert!(r.get("session_lost").is_none(), "{r}");
+    serve.send(&cell(4, "len(data)"));
+    assert_eq!(serve.recv(wait)["value"], 4);
+    serve.send(&format!(
+        r#"{{"id": 5, "op": "session.close", "session": "{sid}"}}"#
+    ));
+    assert_eq!(
+        serve.recv(wait),
+        serde_json::json!({"id": 5, "closed": true})
+    );
+    serve.send(&cell(6, "data"));
+    let r = serve.recv(wait);
+    assert_eq!(r["exit_code"], 2, "{r}");
+    let error = r["error"].as_str().unwrap();
+    assert!(
+        error.contains(&sid) && error.contains("unknown session"),
+        "{r}"
+    );
+    serve.send(&format!(
+        r#"{{"id": 7, "session": "{sid}", "code": "1", "policy": {{}}}}"#
+    ));
+    let r = serve.recv(wait);
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("fixed when it is created"),
+        "{r}"
+    );
+    let (status, stderr) = serve.finish(wait);
+    assert_eq!(status, Some(0), "{stderr}");
+}

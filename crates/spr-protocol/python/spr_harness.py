@@ -838,7 +838,8 @@ class Zygote:
     ends of its pipes, and reports how it ended.
 
     Messages from M: "K" (kill the current run now), "I" (interrupt it: SIGINT, for a
-    session's cell past its deadline), "Q" (quit). To M: "R <pid>" with the run's
+    session's cell past its deadline), "P" and "U" (pause a session's process group
+    between its cells, and resume it), "Q" (quit). To M: "R <pid>" with the run's
     descriptors (request write end, stdout, stderr and result read ends), "I <pid>" once
     the interrupt is sent, and "X <pid> <wait status> <exit time> <killed> <leftovers>
     <reset>" once the run and everything it started are gone."""
@@ -940,6 +941,13 @@ class Zygote:
                     except OSError:
                         pass
                     send_message(self.sock, "I %d" % pid)
+                elif text in ("P", "U"):
+                    # Between cells nothing of a session runs: its threads and the
+                    # processes of its group are stopped until the next cell.
+                    try:
+                        os.killpg(pid, signal.SIGSTOP if text == "P" else signal.SIGCONT)
+                    except OSError:
+                        pass
                 elif text in ("Q", ""):  # quit, or M is gone
                     self.kill(pid)
                     keep_going = False
@@ -1616,6 +1624,8 @@ class Monitor:
             run = self.wait_ready()
             run.session = True
             self.session = run
+        else:
+            send_message(run.link.sock, "U")
         run.deliver(_dumps(message, separators=(",", ":")).encode("utf-8"))
         try:
             report = self.watch_cell(message, run)
@@ -1626,6 +1636,8 @@ class Monitor:
         if report["session_lost"]:
             run.close()
             self.session = None
+        else:
+            send_message(run.link.sock, "P")
         return report
 
     def watch_cell(self, request, run):

@@ -587,6 +587,27 @@ class SessionTests(unittest.TestCase):
         self.assertFalse(r["session_lost"])
         self.assertEqual(self.frame(self.worker.cell("n"))["value"], 1)
 
+    def test_nothing_of_a_session_runs_between_its_cells(self):
+        code = (
+            "import threading, time\n"
+            "ticks = [0]\n"
+            "def tick():\n"
+            "    while True:\n"
+            "        ticks[0] += 1\n"
+            "        time.sleep(0.001)\n"
+            "threading.Thread(target=tick, daemon=True).start()\n"
+            "time.sleep(0.05)\n"
+        )
+        self.assertEqual(self.frame(self.worker.cell(code))["outcome"], "completed")
+        time.sleep(0.3)
+        before = self.frame(self.worker.cell("ticks[0]"))["value"]
+        time.sleep(0.6)
+        after = self.frame(self.worker.cell("ticks[0]"))["value"]
+        self.assertGreater(before, 10)  # it ran during the cells
+        self.assertLess(after - before, 100)  # but not in the 0.6 s between them
+        r = self.worker.cell("time.sleep(0.2)\nticks[0] - %d" % after)
+        self.assertGreater(self.frame(r)["value"], 20)  # and runs again in the next cell
+
     def test_values_that_are_not_json_come_back_as_text(self):
         self.assertEqual(self.frame(self.worker.cell("float('nan')"))["value"], "NaN")
         self.assertEqual(self.frame(self.worker.cell("{1, 2}"))["value"], "{1, 2}")
