@@ -102,6 +102,12 @@ _loads = json.loads
 _real_import = builtins.__import__
 _os_write = os.write
 _os_exit = os._exit
+# A session's cells may patch `signal`: how its process treats SIGINT between cells must
+# not be theirs to change.
+_set_signal = signal.signal
+_default_int_handler = signal.default_int_handler
+_SIG_IGN = signal.SIG_IGN
+_SIGINT = signal.SIGINT
 # Defaults of the `[policy.sandbox]` knobs the harness enforces itself (rlimits).
 DEFAULT_MAX_PROCESSES = 64
 DEFAULT_MAX_FILE_SIZE_MB = 64
@@ -1209,7 +1215,7 @@ def serve_session(plan, request, req_r, res_w, writable, main):
     the request pipe. Between cells SIGINT is ignored, so an interrupt meant for a cell
     that had just finished cannot reach the next one (M waits for Z's word that the
     signal was sent before it reports the cell)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _set_signal(_SIGINT, _SIG_IGN)
     policy = request["policy"]
     prepared = prepared_for(policy, plan)
     # The CPU-time rlimit counts the whole process life: a session's cells are bounded by
@@ -1252,10 +1258,10 @@ def guarded_cell(session, request):
     while True:
         try:
             if report is None:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+                _set_signal(_SIGINT, _default_int_handler)
                 report = session.cell(request.get("code", ""), request.get("input_data"))
             # Also drops an interrupt that arrived but was not handled yet.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            _set_signal(_SIGINT, _SIG_IGN)
             return report
         except KeyboardInterrupt:
             if report is None:
