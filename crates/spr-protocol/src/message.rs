@@ -1,5 +1,6 @@
 //! Messages exchanged between the host and a worker, and the child's own report.
 
+use crate::files::{FileIn, FileOut, Output};
 use crate::json::Json;
 use crate::plan::RunIsolation;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -38,6 +39,10 @@ impl<'de> Deserialize<'de> for HostMessage {
             code: Option<String>,
             input_data: Option<Json>,
             policy: Option<RunnerPolicy>,
+            #[serde(default)]
+            files: Vec<FileIn>,
+            #[serde(default)]
+            collect: Vec<String>,
         }
 
         let wire = Wire::deserialize(deserializer)?;
@@ -52,6 +57,8 @@ impl<'de> Deserialize<'de> for HostMessage {
                 policy: wire
                     .policy
                     .ok_or_else(|| D::Error::missing_field("policy"))?,
+                files: wire.files,
+                collect: wire.collect,
             })),
         }
     }
@@ -88,6 +95,13 @@ pub struct RunRequest {
     /// A JSON object, sent to the worker as the caller wrote it.
     pub input_data: Json,
     pub policy: RunnerPolicy,
+    /// Written into the run's scratch directory before the code runs (already checked
+    /// with [`crate::Attachments::validate`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileIn>,
+    /// Globs of files to return from scratch after the code ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collect: Vec<String>,
 }
 
 /// What the worker saw of a run's process. Everything here except `child_frame` is
@@ -151,6 +165,12 @@ pub struct ChildReport {
     /// For `exit`: the status the harness derived from the `SystemExit` value.
     #[serde(default)]
     pub exit_status: Option<i64>,
+    /// Files matched by the request's `collect` globs.
+    #[serde(default)]
+    pub files: Vec<FileOut>,
+    /// Figures the code left open, rendered.
+    #[serde(default)]
+    pub outputs: Vec<Output>,
 }
 
 #[cfg(test)]
@@ -165,6 +185,8 @@ mod tests {
             code: "result = 2 + 2".into(),
             input_data: serde_json::json!({"x": 1}).into(),
             policy: RunnerPolicy::default(),
+            files: Vec::new(),
+            collect: Vec::new(),
         });
         // Through serde_json's own text: insta's serializer would show `Json` as
         // serde_json's private raw-value struct.
@@ -196,6 +218,8 @@ mod tests {
             code: "result = x + 1".into(),
             input_data: input.parse().unwrap(),
             policy: RunnerPolicy::default(),
+            files: Vec::new(),
+            collect: Vec::new(),
         });
         let frame = encode_frame(&run).unwrap();
         let text = std::str::from_utf8(&frame[4..]).unwrap();
