@@ -4,7 +4,7 @@
 //! depends on them), so they expose inherent `run` methods that these impls forward to.
 
 use spr_policy::RunnerPolicy;
-use spr_protocol::{Json, RunnerResult};
+use spr_protocol::{Attachments, Json, RunnerResult};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -24,6 +24,23 @@ pub trait Engine: Send + Sync {
         code: &'a str,
         input_data: &'a Json,
         policy: &'a RunnerPolicy,
+    ) -> EngineFuture<'a> {
+        static NONE: Attachments = Attachments {
+            files: Vec::new(),
+            collect: Vec::new(),
+        };
+        self.execute_with(code, input_data, policy, &NONE)
+    }
+
+    /// [`Engine::execute`] with files written into the run's scratch directory before
+    /// the code runs and `collect` globs returned after (already validated with
+    /// [`Attachments::validate`]).
+    fn execute_with<'a>(
+        &'a self,
+        code: &'a str,
+        input_data: &'a Json,
+        policy: &'a RunnerPolicy,
+        attachments: &'a Attachments,
     ) -> EngineFuture<'a>;
 }
 
@@ -35,13 +52,14 @@ macro_rules! forward_engine {
                 $name
             }
 
-            fn execute<'a>(
+            fn execute_with<'a>(
                 &'a self,
                 code: &'a str,
                 input_data: &'a Json,
                 policy: &'a RunnerPolicy,
+                attachments: &'a Attachments,
             ) -> EngineFuture<'a> {
-                Box::pin(self.run(code, input_data, policy))
+                Box::pin(self.run_with(code, input_data, policy, attachments))
             }
         }
     };
@@ -64,5 +82,15 @@ impl<E: Engine + ?Sized> Engine for std::sync::Arc<E> {
         policy: &'a RunnerPolicy,
     ) -> EngineFuture<'a> {
         (**self).execute(code, input_data, policy)
+    }
+
+    fn execute_with<'a>(
+        &'a self,
+        code: &'a str,
+        input_data: &'a Json,
+        policy: &'a RunnerPolicy,
+        attachments: &'a Attachments,
+    ) -> EngineFuture<'a> {
+        (**self).execute_with(code, input_data, policy, attachments)
     }
 }

@@ -28,8 +28,8 @@ mod run;
 
 pub use engine::{Engine, EngineFuture};
 pub use run::{
-    run_code, run_code_blocking, run_code_json, run_code_json_blocking, PolicySource, RunError,
-    MAX_INPUT_DEPTH,
+    run_code, run_code_blocking, run_code_json, run_code_json_blocking, run_code_with,
+    run_code_with_blocking, PolicySource, RunError, MAX_INPUT_DEPTH,
 };
 
 pub use spr_policy::{
@@ -37,7 +37,8 @@ pub use spr_policy::{
     Value, MAX_POLICY_FILE_BYTES, PROTECTION_NAMES,
 };
 pub use spr_protocol::{
-    Json, JsonKind, RunnerResult, SandboxReceipt, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT,
+    AttachmentError, Attachments, FileEncoding, FileIn, FileOut, Json, JsonKind, Output,
+    PathProblem, RunnerResult, SandboxReceipt, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT,
 };
 
 #[cfg(feature = "docker")]
