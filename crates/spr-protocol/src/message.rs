@@ -242,6 +242,32 @@ mod tests {
     }
 
     #[test]
+    fn a_run_request_carries_its_files_and_globs_and_old_frames_still_read() {
+        let run = HostMessage::Run(RunRequest {
+            id: 2,
+            code: "pass".into(),
+            input_data: serde_json::json!({}).into(),
+            policy: RunnerPolicy::default(),
+            files: vec![FileIn::text("a.txt", "hi"), FileIn::bytes("b.bin", &[0, 1])],
+            collect: vec!["out/**".into()],
+        });
+        let frame = encode_frame(&run).unwrap();
+        let text = std::str::from_utf8(&frame[4..]).unwrap();
+        assert!(
+            text.contains(r#""files":[{"path":"a.txt","content":"hi","encoding":"utf-8"},"#),
+            "{text}"
+        );
+        let back: HostMessage = serde_json::from_str(text).unwrap();
+        assert_eq!(back, run);
+        let child: ChildReport = serde_json::from_str(
+            r#"{"outcome": "completed", "files": [{"path": "o", "content": "", "size": 0, "truncated": false}],
+                "outputs": [{"mime_type": "image/png", "data": ""}]}"#,
+        )
+        .unwrap();
+        assert_eq!((child.files.len(), child.outputs.len()), (1, 1));
+    }
+
+    #[test]
     fn a_child_report_keeps_its_result_text() {
         let child: ChildReport = serde_json::from_str(
             r#"{"outcome": "completed", "result": [1, 10000000000000000000000]}"#,
