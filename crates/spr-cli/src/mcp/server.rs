@@ -214,7 +214,14 @@ pub fn tool(policy: &RunnerPolicy) -> Tool {
 /// A result as the tool returns it: text for the model, the RunnerResult as
 /// `structuredContent`, and `isError` when the run did not succeed.
 pub fn tool_result(result: &RunnerResult, policy: &RunnerPolicy) -> CallToolResult {
-    let text = vec![ContentBlock::text(render::result_text(result, policy))];
+    let mut text = vec![ContentBlock::text(render::result_text(result, policy))];
+    // Figures are images a model can look at; the same data stays in structuredContent.
+    text.extend(
+        result
+            .outputs
+            .iter()
+            .map(|o| ContentBlock::image(o.data.clone(), o.mime_type.clone())),
+    );
     let mut out = if result.ok {
         CallToolResult::success(text)
     } else {

@@ -11,7 +11,7 @@ use super::{log_run, EngineSlot, Outcome, ServeArgs};
 use crate::engine_opts::DockerConnOpts;
 use crate::error::{CliError, Exit};
 use crate::{policy, policy_file};
-use spr_core::{run_code_json, Json, PolicySource, RunnerPolicy, RunnerResult};
+use spr_core::{run_code_with, Json, PolicySource, RunnerPolicy, RunnerResult};
 use spr_protocol::wire::{response_line, Door, RunCall};
 use std::io;
 use std::sync::Arc;
@@ -33,6 +33,7 @@ struct Request {
     code: String,
     input: Json,
     policy: Option<RunnerPolicy>,
+    attachments: spr_core::Attachments,
 }
 
 /// A request refused before running, with whatever id could be recovered.
@@ -188,11 +189,12 @@ async fn execute(
             return (result, Outcome::EngineError);
         }
     };
-    match run_code_json(
+    match run_code_with(
         &request.code,
         &*engine,
         Some(request.input),
         PolicySource::Policy(policy),
+        &request.attachments,
     )
     .await
     {
@@ -313,6 +315,7 @@ fn parse_request(bytes: &[u8], line: u64) -> Result<Request, Invalid> {
         code: call.code,
         input: call.input_data,
         policy,
+        attachments: call.attachments,
     })
 }
 
