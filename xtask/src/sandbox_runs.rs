@@ -36,6 +36,8 @@ pub const SANDBOX_TESTS: &[(&str, &str)] = &[
     ("spr-core", "isolation"),
     // Host hygiene: descriptors, host death, the engine's directories, socket families.
     ("spr-core", "hygiene"),
+    // Files in and out and figures: traversal refused, symlinks never followed, caps.
+    ("spr-core", "files"),
     // `spr doctor` against the receipt of a real run, for whoever runs the tests.
     ("spr-cli", "doctor"),
 ];

@@ -39,6 +39,8 @@ pub use spr_policy::{
 pub use spr_protocol::{
     AttachmentError, Attachments, FileEncoding, FileIn, FileOut, Json, JsonKind, Output,
     PathProblem, RunnerResult, SandboxReceipt, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT,
+    MAX_COLLECT_GLOBS, MAX_FILES_IN, MAX_FILES_IN_BYTES, MAX_FILES_OUT, MAX_FILES_OUT_BYTES,
+    MAX_OUTPUTS, MAX_OUTPUTS_BYTES,
 };
 
 #[cfg(feature = "docker")]
