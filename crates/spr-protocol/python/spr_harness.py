@@ -2533,7 +2533,15 @@ def collect_files(scratch, ident, globs, budget, notes):
 def walk(dirfd, prefix, positions, patterns, found, state, notes, depth):
     try:
         with _os_scandir(dirfd) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            # Never more than the entries left to look at: a directory of a million
+            # names is not read whole (nor sorted) to find the first few.
+            left = MAX_COLLECT_ENTRIES - state["entries"] + 1
+            entries = []
+            for entry in it:
+                entries.append(entry)
+                if len(entries) >= left:
+                    break
+            entries.sort(key=lambda e: e.name)
     except OSError as exc:
         notes.append("collect: cannot list %s: %s" % (prefix or ".", exc.strerror or exc))
         return

@@ -613,6 +613,19 @@ class AttachmentTests(unittest.TestCase):
         self.assertEqual([(f["size"], f["truncated"]) for f in files], [(3000, False), (3000, True)])
         self.assertEqual(len(__import__("base64").b64decode(files[1]["content"])), 1000)
 
+    def test_a_directory_of_many_names_is_not_walked_past_the_cap(self):
+        os.mkdir(os.path.join(self.scratch, "many"))
+        for i in range(300):
+            open(os.path.join(self.scratch, "many", "%03d" % i), "w").close()
+        saved = h.MAX_COLLECT_ENTRIES
+        h.MAX_COLLECT_ENTRIES = 50
+        try:
+            files, notes = self.collect(["**"])
+        finally:
+            h.MAX_COLLECT_ENTRIES = saved
+        self.assertLessEqual(len(files), 50)
+        self.assertIn("stopped after 50 entries", notes[-1])
+
     def test_a_replaced_scratch_is_not_collected(self):
         ident = self.ident()
         os.rename(self.scratch, self.scratch + ".old")
