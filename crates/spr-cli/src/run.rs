@@ -2,9 +2,9 @@
 
 use crate::engine_opts::{DockerConnOpts, EngineOpts};
 use crate::error::{CliError, Exit};
+use crate::run_files;
 use crate::{output, policy};
 use clap::{ArgGroup, Args};
-use crate::run_files;
 use spr_core::{
     run_code_with, Json, JsonKind, PolicySource, RunnerPolicy, RunnerResult, EXIT_INFRASTRUCTURE,
     MAX_INPUT_DEPTH,

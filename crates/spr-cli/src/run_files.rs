@@ -48,14 +48,18 @@ pub fn save(result: &RunnerResult, dir: &Path) -> Result<Vec<PathBuf>, CliError>
         written.push(write_inside(dir, &file.path, &bytes)?);
     }
     for (i, output) in result.outputs.iter().enumerate() {
-        let bytes = output.decode().ok_or_else(|| {
-            CliError::infrastructure(format!("output {} is not base64", i + 1))
-        })?;
+        let bytes = output
+            .decode()
+            .ok_or_else(|| CliError::infrastructure(format!("output {} is not base64", i + 1)))?;
         let ext = match output.mime_type.as_str() {
             "image/png" => "png",
             _ => "bin",
         };
-        written.push(write_inside(dir, &format!("output-{}.{ext}", i + 1), &bytes)?);
+        written.push(write_inside(
+            dir,
+            &format!("output-{}.{ext}", i + 1),
+            &bytes,
+        )?);
     }
     Ok(written)
 }
@@ -86,9 +90,8 @@ fn write_inside(dir: &Path, rel: &str, bytes: &[u8]) -> Result<PathBuf, CliError
             Ok(meta) if last && !meta.is_file() => return Err(refuse("something else is there")),
             Ok(meta) if !last && !meta.is_dir() => return Err(refuse("a file is in the way")),
             Ok(_) => {}
-            Err(_) if !last => std::fs::create_dir(&path).map_err(|e| {
-                refuse("cannot create its directory").caused_by(e)
-            })?,
+            Err(_) if !last => std::fs::create_dir(&path)
+                .map_err(|e| refuse("cannot create its directory").caused_by(e))?,
             Err(_) => {}
         }
     }
@@ -125,21 +128,32 @@ mod tests {
         }];
         let written = save(&r, dir.path()).unwrap();
         assert_eq!(written.len(), 3);
-        assert_eq!(std::fs::read(dir.path().join("out/deep/b.txt")).unwrap(), b"hi");
+        assert_eq!(
+            std::fs::read(dir.path().join("out/deep/b.txt")).unwrap(),
+            b"hi"
+        );
         assert_eq!(
             &std::fs::read(dir.path().join("output-1.png")).unwrap()[..4],
             b"\x89PNG"
         );
         for bad in ["../x", "/etc/x", "a//b", "./a"] {
             let err = save(&result(&[bad]), dir.path()).unwrap_err();
-            assert!(err.one_line().contains("would leave"), "{bad}: {}", err.one_line());
+            assert!(
+                err.one_line().contains("would leave"),
+                "{bad}: {}",
+                err.one_line()
+            );
         }
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("f"), dir.path().join("f")).unwrap();
         for bad in ["link/x", "f"] {
             let err = save(&result(&[bad]), dir.path()).unwrap_err();
-            assert!(err.one_line().contains("symlink"), "{bad}: {}", err.one_line());
+            assert!(
+                err.one_line().contains("symlink"),
+                "{bad}: {}",
+                err.one_line()
+            );
         }
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }

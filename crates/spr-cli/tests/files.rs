@@ -25,12 +25,18 @@ fn datastack() -> Option<PathBuf> {
         .and_then(|mut d| d.next())
         .and_then(|e| e.ok())
         .is_some_and(|py| py.path().join("site-packages/matplotlib").is_dir());
-    common::require(ok, "the data-stack venv with matplotlib (.ci/datastack-setup.sh)").then_some(venv)
+    common::require(
+        ok,
+        "the data-stack venv with matplotlib (.ci/datastack-setup.sh)",
+    )
+    .then_some(venv)
 }
 
 fn b64(text: &str) -> Vec<u8> {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
 }
 
 #[test]
@@ -45,7 +51,10 @@ fn stdio_requests_bring_files_and_collect_globs() {
         r#"{"id": 3, "code": "result = 1", "collect": ["/etc/*"]}"#,
         r#"{"id": 4, "code": "result = 1", "files": [{"path": "a", "content": "", "encoding": "hex"}]}"#,
     );
-    let out = run(&mut spr_local(&["serve", "--stdio"]), Some(input.as_bytes()));
+    let out = run(
+        &mut spr_local(&["serve", "--stdio"]),
+        Some(input.as_bytes()),
+    );
     assert_eq!(code(&out), 0, "{}", render(&out, &[]));
     let mut lines = responses(&out);
     lines.sort_by_key(|l| l["id"].as_u64());
@@ -55,15 +64,35 @@ fn stdio_requests_bring_files_and_collect_globs() {
     let files = ok["files"].as_array().unwrap();
     let got: Vec<(&str, Vec<u8>)> = files
         .iter()
-        .map(|f| (f["path"].as_str().unwrap(), b64(f["content"].as_str().unwrap())))
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap(),
+                b64(f["content"].as_str().unwrap()),
+            )
+        })
         .collect();
-    assert_eq!(got, [("out/r.txt", b"cba".to_vec()), ("out/seed.bin", vec![0, 255])]);
+    assert_eq!(
+        got,
+        [
+            ("out/r.txt", b"cba".to_vec()),
+            ("out/seed.bin", vec![0, 255])
+        ]
+    );
     assert_eq!(files[0]["size"], 3);
     assert_eq!(files[0]["truncated"], false);
     for (line, says) in [
-        (&lines[1], r#"files[0] \"../escape\": '..' segments are refused"#),
-        (&lines[2], r#"collect[0] \"/etc/*\": absolute paths are refused"#),
-        (&lines[3], r#""files[0].encoding\" must be \"utf-8\" or \"base64\", got \"hex\""#),
+        (
+            &lines[1],
+            r#"files[0] \"../escape\": '..' segments are refused"#,
+        ),
+        (
+            &lines[2],
+            r#"collect[0] \"/etc/*\": absolute paths are refused"#,
+        ),
+        (
+            &lines[3],
+            r#""files[0].encoding\" must be \"utf-8\" or \"base64\", got \"hex\""#,
+        ),
     ] {
         assert_eq!(line["exit_code"], 2, "{line}");
         let error = serde_json::to_string(&line["error"]).unwrap();
@@ -79,7 +108,11 @@ fn run_takes_files_and_saves_what_comes_back_in_out_dir() {
     let blob = dir.path().join("b.bin");
     std::fs::write(&blob, [0u8, 200, 255]).unwrap();
     let policy = dir.path().join("p.toml");
-    std::fs::write(&policy, "[policy]\nblocked_builtins = [\"eval\", \"exec\"]\n").unwrap();
+    std::fs::write(
+        &policy,
+        "[policy]\nblocked_builtins = [\"eval\", \"exec\"]\n",
+    )
+    .unwrap();
     let saved = dir.path().join("saved");
     let code_text = "rows = open('data/in.csv').read().split()\n\
                      open('out.txt', 'w').write(str(len(rows)))\n\
@@ -107,19 +140,42 @@ fn run_takes_files_and_saves_what_comes_back_in_out_dir() {
     );
     assert_eq!(code(&out), 0, "{}", render(&out, &[]));
     assert_eq!(std::fs::read_to_string(saved.join("out.txt")).unwrap(), "3");
-    assert_eq!(std::fs::read(saved.join("copy.bin")).unwrap(), [0, 200, 255]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("saved: "), "{}", render(&out, &[]));
+    assert_eq!(
+        std::fs::read(saved.join("copy.bin")).unwrap(),
+        [0, 200, 255]
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("saved: "),
+        "{}",
+        render(&out, &[])
+    );
 
     // --json prints them in the result; a bad --file is a usage error before any run.
     let out = run(
-        &mut spr_local(&["run", "--json", "-c", "result = 1", "--file", &format!("x/y.csv={}", local.display()), "--collect", "**"]),
+        &mut spr_local(&[
+            "run",
+            "--json",
+            "-c",
+            "result = 1",
+            "--file",
+            &format!("x/y.csv={}", local.display()),
+            "--collect",
+            "**",
+        ]),
         None,
     );
     assert_eq!(code(&out), 0, "{}", render(&out, &[]));
     let result: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(result["files"][0]["path"], "x/y.csv");
-    for bad in [format!("../x={}", local.display()), "nodest".to_string(), "a=/no/such/file".to_string()] {
-        let out = run(&mut spr_local(&["run", "-c", "result = 1", "--file", &bad]), None);
+    for bad in [
+        format!("../x={}", local.display()),
+        "nodest".to_string(),
+        "a=/no/such/file".to_string(),
+    ] {
+        let out = run(
+            &mut spr_local(&["run", "-c", "result = 1", "--file", &bad]),
+            None,
+        );
         assert_eq!(code(&out), 2, "{bad}: {}", render(&out, &[]));
     }
 }

@@ -888,15 +888,26 @@ fn runs_bring_files_and_collect_what_they_make() {
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
     assert_eq!(ok.json["ok"], true, "{}", ok.text);
     assert_eq!(ok.json["result"], 5);
-    let files: Vec<spr_protocol::FileOut> = serde_json::from_value(ok.json["files"].clone()).unwrap();
+    let files: Vec<spr_protocol::FileOut> =
+        serde_json::from_value(ok.json["files"].clone()).unwrap();
     let got: Vec<(&str, Vec<u8>)> = files
         .iter()
         .map(|f| (f.path.as_str(), f.decode().unwrap()))
         .collect();
-    assert_eq!(got, [("in/raw.bin", vec![0, 1, 2]), ("out/upper.txt", b"HELLO".to_vec())]);
+    assert_eq!(
+        got,
+        [
+            ("in/raw.bin", vec![0, 1, 2]),
+            ("out/upper.txt", b"HELLO".to_vec())
+        ]
+    );
     // No files asked for: the result has the keys it always had.
     let plain = post_run(&server, r#"{"code": "result = 1"}"#);
-    assert!(plain.json.get("files").is_none() && plain.json.get("outputs").is_none(), "{}", plain.text);
+    assert!(
+        plain.json.get("files").is_none() && plain.json.get("outputs").is_none(),
+        "{}",
+        plain.text
+    );
     // Refusals are 400s naming the file, before any run.
     for (body, says) in [
         (

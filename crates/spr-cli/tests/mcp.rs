@@ -198,7 +198,10 @@ fn stdio_returns_figures_as_image_content() {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !common::require(has_matplotlib, "the data-stack venv (.ci/datastack-setup.sh)") {
+    if !common::require(
+        has_matplotlib,
+        "the data-stack venv (.ci/datastack-setup.sh)",
+    ) {
         return;
     }
     let dir = setup("stdio-figures");

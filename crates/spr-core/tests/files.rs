@@ -8,8 +8,8 @@ mod common;
 
 use spr_core::{
     local_sandbox_probe, run_code_with, Attachments, FileIn, LocalEngine, LocalEngineConfig,
-    PolicySource, RunError, RunnerPolicy, RunnerResult, SandboxMode, VenvManager,
-    MAX_FILES_OUT, MAX_FILES_OUT_BYTES,
+    PolicySource, RunError, RunnerPolicy, RunnerResult, SandboxMode, VenvManager, MAX_FILES_OUT,
+    MAX_FILES_OUT_BYTES,
 };
 use std::path::PathBuf;
 
@@ -34,8 +34,11 @@ fn engine() -> Option<LocalEngine> {
     ]
     .iter()
     .all(|n| s.available(n));
-    common::require(full, "the full local sandbox (namespaces, Landlock, seccomp)")
-        .then(|| engine_for(common::shared_venv(), SandboxMode::Auto))
+    common::require(
+        full,
+        "the full local sandbox (namespaces, Landlock, seccomp)",
+    )
+    .then(|| engine_for(common::shared_venv(), SandboxMode::Auto))
 }
 
 /// The pinned data stack (`.ci/datastack-setup.sh`): `SPR_DATASTACK_VENV`, else
@@ -51,7 +54,11 @@ fn datastack() -> Option<PathBuf> {
             .and_then(|mut d| d.next())
             .and_then(|e| e.ok())
             .is_some_and(|py| py.path().join("site-packages/matplotlib").is_dir());
-    common::require(ok, "the data-stack venv with matplotlib (.ci/datastack-setup.sh)").then_some(venv)
+    common::require(
+        ok,
+        "the data-stack venv with matplotlib (.ci/datastack-setup.sh)",
+    )
+    .then_some(venv)
 }
 
 /// The default policy with `open` allowed (so the code can read what it was given).
@@ -82,7 +89,14 @@ async fn run(
         files,
         collect: collect.iter().map(|g| g.to_string()).collect(),
     };
-    run_code_with(code, engine, None, PolicySource::Policy(policy), &attachments).await
+    run_code_with(
+        code,
+        engine,
+        None,
+        PolicySource::Policy(policy),
+        &attachments,
+    )
+    .await
 }
 
 fn paths(result: &RunnerResult) -> Vec<&str> {
@@ -99,16 +113,28 @@ async fn text_and_binary_files_round_trip_through_nested_directories() {
         FileIn::text("empty.txt", ""),
     ];
     // The default policy (no `open`, no `os`): the files still go in and come back.
-    let r = run(&engine, "result = 1", RunnerPolicy::default(), files.clone(), &["**"])
-        .await
-        .unwrap();
+    let r = run(
+        &engine,
+        "result = 1",
+        RunnerPolicy::default(),
+        files.clone(),
+        &["**"],
+    )
+    .await
+    .unwrap();
     assert!(r.ok, "{r:?}");
     assert_eq!(paths(&r), ["data/in.csv", "data/raw/blob.bin", "empty.txt"]);
-    assert_eq!(r.files[0].decode().unwrap(), "a,b\n1,2\n3,\u{e9}\n".as_bytes());
+    assert_eq!(
+        r.files[0].decode().unwrap(),
+        "a,b\n1,2\n3,\u{e9}\n".as_bytes()
+    );
     assert_eq!(r.files[1].decode().unwrap(), blob);
     assert_eq!((r.files[1].size, r.files[1].truncated), (70_000, false));
     let sandbox = r.sandbox.as_ref().expect("a receipt");
-    assert!(sandbox.landlock_abi.is_some() && sandbox.seccomp.is_some(), "{sandbox:?}");
+    assert!(
+        sandbox.landlock_abi.is_some() && sandbox.seccomp.is_some(),
+        "{sandbox:?}"
+    );
 
     // The code reads them and writes its own; globs pick what comes back.
     let code = "import csv\n\
@@ -118,9 +144,15 @@ async fn text_and_binary_files_round_trip_through_nested_directories() {
                 open('out.bin', 'wb').write(blob[::-1])\n\
                 open('notes.txt', 'w').write('not collected')\n\
                 result = [len(rows), len(blob)]";
-    let r = run(&engine, code, with_open(), files, &["out.*", "data/**/*.bin"])
-        .await
-        .unwrap();
+    let r = run(
+        &engine,
+        code,
+        with_open(),
+        files,
+        &["out.*", "data/**/*.bin"],
+    )
+    .await
+    .unwrap();
     assert!(r.ok, "{r:?}");
     assert_eq!(r.result, serde_json::json!([3, 70_000]));
     assert_eq!(paths(&r), ["data/raw/blob.bin", "out.bin", "out.csv"]);
@@ -133,13 +165,25 @@ async fn text_and_binary_files_round_trip_through_nested_directories() {
 #[tokio::test]
 async fn files_of_one_run_are_not_in_the_next() {
     let Some(engine) = engine() else { return };
-    let r = run(&engine, "result = 1", RunnerPolicy::default(), vec![FileIn::text("secret.txt", "s3cr3t")], &[])
-        .await
-        .unwrap();
+    let r = run(
+        &engine,
+        "result = 1",
+        RunnerPolicy::default(),
+        vec![FileIn::text("secret.txt", "s3cr3t")],
+        &[],
+    )
+    .await
+    .unwrap();
     assert!(r.ok && r.files.is_empty(), "{r:?}");
-    let r = run(&engine, "import os\nresult = os.listdir('.')", permissive(), vec![], &["**"])
-        .await
-        .unwrap();
+    let r = run(
+        &engine,
+        "import os\nresult = os.listdir('.')",
+        permissive(),
+        vec![],
+        &["**"],
+    )
+    .await
+    .unwrap();
     assert!(r.ok, "{r:?}");
     assert_eq!(r.result, serde_json::json!([]));
     assert!(r.files.is_empty(), "{r:?}");
@@ -155,9 +199,15 @@ async fn traversal_is_refused_before_the_run_naming_the_file() {
         ("a/../../x", "'..' segments are refused"),
         ("a\\..\\x", "backslashes are refused"),
     ] {
-        let err = run(&engine, "result = 1", with_open(), vec![FileIn::text("ok", ""), FileIn::text(path, "x")], &[])
-            .await
-            .unwrap_err();
+        let err = run(
+            &engine,
+            "result = 1",
+            with_open(),
+            vec![FileIn::text("ok", ""), FileIn::text(path, "x")],
+            &[],
+        )
+        .await
+        .unwrap_err();
         let message = err.to_string();
         assert!(message.starts_with("files[1] \""), "{message}");
         assert!(message.contains(why), "{message}");
@@ -182,14 +232,21 @@ async fn symlinks_the_code_plants_are_not_followed_out_of_scratch() {
                 os.symlink('/proc/self/environ', 'out/sub/env.txt')\n\
                 os.symlink('real.txt', 'out/alias.txt')\n\
                 result = sorted(os.listdir('out'))";
-    let r = run(&engine, code, permissive(), vec![], &["out/**", "**/*.txt", "out/etc/*"])
-        .await
-        .unwrap();
+    let r = run(
+        &engine,
+        code,
+        permissive(),
+        vec![],
+        &["out/**", "**/*.txt", "out/etc/*"],
+    )
+    .await
+    .unwrap();
     assert!(r.ok, "{r:?}");
     assert_eq!(paths(&r), ["out/real.txt"]);
     assert_eq!(r.files[0].decode().unwrap(), b"mine");
     assert!(
-        r.stderr.contains("spr: collect: out/passwd.txt is a symlink: not collected"),
+        r.stderr
+            .contains("spr: collect: out/passwd.txt is a symlink: not collected"),
         "{}",
         r.stderr
     );
@@ -206,7 +263,9 @@ async fn a_file_the_code_deletes_or_turns_into_a_directory_is_not_returned() {
                 open('dir.txt/inner', 'w').write('x')\n\
                 result = 1";
     let files = vec![FileIn::text("gone.txt", "1"), FileIn::text("dir.txt", "2")];
-    let r = run(&engine, code, permissive(), files, &["*.txt"]).await.unwrap();
+    let r = run(&engine, code, permissive(), files, &["*.txt"])
+        .await
+        .unwrap();
     assert!(r.ok, "{r:?}");
     assert!(r.files.is_empty(), "{:?}", paths(&r));
     engine.shutdown().await;
@@ -218,17 +277,24 @@ async fn caps_on_returned_files_are_reported() {
     // One file over the byte cap: cut, with its real size.
     let big = MAX_FILES_OUT_BYTES as usize + 1_000_000;
     let code = format!("open('big.bin', 'wb').write(b'z' * {big})\nresult = 1");
-    let r = run(&engine, &code, with_open(), vec![], &["big.bin"]).await.unwrap();
+    let r = run(&engine, &code, with_open(), vec![], &["big.bin"])
+        .await
+        .unwrap();
     assert!(r.ok, "{r:?}");
     assert_eq!(r.files.len(), 1);
     assert_eq!((r.files[0].size, r.files[0].truncated), (big as u64, true));
-    assert_eq!(r.files[0].decode().unwrap().len() as u64, MAX_FILES_OUT_BYTES);
+    assert_eq!(
+        r.files[0].decode().unwrap().len() as u64,
+        MAX_FILES_OUT_BYTES
+    );
     // More files than the count cap: the first ones, and a note.
     let code = format!(
         "for i in range({}):\n    open('f%04d.txt' % i, 'w').write(str(i))\nresult = 1",
         MAX_FILES_OUT + 10
     );
-    let r = run(&engine, &code, with_open(), vec![], &["*.txt"]).await.unwrap();
+    let r = run(&engine, &code, with_open(), vec![], &["*.txt"])
+        .await
+        .unwrap();
     assert!(r.ok, "{r:?}");
     assert_eq!(r.files.len(), MAX_FILES_OUT);
     assert_eq!(r.files[0].path, "f0000.txt");
@@ -236,10 +302,19 @@ async fn caps_on_returned_files_are_reported() {
     // A request file larger than the policy lets a run write is refused before it.
     let mut small = with_open();
     small.sandbox.max_file_size_mb = 1;
-    let err = run(&engine, "result = 1", small, vec![FileIn::bytes("x.bin", &vec![1u8; 2 << 20])], &[])
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("sandbox.max_file_size_mb (1 MiB)"), "{err}");
+    let err = run(
+        &engine,
+        "result = 1",
+        small,
+        vec![FileIn::bytes("x.bin", &vec![1u8; 2 << 20])],
+        &[],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("sandbox.max_file_size_mb (1 MiB)"),
+        "{err}"
+    );
     engine.shutdown().await;
 }
 
@@ -285,16 +360,25 @@ async fn open_figures_come_back_as_png_outputs() {
     assert_eq!(png_size(&r.outputs[1].decode().unwrap()), (300, 200));
     // Figures the code closed, or a run that never imported pyplot: none.
     let closed = format!("{PLOT}\nplt.close('all')");
-    let r = run(&engine, &closed, plotting(), vec![], &[]).await.unwrap();
+    let r = run(&engine, &closed, plotting(), vec![], &[])
+        .await
+        .unwrap();
     assert!(r.ok && r.outputs.is_empty(), "{r:?}");
     // A figure that cannot render is a note; the report and the others survive.
     let hostile = format!(
         "{PLOT}\nclass Bad(matplotlib.artist.Artist):\n    def draw(self, renderer):\n        raise RuntimeError('boom')\nplt.figure(1).gca().add_artist(Bad())"
     );
-    let r = run(&engine, &hostile, plotting(), vec![], &[]).await.unwrap();
+    let r = run(&engine, &hostile, plotting(), vec![], &[])
+        .await
+        .unwrap();
     assert!(r.ok, "{r:?}");
     assert_eq!(r.outputs.len(), 1, "{}", r.stderr);
-    assert!(r.stderr.contains("spr: figures: figure 1 could not be rendered: RuntimeError: boom"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("spr: figures: figure 1 could not be rendered: RuntimeError: boom"),
+        "{}",
+        r.stderr
+    );
     // A figure that never finishes drawing is stopped before the run's deadline.
     let endless = format!(
         "{PLOT}\nclass Slow(matplotlib.artist.Artist):\n    def draw(self, renderer):\n        while True:\n            pass\nplt.figure(1).gca().add_artist(Slow())"
@@ -304,6 +388,10 @@ async fn open_figures_come_back_as_png_outputs() {
     let r = run(&engine, &endless, short, vec![], &[]).await.unwrap();
     assert!(r.ok, "{r:?}");
     assert!(!r.timed_out);
-    assert!(r.stderr.contains("spr: figures: rendering took more than"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("spr: figures: rendering took more than"),
+        "{}",
+        r.stderr
+    );
     engine.shutdown().await;
 }

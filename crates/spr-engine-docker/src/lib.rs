@@ -25,8 +25,8 @@ use crate::worker::{ContainerSpec, RunFailure, Worker};
 use bollard::Docker;
 use spr_policy::RunnerPolicy;
 use spr_protocol::{
-    assemble_result, CgroupReceipt, FilesystemReceipt, Json, MissingProtection, NamespacesReceipt,
-    Attachments, RlimitsReceipt, RunRequest, RunnerResult, SandboxReceipt, SeccompReceipt,
+    assemble_result, Attachments, CgroupReceipt, FilesystemReceipt, Json, MissingProtection,
+    NamespacesReceipt, RlimitsReceipt, RunRequest, RunnerResult, SandboxReceipt, SeccompReceipt,
 };
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

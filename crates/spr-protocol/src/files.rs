@@ -172,7 +172,9 @@ impl Attachments {
                 problem,
             };
             check_path(&file.path, false).map_err(fail)?;
-            let size = file.decoded_len().ok_or_else(|| fail(PathProblem::BadBase64))?;
+            let size = file
+                .decoded_len()
+                .ok_or_else(|| fail(PathProblem::BadBase64))?;
             if size > per_file {
                 return Err(fail(PathProblem::TooLarge {
                     size,

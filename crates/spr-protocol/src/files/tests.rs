@@ -60,7 +60,11 @@ fn every_bad_path_is_refused_naming_index_path_and_problem() {
         &"a/".repeat(33),
         &format!("{}/x", "d".repeat(200)).repeat(21),
     ] {
-        let path = if path.len() == 66 { format!("{path}z") } else { path.to_string() };
+        let path = if path.len() == 66 {
+            format!("{path}z")
+        } else {
+            path.to_string()
+        };
         let one = files(vec![FileIn::text("ok.txt", ""), FileIn::text(path, "")]);
         lines.push(refusal(&one));
     }
@@ -70,7 +74,9 @@ fn every_bad_path_is_refused_naming_index_path_and_problem() {
 #[test]
 fn every_bad_glob_is_refused_naming_index_glob_and_problem() {
     let mut lines = Vec::new();
-    for glob in ["", "/abs/*", "../*", "out/../x", "./x", "a//b", "a**", "**b/x", "x[ab", "c:\\x"] {
+    for glob in [
+        "", "/abs/*", "../*", "out/../x", "./x", "a//b", "a**", "**b/x", "x[ab", "c:\\x",
+    ] {
         let a = Attachments {
             files: Vec::new(),
             collect: vec!["*.png".into(), glob.into()],
@@ -99,11 +105,15 @@ fn duplicates_files_under_files_bad_base64_and_caps_are_refused() {
         }])));
     }
     lines.push(refusal(&files(
-        (0..=MAX_FILES_IN).map(|i| FileIn::text(format!("f{i}"), "")).collect(),
+        (0..=MAX_FILES_IN)
+            .map(|i| FileIn::text(format!("f{i}"), ""))
+            .collect(),
     )));
     let eleven_mib = "x".repeat(11 << 20);
     lines.push(refusal(&files(
-        (0..3).map(|i| FileIn::text(format!("big{i}"), eleven_mib.clone())).collect(),
+        (0..3)
+            .map(|i| FileIn::text(format!("big{i}"), eleven_mib.clone()))
+            .collect(),
     )));
     let mut small = RunnerPolicy::default();
     small.sandbox.max_file_size_mb = 1;
@@ -126,7 +136,10 @@ fn a_refused_path_is_quoted_escaped_and_cut() {
         format!("/\u{1b}[2J{}", "y".repeat(500)),
         "",
     )]));
-    assert!(message.starts_with("files[0] \"/\\u{1b}[2Jyyy"), "{message}");
+    assert!(
+        message.starts_with("files[0] \"/\\u{1b}[2Jyyy"),
+        "{message}"
+    );
     assert!(message.len() < 200, "{message}");
 }
 
@@ -141,10 +154,15 @@ fn wire_shapes() {
     assert_eq!(a.files[0].encoding, FileEncoding::Utf8);
     assert_eq!(a.files[1].encoding, FileEncoding::Base64);
     insta::assert_snapshot!("attachments", serde_json::to_string(&a).unwrap());
-    let err = serde_json::from_str::<FileIn>(r#"{"path": "a", "content": "", "encoding": "latin-1"}"#)
-        .unwrap_err();
-    assert!(err.to_string().contains("unknown variant `latin-1`"), "{err}");
-    let err = serde_json::from_str::<FileIn>(r#"{"path": "a", "content": "", "mode": 1}"#).unwrap_err();
+    let err =
+        serde_json::from_str::<FileIn>(r#"{"path": "a", "content": "", "encoding": "latin-1"}"#)
+            .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown variant `latin-1`"),
+        "{err}"
+    );
+    let err =
+        serde_json::from_str::<FileIn>(r#"{"path": "a", "content": "", "mode": 1}"#).unwrap_err();
     assert!(err.to_string().contains("unknown field `mode`"), "{err}");
     let out = FileOut {
         path: "out/r.bin".into(),

@@ -205,7 +205,11 @@ fn bounded_attachments(files: Vec<FileOut>, outputs: Vec<Output>) -> (Vec<FileOu
         .into_iter()
         .filter_map(|f| {
             let len = f.decode()?.len() as u64;
-            let agrees = if f.truncated { len < f.size } else { len == f.size };
+            let agrees = if f.truncated {
+                len < f.size
+            } else {
+                len == f.size
+            };
             let keep = agrees && len <= budget && files::plausible_output_path(&f.path);
             keep.then(|| {
                 budget -= len;

@@ -227,5 +227,8 @@ fn a_result_without_files_keeps_the_original_keys() {
         &RunnerPolicy::default(),
     );
     let json = serde_json::to_value(&r).unwrap();
-    assert!(json.get("files").is_none() && json.get("outputs").is_none(), "{json}");
+    assert!(
+        json.get("files").is_none() && json.get("outputs").is_none(),
+        "{json}"
+    );
 }

@@ -82,7 +82,10 @@ fn files_and_collect_are_read_and_every_bad_one_is_named() {
     )
     .unwrap();
     assert_eq!(call.attachments.files.len(), 2);
-    assert_eq!(call.attachments.files[1].encoding, crate::FileEncoding::Base64);
+    assert_eq!(
+        call.attachments.files[1].encoding,
+        crate::FileEncoding::Base64
+    );
     assert_eq!(call.attachments.collect, ["*.png"]);
     let none = RunCall::parse(br#"{"code": "x", "files": null}"#, Door::Http).unwrap();
     assert!(none.attachments.is_empty());
