@@ -212,7 +212,8 @@ fn print_saved(result: &RunnerResult, saved: &[PathBuf], out_dir: bool) {
             cut.size
         ));
     }
-    if !out_dir && !(result.files.is_empty() && result.outputs.is_empty()) {
+    let returned = !result.files.is_empty() || !result.outputs.is_empty();
+    if !out_dir && returned {
         err.push_str(&format!(
             "note: {} files and {} figures returned; --out-dir DIR saves them, --json prints them\n",
             result.files.len(),

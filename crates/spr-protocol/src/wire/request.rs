@@ -284,6 +284,8 @@ fn value_kind(value: &Value) -> JsonKind {
 /// A request read in one pass over its text: `id` and `input_data` as raw text, the
 /// rest as `Value`. Parsing the members as `Value` in the same pass keeps serde_json's
 /// messages for malformed text, positions included.
+// One per request, matched at once: boxing the object would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum RawLine<'a> {
     Object(RawRequest<'a>),
     /// Valid JSON, but not an object.
