@@ -2478,7 +2478,7 @@ def write_one(root, parts, data):
             _os_close(fd)
 
 
-def glob_steps(pattern, index, here):
+def glob_steps(pattern, name, here):
     """Advance the positions `here` of one glob (segments) over one name."""
     out = set()
     for i in here:
@@ -2488,7 +2488,7 @@ def glob_steps(pattern, index, here):
         if seg == "**":
             out.add(i)
             out.add(i + 1)
-        elif _fnmatchcase(index, seg):
+        elif _fnmatchcase(name, seg):
             out.add(i + 1)
     return glob_closure(pattern, out)
 
@@ -2552,6 +2552,9 @@ def walk(dirfd, prefix, positions, patterns, found, state, notes, depth):
             return
         name = entry.name
         rel = prefix + name
+        if not returnable(rel):
+            notes.append("collect: %s has a name that cannot be returned (not UTF-8, a control character, too long): skipped" % ascii(rel))
+            continue
         nxt = [glob_steps(p, name, here) for p, here in zip(patterns, positions)]
         matched = any(len(p) in here for p, here in zip(patterns, nxt))
         deeper = any(any(i < len(p) for i in here) for p, here in zip(patterns, nxt))
@@ -2581,6 +2584,33 @@ def walk(dirfd, prefix, positions, patterns, found, state, notes, depth):
             item = read_collected(dirfd, name, rel, state, notes)
             if item is not None:
                 found.append(item)
+
+
+def returnable(rel):
+    """Whether the host takes `rel` as a returned path (files.rs: UTF-8, no control
+    character, at most 4096 bytes)."""
+    try:
+        size = len(rel.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False
+    if size > 4096:
+        return False
+    for c in rel:
+        o = ord(c)
+        if o < 0x20 or 0x7F <= o <= 0x9F:
+            return False
+    return True
+
+
+def safe_describe(exc):
+    """`describe`, for exceptions of user classes whose __str__ may raise too."""
+    try:
+        return describe(exc)
+    except BaseException:
+        try:
+            return type(exc).__name__
+        except BaseException:
+            return "an exception"
 
 
 def read_collected(dirfd, name, rel, state, notes):
@@ -2640,6 +2670,8 @@ def render_figures(budget, seconds, notes):
     previous = None
     try:
         previous = signal.signal(signal.SIGALRM, _render_alarm)
+        # The code may have blocked SIGALRM: the bound must hold anyway.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGALRM])
         signal.setitimer(signal.ITIMER_REAL, seconds)
         try:
             numbers = list(plt.get_fignums())
@@ -2654,7 +2686,7 @@ def render_figures(budget, seconds, notes):
                 except _RenderTimeout:
                     raise
                 except BaseException as exc:  # SystemExit from a draw callback too
-                    notes.append("figures: figure %s could not be rendered: %s" % (n, describe(exc)))
+                    notes.append("figures: figure %s could not be rendered: %s" % (n, safe_describe(exc)))
                     continue
                 if not data.startswith(PNG_SIGNATURE):
                     notes.append("figures: figure %s did not render as PNG" % n)
@@ -2670,7 +2702,7 @@ def render_figures(budget, seconds, notes):
     except _RenderTimeout:
         notes.append("figures: rendering took more than %.1fs; stopped" % seconds)
     except BaseException as exc:
-        notes.append("figures: %s" % describe(exc))
+        notes.append("figures: %s" % safe_describe(exc))
     finally:
         if previous is not None:
             try:

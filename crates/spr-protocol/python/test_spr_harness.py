@@ -626,6 +626,15 @@ class AttachmentTests(unittest.TestCase):
         self.assertLessEqual(len(files), 50)
         self.assertIn("stopped after 50 entries", notes[-1])
 
+    def test_names_the_host_would_refuse_are_skipped_not_sent(self):
+        for name in (b"latin-\xe9.txt", b"new\nline.txt", b"ok.txt"):
+            with open(os.path.join(os.fsencode(self.scratch), name), "w") as f:
+                f.write("x")
+        files, notes = self.collect(["*.txt"])
+        self.assertEqual([f["path"] for f in files], ["ok.txt"])
+        self.assertEqual(len([n for n in notes if "cannot be returned" in n]), 2, notes)
+        json.dumps(notes, ensure_ascii=False).encode("utf-8")  # notes are printable
+
     def test_a_replaced_scratch_is_not_collected(self):
         ident = self.ident()
         os.rename(self.scratch, self.scratch + ".old")
@@ -707,6 +716,11 @@ class FigureTests(unittest.TestCase):
                     pass
             if self.behaviour == "escape":
                 raise SystemExit(3)
+            if self.behaviour == "nasty":
+                class Nasty(Exception):
+                    def __str__(self):
+                        raise RuntimeError("no")
+                raise Nasty()
             buf.write(h.PNG_SIGNATURE + b"rest" if self.behaviour == "png" else b"GIF89a")
 
     class Pyplot:
@@ -746,6 +760,8 @@ class FigureTests(unittest.TestCase):
 
     def test_a_figure_that_never_finishes_rendering_is_stopped_in_time(self):
         started = time.monotonic()
+        import signal
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
         outputs, notes, _ = self.render(["png", "hang"], seconds=0.5)
         self.assertLess(time.monotonic() - started, 3)
         self.assertEqual(len(outputs), 1)
@@ -758,6 +774,9 @@ class FigureTests(unittest.TestCase):
         self.assertEqual(len(outputs), 1)
         outputs, notes, _ = self.render(["png"], seconds=0)
         self.assertEqual(outputs, [])
+        outputs, notes, _ = self.render(["nasty", "png"])
+        self.assertEqual(len(outputs), 1)
+        self.assertIn("Nasty", notes[0])
         outputs, notes, _ = self.render(["escape", "png"])
         self.assertEqual(len(outputs), 1)
         self.assertIn("SystemExit", notes[0])
