@@ -1184,12 +1184,12 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
         data = encode_report(report)
     except MemoryError:
         data = b'{"outcome":"memory_error"}'
-    if report.get("outcome") != "memory_error" and (collect or "matplotlib.pyplot" in sys.modules):
-        try:
+    try:
+        if report.get("outcome") != "memory_error" and (collect or "matplotlib.pyplot" in _sys_modules):
             data = attach_outputs(data, scratch, ident, collect, deadline)
-        except BaseException:
-            # User state (a patched module, a hostile figure) cannot cost the report.
-            pass
+    except BaseException:
+        # User state (a patched module, a hostile figure) cannot cost the report.
+        pass
     try:
         write_all(res_w, data)
     except OSError:
@@ -2368,6 +2368,13 @@ _os_mkdir = os.mkdir
 _os_scandir = os.scandir
 _os_ftruncate = os.ftruncate
 _fnmatchcase = fnmatch.fnmatchcase
+# The render bound must hold whatever the code did to the shared `signal` and `time`.
+_signal = signal.signal
+_setitimer = signal.setitimer
+_pthread_sigmask = signal.pthread_sigmask
+_monotonic = time.monotonic
+# The interpreter's own module table (the code may rebind `sys.modules`, not replace it).
+_sys_modules = sys.modules
 
 
 class AttachmentError(Exception):
@@ -2660,7 +2667,10 @@ def _render_alarm(signum, frame):
 def render_figures(budget, seconds, notes):
     """Every figure left open in matplotlib.pyplot, as PNG outputs, then closed. The
     figures are user state: any failure is a note, never a broken report."""
-    plt = sys.modules.get("matplotlib.pyplot")
+    try:
+        plt = _sys_modules.get("matplotlib.pyplot")
+    except BaseException:
+        plt = None
     if plt is None:
         return []
     outputs = []
@@ -2669,10 +2679,10 @@ def render_figures(budget, seconds, notes):
         return outputs
     previous = None
     try:
-        previous = signal.signal(signal.SIGALRM, _render_alarm)
+        previous = _signal(signal.SIGALRM, _render_alarm)
         # The code may have blocked SIGALRM: the bound must hold anyway.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGALRM])
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        _pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGALRM])
+        _setitimer(signal.ITIMER_REAL, seconds)
         try:
             numbers = list(plt.get_fignums())
             for n in numbers:
@@ -2698,7 +2708,7 @@ def render_figures(budget, seconds, notes):
                 outputs.append({"mime_type": "image/png", "data": _b2a_base64(data, newline=False).decode("ascii")})
             plt.close("all")
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            _setitimer(signal.ITIMER_REAL, 0)
     except _RenderTimeout:
         notes.append("figures: rendering took more than %.1fs; stopped" % seconds)
     except BaseException as exc:
@@ -2706,7 +2716,7 @@ def render_figures(budget, seconds, notes):
     finally:
         if previous is not None:
             try:
-                signal.signal(signal.SIGALRM, previous)
+                _signal(signal.SIGALRM, previous)
             except Exception:
                 pass
     return outputs
@@ -2719,7 +2729,7 @@ def attach_outputs(data, scratch, ident, collect, deadline):
     room = MAX_RESULT_BYTES - len(data) - ATTACHMENT_SLACK
     # base64 makes 3 bytes 4.
     room = max(0, room * 3 // 4)
-    outputs = render_figures(min(MAX_OUTPUTS_BYTES, room), min(FIGURE_SECONDS, deadline - time.monotonic() - 0.25), notes)
+    outputs = render_figures(min(MAX_OUTPUTS_BYTES, room), min(FIGURE_SECONDS, deadline - _monotonic() - 0.25), notes)
     room -= sum(len(o["data"]) * 3 // 4 for o in outputs)
     files = []
     if collect:

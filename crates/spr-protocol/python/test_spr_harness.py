@@ -678,6 +678,17 @@ class WorkerFileTests(unittest.TestCase):
         self.assertEqual(frame["result"], "abc")
         self.assertEqual([(f["path"], f["content"]) for f in frame["files"]], [("data/in.txt", "YWJj"), ("out.txt", "QUJD")])
 
+    def test_code_that_breaks_shared_modules_keeps_its_report(self):
+        r = self.worker.run(
+            "import sys, signal, time\nsignal.setitimer = None\ntime.monotonic = None\nsys.modules = None\nresult = 7",
+            policy=permissive(),
+            files=[{"path": "a.txt", "content": "x"}],
+            collect=["*.txt"],
+        )
+        frame = json.loads(r["child_frame"])
+        self.assertEqual(frame["result"], 7)
+        self.assertEqual(frame["files"][0]["path"], "a.txt")
+
     def test_a_symlink_planted_by_the_code_is_not_collected(self):
         r = self.worker.run(
             "import os\nos.symlink('/etc/passwd', 'leak.txt')\nos.mkdir('d')\nos.symlink('/etc', 'd/etc')\n",
