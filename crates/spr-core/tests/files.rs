@@ -254,6 +254,36 @@ async fn symlinks_the_code_plants_are_not_followed_out_of_scratch() {
 }
 
 #[tokio::test]
+async fn a_scratch_the_code_swaps_for_another_directory_is_not_collected() {
+    let Some(engine) = engine() else { return };
+    // The run's scratch is its working directory under its own /tmp: replace it with a
+    // directory (a symlink to /etc would do the same) and nothing is read from it.
+    let code = "import os\n\
+                here = os.getcwd()\n\
+                os.rename(here, here + '.old')\n\
+                os.mkdir(here)\n\
+                open(os.path.join(here, 'planted.txt'), 'w').write('x')\n\
+                result = 1";
+    let r = run(
+        &engine,
+        code,
+        permissive(),
+        vec![FileIn::text("mine.txt", "m")],
+        &["*.txt"],
+    )
+    .await
+    .unwrap();
+    assert!(r.ok, "{r:?}");
+    assert!(r.files.is_empty(), "{:?}", paths(&r));
+    assert!(
+        r.stderr.contains("the scratch directory was replaced"),
+        "{}",
+        r.stderr
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_file_the_code_deletes_or_turns_into_a_directory_is_not_returned() {
     let Some(engine) = engine() else { return };
     let code = "import os\n\

@@ -68,7 +68,10 @@ async fn files_round_trip_and_traversal_is_refused() {
     assert!(!r.ok);
     assert_eq!(r.exit_code, 2);
     assert!(
-        r.error.as_deref().unwrap_or_default().contains("'..' segments are refused"),
+        r.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("'..' segments are refused"),
         "{r:?}"
     );
     engine.shutdown().await;

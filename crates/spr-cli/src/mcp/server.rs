@@ -338,4 +338,30 @@ mod tests {
         assert_eq!(structured["exit_code"], 2);
         assert_eq!(structured["ok"], false);
     }
+
+    #[test]
+    fn figures_come_after_the_text_as_images() {
+        let mut result = RunnerResult::invalid_request("");
+        result.ok = true;
+        result.error = None;
+        result.outputs = vec![spr_core::Output {
+            mime_type: "image/png".into(),
+            data: "iVBORw0KGgo=".into(),
+        }];
+        let out = tool_result(&result, &RunnerPolicy::default());
+        let content = serde_json::to_value(&out.content).unwrap();
+        assert_eq!(content[0]["type"], "text");
+        assert!(
+            content[0]["text"].as_str().unwrap().contains("figures: 1"),
+            "{content}"
+        );
+        assert_eq!(
+            content[1],
+            serde_json::json!({"type": "image", "data": "iVBORw0KGgo=", "mimeType": "image/png"})
+        );
+        assert_eq!(
+            out.structured_content.unwrap()["outputs"][0]["data"],
+            "iVBORw0KGgo="
+        );
+    }
 }
