@@ -38,6 +38,8 @@ pub const SANDBOX_TESTS: &[(&str, &str)] = &[
     ("spr-core", "hygiene"),
     // Sessions: one long-lived sandboxed interpreter per session, isolated like runs.
     ("spr-core", "sessions"),
+    // Files in and out and figures: traversal refused, symlinks never followed, caps.
+    ("spr-core", "files"),
     // `spr doctor` against the receipt of a real run, for whoever runs the tests.
     ("spr-cli", "doctor"),
 ];

@@ -91,7 +91,8 @@ const RULES: &[Rule] = &[
     },
     Rule {
         krate: "spr-protocol",
-        only: Some(&["spr-policy", "serde", "serde_json", "thiserror"]),
+        // base64: the files runs take and return cross the wire as base64 text (pure code).
+        only: Some(&["spr-policy", "serde", "serde_json", "thiserror", "base64"]),
         never: &["tokio", "nix", "bollard"],
         why: "the protocol crate is sans-IO",
     },

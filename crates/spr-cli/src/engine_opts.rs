@@ -378,6 +378,19 @@ impl Engine for CliEngine {
             CliEngine::Docker(e) => Engine::open_session(e, policy),
         }
     }
+
+    fn execute_with<'a>(
+        &'a self,
+        code: &'a str,
+        input_data: &'a spr_core::Json,
+        policy: &'a RunnerPolicy,
+        attachments: &'a spr_core::Attachments,
+    ) -> EngineFuture<'a> {
+        match self {
+            CliEngine::Local(e) => e.execute_with(code, input_data, policy, attachments),
+            CliEngine::Docker(e) => e.execute_with(code, input_data, policy, attachments),
+        }
+    }
 }
 
 #[cfg(test)]

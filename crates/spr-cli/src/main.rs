@@ -13,6 +13,7 @@ mod policy;
 mod policy_file;
 mod retry;
 mod run;
+mod run_files;
 mod serve;
 
 use clap::{Parser, Subcommand};

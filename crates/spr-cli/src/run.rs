@@ -2,10 +2,11 @@
 
 use crate::engine_opts::{DockerConnOpts, EngineOpts};
 use crate::error::{CliError, Exit};
+use crate::run_files;
 use crate::{output, policy};
 use clap::{ArgGroup, Args};
 use spr_core::{
-    run_code_json, Json, JsonKind, PolicySource, RunnerPolicy, RunnerResult, EXIT_INFRASTRUCTURE,
+    run_code_with, Json, JsonKind, PolicySource, RunnerPolicy, RunnerResult, EXIT_INFRASTRUCTURE,
     MAX_INPUT_DEPTH,
 };
 use std::path::PathBuf;
@@ -32,19 +33,38 @@ pub struct RunArgs {
     /// Print exactly one JSON object, the RunnerResult, on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Write LOCALPATH into the run's directory as DEST before the code runs (repeatable).
+    #[arg(long = "file", value_name = "DEST=LOCALPATH")]
+    pub files: Vec<String>,
+    /// Return the files the run leaves that match GLOB (relative to its directory;
+    /// `**` spans directories; repeatable).
+    #[arg(long = "collect", value_name = "GLOB")]
+    pub collect: Vec<String>,
+    /// Save the collected files (at their paths) and figures (output-N.png) here.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
     #[command(flatten)]
     pub engine: EngineOpts,
 }
 
 pub async fn run(args: RunArgs, conn: &DockerConnOpts) -> Result<Exit, CliError> {
     let json = args.json;
+    let out_dir = args.out_dir.clone();
     match execute(args, conn).await {
         Ok(result) => {
+            let saved = match &out_dir {
+                Some(dir) => run_files::save(&result, dir),
+                None => Ok(Vec::new()),
+            };
             if json {
                 let text = serde_json::to_string(&result).expect("RunnerResult serializes");
                 output::stdout(&format!("{text}\n"));
             } else {
                 print_human(&result);
+            }
+            let saved = saved?;
+            if !json {
+                print_saved(&result, &saved, out_dir.is_some());
             }
             Ok(exit_for(&result))
         }
@@ -74,10 +94,17 @@ async fn execute(args: RunArgs, conn: &DockerConnOpts) -> Result<RunnerResult, C
         Some(path) => policy::load(path)?,
         None => RunnerPolicy::default(),
     };
+    let attachments = run_files::read(&args.files, &args.collect)?;
+    attachments
+        .validate(&policy)
+        .map_err(|e| CliError::usage("the run was refused").caused_by(e))?;
+    if let Some(dir) = &args.out_dir {
+        run_files::prepare(dir)?;
+    }
     // One run needs one worker; a full pool would only cost start-up time.
     let engine = args.engine.build(conn, Some(1)).await?;
     let outcome = tokio::select! {
-        outcome = run_code_json(&code, &engine, Some(input), PolicySource::Policy(policy)) => outcome,
+        outcome = run_code_with(&code, &engine, Some(input), PolicySource::Policy(policy), &attachments) => outcome,
         () = crate::interrupted() => {
             engine.shutdown().await;
             return Err(CliError::new(Exit::Interrupted, "interrupted"));
@@ -169,6 +196,31 @@ pub fn exit_for(result: &RunnerResult) -> Exit {
     } else {
         Exit::Failed
     }
+}
+
+/// What became of the returned files and figures, on stderr.
+fn print_saved(result: &RunnerResult, saved: &[PathBuf], out_dir: bool) {
+    let mut err = String::new();
+    for path in saved {
+        err.push_str(&format!("saved: {}\n", path.display()));
+    }
+    if let Some(cut) = result.files.iter().find(|f| f.truncated) {
+        err.push_str(&format!(
+            "note: {} was truncated at the returned-files cap ({} of {} bytes)\n",
+            cut.path,
+            cut.decode().map_or(0, |b| b.len()),
+            cut.size
+        ));
+    }
+    let returned = !result.files.is_empty() || !result.outputs.is_empty();
+    if !out_dir && returned {
+        err.push_str(&format!(
+            "note: {} files and {} figures returned; --out-dir DIR saves them, --json prints them\n",
+            result.files.len(),
+            result.outputs.len()
+        ));
+    }
+    output::stderr(&err);
 }
 
 /// The run's own output verbatim, then what spr has to say about it on separate lines.

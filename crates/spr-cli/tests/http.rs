@@ -874,3 +874,61 @@ fn the_curl_examples_run() {
         );
     }
 }
+
+#[test]
+fn runs_bring_files_and_collect_what_they_make() {
+    let server = Server::start(&["--pool-size", "1"]);
+    // The default profile: no `open`, no `os`, yet scratch is the run's to use.
+    let ok = post_run(
+        &server,
+        r#"{"id": "f", "code": "import pathlib\ntext = pathlib.Path('in/data.txt').read_text()\npathlib.Path('out').mkdir()\npathlib.Path('out/upper.txt').write_text(text.upper())\nresult = len(text)",
+            "files": [{"path": "in/data.txt", "content": "hello"}, {"path": "in/raw.bin", "content": "AAEC", "encoding": "base64"}],
+            "collect": ["out/*.txt", "in/*.bin"]}"#,
+    );
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    assert_eq!(ok.json["ok"], true, "{}", ok.text);
+    assert_eq!(ok.json["result"], 5);
+    let files: Vec<spr_protocol::FileOut> =
+        serde_json::from_value(ok.json["files"].clone()).unwrap();
+    let got: Vec<(&str, Vec<u8>)> = files
+        .iter()
+        .map(|f| (f.path.as_str(), f.decode().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("in/raw.bin", vec![0, 1, 2]),
+            ("out/upper.txt", b"HELLO".to_vec())
+        ]
+    );
+    // No files asked for: the result has the keys it always had.
+    let plain = post_run(&server, r#"{"code": "result = 1"}"#);
+    assert!(
+        plain.json.get("files").is_none() && plain.json.get("outputs").is_none(),
+        "{}",
+        plain.text
+    );
+    // Refusals are 400s naming the file, before any run.
+    for (body, says) in [
+        (
+            r#"{"code": "result = 1", "files": [{"path": "/etc/passwd", "content": "x"}]}"#,
+            "invalid request: files[0] \"/etc/passwd\": absolute paths are refused",
+        ),
+        (
+            r#"{"code": "result = 1", "collect": ["ok", "../*"]}"#,
+            "invalid request: collect[1] \"../*\": '..' segments are refused",
+        ),
+        (
+            r#"{"code": "result = 1", "files": [{"path": "a", "content": "%%%", "encoding": "base64"}]}"#,
+            "invalid request: files[0] \"a\": the content is not valid base64",
+        ),
+        (
+            r#"{"code": "result = 1", "files": "a"}"#,
+            "invalid request: \"files\" must be an array or null, got a string",
+        ),
+    ] {
+        let answer = post_run(&server, body);
+        let error = answer.error(StatusCode::BAD_REQUEST);
+        assert!(error.starts_with(says), "{body}: {error}");
+    }
+}

@@ -187,6 +187,50 @@ fn stdio_with_a_client_of_the_handshake_era() {
 }
 
 #[test]
+fn stdio_returns_figures_as_image_content() {
+    let Some(python) = sdk_or_skip() else { return };
+    let datastack = std::env::var_os("SPR_DATASTACK_VENV")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from("/opt/spr-datastack"), PathBuf::from);
+    let has_matplotlib = Command::new(datastack.join("bin/python"))
+        .args(["-c", "import matplotlib"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !common::require(
+        has_matplotlib,
+        "the data-stack venv (.ci/datastack-setup.sh)",
+    ) {
+        return;
+    }
+    let dir = setup("stdio-figures");
+    // Until matplotlib imports under the default policy: `subprocess` not blocked.
+    std::fs::write(
+        dir.join("plot.toml"),
+        "[policy]\ntimeout_seconds = 60\nmemory_limit_mb = 1024\nblocked_imports = [\"socket\", \"ctypes\", \"importlib\"]\n",
+    )
+    .unwrap();
+    let mut args: Vec<String> = ["stdio", "--figures", "--max-timeout", "60", "--"]
+        .map(String::from)
+        .into();
+    args.push(common::spr_bin().display().to_string());
+    args.extend(
+        [
+            "mcp",
+            "--venv-dir",
+            datastack.to_str().unwrap(),
+            "--pool-size",
+            "1",
+            "--policy",
+            dir.join("plot.toml").to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    client(&python, &args);
+}
+
+#[test]
 fn stdio_with_a_current_client_and_a_named_profile() {
     let Some(python) = sdk_or_skip() else { return };
     let dir = setup("stdio-auto");

@@ -24,7 +24,9 @@ async fn demo() -> Result<Vec<RunnerResult>, Box<dyn std::error::Error>> {
         timeout_seconds: 2,
         ..RunnerPolicy::default()
     };
-    let id = sessions.create(PolicySource::Policy(policy), Some(300)).await?;
+    let id = sessions
+        .create(PolicySource::Policy(policy), Some(300))
+        .await?;
     let mut results = Vec::new();
     for cell in CELLS {
         let result = sessions.run(&id, cell, None).await?;

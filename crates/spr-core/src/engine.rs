@@ -4,7 +4,7 @@
 //! depends on them), so they expose inherent `run` methods that these impls forward to.
 
 use spr_policy::RunnerPolicy;
-use spr_protocol::{Json, RunnerResult, SessionError};
+use spr_protocol::{Attachments, Json, RunnerResult, SessionError};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -22,10 +22,18 @@ pub type CellFuture<'a> =
 pub trait EngineSession: Send + Sync {
     /// Run `code` in the session. Its `RunnerResult` has `value` (the last expression's);
     /// `Err(SessionError::Lost)` once an earlier run lost the session.
-    fn run<'a>(&'a self, code: &'a str, input_data: &'a Json) -> CellFuture<'a>;
+    fn run<'a>(
+        &'a self,
+        code: &'a str,
+        input_data: &'a Json,
+        attachments: &'a Attachments,
+    ) -> CellFuture<'a>;
 
     /// True once the session cannot run again.
     fn is_lost(&self) -> bool;
+
+    /// The policy every run of the session runs under.
+    fn policy(&self) -> &RunnerPolicy;
 
     /// End the session (after the run in flight, if any).
     fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
@@ -44,6 +52,23 @@ pub trait Engine: Send + Sync {
         code: &'a str,
         input_data: &'a Json,
         policy: &'a RunnerPolicy,
+    ) -> EngineFuture<'a> {
+        static NONE: Attachments = Attachments {
+            files: Vec::new(),
+            collect: Vec::new(),
+        };
+        self.execute_with(code, input_data, policy, &NONE)
+    }
+
+    /// [`Engine::execute`] with files written into the run's scratch directory before
+    /// the code runs and `collect` globs returned after (already validated with
+    /// [`Attachments::validate`]).
+    fn execute_with<'a>(
+        &'a self,
+        code: &'a str,
+        input_data: &'a Json,
+        policy: &'a RunnerPolicy,
+        attachments: &'a Attachments,
     ) -> EngineFuture<'a>;
 
     /// Open a session under an already-resolved `policy`, fixed for its life.
@@ -59,13 +84,14 @@ macro_rules! forward_engine {
                 $name
             }
 
-            fn execute<'a>(
+            fn execute_with<'a>(
                 &'a self,
                 code: &'a str,
                 input_data: &'a Json,
                 policy: &'a RunnerPolicy,
+                attachments: &'a Attachments,
             ) -> EngineFuture<'a> {
-                Box::pin(self.run(code, input_data, policy))
+                Box::pin(self.run_with(code, input_data, policy, attachments))
             }
 
             fn open_session<'a>(&'a self, policy: &'a RunnerPolicy) -> OpenSessionFuture<'a> {
@@ -77,12 +103,21 @@ macro_rules! forward_engine {
         }
 
         impl EngineSession for $session {
-            fn run<'a>(&'a self, code: &'a str, input_data: &'a Json) -> CellFuture<'a> {
-                Box::pin(<$session>::run(self, code, input_data))
+            fn run<'a>(
+                &'a self,
+                code: &'a str,
+                input_data: &'a Json,
+                attachments: &'a Attachments,
+            ) -> CellFuture<'a> {
+                Box::pin(<$session>::run(self, code, input_data, attachments))
             }
 
             fn is_lost(&self) -> bool {
                 <$session>::is_lost(self)
+            }
+
+            fn policy(&self) -> &RunnerPolicy {
+                <$session>::policy(self)
             }
 
             fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
@@ -121,5 +156,15 @@ impl<E: Engine + ?Sized> Engine for std::sync::Arc<E> {
 
     fn open_session<'a>(&'a self, policy: &'a RunnerPolicy) -> OpenSessionFuture<'a> {
         (**self).open_session(policy)
+    }
+
+    fn execute_with<'a>(
+        &'a self,
+        code: &'a str,
+        input_data: &'a Json,
+        policy: &'a RunnerPolicy,
+        attachments: &'a Attachments,
+    ) -> EngineFuture<'a> {
+        (**self).execute_with(code, input_data, policy, attachments)
     }
 }

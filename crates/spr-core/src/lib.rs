@@ -29,8 +29,8 @@ mod session;
 
 pub use engine::{CellFuture, Engine, EngineFuture, EngineSession, OpenSessionFuture};
 pub use run::{
-    run_code, run_code_blocking, run_code_json, run_code_json_blocking, PolicySource, RunError,
-    MAX_INPUT_DEPTH,
+    run_code, run_code_blocking, run_code_json, run_code_json_blocking, run_code_with,
+    run_code_with_blocking, PolicySource, RunError, MAX_INPUT_DEPTH,
 };
 pub use session::Sessions;
 
@@ -39,8 +39,11 @@ pub use spr_policy::{
     Value, MAX_POLICY_FILE_BYTES, PROTECTION_NAMES,
 };
 pub use spr_protocol::{
-    Json, JsonKind, RunnerResult, SandboxReceipt, SessionError, DEFAULT_MAX_SESSIONS,
-    DEFAULT_SESSION_TTL_SECONDS, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT, MAX_SESSION_TTL_SECONDS,
+    AttachmentError, Attachments, FileEncoding, FileIn, FileOut, Json, JsonKind, Output,
+    PathProblem, RunnerResult, SandboxReceipt, SessionError, DEFAULT_MAX_SESSIONS,
+    DEFAULT_SESSION_TTL_SECONDS, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT, MAX_COLLECT_GLOBS,
+    MAX_FILES_IN, MAX_FILES_IN_BYTES, MAX_FILES_OUT, MAX_FILES_OUT_BYTES, MAX_OUTPUTS,
+    MAX_OUTPUTS_BYTES, MAX_SESSION_TTL_SECONDS,
 };
 
 #[cfg(feature = "docker")]

@@ -2,7 +2,7 @@
 
 use crate::engine::Engine;
 use spr_policy::{PolicyError, RunnerPolicy};
-use spr_protocol::{Json, JsonKind, RunnerResult};
+use spr_protocol::{AttachmentError, Attachments, Json, JsonKind, RunnerResult};
 use std::path::PathBuf;
 
 pub use spr_protocol::MAX_INPUT_DEPTH;
@@ -61,6 +61,8 @@ pub enum RunError {
     InputTooDeep { limit: usize },
     #[error(transparent)]
     Session(#[from] spr_protocol::SessionError),
+    #[error(transparent)]
+    Attachments(#[from] AttachmentError),
 }
 
 /// Run `code` on `engine`. Errors are refusals before execution (bad policy, bad
@@ -88,6 +90,53 @@ pub async fn run_code_json<E: Engine + ?Sized>(
     let policy = policy.resolve()?;
     let input = normalize_input(input_data)?;
     Ok(engine.execute(code, &input, &policy).await)
+}
+
+/// [`run_code_json`] with files written into the run's scratch directory before the code
+/// runs and the files matching `attachments.collect` returned in `RunnerResult::files`
+/// (figures the code leaves open come back in `outputs` whatever the attachments).
+/// Attachments that could leave scratch or break a cap are refused here, naming the file.
+///
+/// ```no_run
+/// use spr_core::{run_code_with, Attachments, FileIn, LocalEngine, LocalEngineConfig, PolicySource};
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// # let engine = LocalEngine::new(LocalEngineConfig::new("/tmp/spr-venv"))?;
+/// let attachments = Attachments {
+///     files: vec![FileIn::text("data/in.csv", "a,b\n1,2\n")],
+///     collect: vec!["out/*.csv".into()],
+/// };
+/// let code = "import csv, pathlib\n\
+///             pathlib.Path('out').mkdir()\n\
+///             pathlib.Path('out/copy.csv').write_text(open('data/in.csv').read())";
+/// let result = run_code_with(code, &engine, None, PolicySource::Default, &attachments).await?;
+/// assert_eq!(result.files[0].decode().unwrap(), b"a,b\n1,2\n");
+/// # Ok(()) }
+/// ```
+pub async fn run_code_with<E: Engine + ?Sized>(
+    code: &str,
+    engine: &E,
+    input_data: Option<Json>,
+    policy: PolicySource,
+    attachments: &Attachments,
+) -> Result<RunnerResult, RunError> {
+    let policy = policy.resolve()?;
+    let input = normalize_input(input_data)?;
+    attachments.validate(&policy)?;
+    Ok(engine
+        .execute_with(code, &input, &policy, attachments)
+        .await)
+}
+
+/// [`run_code_with`] for callers without an async runtime. Must not be called from inside
+/// a tokio runtime.
+pub fn run_code_with_blocking<E: Engine + ?Sized>(
+    code: &str,
+    engine: &E,
+    input_data: Option<Json>,
+    policy: PolicySource,
+    attachments: &Attachments,
+) -> Result<RunnerResult, RunError> {
+    blocking_runtime().block_on(run_code_with(code, engine, input_data, policy, attachments))
 }
 
 /// [`run_code`] for callers without an async runtime. Must not be called from inside

@@ -3,7 +3,7 @@
 
 use crate::engine::{Engine, EngineSession};
 use crate::run::{normalize_input, PolicySource, RunError};
-use spr_protocol::{session_ttl, Json, RunnerResult, SessionError};
+use spr_protocol::{session_ttl, Attachments, Json, RunnerResult, SessionError};
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -95,13 +95,27 @@ impl Sessions {
         code: &str,
         input_data: Option<Json>,
     ) -> Result<RunnerResult, RunError> {
+        self.run_with(id, code, input_data, &Attachments::default())
+            .await
+    }
+
+    /// [`Sessions::run`] with files written into the session's scratch before the cell
+    /// (they stay for the session's life) and `collect` globs returned after it.
+    pub async fn run_with(
+        &self,
+        id: &str,
+        code: &str,
+        input_data: Option<Json>,
+        attachments: &Attachments,
+    ) -> Result<RunnerResult, RunError> {
         let input = normalize_input(input_data)?;
         let entry = self.live(id).await?;
+        attachments.validate(entry.session.policy())?;
         entry.busy.fetch_add(1, Ordering::SeqCst);
         let _busy = Busy(&entry);
         entry
             .session
-            .run(code, &input)
+            .run(code, &input, attachments)
             .await
             .map_err(|e| RunError::Session(e.for_session(id)))
     }

@@ -237,3 +237,54 @@ async fn a_dropped_cell_loses_the_session_and_kills_its_process() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn files_in_a_session_persist_and_traversal_is_refused() {
+    use spr_core::{Attachments, FileIn};
+    let s = sessions(engine());
+    let id = s.create(PolicySource::Default, None).await.unwrap();
+    let upload = Attachments {
+        files: vec![FileIn::text("data/in.csv", "x\n1\n2\n")],
+        collect: vec![],
+    };
+    let r = s
+        .run_with(
+            &id,
+            "import pathlib\nrows = pathlib.Path('data/in.csv').read_text().split()",
+            None,
+            &upload,
+        )
+        .await
+        .unwrap();
+    assert!(r.ok, "{r:?}");
+    let collect = Attachments {
+        files: vec![],
+        collect: vec!["**/*.csv".into(), "out/**".into()],
+    };
+    let r = s
+        .run_with(
+            &id,
+            "pathlib.Path('out').mkdir()\npathlib.Path('out/sum.txt').write_text(str(sum(map(int, rows[1:]))))\nlen(rows)",
+            None,
+            &collect,
+        )
+        .await
+        .unwrap();
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.value.as_ref().unwrap().get(), "3");
+    let paths: Vec<&str> = r.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["data/in.csv", "out/sum.txt"], "{r:?}");
+    assert_eq!(r.files[1].decode().unwrap(), b"3");
+    let evil = Attachments {
+        files: vec![FileIn::text("../escape.txt", "x")],
+        collect: vec![],
+    };
+    let err = s.run_with(&id, "1", None, &evil).await.unwrap_err();
+    assert!(
+        err.to_string().contains("'..' segments are refused"),
+        "{err}"
+    );
+    // The session is still fine after a refused request.
+    let r = s.run(&id, "len(rows)", None).await.unwrap();
+    assert_eq!(r.value.as_ref().unwrap().get(), "3");
+}

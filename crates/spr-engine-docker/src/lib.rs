@@ -27,8 +27,8 @@ use crate::worker::{ContainerSpec, RunFailure, Worker};
 use bollard::Docker;
 use spr_policy::RunnerPolicy;
 use spr_protocol::{
-    assemble_result, CgroupReceipt, FilesystemReceipt, Json, MissingProtection, NamespacesReceipt,
-    RlimitsReceipt, RunRequest, RunnerResult, SandboxReceipt, SeccompReceipt,
+    assemble_result, Attachments, CgroupReceipt, FilesystemReceipt, Json, MissingProtection,
+    NamespacesReceipt, RlimitsReceipt, RunRequest, RunnerResult, SandboxReceipt, SeccompReceipt,
 };
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -281,12 +281,28 @@ impl DockerEngine {
     /// Engine failures come back as `ok=false`, `exit_code=125` with an error that says
     /// what to do; there is no fallback.
     pub async fn run(&self, code: &str, input_data: &Json, policy: &RunnerPolicy) -> RunnerResult {
+        self.run_with(code, input_data, policy, &Attachments::default())
+            .await
+    }
+
+    /// [`DockerEngine::run`] with files written into the run's scratch (the container's
+    /// tmpfs) before the code runs and the files matching `collect` returned after.
+    pub async fn run_with(
+        &self,
+        code: &str,
+        input_data: &Json,
+        policy: &RunnerPolicy,
+        attachments: &Attachments,
+    ) -> RunnerResult {
         let policy = match policy.resolve() {
             Ok(p) => p,
             Err(e) => {
                 return RunnerResult::infrastructure_error(format!("Cannot load the policy: {e}"))
             }
         };
+        if let Err(e) = attachments.validate(&policy) {
+            return RunnerResult::invalid_request(format!("Refused attachments: {e}"));
+        }
         let inner = &self.inner;
         let (docker, endpoint) = match inner.client().await {
             Ok(c) => c,
@@ -337,6 +353,8 @@ impl DockerEngine {
                 code: code.to_string(),
                 input_data: input_data.clone(),
                 policy: policy.clone(),
+                files: attachments.files.clone(),
+                collect: attachments.collect.clone(),
             };
             let mut checkout = pool::Checkout {
                 pool: &inner.pool,

@@ -5,7 +5,9 @@ use crate::worker::{RunFailure, Worker};
 use crate::BACKSTOP_GRACE;
 use bollard::Docker;
 use spr_policy::RunnerPolicy;
-use spr_protocol::{assemble_result, Json, RunRequest, RunnerResult, SandboxReceipt, SessionError};
+use spr_protocol::{
+    assemble_result, Attachments, Json, RunRequest, RunnerResult, SandboxReceipt, SessionError,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, OwnedSemaphorePermit};
@@ -75,8 +77,20 @@ impl DockerSession {
         &self.policy
     }
 
-    /// Run one cell. `Err(SessionError::Lost)` when an earlier cell lost the session.
-    pub async fn run(&self, code: &str, input_data: &Json) -> Result<RunnerResult, SessionError> {
+    /// Run one cell, with `attachments` written into the session's scratch before it and
+    /// collected after it (checked against the session's policy: a refusal is a result
+    /// with exit code 2). `Err(SessionError::Lost)` when an earlier cell lost the session.
+    pub async fn run(
+        &self,
+        code: &str,
+        input_data: &Json,
+        attachments: &Attachments,
+    ) -> Result<RunnerResult, SessionError> {
+        if let Err(e) = attachments.validate(&self.policy) {
+            return Ok(RunnerResult::invalid_request(format!(
+                "Refused attachments: {e}"
+            )));
+        }
         let mut slot = self.worker.lock().await;
         // Held by this future alone from here: dropped mid-cell, the container goes with
         // it and the slot stays empty, i.e. lost.
@@ -88,6 +102,8 @@ impl DockerSession {
             code: code.to_string(),
             input_data: input_data.clone(),
             policy: self.policy.clone(),
+            files: attachments.files.clone(),
+            collect: attachments.collect.clone(),
         };
         let backstop =
             Duration::from_secs(self.policy.timeout_seconds) + INTERRUPT_GRACE + BACKSTOP_GRACE;

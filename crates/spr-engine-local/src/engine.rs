@@ -10,8 +10,8 @@ use crate::worker::Worker;
 use crate::worker::{WorkerError, WorkerSpec};
 use spr_policy::{PackageSpecError, RunnerPolicy};
 use spr_protocol::{
-    assemble_result, Json, MissingProtection, RunRequest, RunnerResult, SandboxReceipt,
-    SessionError,
+    assemble_result, Attachments, Json, MissingProtection, RunRequest, RunnerResult,
+    SandboxReceipt, SessionError,
 };
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -198,6 +198,23 @@ impl LocalEngine {
     /// Run `code` with `input_data` (a JSON object, sent to the worker as written) under
     /// `policy` (already resolved: its `config_path` is not re-read here).
     pub async fn run(&self, code: &str, input_data: &Json, policy: &RunnerPolicy) -> RunnerResult {
+        self.run_with(code, input_data, policy, &Attachments::default())
+            .await
+    }
+
+    /// [`LocalEngine::run`] with files written into the run's scratch before the code
+    /// runs and the files matching `collect` returned after. Refused attachments (see
+    /// [`Attachments::validate`]) are the run's error, before any worker is used.
+    pub async fn run_with(
+        &self,
+        code: &str,
+        input_data: &Json,
+        policy: &RunnerPolicy,
+        attachments: &Attachments,
+    ) -> RunnerResult {
+        if let Err(e) = attachments.validate(policy) {
+            return RunnerResult::invalid_request(format!("Refused attachments: {e}"));
+        }
         let mut wire_policy = policy.clone();
         wire_policy.config_path = None;
         let request = RunRequest {
@@ -205,6 +222,8 @@ impl LocalEngine {
             code: code.to_string(),
             input_data: input_data.clone(),
             policy: wire_policy,
+            files: attachments.files.clone(),
+            collect: attachments.collect.clone(),
         };
         let layout = match self.layout_for(policy) {
             Ok(layout) => layout,

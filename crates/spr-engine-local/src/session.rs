@@ -4,7 +4,9 @@
 use crate::engine::BACKSTOP_GRACE;
 use crate::worker::{Worker, WorkerError};
 use spr_policy::RunnerPolicy;
-use spr_protocol::{assemble_result, Json, RunRequest, RunnerResult, SandboxReceipt, SessionError};
+use spr_protocol::{
+    assemble_result, Attachments, Json, RunRequest, RunnerResult, SandboxReceipt, SessionError,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, OwnedSemaphorePermit};
@@ -49,8 +51,20 @@ impl LocalSession {
         &self.policy
     }
 
-    /// Run one cell. `Err(SessionError::Lost)` when an earlier cell lost the session.
-    pub async fn run(&self, code: &str, input_data: &Json) -> Result<RunnerResult, SessionError> {
+    /// Run one cell, with `attachments` written into the session's scratch before it and
+    /// collected after it (checked against the session's policy: a refusal is a result
+    /// with exit code 2). `Err(SessionError::Lost)` when an earlier cell lost the session.
+    pub async fn run(
+        &self,
+        code: &str,
+        input_data: &Json,
+        attachments: &Attachments,
+    ) -> Result<RunnerResult, SessionError> {
+        if let Err(e) = attachments.validate(&self.policy) {
+            return Ok(RunnerResult::invalid_request(format!(
+                "Refused attachments: {e}"
+            )));
+        }
         let mut slot = self.worker.lock().await;
         // Held by this future alone from here: if the future is dropped mid-cell the
         // worker goes with it (killed), and the slot stays empty, i.e. lost.
@@ -62,6 +76,8 @@ impl LocalSession {
             code: code.to_string(),
             input_data: input_data.clone(),
             policy: self.policy.clone(),
+            files: attachments.files.clone(),
+            collect: attachments.collect.clone(),
         };
         let backstop =
             Duration::from_secs(self.policy.timeout_seconds) + INTERRUPT_GRACE + BACKSTOP_GRACE;

@@ -31,10 +31,13 @@ pure Python cannot be made airtight; the kernel sandbox underneath is the bounda
 """
 
 import ast
+import binascii
 import builtins
 import codecs
 import errno
+import fnmatch
 import gc
+import io
 import json
 import linecache
 import os
@@ -1186,14 +1189,24 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     request = _loads(body.decode("utf-8"))
     del body
     if request.get("type") == "cell":
-        return serve_session(plan, request, req_r, res_w, writable, main)
+        return serve_session(plan, request, req_r, res_w, scratch, writable, main)
     os.close(req_r)
     policy = request["policy"]
+    deadline = time.monotonic() + float(policy.get("timeout_seconds", 5))
     prepared = prepared_for(policy, plan)
     apply_rlimits(prepared.rlimits)
-    report, status = execute(
-        request.get("code", ""), request.get("input_data"), policy, prepared, writable, main
-    )
+    collect = request.get("collect") or ()
+    ident = None
+    try:
+        # Before the audit hook and user code; the run's rlimits already apply.
+        write_files(scratch, request.get("files"))
+        ident = open_scratch_ident(scratch) if collect else None
+    except (AttachmentError, OSError) as exc:
+        report, status = {"outcome": "exception", "error": "FileError: %s" % exc}, 1
+    else:
+        report, status = execute(
+            request.get("code", ""), request.get("input_data"), policy, prepared, writable, main
+        )
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -1204,17 +1217,24 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     except MemoryError:
         data = b'{"outcome":"memory_error"}'
     try:
+        if report.get("outcome") != "memory_error" and (collect or "matplotlib.pyplot" in _sys_modules):
+            data = attach_outputs(data, scratch, ident, collect, deadline)
+    except BaseException:
+        # User state (a patched module, a hostile figure) cannot cost the report.
+        pass
+    try:
         write_all(res_w, data)
     except OSError:
         pass
     return status
 
 
-def serve_session(plan, request, req_r, res_w, writable, main):
+def serve_session(plan, request, req_r, res_w, scratch, writable, main):
     """A session's process: one cell after another in the same globals, until M closes
     the request pipe. Between cells SIGINT is ignored, so an interrupt meant for a cell
     that had just finished cannot reach the next one (M waits for Z's word that the
-    signal was sent before it reports the cell)."""
+    signal was sent before it reports the cell). Each cell's files are written into the
+    session's scratch (they stay there), its `collect` globs and open figures returned."""
     _set_signal(_SIGINT, _SIG_IGN)
     policy = request["policy"]
     prepared = prepared_for(policy, plan)
@@ -1223,8 +1243,18 @@ def serve_session(plan, request, req_r, res_w, writable, main):
     cpu = getattr(resource, "RLIMIT_CPU", None)
     apply_rlimits(tuple((w, v) for w, v in prepared.rlimits if w != cpu))
     session = Session(policy, prepared, writable, main)
+    timeout = float(policy.get("timeout_seconds", 5))
     while True:
-        report = guarded_cell(session, request)
+        deadline = _monotonic() + timeout
+        collect = request.get("collect") or ()
+        report, ident = None, None
+        try:
+            write_cell_files(scratch, request.get("files"))
+            ident = open_scratch_ident(scratch) if collect else None
+        except (AttachmentError, OSError) as exc:
+            report = {"outcome": "exception", "error": "FileError: %s" % exc, "value": None}
+        if report is None:
+            report = guarded_cell(session, request)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -1234,6 +1264,11 @@ def serve_session(plan, request, req_r, res_w, writable, main):
             data = encode_report(report)
         except MemoryError:
             data = b'{"outcome":"memory_error"}'
+        if report.get("outcome") != "memory_error" and (collect or "matplotlib.pyplot" in sys.modules):
+            try:
+                data = attach_outputs(data, scratch, ident, collect, deadline)
+            except BaseException:
+                pass  # user state (a patched module, a hostile figure) cannot cost the report
         if len(data) > MAX_RESULT_BYTES:
             data = _dumps(
                 {"outcome": "exception", "error": "The result is larger than the %d MiB limit" % (MAX_RESULT_BYTES >> 20)}
@@ -1249,6 +1284,27 @@ def serve_session(plan, request, req_r, res_w, writable, main):
             return 0
         request = _loads(body.decode("utf-8"))
         del body
+
+
+def write_cell_files(scratch, files):
+    """`write_files` for a later cell: from scratch as the working directory (the audit
+    hook, installed by the first cell, judges relative paths from it), then back."""
+    if not files:
+        return
+    previous = None
+    try:
+        previous = os.getcwd()
+    except OSError:
+        pass
+    os.chdir(scratch)
+    try:
+        write_files(scratch, files)
+    finally:
+        if previous is not None:
+            try:
+                os.chdir(previous)
+            except OSError:
+                pass
 
 
 def guarded_cell(session, request):
@@ -2705,6 +2761,434 @@ def unserializable(report, exc):
         "error": "Result is not JSON-serializable: %s" % (exc,),
     }
     return _dumps(failed).encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------
+# Files in and out, and figures (CONTRACTS.md "Files and rich outputs")
+#
+# Request files are written into the run's scratch before the audit hook and user code;
+# `collect` globs and open matplotlib figures are gathered after user code, in the run's
+# own process and so under its deadline and its sandbox. Every path is opened component
+# by component from a descriptor of scratch with O_NOFOLLOW: a symlink (planted by an
+# earlier cell of a session, or by the code) is never followed, whatever it points at.
+# The caps are spr-protocol's (files.rs), where they are documented.
+
+MAX_FILES_OUT = 256
+MAX_FILES_OUT_BYTES = 8 << 20
+MAX_OUTPUTS = 16
+MAX_OUTPUTS_BYTES = 3 << 20
+# Most directory entries one collection looks at: a run that made a million files
+# does not make its report wait for a walk of them.
+MAX_COLLECT_ENTRIES = 20000
+MAX_COLLECT_DEPTH = 32
+# Most seconds the figures may take to render (less when the run's deadline is nearer).
+FIGURE_SECONDS = 10.0
+FIGURE_DPI = 100
+# Room for the JSON around the returned files and figures in the result frame.
+ATTACHMENT_SLACK = 64 << 10
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+_a2b_base64 = binascii.a2b_base64
+_b2a_base64 = binascii.b2a_base64
+_os_open = os.open
+_os_close = os.close
+_os_read = os.read
+_os_fstat = os.fstat
+_os_mkdir = os.mkdir
+_os_scandir = os.scandir
+_os_ftruncate = os.ftruncate
+_fnmatchcase = fnmatch.fnmatchcase
+# The render bound must hold whatever the code did to the shared `signal` and `time`.
+_signal = signal.signal
+_setitimer = signal.setitimer
+_pthread_sigmask = signal.pthread_sigmask
+_monotonic = time.monotonic
+# The interpreter's own module table (the code may rebind `sys.modules`, not replace it).
+_sys_modules = sys.modules
+
+
+class AttachmentError(Exception):
+    """A request file that cannot be written, or a bad `collect` glob."""
+
+
+def path_segments(path, what):
+    """The segments of a relative path that stays inside scratch (the host checked it
+    already: this is the harness's own refusal for a bare harness or a bad host)."""
+    if not isinstance(path, str) or not path:
+        raise AttachmentError("%s: the path is empty or not a string" % what)
+    if path.startswith("/"):
+        raise AttachmentError("%s: absolute paths are refused" % what)
+    if "\0" in path or "\\" in path:
+        raise AttachmentError("%s: NUL and backslash are refused" % what)
+    parts = path.split("/")
+    for seg in parts:
+        if seg in ("", ".", ".."):
+            raise AttachmentError("%s: '%s' segments are refused" % (what, seg or "empty"))
+    if len(parts) > MAX_COLLECT_DEPTH:
+        raise AttachmentError("%s: too deep" % what)
+    return parts
+
+
+def open_scratch(scratch):
+    """A descriptor of the run's scratch directory and its identity (dev, ino)."""
+    fd = _os_open(scratch, _O_DIR)
+    st = _os_fstat(fd)
+    return fd, (st.st_dev, st.st_ino)
+
+
+def open_scratch_ident(scratch):
+    """The identity of scratch before user code: collection refuses another directory
+    put in its place."""
+    fd, ident = open_scratch(scratch)
+    _os_close(fd)
+    return ident
+
+
+def write_files(scratch, files):
+    """Write the request's `files` into `scratch`. Parent directories are made; an
+    existing entry is only replaced when it is a regular file with one link (never a
+    symlink, directory, FIFO or device). Raises AttachmentError naming the file."""
+    if not files:
+        return
+    root, _ident = open_scratch(scratch)
+    # Beyond RLIMIT_FSIZE a write fails (EFBIG) instead of killing the run with SIGXFSZ.
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        for index, entry in enumerate(files):
+            path = entry.get("path") if isinstance(entry, dict) else None
+            what = "files[%d] %r" % (index, path)
+            parts = path_segments(path, what)
+            try:
+                if entry.get("encoding", "utf-8") == "base64":
+                    data = decode_base64(entry.get("content", ""))
+                else:
+                    data = str(entry.get("content", "")).encode("utf-8", "surrogatepass")
+            except (binascii.Error, ValueError, TypeError) as exc:
+                raise AttachmentError("%s: bad content: %s" % (what, exc))
+            try:
+                write_one(root, parts, data)
+            except OSError as exc:
+                raise AttachmentError("Cannot write %s: %s" % (what, exc.strerror or exc))
+    finally:
+        signal.signal(signal.SIGXFSZ, previous)
+        _os_close(root)
+
+
+def decode_base64(text):
+    try:
+        return _a2b_base64(text, strict_mode=True)
+    except TypeError:
+        # Before Python 3.11: no strict mode (the host has checked the text already).
+        return _a2b_base64(text)
+
+
+def write_one(root, parts, data):
+    fds = []
+    try:
+        here = root
+        for seg in parts[:-1]:
+            try:
+                _os_mkdir(seg, 0o755, dir_fd=here)
+            except FileExistsError:
+                pass
+            # O_NOFOLLOW|O_DIRECTORY: a symlink in the way is ELOOP, a file ENOTDIR.
+            here = _os_open(seg, _O_DIR, dir_fd=here)
+            fds.append(here)
+        leaf = parts[-1]
+        try:
+            fd = _os_open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=here)
+        except FileExistsError:
+            fd = _os_open(leaf, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=here)
+            st = _os_fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                _os_close(fd)
+                raise OSError(errno.EEXIST, "something that is not a plain file is in the way")
+            _os_ftruncate(fd, 0)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            _os_close(fd)
+    finally:
+        for fd in fds:
+            _os_close(fd)
+
+
+def glob_steps(pattern, name, here):
+    """Advance the positions `here` of one glob (segments) over one name."""
+    out = set()
+    for i in here:
+        if i >= len(pattern):
+            continue
+        seg = pattern[i]
+        if seg == "**":
+            out.add(i)
+            out.add(i + 1)
+        elif _fnmatchcase(name, seg):
+            out.add(i + 1)
+    return glob_closure(pattern, out)
+
+
+def glob_closure(pattern, positions):
+    # A `**` followed by more segments may match no directory at all; a trailing one
+    # matches at least one name (so "out/**" is what is under out, not out itself).
+    out = set(positions)
+    for i in sorted(positions):
+        j = i
+        while j < len(pattern) - 1 and pattern[j] == "**":
+            j += 1
+            out.add(j)
+    return out
+
+
+def collect_files(scratch, ident, globs, budget, notes):
+    """The regular files under `scratch` that match `globs`, as FileOut dicts, within
+    `budget` bytes and MAX_FILES_OUT files. Symlinks are not followed and not collected
+    (named in `notes`), nor are other non-regular files."""
+    patterns = [path_segments(g, "collect[%d] %r" % (i, g)) for i, g in enumerate(globs)]
+    if not patterns:
+        return []
+    root = _os_open(scratch, _O_DIR)
+    st = _os_fstat(root)
+    if (st.st_dev, st.st_ino) != ident:
+        _os_close(root)
+        notes.append("collect: the scratch directory was replaced; nothing collected")
+        return []
+    found = []
+    state = {"entries": 0, "bytes": budget, "stopped": False}
+    start = [glob_closure(p, {0}) for p in patterns]
+    try:
+        walk(root, "", start, patterns, found, state, notes, 0)
+    finally:
+        _os_close(root)
+    if state["stopped"]:
+        notes.append("collect: stopped after %d entries or %d files" % (MAX_COLLECT_ENTRIES, MAX_FILES_OUT))
+    return found
+
+
+def walk(dirfd, prefix, positions, patterns, found, state, notes, depth):
+    try:
+        with _os_scandir(dirfd) as it:
+            # Never more than the entries left to look at: a directory of a million
+            # names is not read whole (nor sorted) to find the first few.
+            left = MAX_COLLECT_ENTRIES - state["entries"] + 1
+            entries = []
+            for entry in it:
+                entries.append(entry)
+                if len(entries) >= left:
+                    break
+            entries.sort(key=lambda e: e.name)
+    except OSError as exc:
+        notes.append("collect: cannot list %s: %s" % (prefix or ".", exc.strerror or exc))
+        return
+    for entry in entries:
+        state["entries"] += 1
+        if state["entries"] > MAX_COLLECT_ENTRIES or len(found) >= MAX_FILES_OUT:
+            state["stopped"] = True
+            return
+        name = entry.name
+        rel = prefix + name
+        if not returnable(rel):
+            notes.append("collect: %s has a name that cannot be returned (not UTF-8, a control character, too long): skipped" % ascii(rel))
+            continue
+        nxt = [glob_steps(p, name, here) for p, here in zip(patterns, positions)]
+        matched = any(len(p) in here for p, here in zip(patterns, nxt))
+        deeper = any(any(i < len(p) for i in here) for p, here in zip(patterns, nxt))
+        try:
+            if entry.is_symlink():
+                if matched:
+                    notes.append("collect: %s is a symlink: not collected (symlinks are never followed)" % rel)
+                continue
+            is_dir = entry.is_dir(follow_symlinks=False)
+        except OSError:
+            continue
+        if is_dir:
+            if deeper and depth + 1 < MAX_COLLECT_DEPTH:
+                try:
+                    sub = _os_open(name, _O_DIR, dir_fd=dirfd)
+                except OSError as exc:
+                    notes.append("collect: cannot open %s: %s" % (rel, exc.strerror or exc))
+                    continue
+                try:
+                    walk(sub, rel + "/", nxt, patterns, found, state, notes, depth + 1)
+                finally:
+                    _os_close(sub)
+                if state["stopped"]:
+                    return
+            continue
+        if matched:
+            item = read_collected(dirfd, name, rel, state, notes)
+            if item is not None:
+                found.append(item)
+
+
+def returnable(rel):
+    """Whether the host takes `rel` as a returned path (files.rs: UTF-8, no control
+    character, at most 4096 bytes)."""
+    try:
+        size = len(rel.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False
+    if size > 4096:
+        return False
+    for c in rel:
+        o = ord(c)
+        if o < 0x20 or 0x7F <= o <= 0x9F:
+            return False
+    return True
+
+
+def safe_describe(exc):
+    """`describe`, for exceptions of user classes whose __str__ may raise too."""
+    try:
+        return describe(exc)
+    except BaseException:
+        try:
+            return type(exc).__name__
+        except BaseException:
+            return "an exception"
+
+
+def read_collected(dirfd, name, rel, state, notes):
+    try:
+        fd = _os_open(name, _O_FILE, dir_fd=dirfd)
+    except OSError as exc:
+        notes.append("collect: cannot open %s: %s" % (rel, exc.strerror or exc))
+        return None
+    try:
+        st = _os_fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            notes.append("collect: %s is not a regular file: not collected" % rel)
+            return None
+        want = min(st.st_size, state["bytes"])
+        chunks = []
+        got = 0
+        while got < want:
+            chunk = _os_read(fd, min(want - got, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    except OSError as exc:
+        notes.append("collect: cannot read %s: %s" % (rel, exc.strerror or exc))
+        return None
+    finally:
+        _os_close(fd)
+    data = b"".join(chunks)
+    state["bytes"] -= len(data)
+    return {
+        "path": rel,
+        "content": _b2a_base64(data, newline=False).decode("ascii"),
+        "size": st.st_size,
+        "truncated": len(data) < st.st_size,
+    }
+
+
+class _RenderTimeout(BaseException):
+    """Raised by the alarm that bounds rendering (BaseException: user code that catches
+    Exception inside a draw callback does not swallow it)."""
+
+
+def _render_alarm(signum, frame):
+    raise _RenderTimeout()
+
+
+def render_figures(budget, seconds, notes):
+    """Every figure left open in matplotlib.pyplot, as PNG outputs, then closed. The
+    figures are user state: any failure is a note, never a broken report."""
+    try:
+        plt = _sys_modules.get("matplotlib.pyplot")
+    except BaseException:
+        plt = None
+    if plt is None:
+        return []
+    outputs = []
+    if seconds <= 0:
+        notes.append("figures: no time left before the deadline; not rendered")
+        return outputs
+    previous = None
+    try:
+        previous = _signal(signal.SIGALRM, _render_alarm)
+        # The code may have blocked SIGALRM: the bound must hold anyway.
+        _pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGALRM])
+        _setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            numbers = list(plt.get_fignums())
+            for n in numbers:
+                if len(outputs) >= MAX_OUTPUTS:
+                    notes.append("figures: only the first %d are returned" % MAX_OUTPUTS)
+                    break
+                try:
+                    buf = io.BytesIO()
+                    plt.figure(n).savefig(buf, format="png", dpi=FIGURE_DPI)
+                    data = bytes(buf.getbuffer())
+                except _RenderTimeout:
+                    raise
+                except BaseException as exc:  # SystemExit from a draw callback too
+                    notes.append("figures: figure %s could not be rendered: %s" % (n, safe_describe(exc)))
+                    continue
+                if not data.startswith(PNG_SIGNATURE):
+                    notes.append("figures: figure %s did not render as PNG" % n)
+                    continue
+                if len(data) > budget:
+                    notes.append("figures: figure %s (%d bytes) is over what is left of the cap" % (n, len(data)))
+                    continue
+                budget -= len(data)
+                outputs.append({"mime_type": "image/png", "data": _b2a_base64(data, newline=False).decode("ascii")})
+            plt.close("all")
+        finally:
+            _setitimer(signal.ITIMER_REAL, 0)
+    except _RenderTimeout:
+        notes.append("figures: rendering took more than %.1fs; stopped" % seconds)
+    except BaseException as exc:
+        notes.append("figures: %s" % safe_describe(exc))
+    finally:
+        if previous is not None:
+            try:
+                _signal(signal.SIGALRM, previous)
+            except Exception:
+                pass
+    return outputs
+
+
+def attach_outputs(data, scratch, ident, collect, deadline):
+    """`data` (the encoded report) with the collected files and the figures added,
+    each cut to what the result frame has room for; notes go to stderr."""
+    notes = []
+    room = MAX_RESULT_BYTES - len(data) - ATTACHMENT_SLACK
+    # base64 makes 3 bytes 4.
+    room = max(0, room * 3 // 4)
+    outputs = render_figures(min(MAX_OUTPUTS_BYTES, room), min(FIGURE_SECONDS, deadline - _monotonic() - 0.25), notes)
+    room -= sum(len(o["data"]) * 3 // 4 for o in outputs)
+    files = []
+    if collect:
+        try:
+            os.chdir(scratch)
+        except OSError:
+            pass
+        try:
+            files = collect_files(scratch, ident, collect, max(0, min(MAX_FILES_OUT_BYTES, room)), notes)
+        except AttachmentError as exc:
+            notes.append(str(exc))
+        except OSError as exc:
+            notes.append("collect: %s" % (exc.strerror or exc))
+    if notes:
+        try:
+            sys.stderr.write("".join("spr: %s\n" % n for n in notes))
+            sys.stderr.flush()
+        except Exception:
+            pass
+    if not files and not outputs:
+        return data
+    extra = b""
+    if files:
+        extra += b',"files":' + _dumps(files).encode("ascii")
+    if outputs:
+        extra += b',"outputs":' + _dumps(outputs).encode("ascii")
+    return data[:-1] + extra + b"}"
 
 
 # ---------------------------------------------------------------------------------

@@ -382,23 +382,16 @@ class Worker:
             return None
         return json.loads(self.proc.stdout.read(int.from_bytes(header, "big")))
 
-    def run(self, code, policy=None, input_data=None, timeout=30, id=1):
-        body = json.dumps(
-            {"type": "run", "id": id, "code": code, "input_data": input_data or {}, "policy": policy or DEFAULT_POLICY},
-            separators=(",", ":"),
-        ).encode()
+    def run(self, code, policy=None, input_data=None, timeout=30, id=1, **extra):
+        request = {"type": "run", "id": id, "code": code, "input_data": input_data or {}, "policy": policy or DEFAULT_POLICY}
+        request.update(extra)  # files, collect
+        body = json.dumps(request, separators=(",", ":")).encode()
         self.proc.stdin.write(len(body).to_bytes(4, "big") + body)
         self.proc.stdin.flush()
         return self.read(timeout)
 
-    def cell(self, code, policy=None, input_data=None, timeout=30, id=1):
-        body = json.dumps(
-            {"type": "cell", "id": id, "code": code, "input_data": input_data or {}, "policy": policy or DEFAULT_POLICY},
-            separators=(",", ":"),
-        ).encode()
-        self.proc.stdin.write(len(body).to_bytes(4, "big") + body)
-        self.proc.stdin.flush()
-        return self.read(timeout)
+    def cell(self, code, policy=None, input_data=None, timeout=30, id=1, **extra):
+        return self.run(code, policy, input_data, timeout, id, type="cell", **extra)
 
     def close(self):
         try:
@@ -514,6 +507,296 @@ class WorkerTests(unittest.TestCase):
         self.assertEqual(len(self.frame(r)["result"]), 1, r)  # only its own directory
 
 
+class AttachmentTests(unittest.TestCase):
+    """The writer and the collector, in a directory of their own (no worker)."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.scratch = os.path.join(self.dir, "scratch")
+        os.mkdir(self.scratch)
+        self.outside = os.path.join(self.dir, "outside")
+        os.mkdir(self.outside)
+        with open(os.path.join(self.outside, "secret"), "w") as f:
+            f.write("SECRET")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def ident(self):
+        return h.open_scratch_ident(self.scratch)
+
+    def collect(self, globs, budget=1 << 20):
+        notes = []
+        files = h.collect_files(self.scratch, self.ident(), globs, budget, notes)
+        return files, notes
+
+    def test_text_and_binary_files_are_written_with_their_parents(self):
+        blob = bytes(range(256)) * 4
+        h.write_files(self.scratch, [
+            {"path": "data/in.csv", "content": "a,b\n1,\u00e9\n"},
+            {"path": "deep/er/b.bin", "content": __import__("base64").b64encode(blob).decode(), "encoding": "base64"},
+        ])
+        with open(os.path.join(self.scratch, "data/in.csv"), encoding="utf-8") as f:
+            self.assertEqual(f.read(), "a,b\n1,\u00e9\n")
+        with open(os.path.join(self.scratch, "deep/er/b.bin"), "rb") as f:
+            self.assertEqual(f.read(), blob)
+        files, notes = self.collect(["**"])
+        self.assertEqual([f["path"] for f in files], ["data/in.csv", "deep/er/b.bin"])
+        self.assertEqual(__import__("base64").b64decode(files[1]["content"]), blob)
+        self.assertEqual((files[1]["size"], files[1]["truncated"]), (1024, False))
+        self.assertEqual(notes, [])
+
+    def test_a_symlink_in_the_way_is_never_followed_when_writing(self):
+        os.symlink(self.outside, os.path.join(self.scratch, "data"))
+        os.symlink(os.path.join(self.outside, "secret"), os.path.join(self.scratch, "leaf"))
+        for path in ("data/x", "leaf"):
+            with self.assertRaises(h.AttachmentError) as cm:
+                h.write_files(self.scratch, [{"path": path, "content": "pwned"}])
+            self.assertIn(repr(path), str(cm.exception))
+        with open(os.path.join(self.outside, "secret")) as f:
+            self.assertEqual(f.read(), "SECRET")
+        self.assertEqual(os.listdir(self.outside), ["secret"])
+
+    def test_only_a_plain_file_is_replaced(self):
+        h.write_files(self.scratch, [{"path": "a.txt", "content": "first, longer"}])
+        h.write_files(self.scratch, [{"path": "a.txt", "content": "second"}])
+        with open(os.path.join(self.scratch, "a.txt")) as f:
+            self.assertEqual(f.read(), "second")
+        os.mkdir(os.path.join(self.scratch, "adir"))
+        os.mkfifo(os.path.join(self.scratch, "fifo"))
+        os.link(os.path.join(self.scratch, "a.txt"), os.path.join(self.scratch, "hard"))
+        for path in ("adir", "fifo", "hard", "a.txt/under"):
+            with self.assertRaises(h.AttachmentError, msg=path):
+                h.write_files(self.scratch, [{"path": path, "content": "x"}])
+
+    def test_bad_paths_and_content_are_refused_by_the_harness_too(self):
+        for path in ("/etc/x", "../x", "a/../../x", "a//b", "./a", "", "a\\b"):
+            with self.assertRaises(h.AttachmentError, msg=path):
+                h.write_files(self.scratch, [{"path": path, "content": "x"}])
+        with self.assertRaises(h.AttachmentError):
+            h.write_files(self.scratch, [{"path": "b.bin", "content": "!!notbase64", "encoding": "base64"}])
+        self.assertEqual(os.listdir(self.scratch), [])
+        for glob in ("../*", "/etc/*", "a/../*"):
+            with self.assertRaises(h.AttachmentError, msg=glob):
+                self.collect([glob])
+
+    def test_symlinks_are_not_collected_whatever_they_point_at(self):
+        os.mkdir(os.path.join(self.scratch, "out"))
+        with open(os.path.join(self.scratch, "out/real.txt"), "w") as f:
+            f.write("mine")
+        os.symlink(os.path.join(self.outside, "secret"), os.path.join(self.scratch, "out/link.txt"))
+        os.symlink("real.txt", os.path.join(self.scratch, "out/inside.txt"))
+        os.symlink(self.outside, os.path.join(self.scratch, "out/dir"))
+        files, notes = self.collect(["out/**", "**/*.txt", "out/dir/*"])
+        self.assertEqual([f["path"] for f in files], ["out/real.txt"])
+        self.assertNotIn("SECRET", json.dumps(files))
+        self.assertTrue(any("out/link.txt is a symlink" in n for n in notes), notes)
+
+    def test_globs_match_by_segment_and_a_directory_named_like_a_file_is_not_a_file(self):
+        for path in ("a.png", "b.csv", "out/c.png", "out/deep/d.txt", "other/e.png"):
+            os.makedirs(os.path.dirname(os.path.join(self.scratch, path)), exist_ok=True)
+            with open(os.path.join(self.scratch, path), "w") as f:
+                f.write(path)
+        os.mkdir(os.path.join(self.scratch, "dir.png"))
+        paths = lambda globs: [f["path"] for f in self.collect(globs)[0]]
+        self.assertEqual(paths(["*.png"]), ["a.png"])
+        self.assertEqual(paths(["**/*.png"]), ["a.png", "other/e.png", "out/c.png"])
+        self.assertEqual(paths(["out/**"]), ["out/c.png", "out/deep/d.txt"])
+        self.assertEqual(paths(["out"]), [])
+        self.assertEqual(paths(["b.csv", "b.csv", "*.csv"]), ["b.csv"])
+        self.assertEqual(paths(["[ab].*"]), ["a.png", "b.csv"])
+        self.assertEqual(paths(["nothing/**"]), [])
+
+    def test_huge_files_are_cut_to_the_budget_and_say_so(self):
+        with open(os.path.join(self.scratch, "a.bin"), "wb") as f:
+            f.write(b"a" * 3000)
+        with open(os.path.join(self.scratch, "b.bin"), "wb") as f:
+            f.write(b"b" * 3000)
+        files, _ = self.collect(["*.bin"], budget=4000)
+        self.assertEqual([(f["size"], f["truncated"]) for f in files], [(3000, False), (3000, True)])
+        self.assertEqual(len(__import__("base64").b64decode(files[1]["content"])), 1000)
+
+    def test_a_directory_of_many_names_is_not_walked_past_the_cap(self):
+        os.mkdir(os.path.join(self.scratch, "many"))
+        for i in range(300):
+            open(os.path.join(self.scratch, "many", "%03d" % i), "w").close()
+        saved = h.MAX_COLLECT_ENTRIES
+        h.MAX_COLLECT_ENTRIES = 50
+        try:
+            files, notes = self.collect(["**"])
+        finally:
+            h.MAX_COLLECT_ENTRIES = saved
+        self.assertLessEqual(len(files), 50)
+        self.assertIn("stopped after 50 entries", notes[-1])
+
+    def test_names_the_host_would_refuse_are_skipped_not_sent(self):
+        for name in (b"latin-\xe9.txt", b"new\nline.txt", b"ok.txt"):
+            with open(os.path.join(os.fsencode(self.scratch), name), "w") as f:
+                f.write("x")
+        files, notes = self.collect(["*.txt"])
+        self.assertEqual([f["path"] for f in files], ["ok.txt"])
+        self.assertEqual(len([n for n in notes if "cannot be returned" in n]), 2, notes)
+        json.dumps(notes, ensure_ascii=False).encode("utf-8")  # notes are printable
+
+    def test_a_replaced_scratch_is_not_collected(self):
+        ident = self.ident()
+        os.rename(self.scratch, self.scratch + ".old")
+        os.mkdir(self.scratch)
+        with open(os.path.join(self.scratch, "x"), "w") as f:
+            f.write("x")
+        notes = []
+        self.assertEqual(h.collect_files(self.scratch, ident, ["*"], 100, notes), [])
+        self.assertIn("replaced", notes[0])
+
+    def test_the_files_go_into_the_encoded_report_within_its_frame(self):
+        with open(os.path.join(self.scratch, "r.txt"), "w") as f:
+            f.write("hello")
+        data = h.attach_outputs(b'{"outcome":"completed","result":1}', self.scratch, self.ident(), ["*.txt"], time.monotonic() + 5)
+        report = json.loads(data)
+        self.assertEqual(report["result"], 1)
+        self.assertEqual(report["files"][0]["content"], "aGVsbG8=")
+        # A result that fills the frame leaves no room: the file is cut to nothing.
+        big = b'{"outcome":"completed","result":"' + b"x" * (h.MAX_RESULT_BYTES - 100) + b'"}'
+        report = json.loads(h.attach_outputs(big, self.scratch, self.ident(), ["*.txt"], time.monotonic() + 5))
+        self.assertEqual((report["files"][0]["content"], report["files"][0]["truncated"]), ("", True))
+
+
+class WorkerFileTests(unittest.TestCase):
+    def setUp(self):
+        self.worker = Worker()
+
+    def tearDown(self):
+        self.worker.close()
+
+    def test_files_go_in_before_the_code_and_come_back_after(self):
+        r = self.worker.run(
+            "text = open('data/in.txt').read()\n"
+            "open('out.txt', 'w').write(text.upper())\n"
+            "result = text\n",
+            policy=permissive(),
+            files=[{"path": "data/in.txt", "content": "abc"}],
+            collect=["*.txt", "data/**"],
+        )
+        frame = json.loads(r["child_frame"])
+        self.assertEqual(frame["result"], "abc")
+        self.assertEqual([(f["path"], f["content"]) for f in frame["files"]], [("data/in.txt", "YWJj"), ("out.txt", "QUJD")])
+
+    def test_code_that_breaks_shared_modules_keeps_its_report(self):
+        r = self.worker.run(
+            "import sys, signal, time\nsignal.setitimer = None\ntime.monotonic = None\nsys.modules = None\nresult = 7",
+            policy=permissive(),
+            files=[{"path": "a.txt", "content": "x"}],
+            collect=["*.txt"],
+        )
+        frame = json.loads(r["child_frame"])
+        self.assertEqual(frame["result"], 7)
+        self.assertEqual(frame["files"][0]["path"], "a.txt")
+
+    def test_a_symlink_planted_by_the_code_is_not_collected(self):
+        r = self.worker.run(
+            "import os\nos.symlink('/etc/passwd', 'leak.txt')\nos.mkdir('d')\nos.symlink('/etc', 'd/etc')\n",
+            policy=permissive(),
+            collect=["*.txt", "d/**"],
+        )
+        frame = json.loads(r["child_frame"])
+        self.assertNotIn("files", frame)
+        self.assertIn("leak.txt is a symlink", r["stderr"])
+
+    def test_a_file_that_cannot_be_written_is_the_run_s_error_and_the_code_does_not_run(self):
+        r = self.worker.run(
+            "print('ran')",
+            policy=permissive(sandbox={"max_file_size_mb": 1}),
+            files=[{"path": "big.bin", "content": "x" * (2 << 20)}],
+        )
+        frame = json.loads(r["child_frame"])
+        self.assertEqual(frame["outcome"], "exception")
+        self.assertIn("files[0] 'big.bin'", frame["error"])
+        self.assertEqual(r["stdout"], "")
+
+
+class FigureTests(unittest.TestCase):
+    """Rendering with a stand-in for matplotlib.pyplot (the real one is tested from Rust
+    with the pinned data stack): hostile figures make notes, not broken reports."""
+
+    class Figure:
+        def __init__(self, behaviour):
+            self.behaviour = behaviour
+
+        def savefig(self, buf, format, dpi):
+            if self.behaviour == "raise":
+                raise RuntimeError("bad artist")
+            if self.behaviour == "hang":
+                while True:
+                    pass
+            if self.behaviour == "escape":
+                raise SystemExit(3)
+            if self.behaviour == "nasty":
+                class Nasty(Exception):
+                    def __str__(self):
+                        raise RuntimeError("no")
+                raise Nasty()
+            buf.write(h.PNG_SIGNATURE + b"rest" if self.behaviour == "png" else b"GIF89a")
+
+    class Pyplot:
+        def __init__(self, figures):
+            self.figures = figures
+            self.closed = False
+
+        def get_fignums(self):
+            return list(range(1, len(self.figures) + 1))
+
+        def figure(self, n):
+            return self.figures[n - 1]
+
+        def close(self, which):
+            self.closed = which
+
+    def render(self, behaviours, seconds=2.0, budget=1 << 20):
+        plt = self.Pyplot([self.Figure(b) for b in behaviours])
+        saved = sys.modules.get("matplotlib.pyplot")
+        sys.modules["matplotlib.pyplot"] = plt
+        try:
+            notes = []
+            return h.render_figures(budget, seconds, notes), notes, plt
+        finally:
+            if saved is None:
+                del sys.modules["matplotlib.pyplot"]
+            else:
+                sys.modules["matplotlib.pyplot"] = saved
+
+    def test_open_figures_become_png_outputs_and_are_closed(self):
+        outputs, notes, plt = self.render(["png", "raise", "gif", "png"])
+        self.assertEqual(len(outputs), 2)
+        self.assertEqual(outputs[0]["mime_type"], "image/png")
+        self.assertEqual(plt.closed, "all")
+        self.assertTrue(any("bad artist" in n for n in notes), notes)
+        self.assertTrue(any("did not render as PNG" in n for n in notes), notes)
+
+    def test_a_figure_that_never_finishes_rendering_is_stopped_in_time(self):
+        started = time.monotonic()
+        import signal
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
+        outputs, notes, _ = self.render(["png", "hang"], seconds=0.5)
+        self.assertLess(time.monotonic() - started, 3)
+        self.assertEqual(len(outputs), 1)
+        self.assertIn("took more than", notes[-1])
+
+    def test_caps_and_a_figure_raising_systemexit(self):
+        outputs, notes, _ = self.render(["png"] * (h.MAX_OUTPUTS + 2))
+        self.assertEqual(len(outputs), h.MAX_OUTPUTS)
+        outputs, notes, _ = self.render(["png", "png"], budget=20)
+        self.assertEqual(len(outputs), 1)
+        outputs, notes, _ = self.render(["png"], seconds=0)
+        self.assertEqual(outputs, [])
+        outputs, notes, _ = self.render(["nasty", "png"])
+        self.assertEqual(len(outputs), 1)
+        self.assertIn("Nasty", notes[0])
+        outputs, notes, _ = self.render(["escape", "png"])
+        self.assertEqual(len(outputs), 1)
+        self.assertIn("SystemExit", notes[0])
+
+
+
 class SessionTests(unittest.TestCase):
     def setUp(self):
         self.worker = Worker()
@@ -611,6 +894,23 @@ class SessionTests(unittest.TestCase):
     def test_values_that_are_not_json_come_back_as_text(self):
         self.assertEqual(self.frame(self.worker.cell("float('nan')"))["value"], "NaN")
         self.assertEqual(self.frame(self.worker.cell("{1, 2}"))["value"], "{1, 2}")
+
+
+    def test_files_persist_for_the_session_and_come_back_when_collected(self):
+        r = self.worker.cell(
+            "import pathlib\npathlib.Path('data/in.csv').read_text()",
+            files=[{"path": "data/in.csv", "content": "a,b\n1,2\n"}],
+        )
+        self.assertEqual(self.frame(r)["value"], "a,b\n1,2\n")
+        r = self.worker.cell(
+            "pathlib.Path('out.txt').write_text('made in cell 2')\nsorted(str(p) for p in pathlib.Path('.').rglob('*'))",
+            collect=["*.txt"],
+        )
+        frame = self.frame(r)
+        self.assertEqual(frame["value"], ["data", "data/in.csv", "out.txt"])
+        self.assertEqual([f["path"] for f in frame["files"]], ["out.txt"])
+        r = self.worker.cell("pathlib.Path('data/late.txt').read_text()", files=[{"path": "data/late.txt", "content": "x"}])
+        self.assertEqual(self.frame(r)["value"], "x")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 //! Sans-IO: nothing here reads or writes a file descriptor, so engines (local processes,
 //! Docker attach streams) share one implementation and it is tested without Python.
 
+mod files;
 mod frame;
 mod harness;
 mod json;
@@ -16,6 +17,12 @@ pub mod seccomp;
 mod session;
 pub mod wire;
 
+pub use files::{
+    AttachmentError, Attachments, FileEncoding, FileIn, FileOut, Output, PathProblem,
+    MAX_COLLECT_GLOBS, MAX_FILES_IN, MAX_FILES_IN_BYTES, MAX_FILES_OUT, MAX_FILES_OUT_BYTES,
+    MAX_GLOB_BYTES, MAX_OUTPUTS, MAX_OUTPUTS_BYTES, MAX_PATH_BYTES, MAX_PATH_DEPTH,
+    MAX_SEGMENT_BYTES, OUTPUT_MIME_TYPES,
+};
 pub use frame::{encode_frame, FrameDecoder, FrameError, FRAME_HEADER_LEN, MAX_FRAME_LEN};
 pub use harness::{harness_hash, HARNESS_FILE_NAME, HARNESS_SOURCE};
 pub use json::{Json, JsonKind};

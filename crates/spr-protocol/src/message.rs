@@ -1,5 +1,6 @@
 //! Messages exchanged between the host and a worker, and the child's own report.
 
+use crate::files::{FileIn, FileOut, Output};
 use crate::json::Json;
 use crate::plan::RunIsolation;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -42,6 +43,10 @@ impl<'de> Deserialize<'de> for HostMessage {
             code: Option<String>,
             input_data: Option<Json>,
             policy: Option<RunnerPolicy>,
+            #[serde(default)]
+            files: Vec<FileIn>,
+            #[serde(default)]
+            collect: Vec<String>,
         }
 
         let wire = Wire::deserialize(deserializer)?;
@@ -55,6 +60,8 @@ impl<'de> Deserialize<'de> for HostMessage {
                 policy: wire
                     .policy
                     .ok_or_else(|| D::Error::missing_field("policy"))?,
+                files: wire.files,
+                collect: wire.collect,
             })
         };
         match wire.kind {
@@ -96,6 +103,13 @@ pub struct RunRequest {
     /// A JSON object, sent to the worker as the caller wrote it.
     pub input_data: Json,
     pub policy: RunnerPolicy,
+    /// Written into the run's scratch directory before the code runs (already checked
+    /// with [`crate::Attachments::validate`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileIn>,
+    /// Globs of files to return from scratch after the code ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collect: Vec<String>,
 }
 
 /// What the worker saw of a run's process. Everything here except `child_frame` is
@@ -169,6 +183,12 @@ pub struct ChildReport {
     /// For a session's cell: the value of its last expression (null otherwise).
     #[serde(default)]
     pub value: Option<Json>,
+    /// Files matched by the request's `collect` globs.
+    #[serde(default)]
+    pub files: Vec<FileOut>,
+    /// Figures the code left open, rendered.
+    #[serde(default)]
+    pub outputs: Vec<Output>,
 }
 
 #[cfg(test)]
@@ -183,6 +203,8 @@ mod tests {
             code: "result = 2 + 2".into(),
             input_data: serde_json::json!({"x": 1}).into(),
             policy: RunnerPolicy::default(),
+            files: Vec::new(),
+            collect: Vec::new(),
         });
         // Through serde_json's own text: insta's serializer would show `Json` as
         // serde_json's private raw-value struct.
@@ -214,6 +236,8 @@ mod tests {
             code: "result = x + 1".into(),
             input_data: input.parse().unwrap(),
             policy: RunnerPolicy::default(),
+            files: Vec::new(),
+            collect: Vec::new(),
         });
         let frame = encode_frame(&run).unwrap();
         let text = std::str::from_utf8(&frame[4..]).unwrap();
@@ -233,6 +257,32 @@ mod tests {
         assert_eq!(shutdown, HostMessage::Shutdown);
         let err = serde_json::from_str::<HostMessage>(r#"{"type":"run","id":1}"#).unwrap_err();
         assert!(err.to_string().contains("missing field `code`"), "{err}");
+    }
+
+    #[test]
+    fn a_run_request_carries_its_files_and_globs_and_old_frames_still_read() {
+        let run = HostMessage::Run(RunRequest {
+            id: 2,
+            code: "pass".into(),
+            input_data: serde_json::json!({}).into(),
+            policy: RunnerPolicy::default(),
+            files: vec![FileIn::text("a.txt", "hi"), FileIn::bytes("b.bin", &[0, 1])],
+            collect: vec!["out/**".into()],
+        });
+        let frame = encode_frame(&run).unwrap();
+        let text = std::str::from_utf8(&frame[4..]).unwrap();
+        assert!(
+            text.contains(r#""files":[{"path":"a.txt","content":"hi","encoding":"utf-8"},"#),
+            "{text}"
+        );
+        let back: HostMessage = serde_json::from_str(text).unwrap();
+        assert_eq!(back, run);
+        let child: ChildReport = serde_json::from_str(
+            r#"{"outcome": "completed", "files": [{"path": "o", "content": "", "size": 0, "truncated": false}],
+                "outputs": [{"mime_type": "image/png", "data": ""}]}"#,
+        )
+        .unwrap();
+        assert_eq!((child.files.len(), child.outputs.len()), (1, 1));
     }
 
     #[test]

@@ -44,6 +44,22 @@ pub fn result_text(result: &RunnerResult, policy: &RunnerPolicy) -> String {
             let _ = writeln!(out, "{name}:\n{}", shown.trim_end_matches('\n'));
         }
     }
+    if !result.outputs.is_empty() {
+        let _ = writeln!(
+            out,
+            "figures: {} (sent as image content after this text)",
+            result.outputs.len()
+        );
+    }
+    for file in &result.files {
+        let cut = if file.truncated { ", truncated" } else { "" };
+        let _ = writeln!(
+            out,
+            "file: {} ({} bytes{cut}; in structuredContent)",
+            spr_protocol::wire::loggable(&file.path),
+            file.size
+        );
+    }
     for (name, truncated) in [
         ("stdout", result.stdout_truncated),
         ("stderr", result.stderr_truncated),

@@ -214,7 +214,14 @@ pub fn tool(policy: &RunnerPolicy) -> Tool {
 /// A result as the tool returns it: text for the model, the RunnerResult as
 /// `structuredContent`, and `isError` when the run did not succeed.
 pub fn tool_result(result: &RunnerResult, policy: &RunnerPolicy) -> CallToolResult {
-    let text = vec![ContentBlock::text(render::result_text(result, policy))];
+    let mut text = vec![ContentBlock::text(render::result_text(result, policy))];
+    // Figures are images a model can look at; the same data stays in structuredContent.
+    text.extend(
+        result
+            .outputs
+            .iter()
+            .map(|o| ContentBlock::image(o.data.clone(), o.mime_type.clone())),
+    );
     let mut out = if result.ok {
         CallToolResult::success(text)
     } else {
@@ -330,5 +337,31 @@ mod tests {
         let structured = out.structured_content.unwrap();
         assert_eq!(structured["exit_code"], 2);
         assert_eq!(structured["ok"], false);
+    }
+
+    #[test]
+    fn figures_come_after_the_text_as_images() {
+        let mut result = RunnerResult::invalid_request("");
+        result.ok = true;
+        result.error = None;
+        result.outputs = vec![spr_core::Output {
+            mime_type: "image/png".into(),
+            data: "iVBORw0KGgo=".into(),
+        }];
+        let out = tool_result(&result, &RunnerPolicy::default());
+        let content = serde_json::to_value(&out.content).unwrap();
+        assert_eq!(content[0]["type"], "text");
+        assert!(
+            content[0]["text"].as_str().unwrap().contains("figures: 1"),
+            "{content}"
+        );
+        assert_eq!(
+            content[1],
+            serde_json::json!({"type": "image", "data": "iVBORw0KGgo=", "mimeType": "image/png"})
+        );
+        assert_eq!(
+            out.structured_content.unwrap()["outputs"][0]["data"],
+            "iVBORw0KGgo="
+        );
     }
 }

@@ -11,7 +11,9 @@ use super::{log_run, EngineSlot, Outcome, ServeArgs};
 use crate::engine_opts::DockerConnOpts;
 use crate::error::{CliError, Exit};
 use crate::{policy, policy_file};
-use spr_core::{run_code_json, Json, PolicySource, RunError, RunnerPolicy, RunnerResult};
+use spr_core::{
+    run_code_with, Attachments, Json, PolicySource, RunError, RunnerPolicy, RunnerResult,
+};
 use spr_protocol::wire::{response_line, session_line, SessionClosed, SessionCreated, StdioCall};
 use std::io;
 use std::sync::Arc;
@@ -41,6 +43,7 @@ enum Op {
         input: Json,
         policy: Option<RunnerPolicy>,
         session: Option<String>,
+        attachments: Attachments,
     },
     CreateSession {
         policy: Option<RunnerPolicy>,
@@ -205,13 +208,17 @@ async fn execute(
             code,
             input,
             session: Some(session),
+            attachments,
             ..
         } => {
             let sessions = match slot.sessions().await {
                 Ok(sessions) => sessions,
                 Err(err) => return engine_failed(err),
             };
-            match sessions.run(&session, &code, Some(input)).await {
+            match sessions
+                .run_with(&session, &code, Some(input), &attachments)
+                .await
+            {
                 Ok(result) => {
                     let outcome = Outcome::of(&result);
                     (response_line(&id, &result), outcome)
@@ -224,6 +231,7 @@ async fn execute(
             input,
             policy,
             session: None,
+            attachments,
         } => {
             let policy = match resolve(policy, &default_policy, line).await {
                 Ok(policy) => policy,
@@ -233,7 +241,15 @@ async fn execute(
                 Ok(engine) => engine,
                 Err(err) => return engine_failed(err),
             };
-            match run_code_json(&code, &*engine, Some(input), PolicySource::Policy(policy)).await {
+            match run_code_with(
+                &code,
+                &*engine,
+                Some(input),
+                PolicySource::Policy(policy),
+                &attachments,
+            )
+            .await
+            {
                 Ok(result) => {
                     let outcome = Outcome::of(&result);
                     (response_line(&id, &result), outcome)
@@ -390,6 +406,7 @@ fn parse_request(bytes: &[u8], line: u64) -> Result<Request, Invalid> {
                 input: run.input_data,
                 policy,
                 session: run.session,
+                attachments: run.attachments,
             };
             (run.id, op)
         }

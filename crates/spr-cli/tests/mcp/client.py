@@ -13,6 +13,7 @@ purpose: the tests run on two busy cores.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
 import time
@@ -167,10 +168,34 @@ async def too_deep_checks(client: Client, transport: str) -> None:
     check((result.structured_content or {}).get("result") == "still here", "the server carries on after too deep input", result)
 
 
+async def figure_checks(client: Client) -> None:
+    """A figure the code leaves open comes back as MCP image content (base64 PNG), besides
+    the text and the RunnerResult's `outputs`; a run without one has no image."""
+    code = (
+        "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+        "plt.plot([1, 2, 3], [2, 0, 1])\nresult = 'drawn'"
+    )
+    result = await call(client, {"code": code})
+    check(not result.is_error, "the plotting run succeeds", text_of(result))
+    images = [b for b in result.content if getattr(b, "type", "") == "image"]
+    check(len(images) == 1, "one image content block", result.content)
+    image = images[0]
+    check(image.mime_type == "image/png", "the image is a PNG", image.mime_type)
+    check(base64.b64decode(image.data)[:8] == b"\x89PNG\r\n\x1a\n", "the image data is a PNG", image.data[:40])
+    outputs = (result.structured_content or {}).get("outputs") or []
+    check([o.get("data") for o in outputs] == [image.data], "structuredContent.outputs holds the same image", outputs)
+    check("figures: 1" in text_of(result), "the text says a figure came back", text_of(result))
+    result = await call(client, {"code": "result = 1"})
+    check(all(getattr(b, "type", "") == "text" for b in result.content), "no image without a figure", result.content)
+
+
 async def stdio_scenario(args: argparse.Namespace) -> None:
     command, *rest = args.spr
     params = StdioServerParameters(command=command, args=rest)
     async with Client(params, mode=args.mode) as client:
+        if args.figures:
+            await figure_checks(client)
+            return
         await handshake_checks(client, args.profile, args.max_timeout)
         await run_checks(client, args.max_timeout)
         if args.cancel:
@@ -233,6 +258,7 @@ def main() -> int:
     parser.add_argument("--max-timeout", type=int, required=True, help="that profile's timeout_seconds")
     parser.add_argument("--strict-timeout", type=int, help="http: the timeout_seconds of the profile 'strict'")
     parser.add_argument("--cancel", action="store_true", help="check cancellation (the server has one worker)")
+    parser.add_argument("--figures", action="store_true", help="stdio: only the figure checks (the server runs the data stack)")
     parser.add_argument("--url")
     parser.add_argument("--token")
     # stdio: the spr mcp command line follows `--` (split here: argparse mixes it up with

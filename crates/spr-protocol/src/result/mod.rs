@@ -4,6 +4,7 @@
 //! observed of the child process; the child's own frame only contributes what user code
 //! controls anyway: its `result` and its error text.
 
+use crate::files::{self, FileOut, Output};
 use crate::json::Json;
 use crate::message::{ChildOutcome, ChildReport, RunReport};
 use crate::receipt::SandboxReceipt;
@@ -45,6 +46,12 @@ pub struct RunnerResult {
     /// gone and later runs in it are refused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub session_lost: bool,
+    /// Files the run left in scratch that matched the request's `collect` globs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileOut>,
+    /// Figures the code left open (matplotlib), rendered as PNG.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<Output>,
 }
 
 impl RunnerResult {
@@ -65,6 +72,8 @@ impl RunnerResult {
             sandbox: None,
             value: None,
             session_lost: false,
+            files: Vec::new(),
+            outputs: Vec::new(),
         }
     }
 
@@ -107,8 +116,20 @@ pub fn assemble_result(report: &RunReport, policy: &RunnerPolicy) -> RunnerResul
         sandbox: None,
         value: None,
         session_lost: report.cell && report.session_lost,
+        files: Vec::new(),
+        outputs: Vec::new(),
     };
-    let child = parse_child_frame(report);
+    let mut child = parse_child_frame(report);
+    if let Ok(Some(child)) = &mut child {
+        // Whatever the run's process wrote in scratch it could have put in `result`:
+        // these are believed as far as that, and bounded like it.
+        let (files, outputs) = bounded_attachments(
+            std::mem::take(&mut child.files),
+            std::mem::take(&mut child.outputs),
+        );
+        out.files = files;
+        out.outputs = outputs;
+    }
     let alive_cell = report.cell && report.exit_code.is_none() && report.signal.is_none();
     if report.cell {
         out.value = Some(match &child {
@@ -277,6 +298,43 @@ fn cell_result(
         }
     }
     out
+}
+
+/// The returned files and figures a child reported, keeping only what the harness could
+/// have sent: plausible relative paths, sizes that agree with the content, the caps.
+fn bounded_attachments(files: Vec<FileOut>, outputs: Vec<Output>) -> (Vec<FileOut>, Vec<Output>) {
+    let mut budget = files::MAX_FILES_OUT_BYTES;
+    let files = files
+        .into_iter()
+        .filter_map(|f| {
+            let len = f.decode()?.len() as u64;
+            let agrees = if f.truncated {
+                len < f.size
+            } else {
+                len == f.size
+            };
+            let keep = agrees && len <= budget && files::plausible_output_path(&f.path);
+            keep.then(|| {
+                budget -= len;
+                f
+            })
+        })
+        .take(files::MAX_FILES_OUT)
+        .collect();
+    let mut budget = files::MAX_OUTPUTS_BYTES;
+    let outputs = outputs
+        .into_iter()
+        .filter_map(|o| {
+            let len = o.decode()?.len() as u64;
+            let keep = len <= budget && files::OUTPUT_MIME_TYPES.contains(&o.mime_type.as_str());
+            keep.then(|| {
+                budget -= len;
+                o
+            })
+        })
+        .take(files::MAX_OUTPUTS)
+        .collect();
+    (files, outputs)
 }
 
 /// Largest result frame a child may send; the harness enforces the same number.

@@ -186,3 +186,49 @@ fn a_run_cannot_pass_for_a_timeout_or_an_engine_error_by_its_exit_status() {
         );
     }
 }
+
+#[test]
+fn returned_files_and_figures_are_kept_only_where_the_harness_could_have_sent_them() {
+    let frame = serde_json::json!({
+        "outcome": "completed",
+        "result": 1,
+        "files": [
+            {"path": "out/a.txt", "content": "aGk=", "size": 2, "truncated": false},
+            {"path": "big.bin", "content": "aGk=", "size": 900, "truncated": true},
+            {"path": "/etc/passwd", "content": "aGk=", "size": 2, "truncated": false},
+            {"path": "../x", "content": "aGk=", "size": 2, "truncated": false},
+            {"path": "lies.txt", "content": "aGk=", "size": 5, "truncated": false},
+            {"path": "bad.txt", "content": "!!", "size": 2, "truncated": false}
+        ],
+        "outputs": [
+            {"mime_type": "image/png", "data": "iVBORw0KGgo="},
+            {"mime_type": "text/html", "data": "PGI+"},
+            {"mime_type": "image/png", "data": "***"}
+        ]
+    })
+    .to_string();
+    let r = assemble_result(&report(Some(0), Some(&frame)), &RunnerPolicy::default());
+    assert!(r.ok, "{r:?}");
+    let paths: Vec<_> = r.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["out/a.txt", "big.bin"]);
+    assert_eq!(r.outputs.len(), 1);
+    assert_eq!(&r.outputs[0].decode().unwrap()[..4], b"\x89PNG");
+    // A failed run keeps what it returned (a figure drawn before the error helps).
+    let frame = r#"{"outcome":"exception","error":"E: x","outputs":[{"mime_type":"image/png","data":"iVBORw0KGgo="}]}"#;
+    let r = assemble_result(&report(Some(1), Some(frame)), &RunnerPolicy::default());
+    assert!(!r.ok);
+    assert_eq!(r.outputs.len(), 1);
+}
+
+#[test]
+fn a_result_without_files_keeps_the_original_keys() {
+    let r = assemble_result(
+        &report(Some(0), Some(r#"{"outcome":"completed","result":4}"#)),
+        &RunnerPolicy::default(),
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    assert!(
+        json.get("files").is_none() && json.get("outputs").is_none(),
+        "{json}"
+    );
+}

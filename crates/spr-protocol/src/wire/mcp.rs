@@ -177,7 +177,30 @@ pub fn runner_result_schema() -> Map<String, Value> {
             "duration_ms": {"type": "number"},
             "stdout_truncated": {"type": "boolean"},
             "stderr_truncated": {"type": "boolean"},
-            "sandbox": {"type": "object", "description": "Receipt of the protections applied to the run."}
+            "sandbox": {"type": "object", "description": "Receipt of the protections applied to the run."},
+            "files": {
+                "type": "array",
+                "description": "Files returned from the run's scratch directory (base64 content).",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "path": {"type": "string"},
+                        "content": {"type": "string"},
+                        "size": {"type": "integer"},
+                        "truncated": {"type": "boolean"}
+                    },
+                    "required": ["path", "content", "size", "truncated"]
+                }
+            },
+            "outputs": {
+                "type": "array",
+                "description": "Figures the code left open, as base64 PNG (also sent as image content).",
+                "items": {
+                    "type": "object",
+                    "properties": {"mime_type": {"type": "string"}, "data": {"type": "string"}},
+                    "required": ["mime_type", "data"]
+                }
+            }
         },
         "required": [
             "ok", "result", "stdout", "stderr", "timed_out", "resource_exceeded", "error",

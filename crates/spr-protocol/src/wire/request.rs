@@ -1,6 +1,7 @@
 //! Parsing a run request: one pass over the client's text that keeps `id` and
 //! `input_data` exactly as written and names what is wrong when the request is bad.
 
+use crate::files::{Attachments, FileEncoding, FileIn};
 use crate::json::{Json, JsonKind};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -25,9 +26,25 @@ impl Door {
     /// The keys a run request may carry, as listed in error messages.
     pub fn keys(self) -> &'static [&'static str] {
         match self {
-            Door::Stdio => &["id", "code", "input_data", "policy", "session"],
-            Door::Http => &["id", "code", "input_data", "policy", "profile"],
-            Door::HttpSession => &["id", "code", "input_data"],
+            Door::Stdio => &[
+                "id",
+                "code",
+                "input_data",
+                "policy",
+                "session",
+                "files",
+                "collect",
+            ],
+            Door::Http => &[
+                "id",
+                "code",
+                "input_data",
+                "policy",
+                "files",
+                "collect",
+                "profile",
+            ],
+            Door::HttpSession => &["id", "code", "input_data", "files", "collect"],
         }
     }
 }
@@ -85,6 +102,9 @@ pub struct RunCall {
     pub profile: Option<String>,
     /// The session the run goes to (stdio only; HTTP names it in the route).
     pub session: Option<String>,
+    /// `files` and `collect`, well-formed; checked against the run's policy when it runs
+    /// ([`Attachments::validate`]).
+    pub attachments: Attachments,
 }
 
 /// A request refused before running, with whatever id could be recovered from it.
@@ -128,6 +148,26 @@ pub enum RequestErrorKind {
     UnknownOp(String),
     #[error("\"policy\" cannot be set on a run in a session: a session's policy is fixed when it is created")]
     PolicyInSession,
+    #[error("\"{list}[{index}]\" must be {expected}, got {}", .got.describe())]
+    ItemWrongType {
+        list: &'static str,
+        index: usize,
+        expected: &'static str,
+        got: JsonKind,
+    },
+    #[error("\"files[{index}].{key}\" must be {expected}, got {}", .got.describe())]
+    FileKeyWrongType {
+        index: usize,
+        key: &'static str,
+        expected: &'static str,
+        got: JsonKind,
+    },
+    #[error("\"files[{index}]\" has no \"{key}\"")]
+    FileKeyMissing { index: usize, key: &'static str },
+    #[error("unknown key \"{}\" in \"files[{index}]\" (expected path, content, encoding)", super::loggable(.key))]
+    FileUnknownKey { index: usize, key: String },
+    #[error("\"files[{index}].encoding\" must be \"utf-8\" or \"base64\", got \"{}\"", super::loggable(.got))]
+    FileBadEncoding { index: usize, got: String },
 }
 
 fn fail(id: &Json, kind: RequestErrorKind) -> RequestError {
@@ -311,6 +351,34 @@ impl RunCall {
         if session.is_some() && policy.is_some() {
             return Err(fail(&id, RequestErrorKind::PolicyInSession));
         }
+        let files = match raw.files.take() {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .enumerate()
+                .map(|(index, item)| parse_file(index, item))
+                .collect::<Result<_, _>>()
+                .map_err(|kind| fail(&id, kind))?,
+            Some(other) => return Err(fail(&id, wrong("files", "an array or null", &other))),
+        };
+        let collect = match raw.collect.take() {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .enumerate()
+                .map(|(index, item)| match item {
+                    Value::String(glob) => Ok(glob),
+                    other => Err(RequestErrorKind::ItemWrongType {
+                        list: "collect",
+                        index,
+                        expected: "a string",
+                        got: value_kind(&other),
+                    }),
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|kind| fail(&id, kind))?,
+            Some(other) => return Err(fail(&id, wrong("collect", "an array or null", &other))),
+        };
         Ok(RunCall {
             id,
             code,
@@ -318,8 +386,66 @@ impl RunCall {
             policy,
             profile,
             session,
+            attachments: Attachments { files, collect },
         })
     }
+}
+
+/// One element of `files`, with messages naming its index and key.
+fn parse_file(index: usize, item: Value) -> Result<FileIn, RequestErrorKind> {
+    let Value::Object(map) = item else {
+        return Err(RequestErrorKind::ItemWrongType {
+            list: "files",
+            index,
+            expected: "an object with \"path\" and \"content\"",
+            got: value_kind(&item),
+        });
+    };
+    if let Some(key) = map
+        .keys()
+        .find(|k| !["path", "content", "encoding"].contains(&k.as_str()))
+    {
+        return Err(RequestErrorKind::FileUnknownKey {
+            index,
+            key: key.clone(),
+        });
+    }
+    let string = |key: &'static str| match map.get(key) {
+        None => Err(RequestErrorKind::FileKeyMissing { index, key }),
+        Some(Value::String(text)) => Ok(text.clone()),
+        Some(other) => Err(RequestErrorKind::FileKeyWrongType {
+            index,
+            key,
+            expected: "a string",
+            got: value_kind(other),
+        }),
+    };
+    let path = string("path")?;
+    let content = string("content")?;
+    let encoding = match map.get("encoding") {
+        None | Some(Value::Null) => FileEncoding::Utf8,
+        Some(Value::String(e)) if e == "utf-8" => FileEncoding::Utf8,
+        Some(Value::String(e)) if e == "base64" => FileEncoding::Base64,
+        Some(Value::String(e)) => {
+            return Err(RequestErrorKind::FileBadEncoding {
+                index,
+                got: e.clone(),
+            })
+        }
+        Some(other) => {
+            return Err(RequestErrorKind::FileKeyWrongType {
+                index,
+                key: "encoding",
+                expected: "a string",
+                got: value_kind(other),
+            })
+        }
+    };
+    Ok(FileIn {
+        path,
+        content,
+        encoding,
+    })
 }
 
 fn value_kind(value: &Value) -> JsonKind {
@@ -355,6 +481,8 @@ struct RawRequest<'a> {
     op: Option<Value>,
     session: Option<Value>,
     ttl_seconds: Option<Value>,
+    files: Option<Value>,
+    collect: Option<Value>,
     /// Every key the request has, sorted, so the first one refused is the same whatever
     /// the order of the request. Which are allowed depends on the door and the op.
     keys: BTreeSet<String>,
@@ -389,6 +517,8 @@ impl<'de> Visitor<'de> for RawLineVisitor {
                 "op" => request.op = Some(map.next_value()?),
                 "session" => request.session = Some(map.next_value()?),
                 "ttl_seconds" => request.ttl_seconds = Some(map.next_value()?),
+                "files" => request.files = Some(map.next_value()?),
+                "collect" => request.collect = Some(map.next_value()?),
                 _ => {
                     map.next_value::<de::IgnoredAny>()?;
                 }

@@ -73,6 +73,39 @@ fn every_bad_request_is_named() {
     insta::assert_snapshot!("request_errors", lines.join("\n"));
 }
 
+#[test]
+fn files_and_collect_are_read_and_every_bad_one_is_named() {
+    let call = RunCall::parse(
+        br#"{"code": "x", "files": [{"path": "a.txt", "content": "hi"},
+            {"path": "b.bin", "content": "AAE=", "encoding": "base64"}], "collect": ["*.png"]}"#,
+        Door::Stdio,
+    )
+    .unwrap();
+    assert_eq!(call.attachments.files.len(), 2);
+    assert_eq!(
+        call.attachments.files[1].encoding,
+        crate::FileEncoding::Base64
+    );
+    assert_eq!(call.attachments.collect, ["*.png"]);
+    let none = RunCall::parse(br#"{"code": "x", "files": null}"#, Door::Http).unwrap();
+    assert!(none.attachments.is_empty());
+    let mut lines = Vec::new();
+    for text in [
+        r#"{"code": "x", "files": {"path": "a"}}"#,
+        r#"{"code": "x", "files": ["a.txt"]}"#,
+        r#"{"code": "x", "files": [{"path": "a", "content": "", "mode": 1}]}"#,
+        r#"{"code": "x", "files": [{"content": ""}]}"#,
+        r#"{"code": "x", "files": [{"path": "a", "content": 3}]}"#,
+        r#"{"code": "x", "files": [{"path": "a", "content": "", "encoding": "latin-1"}]}"#,
+        r#"{"code": "x", "files": [{"path": "a", "content": "", "encoding": 8}]}"#,
+        r#"{"code": "x", "collect": "*.png"}"#,
+        r#"{"code": "x", "collect": ["*.png", 4]}"#,
+    ] {
+        lines.push(refuse(text, Door::Http).to_string());
+    }
+    insta::assert_snapshot!("attachment_request_errors", lines.join("\n"));
+}
+
 /// A message repeats at most a few dozen characters of what the client wrote, however
 /// long it is: a megabyte key must not come back as a megabyte error (or log line).
 #[test]
@@ -273,7 +306,7 @@ mod mcp_tool {
             .keys()
             .filter(|k| !required.contains(&k.as_str()))
             .collect();
-        assert_eq!(optional, ["sandbox"]);
+        assert_eq!(optional, ["files", "outputs", "sandbox"]);
     }
 }
 

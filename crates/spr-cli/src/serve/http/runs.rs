@@ -18,7 +18,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use spr_core::{run_code_json, Json, PolicySource, RunnerResult};
+use spr_core::{run_code_with, Json, PolicySource, RunnerResult};
 use spr_protocol::wire::{run_response_body, Door, RunCall};
 use std::future::Future;
 use std::pin::Pin;
@@ -65,6 +65,10 @@ async fn handle(app: &App, request: Request, log: &mut RunLog) -> Result<RunnerR
         .profiles
         .resolve(call.profile.as_deref(), call.policy.as_ref())?;
 
+    // Before the queue: a bad attachment never waits for a worker.
+    call.attachments
+        .validate(&policy)
+        .map_err(|e| ApiError::Run(e.into()))?;
     let queued = Instant::now();
     ticket.start().await?;
     app.metrics.waited_for(queued.elapsed());
@@ -81,11 +85,12 @@ async fn handle(app: &App, request: Request, log: &mut RunLog) -> Result<RunnerR
     // The run gets its own task, so that a panic in it is a 500 for this request only;
     // `AbortOnDrop` keeps the cancellation of this handler reaching the run.
     let run = AbortOnDrop(tokio::spawn(async move {
-        run_code_json(
+        run_code_with(
             &call.code,
             &*engine,
             Some(call.input_data),
             PolicySource::Policy(policy),
+            &call.attachments,
         )
         .await
     }));
