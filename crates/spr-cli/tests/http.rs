@@ -868,7 +868,11 @@ fn the_curl_examples_run() {
         r#"{"id":"sqrt","ok":true,"result":9.0,"stdout":"computing the square root of 81\n""#,
         r#""timed_out":true"#,
         r#"{"error":"policy key \"memory_limit_mb\" may not be set by a client: 4096 is above the profile's 256"}"#,
-        "spr_runs_total{outcome=\"ok\"} 1",
+        r#"{"id":2,"ok":true,"#,
+        r#""value":21"#,
+        " (HTTP 204)",
+        // Two runs in the session and the one-shot one.
+        "spr_runs_total{outcome=\"ok\"} 3",
     ] {
         assert!(
             stdout.contains(expected),
