@@ -138,7 +138,7 @@ async def run_checks(client: Client, max_timeout: int) -> None:
     check((result.structured_content or {}).get("result") == [1, "two", None], "the server carries on after the refusals", result)
 
 
-async def session_checks(client: Client, max_timeout: int) -> None:
+async def session_checks(client: Client, max_timeout: int, max_sessions: int | None) -> None:
     """create_session, runs that share state and show `value`, an interrupted cell that
     keeps the session, close_session, and the refusals, each a tool error naming what."""
     listed = await client.list_tools()
@@ -176,6 +176,9 @@ async def session_checks(client: Client, max_timeout: int) -> None:
     result = await call(client, {"timeout_seconds": 1, "ttl_seconds": 60}, name="create_session")
     quick = (result.structured_content or {}).get("session_id")
     check(isinstance(quick, str), "a session with a lower limit", result)
+    if max_sessions == 2:
+        result = await call(client, {}, name="create_session")
+        check(result.is_error is True and "too many open sessions: this engine allows 2" in text_of(result), "the server's session cap is a tool error", text_of(result))
     await call(client, {"code": "y = 5", "session_id": quick})
     result = await call(client, {"code": "while True: pass", "session_id": quick})
     structured = result.structured_content or {}
@@ -207,6 +210,24 @@ async def cancel_checks(client: Client) -> None:
     took = time.monotonic() - started
     check(took < LONG_SLEEP - 5, "the cancelled run no longer held the only worker", took)
 
+    # A cancelled cell kills its session's interpreter: the session is lost, and says so.
+    result = await call(client, {}, name="create_session")
+    sid = (result.structured_content or {}).get("session_id")
+    await call(client, {"code": "z = 1", "session_id": sid})
+    with anyio.move_on_after(3):
+        await call(client, {"code": f"import time\ntime.sleep({LONG_SLEEP})", "session_id": sid})
+        raise CheckFailed("the long cell returned before it was cancelled")
+    deadline = time.monotonic() + 30
+    while True:
+        result = await call(client, {"code": "z", "session_id": sid})
+        if "was lost" in text_of(result):
+            break
+        check(time.monotonic() < deadline, "a cancelled cell loses its session", text_of(result))
+        await anyio.sleep(0.2)
+    check(result.is_error is True, "a run in a lost session is a tool error", result)
+    result = await call(client, {"session_id": sid}, name="close_session")
+    check(not result.is_error, "a lost session can be closed", text_of(result))
+
 
 async def too_deep_checks(client: Client, transport: str) -> None:
     """Input nested deeper than a JSON parser allows: the server refuses the message (HTTP)
@@ -230,7 +251,7 @@ async def stdio_scenario(args: argparse.Namespace) -> None:
     async with Client(params, mode=args.mode) as client:
         await handshake_checks(client, args.profile, args.max_timeout)
         await run_checks(client, args.max_timeout)
-        await session_checks(client, args.max_timeout)
+        await session_checks(client, args.max_timeout, args.max_sessions)
         if args.cancel:
             await cancel_checks(client)
         await too_deep_checks(client, "stdio")
@@ -270,7 +291,7 @@ async def http_scenario(args: argparse.Namespace) -> None:
         async with Client(streamable_http_client(base, http_client=http), mode=args.mode) as client:
             await handshake_checks(client, args.profile, args.max_timeout)
             await run_checks(client, args.max_timeout)
-            await session_checks(client, args.max_timeout)
+            await session_checks(client, args.max_timeout, args.max_sessions)
             if args.cancel:
                 await cancel_checks(client)
             await too_deep_checks(client, "http")
@@ -292,6 +313,7 @@ def main() -> int:
     parser.add_argument("--max-timeout", type=int, required=True, help="that profile's timeout_seconds")
     parser.add_argument("--strict-timeout", type=int, help="http: the timeout_seconds of the profile 'strict'")
     parser.add_argument("--cancel", action="store_true", help="check cancellation (the server has one worker)")
+    parser.add_argument("--max-sessions", type=int, help="the server's --max-sessions (2: the cap is checked)")
     parser.add_argument("--url")
     parser.add_argument("--token")
     # stdio: the spr mcp command line follows `--` (split here: argparse mixes it up with
