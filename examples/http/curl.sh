@@ -34,5 +34,17 @@ curl "${show[@]}" ${auth[@]+"${auth[@]}"} -H 'Content-Type: application/json' \
   -d '{"code": "result = 1", "policy": {"memory_limit_mb": 4096}}' \
   "$url/v1/runs"
 
+echo '# a session: an interpreter whose globals persist from run to run'
+session=$(curl -sS ${auth[@]+"${auth[@]}"} -H 'Content-Type: application/json' \
+  -d '{"policy": {"timeout_seconds": 5}, "ttl_seconds": 300}' "$url/v1/sessions" |
+  sed -E 's/.*"session":"([^"]+)".*/\1/')
+curl "${show[@]}" ${auth[@]+"${auth[@]}"} -H 'Content-Type: application/json' \
+  -d '{"code": "import math\nx = 20"}' "$url/v1/sessions/$session/runs"
+echo '# ... the next run sees x; value is its last expression'"'"'s'
+curl "${show[@]}" ${auth[@]+"${auth[@]}"} -H 'Content-Type: application/json' \
+  -d '{"id": 2, "code": "x + 1"}' "$url/v1/sessions/$session/runs"
+echo '# ... closed (204)'
+curl "${show[@]}" ${auth[@]+"${auth[@]}"} -X DELETE "$url/v1/sessions/$session"
+
 echo '# metrics (Prometheus text)'
 curl -sS ${auth[@]+"${auth[@]}"} "$url/metrics" | grep '^spr_runs_total'

@@ -184,6 +184,11 @@ pub struct EngineOpts {
     /// Number of warm workers (containers for --engine docker).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub pool_size: Option<u16>,
+    /// Sessions that may be open at once (each holds a sandboxed interpreter of its
+    /// own); more are refused until one is closed or idles past its TTL [default: 16].
+    /// Only for the servers: spr serve and spr mcp.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_sessions: Option<u16>,
 
     /// Image to run (default: the runtime image built by `cargo xtask image`).
     #[arg(long, value_name = "IMAGE", help_heading = "Docker engine")]
@@ -266,6 +271,9 @@ impl EngineOpts {
                 if let Some(n) = pool_size {
                     config.pool_size = n;
                 }
+                if let Some(n) = self.max_sessions {
+                    config.max_sessions = usize::from(n);
+                }
                 let engine = tokio::task::spawn_blocking(move || LocalEngine::new(config))
                     .await
                     .map_err(|e| {
@@ -283,6 +291,7 @@ impl EngineOpts {
                     image: self.image.clone(),
                     packages: self.docker_packages.clone(),
                     pool_size,
+                    max_sessions: self.max_sessions.map(usize::from),
                     ..conn.docker_config()
                 };
                 let engine = DockerEngine::new(config)
@@ -406,6 +415,7 @@ mod tests {
             packages: vec![],
             sandbox: None,
             pool_size: None,
+            max_sessions: None,
             image: Some("x".into()),
             docker_packages: vec![],
         };

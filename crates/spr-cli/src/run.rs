@@ -88,6 +88,12 @@ pub async fn run(args: RunArgs, conn: &DockerConnOpts) -> Result<Exit, CliError>
 /// never waits for a venv to be created.
 async fn execute(args: RunArgs, conn: &DockerConnOpts) -> Result<RunnerResult, CliError> {
     args.engine.check(conn)?;
+    if args.engine.max_sessions.is_some() {
+        // One run has no sessions: an option that would do nothing is refused.
+        return Err(CliError::usage(
+            "--max-sessions only applies to the servers (spr serve, spr mcp): spr run has no sessions",
+        ));
+    }
     let code = read_code(&args).await?;
     let input = read_input(&args)?;
     let policy = match &args.policy {

@@ -574,19 +574,21 @@ fn every_bad_request_gets_its_status_and_the_server_carries_on() {
     assert_eq!(wrong.headers["allow"], "POST");
     let delete = Answer::of(client().delete(server.url("/v1/health")).send().unwrap());
     delete.error(StatusCode::METHOD_NOT_ALLOWED);
-    for (method, path) in [
-        (reqwest::Method::POST, "/v1/sessions"),
-        (reqwest::Method::POST, "/v1/sessions/abc/runs"),
-        (reqwest::Method::DELETE, "/v1/sessions/abc"),
-    ] {
-        let answer = Answer::of(client().request(method, server.url(path)).send().unwrap());
-        assert!(
-            answer
-                .error(StatusCode::NOT_FOUND)
-                .starts_with("sessions are not available in this version of spr"),
-            "{path}"
-        );
+    // The session routes: JSON bodies only, as runs; an unknown session is a 404.
+    for path in ["/v1/sessions", "/v1/sessions/abc/runs"] {
+        let answer = Answer::of(client().post(server.url(path)).send().unwrap());
+        answer.error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
+    let answer = Answer::of(
+        client()
+            .delete(server.url("/v1/sessions/abc"))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(
+        answer.error(StatusCode::NOT_FOUND),
+        "unknown session \"abc\": it was never created, was closed, or expired"
+    );
     // Without a token, only loopback names are served (DNS rebinding).
     let rebound = Answer::of(
         client()
@@ -866,7 +868,11 @@ fn the_curl_examples_run() {
         r#"{"id":"sqrt","ok":true,"result":9.0,"stdout":"computing the square root of 81\n""#,
         r#""timed_out":true"#,
         r#"{"error":"policy key \"memory_limit_mb\" may not be set by a client: 4096 is above the profile's 256"}"#,
-        "spr_runs_total{outcome=\"ok\"} 1",
+        r#"{"id":2,"ok":true,"#,
+        r#""value":21"#,
+        " (HTTP 204)",
+        // Two runs in the session and the one-shot one.
+        "spr_runs_total{outcome=\"ok\"} 3",
     ] {
         assert!(
             stdout.contains(expected),
@@ -930,5 +936,242 @@ fn runs_bring_files_and_collect_what_they_make() {
         let answer = post_run(&server, body);
         let error = answer.error(StatusCode::BAD_REQUEST);
         assert!(error.starts_with(says), "{body}: {error}");
+    }
+}
+
+/// A JSON request on a fresh connection, with the bearer token when given.
+fn send_json(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> reqwest::blocking::Response {
+    let mut request = client()
+        .request(method, server.url(path))
+        .header(CONTENT_TYPE, "application/json")
+        .body(body.to_string());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().unwrap()
+}
+
+/// Sessions over HTTP: created under a profile narrowed like a run's, cells keep their
+/// state and return `value`, an interrupted cell keeps the session, a client that hangs
+/// up mid-cell loses it, the engine's cap is a 429, DELETE closes; all behind the token.
+#[test]
+fn sessions_keep_state_between_runs_and_are_judged_like_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "p.toml", "timeout_seconds = 20\n");
+    let server = Server::start_with(
+        &[
+            "--pool-size",
+            "1",
+            "--max-sessions",
+            "2",
+            "--policy",
+            &policy,
+        ],
+        &[("SPR_TOKEN", TOKEN)],
+    );
+    use reqwest::Method;
+    let post = |path: &str, body: &str| {
+        Answer::of(send_json(&server, Method::POST, path, body, Some(TOKEN)))
+    };
+    let create = |body: &str| post("/v1/sessions", body);
+    let cell = |sid: &str, body: &str| post(&format!("/v1/sessions/{sid}/runs"), body);
+
+    // Every session route wants the token.
+    for (method, path) in [
+        (Method::POST, "/v1/sessions"),
+        (Method::POST, "/v1/sessions/x/runs"),
+        (Method::DELETE, "/v1/sessions/x"),
+    ] {
+        let answer = Answer::of(send_json(&server, method.clone(), path, "{}", None));
+        answer.error(StatusCode::UNAUTHORIZED);
+    }
+
+    // A session whose cells may take 1 s (narrowed like a run's policy).
+    let made = create(r#"{"ttl_seconds": 120, "policy": {"timeout_seconds": 1}}"#);
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    assert_eq!(made.headers[CONTENT_TYPE], "application/json");
+    let quick = made.json["session"].as_str().unwrap().to_string();
+    assert!(quick.starts_with("ses_") && quick.len() == 36, "{quick}");
+    assert_eq!(made.json.as_object().unwrap().len(), 1, "{}", made.text);
+
+    // State persists; `value` is the last expression's, null after a statement.
+    let first = cell(
+        &quick,
+        r#"{"id": 1, "code": "import math\nx = 20\nprint('set')"}"#,
+    );
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    assert!(
+        first.text.starts_with(r#"{"id":1,"ok":true,"#),
+        "{}",
+        first.text
+    );
+    assert_eq!(first.json["stdout"], "set\n");
+    assert_eq!(first.json["value"], Value::Null);
+    let second = cell(
+        &quick,
+        r#"{"code": "x += 1\n{'x': x, 'f': math.factorial(4)}"}"#,
+    );
+    assert_eq!(
+        second.json["value"],
+        serde_json::json!({"x": 21, "f": 24}),
+        "{}",
+        second.text
+    );
+    let from_input = cell(
+        &quick,
+        r#"{"code": "x + input_data['k']", "input_data": {"k": 100}}"#,
+    );
+    assert_eq!(from_input.json["value"], 121, "{}", from_input.text);
+
+    // A cell past its 1 s is interrupted; the session and its state survive.
+    let slow = cell(&quick, r#"{"code": "while True: pass"}"#);
+    assert_eq!(slow.status, StatusCode::OK);
+    assert_eq!(slow.json["timed_out"], true, "{}", slow.text);
+    assert_eq!(slow.json["exit_code"], 124);
+    assert!(slow.json.get("session_lost").is_none(), "{}", slow.text);
+    let after = cell(&quick, r#"{"code": "x * 2"}"#);
+    assert_eq!(after.json["value"], 42, "{}", after.text);
+
+    // A run in a session cannot set a policy; its body is checked like a run's.
+    let with_policy = cell(&quick, r#"{"code": "1", "policy": {"timeout_seconds": 1}}"#);
+    assert!(with_policy
+        .error(StatusCode::BAD_REQUEST)
+        .starts_with("invalid request: unknown key \"policy\""));
+    cell(&quick, r#"{"code": 1}"#).error(StatusCode::BAD_REQUEST);
+
+    // Creation is judged like a run: widening 403, unknown profile, bad TTL and body 400.
+    let higher = create(r#"{"policy": {"timeout_seconds": 21}}"#);
+    assert_eq!(
+        higher.error(StatusCode::FORBIDDEN),
+        "policy key \"timeout_seconds\" may not be set by a client: 21 is above the profile's 20"
+    );
+    let widening = create(r#"{"policy": {"blocked_imports": []}}"#);
+    assert!(widening
+        .error(StatusCode::FORBIDDEN)
+        .starts_with("policy key \"blocked_imports\" may not be set by a client"));
+    assert!(create(r#"{"profile": "nope"}"#)
+        .error(StatusCode::BAD_REQUEST)
+        .starts_with("unknown profile \"nope\""));
+    assert_eq!(
+        create(r#"{"ttl_seconds": 0}"#).error(StatusCode::BAD_REQUEST),
+        "\"ttl_seconds\" must be between 1 and 86400, got 0"
+    );
+    assert!(create(r#"{"code": "x"}"#)
+        .error(StatusCode::BAD_REQUEST)
+        .starts_with("invalid request: unknown key \"code\""));
+
+    // An empty body is the default profile; the cap of 2 is then reached: 429.
+    let long = create("");
+    assert_eq!(long.status, StatusCode::CREATED, "{}", long.text);
+    let long = long.json["session"].as_str().unwrap().to_string();
+    let full = create("{}");
+    assert!(
+        full.error(StatusCode::TOO_MANY_REQUESTS)
+            .starts_with("too many open sessions: this engine allows 2"),
+        "{}",
+        full.text
+    );
+    assert_eq!(full.headers[RETRY_AFTER], "5");
+    server.wait_for("two open sessions", |h| h["open_sessions"] == 2);
+    let text = scrape(&server, Some(TOKEN));
+    assert_eq!(metric(&text, "spr_sessions_open"), 2.0);
+    assert_eq!(metric(&text, "spr_sessions_created_total"), 2.0);
+    assert_eq!(
+        metric(&text, r#"spr_session_runs_total{outcome="ok"}"#),
+        4.0
+    );
+    assert_eq!(
+        metric(&text, r#"spr_session_runs_total{outcome="timeout"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, r#"spr_session_runs_total{outcome="refused"}"#),
+        2.0
+    );
+    // Session runs are runs too.
+    assert_eq!(metric(&text, r#"spr_runs_total{outcome="ok"}"#), 4.0);
+    assert_eq!(
+        metric(
+            &text,
+            r#"spr_http_responses_total{route="/v1/sessions",status="201"}"#
+        ),
+        2.0
+    );
+
+    // A client that hangs up mid-cell cancels it, and that loses the session.
+    let mut raw = RawConnection::open(&server);
+    let body = r#"{"code": "import time\ntime.sleep(60)"}"#;
+    let request = format!(
+        "POST /v1/sessions/{long}/runs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    raw.writer.write_all(request.as_bytes()).unwrap();
+    server.wait_for("the cell running", |h| h["in_flight"] == 1);
+    // The slot is taken just before the cell starts: give it time to be under way.
+    std::thread::sleep(Duration::from_secs(1));
+    drop(raw);
+    let deadline = Instant::now() + PATIENCE;
+    let lost = loop {
+        let answer = cell(&long, r#"{"code": "1"}"#);
+        if answer.status == StatusCode::NOT_FOUND {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "never lost: {}", answer.text);
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        lost.error(StatusCode::NOT_FOUND).ends_with(
+            "was lost (its process was killed or died) and its state is gone; create a new session"
+        ),
+        "{}",
+        lost.text
+    );
+
+    // DELETE closes (a lost session too); then the id is unknown.
+    let delete = |sid: &str| {
+        send_json(
+            &server,
+            Method::DELETE,
+            &format!("/v1/sessions/{sid}"),
+            "",
+            Some(TOKEN),
+        )
+    };
+    for sid in [&quick, &long] {
+        let closed = delete(sid);
+        assert_eq!(closed.status(), StatusCode::NO_CONTENT);
+        assert!(closed.text().unwrap().is_empty());
+    }
+    let again = Answer::of(delete(&quick));
+    assert!(again
+        .error(StatusCode::NOT_FOUND)
+        .starts_with("unknown session \"ses_"));
+    let gone = cell(&quick, r#"{"code": "x"}"#);
+    assert!(gone
+        .error(StatusCode::NOT_FOUND)
+        .starts_with("unknown session"));
+    server.wait_for("no open session", |h| h["open_sessions"] == 0);
+    // A place is free again.
+    assert_eq!(create("{}").status, StatusCode::CREATED);
+
+    // One line per operation; the ids, which let a client in, only cut short.
+    let log = server.log_when("the session lines", |log| {
+        log.matches(" session door=\"http\" op=\"close\"").count() >= 3
+    });
+    assert!(log.contains("op=\"create\""), "{log}");
+    assert!(log.contains("profile=session outcome=\"timeout\""), "{log}");
+    assert!(log.contains("outcome=\"cancelled\""), "{log}");
+    for sid in [&quick, &long] {
+        assert!(
+            !log.contains(sid.as_str()),
+            "a whole session id is logged: {log}"
+        );
+        assert!(log.contains(&sid[..12]), "{log}");
     }
 }

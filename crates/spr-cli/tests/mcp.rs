@@ -25,6 +25,8 @@ const DEFAULT_TIMEOUT: u64 = 40;
 /// The profile `strict`'s.
 const STRICT_TIMEOUT: u64 = 3;
 const TOKEN: &str = "spr-mcp-test-token-0123456789";
+/// The servers' cap on open sessions, which `client.py` checks.
+const MAX_SESSIONS: u32 = 2;
 /// Bounds for things that take a second when all is well; they only stop a hang.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(300);
 const START_LIMIT: Duration = Duration::from_secs(120);
@@ -95,8 +97,8 @@ fn setup(name: &str) -> PathBuf {
 }
 
 /// The `spr mcp` arguments every server here gets: the shared venv, one worker (the
-/// cancellation checks need the only worker to be the one a cancelled run held), and
-/// the two profiles.
+/// cancellation checks need the only worker to be the one a cancelled run held), a cap of
+/// two sessions, and the two profiles.
 fn server_args(dir: &Path) -> Vec<String> {
     let s = |p: PathBuf| p.display().to_string();
     vec![
@@ -107,6 +109,8 @@ fn server_args(dir: &Path) -> Vec<String> {
         venv().into(),
         "--pool-size".into(),
         "1".into(),
+        "--max-sessions".into(),
+        MAX_SESSIONS.to_string(),
         "--policy".into(),
         s(dir.join("default.toml")),
         "--profile".into(),
@@ -171,9 +175,17 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
 fn stdio_with_a_client_of_the_handshake_era() {
     let Some(python) = sdk_or_skip() else { return };
     let dir = setup("stdio-legacy");
-    let mut args: Vec<String> = ["stdio", "--mode", "legacy", "--cancel", "--max-timeout"]
-        .map(String::from)
-        .into();
+    let mut args: Vec<String> = [
+        "stdio",
+        "--mode",
+        "legacy",
+        "--cancel",
+        "--max-sessions",
+        &MAX_SESSIONS.to_string(),
+        "--max-timeout",
+    ]
+    .map(String::from)
+    .into();
     args.push(DEFAULT_TIMEOUT.to_string());
     args.push("--".into());
     args.push(common::spr_bin().display().to_string());
@@ -234,9 +246,17 @@ fn stdio_returns_figures_as_image_content() {
 fn stdio_with_a_current_client_and_a_named_profile() {
     let Some(python) = sdk_or_skip() else { return };
     let dir = setup("stdio-auto");
-    let mut args: Vec<String> = ["stdio", "--mode", "auto", "--profile", "strict"]
-        .map(String::from)
-        .into();
+    let mut args: Vec<String> = [
+        "stdio",
+        "--mode",
+        "auto",
+        "--profile",
+        "strict",
+        "--max-sessions",
+        &MAX_SESSIONS.to_string(),
+    ]
+    .map(String::from)
+    .into();
     args.extend([
         "--max-timeout".into(),
         STRICT_TIMEOUT.to_string(),
@@ -353,6 +373,8 @@ fn http_with_clients_of_both_eras_behind_a_token() {
             "--mode",
             mode,
             "--cancel",
+            "--max-sessions",
+            &MAX_SESSIONS.to_string(),
             "--max-timeout",
             &DEFAULT_TIMEOUT.to_string(),
             "--strict-timeout",

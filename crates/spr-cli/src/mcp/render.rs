@@ -15,8 +15,9 @@ pub const STDOUT_CHARS: usize = 12_000;
 pub const STDERR_CHARS: usize = 6_000;
 pub const ERROR_CHARS: usize = 2_000;
 
-/// A result as a model reads it: a status line, then the error, the result value and the
-/// output, each only when there is something to say, then notes on what was cut.
+/// A result as a model reads it: a status line, then the error, the result value, the
+/// value of a session cell's last expression and the output, each only when there is
+/// something to say, then notes on what was cut.
 /// `policy` is the one the run had, for the limits the notes name.
 pub fn result_text(result: &RunnerResult, policy: &RunnerPolicy) -> String {
     let mut out = String::new();
@@ -26,7 +27,10 @@ pub fn result_text(result: &RunnerResult, policy: &RunnerPolicy) -> String {
         let shown = bounded(error, ERROR_CHARS, "error", &mut notes);
         let _ = writeln!(out, "error: {shown}");
     }
-    if result.ok || !result.result.is_null() {
+    // In a session a cell usually shows its work through its last expression, not
+    // `result`: a null `result` is not worth a line there.
+    let in_session = result.value.is_some();
+    if (result.ok && !in_session) || !result.result.is_null() {
         let value = result.result.get();
         let shown = bounded(value, RESULT_CHARS, "result", &mut notes);
         if result.ok && result.result.is_null() {
@@ -34,6 +38,17 @@ pub fn result_text(result: &RunnerResult, policy: &RunnerPolicy) -> String {
         } else {
             let _ = writeln!(out, "result: {shown}");
         }
+    }
+    if let Some(value) = result.value.as_ref().filter(|v| !v.is_null()) {
+        let shown = bounded(value.get(), RESULT_CHARS, "value", &mut notes);
+        let _ = writeln!(out, "value: {shown}");
+    }
+    if result.session_lost {
+        notes.push(
+            "the session was lost: its state is gone and later runs in it are refused; \
+             create a new session"
+                .into(),
+        );
     }
     for (name, text, budget) in [
         ("stdout", &result.stdout, STDOUT_CHARS),
@@ -119,7 +134,10 @@ pub fn instructions(profile: &str, policy: &RunnerPolicy) -> String {
         "spr runs Python 3 code in a sandbox and returns what it did. Call `run_python` with \
          `code`; assign the value to return to a variable named `result`; print() output comes \
          back as stdout; pass data as `input_data` (an object, read as the dict `input_data`). \
-         Every call is a fresh process: nothing persists from one call to the next.\n",
+         Every call is a fresh process: nothing persists from one call to the next, unless it \
+         runs in a session: `create_session` opens one (an interpreter whose variables, imports \
+         and files persist), `run_python` with its `session_id` runs in it and returns the value \
+         of the code's last expression as `value`, `close_session` closes it.\n",
     );
     let _ = write!(
         out,
@@ -173,6 +191,7 @@ pub fn instructions(profile: &str, policy: &RunnerPolicy) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spr_core::Json;
 
     fn result(ok: bool) -> RunnerResult {
         RunnerResult {
@@ -199,12 +218,25 @@ mod tests {
         lines.push(result_text(&failed, &policy));
         let timeout = RunnerResult::timeout(&policy, std::time::Duration::from_secs(5));
         lines.push(result_text(&timeout, &policy));
-        let refused = RunnerResult::invalid_request("sessions are not available");
+        let refused = RunnerResult::invalid_request(
+            "unknown session \"ses_1\": it was never created, was closed, or expired",
+        );
         lines.push(result_text(&refused, &policy));
         lines.push(result_text(
             &RunnerResult::infrastructure_error("the engine failed to start: no python"),
             &policy,
         ));
+        let mut cell = result(true);
+        cell.value = Some("{\"a\":1}".parse().unwrap());
+        cell.stdout = "loaded\n".into();
+        lines.push(result_text(&cell, &policy));
+        let mut statement = result(true);
+        statement.value = Some(Json::null());
+        lines.push(result_text(&statement, &policy));
+        let mut lost = RunnerResult::timeout(&policy, std::time::Duration::from_secs(5));
+        lost.value = Some(Json::null());
+        lost.session_lost = true;
+        lines.push(result_text(&lost, &policy));
         insta::assert_snapshot!(lines.join("\n---\n"));
     }
 

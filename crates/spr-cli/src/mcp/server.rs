@@ -1,14 +1,21 @@
-//! The MCP server both transports serve: the tool `run_python`, its listing, and what
-//! `initialize` tells the client about the policy.
+//! The MCP server both transports serve: the tools `run_python`, `create_session` and
+//! `close_session`, their listing, and what `initialize` tells the client about the
+//! policy.
 //!
 //! The profile of a call is never the model's to choose: it comes from the operator's
 //! `--use-profile` (stdio) or from the URL the client was configured with (HTTP, put in
 //! the request's extensions as a [`ProfileChoice`] by the transport), never from tool
-//! arguments. A call may only lower the profile's time limit (`timeout_seconds`).
+//! arguments. A call may only lower the profile's time limit (`timeout_seconds`). A
+//! session gets its policy when it is created (the profile of the `create_session` call,
+//! narrowed by its `timeout_seconds`), so a `run_python` call in a session cannot set
+//! one: `timeout_seconds` with `session_id` is a tool error saying so.
+//!
+//! A cancelled call drops its work: a cancelled cell kills its session's interpreter
+//! (the session is lost, as over HTTP), a cancelled `create_session` leaves nothing.
 
 use super::render;
 use crate::front::{loggable, PolicyRefusal, Profiles};
-use crate::serve::{log_run, EngineSlot, Outcome};
+use crate::serve::{log_run, log_session, EngineSlot, Outcome};
 use axum::http::request::Parts;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, DiscoverResult,
@@ -18,9 +25,11 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Map, Value};
-use spr_core::{run_code_json, Json, PolicySource, RunnerPolicy, RunnerResult};
+use spr_core::{run_code_json, Json, PolicySource, RunError, RunnerPolicy, RunnerResult};
 use spr_protocol::wire::mcp::{
-    run_python_input_schema, runner_result_schema, RunPythonArgs, RUN_PYTHON,
+    close_session_input_schema, close_session_output_schema, create_session_input_schema,
+    create_session_output_schema, run_python_input_schema, runner_result_schema, CloseSessionArgs,
+    CreateSessionArgs, RunPythonArgs, CLOSE_SESSION, CREATE_SESSION, RUN_PYTHON,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,7 +42,19 @@ pub const MAX_WAITING_CALLS: usize = 64;
 const TOOL_DESCRIPTION: &str = "Run Python 3 code in a sandbox and get back the value of its \
 `result` variable, its stdout and stderr, and the error if it failed. Each call is a fresh \
 process under the operator's policy (blocked imports and builtins, time, memory and output \
-limits: see the server's instructions). Use it to calculate, transform data and check code.";
+limits: see the server's instructions), unless `session_id` names a session from \
+create_session: then variables, imports and files persist from call to call, and the value of \
+the code's last expression comes back as `value`. Use it to calculate, transform data and \
+check code.";
+
+const CREATE_DESCRIPTION: &str = "Open a session: one sandboxed Python interpreter whose \
+variables, imports and files persist from one run_python call to the next (pass the returned \
+session_id to run_python). Use it for work done step by step, such as loading data once and \
+exploring it. A run past its time limit is interrupted and the session keeps its state. Close \
+it with close_session when done; an idle session is closed by the server after ttl_seconds.";
+
+const CLOSE_DESCRIPTION: &str = "Close a session from create_session: its interpreter and \
+everything in it (variables, files) are gone.";
 
 /// The profile an HTTP request picked through its URL (`None`: the default profile).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,57 +145,54 @@ impl SprMcp {
             Ok(args) => args,
             Err(e) => return refused(format!("invalid arguments: {e}"), &base),
         };
-        if let Some(id) = &args.session_id {
-            return refused(
-                format!(
-                    "session_id \"{}\": sessions are not available in this version of spr; \
-                     leave session_id out (every call runs in a fresh process)",
-                    loggable(id)
-                ),
-                &base,
-            );
-        }
-        let policy = match args.timeout_seconds {
-            None => base,
-            Some(wanted) => {
-                let overrides = Map::from_iter([("timeout_seconds".to_string(), wanted.into())]);
-                let choice = Some(profile);
-                match self.inner.profiles.resolve(choice, Some(&overrides)) {
-                    Ok(policy) => policy,
-                    Err(PolicyRefusal::Forbidden { .. }) => {
-                        return refused(
-                            format!(
-                                "timeout_seconds {wanted} is above this server's limit of {limit} s \
-                                 (profile \"{}\"): pass at most {limit}, or leave it out to get {limit}",
-                                loggable(profile),
-                                limit = base.timeout_seconds
-                            ),
-                            &base,
-                        )
-                    }
-                    Err(e) => return refused(format!("timeout_seconds {wanted}: {e}"), &base),
-                }
+        if let Some(session) = &args.session_id {
+            if let Some(wanted) = args.timeout_seconds {
+                return refused(
+                    format!(
+                        "timeout_seconds {wanted} cannot be set on a run in a session: a session's \
+                         time limit is fixed when it is created (create_session's timeout_seconds); \
+                         leave timeout_seconds out to run in session \"{}\"",
+                        loggable(session)
+                    ),
+                    &base,
+                );
             }
+        }
+        let policy = match self.narrowed(profile, &base, args.timeout_seconds) {
+            Ok(policy) => policy,
+            Err(message) => return refused(message, &base),
         };
         let Ok(_permit) = self.inner.admission.clone().try_acquire_owned() else {
-            return refused(
-                format!(
-                    "spr is busy: {} calls are running or waiting; try again in a moment",
-                    self.inner.capacity
-                ),
-                &policy,
-            );
+            return refused(self.busy(), &policy);
         };
+        let engine_failed = || {
+            let result = RunnerResult::infrastructure_error(ENGINE_FAILED);
+            (result, Outcome::EngineError, policy.clone())
+        };
+        if let Some(session) = &args.session_id {
+            let sessions = match self.inner.slot.sessions().await {
+                Ok(sessions) => sessions,
+                Err(_) => return engine_failed(),
+            };
+            // The policy shown with the result is the profile's: the session's own may
+            // have a lower time limit, which its timeout message names.
+            return match sessions
+                .run(session, &args.code, Some(args.input_data))
+                .await
+            {
+                Ok(result) => {
+                    let outcome = Outcome::of(&result);
+                    (result, outcome, policy)
+                }
+                Err(RunError::Session(e)) => refused(e.to_string(), &policy),
+                Err(e) => refused(format!("invalid arguments: {e}"), &policy),
+            };
+        }
         let engine = match self.inner.slot.get().await {
             Ok(engine) => engine,
             // The cause can name the server's paths: it goes to the operator's log
             // (EngineSlot logs it), not to the model.
-            Err(_) => {
-                let result = RunnerResult::infrastructure_error(
-                    "the engine failed to start (the server's log says why)",
-                );
-                return (result, Outcome::EngineError, policy);
-            }
+            Err(_) => return engine_failed(),
         };
         let run = run_code_json(
             &args.code,
@@ -190,6 +208,173 @@ impl SprMcp {
             Err(e) => refused(format!("invalid arguments: {e}"), &policy),
         }
     }
+
+    /// The profile's policy with its time limit lowered to `wanted`, or the message a
+    /// model reads when `wanted` is above it.
+    fn narrowed(
+        &self,
+        profile: &str,
+        base: &RunnerPolicy,
+        wanted: Option<u64>,
+    ) -> Result<RunnerPolicy, String> {
+        let Some(wanted) = wanted else {
+            return Ok(base.clone());
+        };
+        let overrides = Map::from_iter([("timeout_seconds".to_string(), wanted.into())]);
+        match self.inner.profiles.resolve(Some(profile), Some(&overrides)) {
+            Ok(policy) => Ok(policy),
+            Err(PolicyRefusal::Forbidden { .. }) => Err(format!(
+                "timeout_seconds {wanted} is above this server's limit of {limit} s \
+                 (profile \"{}\"): pass at most {limit}, or leave it out to get {limit}",
+                loggable(profile),
+                limit = base.timeout_seconds
+            )),
+            Err(e) => Err(format!("timeout_seconds {wanted}: {e}")),
+        }
+    }
+
+    /// One `create_session` call: its tool result, how it ended, and the session's id.
+    async fn create_session(
+        &self,
+        arguments: Option<&Map<String, Value>>,
+        profile: &str,
+        base: &RunnerPolicy,
+    ) -> (CallToolResult, Outcome, Option<String>) {
+        let refused = |message: String| (tool_error(message), Outcome::Refused, None);
+        let args = match CreateSessionArgs::parse(arguments) {
+            Ok(args) => args,
+            Err(e) => return refused(format!("invalid arguments: {e}")),
+        };
+        let policy = match self.narrowed(profile, base, args.timeout_seconds) {
+            Ok(policy) => policy,
+            Err(message) => return refused(message),
+        };
+        if let Err(e) = spr_protocol::session_ttl(args.ttl_seconds) {
+            return refused(format!("invalid arguments: {e}"));
+        }
+        let Ok(_permit) = self.inner.admission.clone().try_acquire_owned() else {
+            return refused(self.busy());
+        };
+        let Ok(sessions) = self.inner.slot.sessions().await else {
+            return (tool_error(ENGINE_FAILED.into()), Outcome::EngineError, None);
+        };
+        let limit = policy.timeout_seconds;
+        match sessions
+            .create(PolicySource::Policy(policy), args.ttl_seconds)
+            .await
+        {
+            Ok(session) => {
+                let text = format!(
+                    "session_id: {session}\nA session is open: pass this session_id to run_python \
+                     to run code in it; its variables, imports and files persist between calls. \
+                     Each run may take at most {limit} s. Close it with close_session when done."
+                );
+                let mut out = CallToolResult::success(vec![ContentBlock::text(text)]);
+                out.structured_content = Some(serde_json::json!({ "session_id": session }));
+                (out, Outcome::Ok, Some(session))
+            }
+            Err(RunError::Session(e @ spr_core::SessionError::Start(_))) => {
+                (tool_error(e.to_string()), Outcome::EngineError, None)
+            }
+            Err(e) => refused(e.to_string()),
+        }
+    }
+
+    /// One `close_session` call: its tool result, how it ended, and the id it named.
+    async fn close_session(
+        &self,
+        arguments: Option<&Map<String, Value>>,
+    ) -> (CallToolResult, Outcome, Option<String>) {
+        let args = match CloseSessionArgs::parse(arguments) {
+            Ok(args) => args,
+            Err(e) => {
+                return (
+                    tool_error(format!("invalid arguments: {e}")),
+                    Outcome::Refused,
+                    None,
+                )
+            }
+        };
+        let session = Some(args.session_id.clone());
+        let Ok(sessions) = self.inner.slot.sessions().await else {
+            return (
+                tool_error(ENGINE_FAILED.into()),
+                Outcome::EngineError,
+                session,
+            );
+        };
+        match sessions.close(&args.session_id).await {
+            Ok(()) => {
+                let text = format!("session \"{}\" is closed", loggable(&args.session_id));
+                let mut out = CallToolResult::success(vec![ContentBlock::text(text)]);
+                out.structured_content = Some(serde_json::json!({ "closed": true }));
+                (out, Outcome::Ok, session)
+            }
+            Err(e) => (tool_error(e.to_string()), Outcome::Refused, session),
+        }
+    }
+
+    fn busy(&self) -> String {
+        format!(
+            "spr is busy: {} calls are running or waiting; try again in a moment",
+            self.inner.capacity
+        )
+    }
+}
+
+/// The message of a call that found the engine unable to start. The cause can name the
+/// server's paths: it goes to the operator's log (EngineSlot logs it), not to the model.
+const ENGINE_FAILED: &str = "the engine failed to start (the server's log says why)";
+
+/// A tool error whose text is `message`.
+fn tool_error(message: String) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message)])
+}
+
+/// Every tool, as a profile shapes them: `run_python`, `create_session`, `close_session`.
+pub fn tools(policy: &RunnerPolicy) -> Vec<Tool> {
+    vec![
+        tool(policy),
+        create_session_tool(policy),
+        close_session_tool(),
+    ]
+}
+
+fn create_session_tool(policy: &RunnerPolicy) -> Tool {
+    Tool::new(
+        CREATE_SESSION,
+        CREATE_DESCRIPTION,
+        Arc::new(create_session_input_schema(
+            policy.timeout_seconds,
+            spr_core::MAX_SESSION_TTL_SECONDS,
+        )),
+    )
+    .with_title("Open a Python session")
+    .with_raw_output_schema(Arc::new(create_session_output_schema()))
+    .with_annotations(
+        ToolAnnotations::new()
+            .read_only(false)
+            .destructive(false)
+            .idempotent(false)
+            .open_world(false),
+    )
+}
+
+fn close_session_tool() -> Tool {
+    Tool::new(
+        CLOSE_SESSION,
+        CLOSE_DESCRIPTION,
+        Arc::new(close_session_input_schema()),
+    )
+    .with_title("Close a Python session")
+    .with_raw_output_schema(Arc::new(close_session_output_schema()))
+    .with_annotations(
+        ToolAnnotations::new()
+            .read_only(false)
+            .destructive(true)
+            .idempotent(false)
+            .open_world(false),
+    )
 }
 
 /// The tool as a profile shapes it: the schema's time limit, and the hints that depend
@@ -277,7 +462,7 @@ impl ServerHandler for SprMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         let (_, policy) = self.profile(&context.extensions)?;
-        Ok(ListToolsResult::with_all_items(vec![tool(&policy)]))
+        Ok(ListToolsResult::with_all_items(tools(&policy)))
     }
 
     async fn call_tool(
@@ -285,12 +470,13 @@ impl ServerHandler for SprMcp {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        if request.name != RUN_PYTHON {
+        let name = request.name.as_ref();
+        if ![RUN_PYTHON, CREATE_SESSION, CLOSE_SESSION].contains(&name) {
             // A protocol error, as MCP has it for a tool the server does not have.
             return Err(McpError::invalid_params(
                 format!(
-                    "unknown tool \"{}\": spr has one tool, {RUN_PYTHON}",
-                    loggable(&request.name)
+                    "unknown tool \"{}\": spr has {RUN_PYTHON}, {CREATE_SESSION} and {CLOSE_SESSION}",
+                    loggable(name)
                 ),
                 None,
             ));
@@ -298,24 +484,47 @@ impl ServerHandler for SprMcp {
         let started = Instant::now();
         let id = Json::from_value(&serde_json::to_value(&context.id).unwrap_or_default());
         let (profile, base) = self.profile(&context.extensions)?;
-        let call = self.run_python(request.arguments.as_ref(), &profile, base);
-        // A cancelled request (`notifications/cancelled`, a dropped HTTP response, the
-        // transport closing) drops the run, which frees its worker at once.
-        let (result, outcome, policy) = tokio::select! {
-            done = call => done,
-            () = context.ct.cancelled() => {
-                log_run("mcp", &id, &profile, Outcome::Cancelled, started.elapsed());
-                // Nobody reads this (the SDK drops the response of a cancelled request);
-                // a result rather than an error keeps the SDK from logging a warning.
-                let cancelled = RunnerResult::invalid_request("the call was cancelled");
-                return Ok(CallToolResult::error(vec![ContentBlock::text(
-                    cancelled.error.clone().unwrap_or_default(),
-                )])
-                .into());
+        let arguments = request.arguments.as_ref();
+        let call = async {
+            match name {
+                RUN_PYTHON => {
+                    let (result, outcome, policy) =
+                        self.run_python(arguments, &profile, base.clone()).await;
+                    log_run("mcp", &id, &profile, outcome, started.elapsed());
+                    tool_result(&result, &policy)
+                }
+                CREATE_SESSION => {
+                    let (out, outcome, session) =
+                        self.create_session(arguments, &profile, &base).await;
+                    let took = started.elapsed();
+                    log_session("mcp", "create", session.as_deref(), &profile, outcome, took);
+                    out
+                }
+                _ => {
+                    let (out, outcome, session) = self.close_session(arguments).await;
+                    let took = started.elapsed();
+                    log_session("mcp", "close", session.as_deref(), &profile, outcome, took);
+                    out
+                }
             }
         };
-        log_run("mcp", &id, &profile, outcome, started.elapsed());
-        Ok(tool_result(&result, &policy).into())
+        // A cancelled request (`notifications/cancelled`, a dropped HTTP response, the
+        // transport closing) drops the call: a run frees its worker at once, a cell in a
+        // session kills the session's interpreter.
+        tokio::select! {
+            done = call => Ok(done.into()),
+            () = context.ct.cancelled() => {
+                if name == RUN_PYTHON {
+                    log_run("mcp", &id, &profile, Outcome::Cancelled, started.elapsed());
+                } else {
+                    let op = if name == CREATE_SESSION { "create" } else { "close" };
+                    log_session("mcp", op, None, &profile, Outcome::Cancelled, started.elapsed());
+                }
+                // Nobody reads this (the SDK drops the response of a cancelled request);
+                // a result rather than an error keeps the SDK from logging a warning.
+                Ok(tool_error("the call was cancelled".into()).into())
+            }
+        }
     }
 }
 
@@ -327,6 +536,18 @@ mod tests {
     fn the_tool_under_the_default_profile() {
         let tool = tool(&RunnerPolicy::default());
         insta::assert_json_snapshot!(tool);
+    }
+
+    #[test]
+    fn the_session_tools_are_listed_after_run_python() {
+        let policy = RunnerPolicy {
+            timeout_seconds: 7,
+            ..RunnerPolicy::default()
+        };
+        let tools = tools(&policy);
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        assert_eq!(names, [RUN_PYTHON, CREATE_SESSION, CLOSE_SESSION]);
+        insta::assert_json_snapshot!("session_tools", &tools[1..]);
     }
 
     #[test]

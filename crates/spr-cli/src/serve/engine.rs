@@ -179,3 +179,37 @@ pub fn log_run(door: &str, id: &spr_core::Json, profile: &str, outcome: Outcome,
         "run"
     );
 }
+
+/// The one info line of a session's creation or closing (its runs get [`log_run`]'s).
+/// The id is a capability (who holds it may run code in the session), so only its first
+/// characters are logged: enough to tell sessions apart, far too few to use one.
+pub fn log_session(
+    door: &str,
+    op: &str,
+    session: Option<&str>,
+    profile: &str,
+    outcome: Outcome,
+    took: Duration,
+) {
+    tracing::info!(
+        door,
+        op,
+        session = %crate::front::loggable(&session_prefix(session.unwrap_or("-"))),
+        profile = %crate::front::loggable(profile),
+        outcome = outcome.as_str(),
+        ms = (took.as_secs_f64() * 1e6).round() / 1e3,
+        "session"
+    );
+}
+
+/// The first 12 characters of a session id (`ses_` and 8 hex digits: 32 of its 128
+/// random bits), followed by `…` when there was more.
+pub fn session_prefix(id: &str) -> String {
+    const SHOWN: usize = 12;
+    if id.chars().count() <= SHOWN {
+        return id.to_string();
+    }
+    let mut shown: String = id.chars().take(SHOWN).collect();
+    shown.push('…');
+    shown
+}

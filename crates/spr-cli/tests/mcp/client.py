@@ -62,7 +62,7 @@ async def handshake_checks(client: Client, profile: str, max_timeout: int) -> No
 
     listed = await client.list_tools()
     names = [tool.name for tool in listed.tools]
-    check(names == ["run_python"], "one tool, run_python, and no session tools yet", names)
+    check(names == ["run_python", "create_session", "close_session"], "run_python and the session tools", names)
     tool = listed.tools[0]
     schema = tool.input_schema
     check(schema.get("required") == ["code"], "only code is required", schema)
@@ -116,7 +116,7 @@ async def run_checks(client: Client, max_timeout: int) -> None:
     check(result.is_error is True, "a timeout above the profile's is refused", result)
     check(f"limit of {max_timeout} s" in text_of(result), "the refusal names the limit", text_of(result))
     result = await call(client, {"code": "result = 1", "session_id": "abc"})
-    check(result.is_error is True and "sessions are not available" in text_of(result), "session_id is refused clearly", text_of(result))
+    check(result.is_error is True and 'unknown session "abc"' in text_of(result), "an unknown session_id is a tool error naming it", text_of(result))
     for arguments, says in [
         ({}, 'missing argument "code"'),
         ({"code": 7}, '"code" must be a string'),
@@ -129,7 +129,7 @@ async def run_checks(client: Client, max_timeout: int) -> None:
 
     # A tool the server does not have is a protocol error.
     try:
-        await call(client, {"code": "1"}, name="create_session")
+        await call(client, {"code": "1"}, name="delete_everything")
     except MCPError as e:
         check(e.code == -32602 and "unknown tool" in e.message, "an unknown tool is invalid params", (e.code, e.message))
     else:
@@ -137,6 +137,66 @@ async def run_checks(client: Client, max_timeout: int) -> None:
 
     result = await call(client, {"code": "result = [1, 'two', None]"})
     check((result.structured_content or {}).get("result") == [1, "two", None], "the server carries on after the refusals", result)
+
+
+async def session_checks(client: Client, max_timeout: int, max_sessions: int | None) -> None:
+    """create_session, runs that share state and show `value`, an interrupted cell that
+    keeps the session, close_session, and the refusals, each a tool error naming what."""
+    listed = await client.list_tools()
+    tools = {tool.name: tool for tool in listed.tools}
+    create = tools["create_session"]
+    check(create.output_schema and "session_id" in create.output_schema.get("properties", {}), "create_session's output schema", create.output_schema)
+    limit = create.input_schema.get("properties", {}).get("timeout_seconds", {})
+    check(limit.get("maximum") == max_timeout, "create_session's timeout_seconds is capped at the profile's", limit)
+    close = tools["close_session"]
+    check(close.input_schema.get("required") == ["session_id"], "close_session needs session_id", close.input_schema)
+
+    result = await call(client, {}, name="create_session")
+    check(not result.is_error, "create_session succeeds", result)
+    sid = (result.structured_content or {}).get("session_id")
+    check(isinstance(sid, str) and sid.startswith("ses_"), "structuredContent.session_id", result.structured_content)
+    check(sid in text_of(result), "the text gives the session_id", text_of(result))
+
+    result = await call(client, {"code": "import math\nx = 20\nprint('set')", "session_id": sid})
+    structured = result.structured_content or {}
+    check(not result.is_error and structured.get("stdout") == "set\n", "a first cell runs", structured)
+    check("value" in structured and structured["value"] is None, "a cell ending in a statement has value null", structured)
+    result = await call(client, {"code": "x += 1\n{'x': x, 'f': math.factorial(4)}", "session_id": sid})
+    structured = result.structured_content or {}
+    check(structured.get("value") == {"x": 21, "f": 24}, "the next cell sees the first's globals and imports", structured)
+    check('value: {"x":21,"f":24}' in text_of(result), "the text shows the value", text_of(result))
+
+    result = await call(client, {"code": "x", "session_id": sid, "timeout_seconds": 1})
+    check(result.is_error is True and "cannot be set on a run in a session" in text_of(result), "timeout_seconds with session_id is refused", text_of(result))
+    result = await call(client, {"timeout_seconds": max_timeout + 1}, name="create_session")
+    check(result.is_error is True and f"limit of {max_timeout} s" in text_of(result), "a session above the profile's limit is refused", text_of(result))
+    result = await call(client, {"ttl_seconds": 0}, name="create_session")
+    check(result.is_error is True and '"ttl_seconds" must be between 1' in text_of(result), "a zero TTL is refused", text_of(result))
+
+    # A session whose cells may take 1 s: an endless cell is interrupted, the state stays.
+    result = await call(client, {"timeout_seconds": 1, "ttl_seconds": 60}, name="create_session")
+    quick = (result.structured_content or {}).get("session_id")
+    check(isinstance(quick, str), "a session with a lower limit", result)
+    if max_sessions == 2:
+        result = await call(client, {}, name="create_session")
+        check(result.is_error is True and "too many open sessions: this engine allows 2" in text_of(result), "the server's session cap is a tool error", text_of(result))
+    await call(client, {"code": "y = 5", "session_id": quick})
+    result = await call(client, {"code": "while True: pass", "session_id": quick})
+    structured = result.structured_content or {}
+    check(result.is_error is True and structured.get("timed_out") is True, "the endless cell times out", structured)
+    check(not structured.get("session_lost"), "the interrupted session is not lost", structured)
+    result = await call(client, {"code": "y * 2", "session_id": quick})
+    check((result.structured_content or {}).get("value") == 10, "the session survived its interrupted cell", result.structured_content)
+
+    for session in (sid, quick):
+        result = await call(client, {"session_id": session}, name="close_session")
+        check(not result.is_error and (result.structured_content or {}).get("closed") is True, "close_session closes", result)
+    result = await call(client, {"session_id": sid}, name="close_session")
+    check(result.is_error is True and f'unknown session "{sid}"' in text_of(result), "closing it again names the unknown session", text_of(result))
+    result = await call(client, {"code": "x", "session_id": sid})
+    check(result.is_error is True and "unknown session" in text_of(result), "a closed session cannot run", text_of(result))
+    result = await call(client, {}, name="close_session")
+    check(result.is_error is True and 'missing argument "session_id"' in text_of(result), "close_session without an id", text_of(result))
 
 
 async def cancel_checks(client: Client) -> None:
@@ -150,6 +210,24 @@ async def cancel_checks(client: Client) -> None:
     check((result.structured_content or {}).get("result") == "free", "the next call runs", result)
     took = time.monotonic() - started
     check(took < LONG_SLEEP - 5, "the cancelled run no longer held the only worker", took)
+
+    # A cancelled cell kills its session's interpreter: the session is lost, and says so.
+    result = await call(client, {}, name="create_session")
+    sid = (result.structured_content or {}).get("session_id")
+    await call(client, {"code": "z = 1", "session_id": sid})
+    with anyio.move_on_after(3):
+        await call(client, {"code": f"import time\ntime.sleep({LONG_SLEEP})", "session_id": sid})
+        raise CheckFailed("the long cell returned before it was cancelled")
+    deadline = time.monotonic() + 30
+    while True:
+        result = await call(client, {"code": "z", "session_id": sid})
+        if "was lost" in text_of(result):
+            break
+        check(time.monotonic() < deadline, "a cancelled cell loses its session", text_of(result))
+        await anyio.sleep(0.2)
+    check(result.is_error is True, "a run in a lost session is a tool error", result)
+    result = await call(client, {"session_id": sid}, name="close_session")
+    check(not result.is_error, "a lost session can be closed", text_of(result))
 
 
 async def too_deep_checks(client: Client, transport: str) -> None:
@@ -198,6 +276,7 @@ async def stdio_scenario(args: argparse.Namespace) -> None:
             return
         await handshake_checks(client, args.profile, args.max_timeout)
         await run_checks(client, args.max_timeout)
+        await session_checks(client, args.max_timeout, args.max_sessions)
         if args.cancel:
             await cancel_checks(client)
         await too_deep_checks(client, "stdio")
@@ -237,6 +316,7 @@ async def http_scenario(args: argparse.Namespace) -> None:
         async with Client(streamable_http_client(base, http_client=http), mode=args.mode) as client:
             await handshake_checks(client, args.profile, args.max_timeout)
             await run_checks(client, args.max_timeout)
+            await session_checks(client, args.max_timeout, args.max_sessions)
             if args.cancel:
                 await cancel_checks(client)
             await too_deep_checks(client, "http")
@@ -259,6 +339,7 @@ def main() -> int:
     parser.add_argument("--strict-timeout", type=int, help="http: the timeout_seconds of the profile 'strict'")
     parser.add_argument("--cancel", action="store_true", help="check cancellation (the server has one worker)")
     parser.add_argument("--figures", action="store_true", help="stdio: only the figure checks (the server runs the data stack)")
+    parser.add_argument("--max-sessions", type=int, help="the server's --max-sessions (2: the cap is checked)")
     parser.add_argument("--url")
     parser.add_argument("--token")
     # stdio: the spr mcp command line follows `--` (split here: argparse mixes it up with

@@ -1,5 +1,6 @@
-//! The MCP door's tool (CONTRACTS.md): `run_python`'s arguments as a client sends them,
-//! and the JSON schemas advertised for them and for the tool's structured result.
+//! The MCP door's tools (CONTRACTS.md): `run_python`'s arguments as a client sends them,
+//! and the JSON schemas advertised for them and for the tool's structured result; and
+//! the session tools, `create_session` and `close_session`, likewise.
 //!
 //! The schemas are written here by hand rather than derived with schemars: the input
 //! schema carries the operator's limit (`timeout_seconds` has the profile's maximum),
@@ -23,7 +24,7 @@ pub struct RunPythonArgs {
     pub input_data: Json,
     /// A limit the caller asks for; the door checks it against its profile's.
     pub timeout_seconds: Option<u64>,
-    /// A session to run in (sessions are a later feature; the door refuses it for now).
+    /// The session to run in (from `create_session`); none: a fresh process.
     pub session_id: Option<String>,
 }
 
@@ -106,12 +107,17 @@ impl RunPythonArgs {
 }
 
 fn wrong(key: &'static str, expected: &'static str, got: &Value) -> ArgsError {
-    let got = match got {
+    let got = describe(got);
+    ArgsError::WrongType { key, expected, got }
+}
+
+/// What a wrong value was, as an error message says it.
+fn describe(got: &Value) -> String {
+    match got {
         // A number's own text is safe to repeat and says more than "a number" (-1, 2.5).
         Value::Number(n) => n.to_string(),
         other => kind_of(other).describe().to_string(),
-    };
-    ArgsError::WrongType { key, expected, got }
+    }
 }
 
 fn kind_of(value: &Value) -> JsonKind {
@@ -133,7 +139,7 @@ pub fn run_python_input_schema(max_timeout_seconds: u64) -> Map<String, Value> {
         "properties": {
             "code": {
                 "type": "string",
-                "description": "Python 3 source to run. Assign the value to return to a variable named `result` (anything JSON can hold); print() output comes back as stdout. Each call is a fresh process: nothing persists between calls."
+                "description": "Python 3 source to run. Assign the value to return to a variable named `result` (anything JSON can hold); print() output comes back as stdout. Without session_id each call is a fresh process: nothing persists between calls."
             },
             "input_data": {
                 "type": "object",
@@ -143,11 +149,11 @@ pub fn run_python_input_schema(max_timeout_seconds: u64) -> Map<String, Value> {
                 "type": "integer",
                 "minimum": 1,
                 "maximum": max_timeout_seconds,
-                "description": format!("Wall-clock limit of this run in seconds: at most {max_timeout_seconds}, the server's limit, which is also the default. Give a lower value to fail fast.")
+                "description": format!("Wall-clock limit of this run in seconds: at most {max_timeout_seconds}, the server's limit, which is also the default. Give a lower value to fail fast. Not with session_id: a session's limit is set by create_session.")
             },
             "session_id": {
                 "type": "string",
-                "description": "Reserved for sessions (an interpreter whose variables persist between calls). This version of spr has no sessions: leave it out."
+                "description": "Run in this session (an id from create_session): its variables, imports and files persist from one call to the next, and the result's `value` is the value of the code's last expression. Leave it out for a fresh process."
             }
         },
         "required": ["code"],
@@ -168,6 +174,8 @@ pub fn runner_result_schema() -> Map<String, Value> {
         "properties": {
             "ok": {"type": "boolean", "description": "The code ran to the end without an error."},
             "result": {"description": "The value of the code's `result` variable (null when unset)."},
+            "value": {"description": "A run in a session: the value of the code's last expression (null when it ends in a statement)."},
+            "session_lost": {"type": "boolean", "description": "A run in a session: the session had to be killed and its state is gone; later runs in it are refused."},
             "stdout": {"type": "string"},
             "stderr": {"type": "string"},
             "timed_out": {"type": "boolean"},
@@ -211,4 +219,197 @@ pub fn runner_result_schema() -> Map<String, Value> {
         Value::Object(map) => map,
         _ => unreachable!("the schema is an object literal"),
     }
+}
+
+/// The tool that opens a session.
+pub const CREATE_SESSION: &str = "create_session";
+/// The tool that closes one.
+pub const CLOSE_SESSION: &str = "close_session";
+/// The arguments `create_session` takes.
+pub const CREATE_SESSION_KEYS: &[&str] = &["timeout_seconds", "ttl_seconds"];
+/// The arguments `close_session` takes.
+pub const CLOSE_SESSION_KEYS: &[&str] = &["session_id"];
+
+/// One well-formed `create_session` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateSessionArgs {
+    /// The time limit of each of the session's runs; the door checks it against its
+    /// profile's.
+    pub timeout_seconds: Option<u64>,
+    /// Idle time after which the session is closed (None: the default).
+    pub ttl_seconds: Option<u64>,
+}
+
+/// One well-formed `close_session` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseSessionArgs {
+    pub session_id: String,
+}
+
+/// What is wrong with the arguments of a session tool (spoken to the model, as
+/// [`ArgsError`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionArgsError {
+    #[error("unknown argument \"{}\" ({tool} takes {})", super::loggable(.key), describe_keys(.expected))]
+    Unknown {
+        tool: &'static str,
+        key: String,
+        expected: &'static [&'static str],
+    },
+    #[error("missing argument \"session_id\": pass the id create_session returned")]
+    MissingSessionId,
+    #[error("\"{key}\" must be {expected}, got {got}")]
+    WrongType {
+        key: &'static str,
+        expected: &'static str,
+        got: String,
+    },
+}
+
+fn describe_keys(keys: &[&str]) -> String {
+    if keys.is_empty() {
+        "no arguments".into()
+    } else {
+        keys.join(", ")
+    }
+}
+
+fn only(
+    tool: &'static str,
+    arguments: &Map<String, Value>,
+    expected: &'static [&'static str],
+) -> Result<(), SessionArgsError> {
+    match arguments
+        .keys()
+        .filter(|k| !expected.contains(&k.as_str()))
+        .min()
+    {
+        None => Ok(()),
+        Some(key) => Err(SessionArgsError::Unknown {
+            tool,
+            key: key.clone(),
+            expected,
+        }),
+    }
+}
+
+fn seconds(
+    arguments: &Map<String, Value>,
+    key: &'static str,
+) -> Result<Option<u64>, SessionArgsError> {
+    match arguments.get(key).filter(|v| !v.is_null()) {
+        None => Ok(None),
+        Some(value) => match value.as_u64() {
+            Some(n) => Ok(Some(n)),
+            None => Err(SessionArgsError::WrongType {
+                key,
+                expected: "a positive whole number of seconds",
+                got: describe(value),
+            }),
+        },
+    }
+}
+
+impl CreateSessionArgs {
+    /// Read a `create_session` call's arguments (absent: none); null counts as absent.
+    pub fn parse(
+        arguments: Option<&Map<String, Value>>,
+    ) -> Result<CreateSessionArgs, SessionArgsError> {
+        let empty = Map::new();
+        let arguments = arguments.unwrap_or(&empty);
+        only(CREATE_SESSION, arguments, CREATE_SESSION_KEYS)?;
+        Ok(CreateSessionArgs {
+            timeout_seconds: seconds(arguments, "timeout_seconds")?,
+            ttl_seconds: seconds(arguments, "ttl_seconds")?,
+        })
+    }
+}
+
+impl CloseSessionArgs {
+    /// Read a `close_session` call's arguments.
+    pub fn parse(
+        arguments: Option<&Map<String, Value>>,
+    ) -> Result<CloseSessionArgs, SessionArgsError> {
+        let empty = Map::new();
+        let arguments = arguments.unwrap_or(&empty);
+        only(CLOSE_SESSION, arguments, CLOSE_SESSION_KEYS)?;
+        match arguments.get("session_id").filter(|v| !v.is_null()) {
+            None => Err(SessionArgsError::MissingSessionId),
+            Some(Value::String(id)) => Ok(CloseSessionArgs {
+                session_id: id.clone(),
+            }),
+            Some(other) => Err(SessionArgsError::WrongType {
+                key: "session_id",
+                expected: "a string",
+                got: describe(other),
+            }),
+        }
+    }
+}
+
+fn object(schema: Value) -> Map<String, Value> {
+    match schema {
+        Value::Object(map) => map,
+        _ => unreachable!("the schema is an object literal"),
+    }
+}
+
+/// The input schema of `create_session` under a profile whose time limit is
+/// `max_timeout_seconds`; `max_ttl_seconds` is the longest idle TTL.
+pub fn create_session_input_schema(
+    max_timeout_seconds: u64,
+    max_ttl_seconds: u64,
+) -> Map<String, Value> {
+    object(json!({
+        "type": "object",
+        "properties": {
+            "timeout_seconds": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": max_timeout_seconds,
+                "description": format!("Wall-clock limit of each run in the session, in seconds: at most {max_timeout_seconds}, the server's limit, which is also the default. A run past it is interrupted (KeyboardInterrupt) and the session keeps its state.")
+            },
+            "ttl_seconds": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": max_ttl_seconds,
+                "description": format!("Seconds the session may stay idle before the server closes it (default {}).", crate::DEFAULT_SESSION_TTL_SECONDS)
+            }
+        },
+        "additionalProperties": false
+    }))
+}
+
+/// The schema of `create_session`'s `structuredContent`.
+pub fn create_session_output_schema() -> Map<String, Value> {
+    object(json!({
+        "type": "object",
+        "properties": {
+            "session_id": {"type": "string", "description": "Pass it as run_python's session_id, and to close_session when done."}
+        },
+        "required": ["session_id"]
+    }))
+}
+
+/// The input schema of `close_session`.
+pub fn close_session_input_schema() -> Map<String, Value> {
+    object(json!({
+        "type": "object",
+        "properties": {
+            "session_id": {"type": "string", "description": "The id create_session returned."}
+        },
+        "required": ["session_id"],
+        "additionalProperties": false
+    }))
+}
+
+/// The schema of `close_session`'s `structuredContent`.
+pub fn close_session_output_schema() -> Map<String, Value> {
+    object(json!({
+        "type": "object",
+        "properties": {
+            "closed": {"type": "boolean"}
+        },
+        "required": ["closed"]
+    }))
 }

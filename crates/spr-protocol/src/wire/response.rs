@@ -100,4 +100,7 @@ pub struct Health {
     pub in_flight: usize,
     /// Runs waiting for a free worker.
     pub queued: usize,
+    /// Sessions open now (lost ones included until they are closed or expire).
+    #[serde(default)]
+    pub open_sessions: usize,
 }

@@ -171,6 +171,7 @@ fn response_shapes() {
             capacity: 2,
             in_flight: 1,
             queued: 0,
+            open_sessions: 3,
         }
     );
     // Clients read a response line back as a RunnerResult.
@@ -306,7 +307,65 @@ mod mcp_tool {
             .keys()
             .filter(|k| !required.contains(&k.as_str()))
             .collect();
-        assert_eq!(optional, ["files", "outputs", "sandbox"]);
+        assert_eq!(
+            optional,
+            ["files", "outputs", "sandbox", "session_lost", "value"]
+        );
+    }
+
+    #[test]
+    fn the_session_tools_take_what_their_schemas_list() {
+        let map = |v: Value| match v {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        };
+        let create = CreateSessionArgs::parse(Some(&map(
+            json!({"timeout_seconds": 5, "ttl_seconds": null}),
+        )))
+        .unwrap();
+        assert_eq!(
+            (create.timeout_seconds, create.ttl_seconds),
+            (Some(5), None)
+        );
+        assert_eq!(
+            CreateSessionArgs::parse(None).unwrap().timeout_seconds,
+            None
+        );
+        let close = CloseSessionArgs::parse(Some(&map(json!({"session_id": "ses_1"})))).unwrap();
+        assert_eq!(close.session_id, "ses_1");
+        let errors = [
+            CreateSessionArgs::parse(Some(&map(json!({"code": "x"})))).unwrap_err(),
+            CreateSessionArgs::parse(Some(&map(json!({"ttl_seconds": -1})))).unwrap_err(),
+            CloseSessionArgs::parse(None).unwrap_err(),
+            CloseSessionArgs::parse(Some(&map(json!({"session_id": 7})))).unwrap_err(),
+            CloseSessionArgs::parse(Some(&map(json!({"session_id": "s", "x\n": 1})))).unwrap_err(),
+        ]
+        .map(|e| e.to_string());
+        assert_eq!(
+            errors,
+            [
+                "unknown argument \"code\" (create_session takes timeout_seconds, ttl_seconds)",
+                "\"ttl_seconds\" must be a positive whole number of seconds, got -1",
+                "missing argument \"session_id\": pass the id create_session returned",
+                "\"session_id\" must be a string, got 7",
+                "unknown argument \"x\\n\" (close_session takes session_id)",
+            ]
+        );
+        for (schema, keys) in [
+            (create_session_input_schema(5, 60), CREATE_SESSION_KEYS),
+            (close_session_input_schema(), CLOSE_SESSION_KEYS),
+        ] {
+            let listed: Vec<&str> = schema["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(listed, keys);
+        }
+        let out = create_session_output_schema();
+        assert_eq!(out["required"], json!(["session_id"]));
+        assert_eq!(close_session_output_schema()["required"], json!(["closed"]));
     }
 }
 

@@ -8,6 +8,7 @@ use crate::front::{error_response, loggable, BodyError, PolicyRefusal};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use spr_protocol::wire::RequestError;
+use spr_protocol::SessionError;
 
 /// Seconds a client is told to wait when every worker and queue place is taken: runs
 /// take milliseconds, so a place is usually free again well within it.
@@ -15,6 +16,13 @@ const RETRY_BUSY_SECONDS: &str = "1";
 /// Seconds a client is told to wait when the server is shutting down: long enough for a
 /// supervisor to have started its successor.
 const RETRY_DRAINING_SECONDS: &str = "5";
+/// Seconds a client is told to wait when the engine's session cap is reached: a place
+/// frees when a client closes a session or one idles past its TTL, not within a run's
+/// time.
+const RETRY_SESSIONS_SECONDS: &str = "5";
+/// Seconds a client is told to wait when the engine (or a session's interpreter) could
+/// not start: the engine's own retry backoff.
+const RETRY_ENGINE_SECONDS: &str = "2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -38,9 +46,14 @@ pub enum ApiError {
     /// 429 or 503, with `Retry-After`.
     #[error("{}", describe_refusal(.0))]
     Refused(Refusal),
-    /// 404 for every `/v1/sessions` route.
-    #[error("sessions are not available in this version of spr ({})", env!("CARGO_PKG_VERSION"))]
-    NoSessions,
+    /// 404 (unknown, expired or lost), 429 (the engine's cap), 400 (a bad TTL) or 503 (its
+    /// interpreter could not start). The messages name the session.
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    /// 503: the engine could not be built; the cause is in the server's log, never sent
+    /// to a client (it can name the server's files).
+    #[error("the engine failed to start (the server's log says why)")]
+    EngineDown,
     /// 404.
     #[error("no route for {method} \"{path}\"")]
     NoRoute { method: String, path: String },
@@ -88,7 +101,14 @@ impl ApiError {
             ApiError::NotJson(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Refused(Refusal::Full { .. }) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Refused(Refusal::Draining) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::NoSessions | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ApiError::Session(e) => match e {
+                SessionError::Unknown { .. } | SessionError::Lost { .. } => StatusCode::NOT_FOUND,
+                SessionError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+                SessionError::BadTtl { .. } => StatusCode::BAD_REQUEST,
+                SessionError::Start(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
+            ApiError::EngineDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::HostNotServed(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -107,6 +127,10 @@ impl IntoResponse for ApiError {
         let retry_after = match self {
             ApiError::Refused(Refusal::Full { .. }) => Some(RETRY_BUSY_SECONDS),
             ApiError::Refused(Refusal::Draining) => Some(RETRY_DRAINING_SECONDS),
+            ApiError::Session(SessionError::TooMany { .. }) => Some(RETRY_SESSIONS_SECONDS),
+            ApiError::Session(SessionError::Start(_)) | ApiError::EngineDown => {
+                Some(RETRY_ENGINE_SECONDS)
+            }
             _ => None,
         };
         if let Some(seconds) = retry_after {
@@ -146,5 +170,32 @@ mod tests {
         let draining = ApiError::Refused(Refusal::Draining).into_response();
         assert_eq!(draining.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(draining.headers()[header::RETRY_AFTER], "5");
+    }
+
+    #[test]
+    fn session_errors_get_their_status_and_retry_after() {
+        let status = |e: SessionError| {
+            let response = ApiError::Session(e).into_response();
+            let retry = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.to_str().unwrap().to_string());
+            (response.status().as_u16(), retry)
+        };
+        let id = || "ses_1".to_string();
+        assert_eq!(status(SessionError::Unknown { id: id() }), (404, None));
+        assert_eq!(status(SessionError::Lost { id: id() }), (404, None));
+        assert_eq!(
+            status(SessionError::TooMany { limit: 2 }),
+            (429, Some("5".into()))
+        );
+        assert_eq!(status(SessionError::BadTtl { got: 0, max: 9 }), (400, None));
+        assert_eq!(
+            status(SessionError::Start("no worker".into())),
+            (503, Some("2".into()))
+        );
+        let down = ApiError::EngineDown.into_response();
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(down.headers()[header::RETRY_AFTER], "2");
     }
 }

@@ -41,6 +41,9 @@ struct ResponseLabels {
 pub struct Metrics {
     registry: Registry,
     runs: Family<OutcomeLabel, Counter>,
+    session_runs: Family<OutcomeLabel, Counter>,
+    sessions_created: Counter,
+    sessions_open: Gauge,
     run_seconds: Histogram,
     queue_seconds: Histogram,
     responses: Family<ResponseLabels, Counter>,
@@ -55,7 +58,8 @@ pub const ROUTES: &[&str] = &[
     "/v1/health",
     "/metrics",
     "/v1/sessions",
-    "/v1/sessions/{*rest}",
+    "/v1/sessions/{sid}",
+    "/v1/sessions/{sid}/runs",
 ];
 
 impl Metrics {
@@ -72,6 +76,29 @@ impl Metrics {
             "spr_runs",
             "Run requests answered (or given up by their client), by outcome",
             runs.clone(),
+        );
+        let session_runs = Family::<OutcomeLabel, Counter>::default();
+        for outcome in Outcome::ALL {
+            let _ = session_runs.get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            });
+        }
+        registry.register(
+            "spr_session_runs",
+            "Run requests in a session (also counted in spr_runs_total), by outcome",
+            session_runs.clone(),
+        );
+        let sessions_created = Counter::default();
+        registry.register(
+            "spr_sessions_created",
+            "Sessions opened by POST /v1/sessions",
+            sessions_created.clone(),
+        );
+        let sessions_open = Gauge::default();
+        registry.register(
+            "spr_sessions_open",
+            "Sessions open now (lost ones until they are closed or expire)",
+            sessions_open.clone(),
         );
         let run_seconds = Histogram::new(SECONDS_BUCKETS);
         registry.register(
@@ -112,6 +139,9 @@ impl Metrics {
         Metrics {
             registry,
             runs,
+            session_runs,
+            sessions_created,
+            sessions_open,
             run_seconds,
             queue_seconds,
             responses,
@@ -128,6 +158,19 @@ impl Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
+    }
+
+    /// One run request in a session answered, or given up by its client.
+    pub fn session_run(&self, outcome: Outcome) {
+        self.session_runs
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn session_created(&self) {
+        self.sessions_created.inc();
     }
 
     pub fn ran_for(&self, took: Duration) {
@@ -148,12 +191,13 @@ impl Metrics {
             .inc();
     }
 
-    /// The exposition, with the gauges read from `limits` now.
-    pub fn encode(&self, limits: &Limits) -> String {
+    /// The exposition, with the gauges read from `limits` and the open sessions now.
+    pub fn encode(&self, limits: &Limits, open_sessions: usize) -> String {
         let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.in_flight.set(gauge(limits.in_flight()));
         self.queued.set(gauge(limits.queued()));
         self.capacity.set(gauge(limits.capacity()));
+        self.sessions_open.set(gauge(open_sessions));
         let mut text = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");
@@ -173,7 +217,8 @@ mod tests {
         metrics.ran_for(Duration::from_millis(3));
         metrics.response(Some("/v1/runs"), 200);
         metrics.response(Some("/attacker/controlled"), 404);
-        let text = metrics.encode(&Limits::new(2, 16));
+        metrics.session_run(Outcome::Timeout);
+        let text = metrics.encode(&Limits::new(2, 16), 3);
         assert!(
             text.contains("spr_runs_total{outcome=\"ok\"} 2\n"),
             "{text}"
@@ -195,6 +240,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("spr_runs_capacity 2\n"), "{text}");
+        assert!(text.contains("spr_sessions_open 3\n"), "{text}");
+        assert!(
+            text.contains("spr_session_runs_total{outcome=\"timeout\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("spr_sessions_created_total 0\n"), "{text}");
         assert!(!text.contains("attacker"), "{text}");
     }
 }

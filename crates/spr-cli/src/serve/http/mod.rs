@@ -2,7 +2,7 @@
 //! trusted with the policy.
 //!
 //! One job per module: [`routes`] (the router and the small handlers), [`runs`]
-//! (`POST /v1/runs`), [`limits`] (admission and the queue), [`metrics`] (`GET
+//! (`POST /v1/runs`), [`sessions`] (`/v1/sessions` and the runs in them), [`limits`] (admission and the queue), [`metrics`] (`GET
 //! /metrics`), [`errors`] (every refusal and its status), [`layers`] (access log, JSON
 //! errors, loopback names), [`server`] (the drain), [`state`] (what requests share).
 //! Reading a body under its cap and serving connections are shared with `spr mcp
@@ -12,8 +12,10 @@
 //! - every error is `{"error": ...}` JSON, whoever made it (a handler, axum, a layer);
 //! - client text reaches a message or a log line only escaped and cut;
 //! - request bodies in memory are bounded by `(capacity + queue) × --max-body-mb`;
-//! - each `POST /v1/runs` that reaches its handler gets one info log line and one count;
-//! - a run whose client hangs up is cancelled, and its worker freed.
+//! - each `POST /v1/runs` that reaches its handler gets one info log line and one count,
+//!   and so does each session operation (a run in a session counts as a run too);
+//! - a run whose client hangs up is cancelled, and its worker freed (a cell cancelled
+//!   this way loses its session).
 
 mod errors;
 mod layers;
@@ -22,6 +24,7 @@ mod metrics;
 mod routes;
 mod runs;
 mod server;
+mod sessions;
 mod state;
 
 use super::{EngineSlot, ServeArgs};

@@ -1,5 +1,5 @@
-//! The routes of the HTTP API (docs/HTTP.md) and the small handlers: health, metrics,
-//! the sessions that do not exist yet, and unknown routes.
+//! The routes of the HTTP API (docs/HTTP.md) and the small handlers: health, metrics
+//! and unknown routes.
 //!
 //! Every route but `GET /v1/health` is behind the bearer token (unknown routes too, so
 //! that a client without the token learns nothing of what is served).
@@ -7,13 +7,14 @@
 use super::errors::ApiError;
 use super::layers;
 use super::runs;
+use super::sessions;
 use super::state::App;
 use crate::front::require_token;
 use axum::extract::State;
 use axum::http::{header, Method, Uri};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use spr_protocol::wire::Health;
 use std::sync::Arc;
@@ -22,8 +23,9 @@ pub fn router(app: Arc<App>) -> Router {
     let protected = Router::new()
         .route("/v1/runs", post(runs::create))
         .route("/metrics", get(metrics))
-        .route("/v1/sessions", any(no_sessions))
-        .route("/v1/sessions/{*rest}", any(no_sessions))
+        .route("/v1/sessions", post(sessions::create))
+        .route("/v1/sessions/{sid}", delete(sessions::close))
+        .route("/v1/sessions/{sid}/runs", post(sessions::run))
         .fallback(no_route)
         .layer(from_fn_with_state(app.token.clone(), require_token));
     let open = Router::new().route("/v1/health", get(health));
@@ -43,6 +45,7 @@ async fn health(State(app): State<Arc<App>>) -> Response {
         capacity: app.limits.capacity(),
         in_flight: app.limits.in_flight(),
         queued: app.limits.queued(),
+        open_sessions: app.slot.open_sessions(),
     })
     .into_response()
 }
@@ -50,13 +53,9 @@ async fn health(State(app): State<Arc<App>>) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     (
         [(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)],
-        app.metrics.encode(&app.limits),
+        app.metrics.encode(&app.limits, app.slot.open_sessions()),
     )
         .into_response()
-}
-
-async fn no_sessions() -> ApiError {
-    ApiError::NoSessions
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {

@@ -102,7 +102,7 @@ async fn handle(app: &App, request: Request, log: &mut RunLog) -> Result<RunnerR
 
 /// Only `application/json` (any parameters) is taken: a web page can send a plain-text
 /// or form body to a loopback server without the browser asking it first, a JSON one not.
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Err(ApiError::NotJson(None));
     };
@@ -116,27 +116,39 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// The one log line and count of a run request, written when it is answered, or when
-/// its future is dropped unanswered (the client went away: `cancelled`).
-struct RunLog {
+/// its future is dropped unanswered (the client went away: `cancelled`). Runs in a
+/// session (`POST /v1/sessions/{sid}/runs`) are counted here too, and once more as
+/// session runs.
+pub(super) struct RunLog {
     app: Arc<App>,
     started: Instant,
-    id: Json,
-    profile: String,
+    pub(super) id: Json,
+    pub(super) profile: String,
     outcome: Option<Outcome>,
+    in_session: bool,
 }
 
 impl RunLog {
-    fn new(app: Arc<App>) -> RunLog {
+    pub(super) fn new(app: Arc<App>) -> RunLog {
         RunLog {
             app,
             started: Instant::now(),
             id: Json::null(),
             profile: "default".into(),
             outcome: None,
+            in_session: false,
         }
     }
 
-    fn done(&mut self, outcome: Outcome) {
+    /// The log of a run in a session (its profile was the session's creator's).
+    pub(super) fn in_session(app: Arc<App>) -> RunLog {
+        let mut log = RunLog::new(app);
+        log.profile = "session".into();
+        log.in_session = true;
+        log
+    }
+
+    pub(super) fn done(&mut self, outcome: Outcome) {
         self.outcome = Some(outcome);
     }
 }
@@ -145,6 +157,9 @@ impl Drop for RunLog {
     fn drop(&mut self) {
         let outcome = self.outcome.unwrap_or(Outcome::Cancelled);
         self.app.metrics.run(outcome);
+        if self.in_session {
+            self.app.metrics.session_run(outcome);
+        }
         log_run(
             "http",
             &self.id,
@@ -156,7 +171,7 @@ impl Drop for RunLog {
 }
 
 /// A spawned task that is aborted when its handle is dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+pub(super) struct AbortOnDrop<T>(pub(super) tokio::task::JoinHandle<T>);
 
 impl<T> Future for AbortOnDrop<T> {
     type Output = Result<T, tokio::task::JoinError>;
