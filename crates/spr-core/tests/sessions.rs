@@ -288,3 +288,23 @@ async fn files_in_a_session_persist_and_traversal_is_refused() {
     let r = s.run(&id, "len(rows)", None).await.unwrap();
     assert_eq!(r.value.as_ref().unwrap().get(), "3");
 }
+
+#[tokio::test]
+async fn a_lost_session_gives_its_place_back_at_once() {
+    let mut config = LocalEngineConfig::new(common::shared_venv());
+    config.venv_manager = VenvManager::Python;
+    config.pool_size = 1;
+    config.max_sessions = 1;
+    let s = sessions(LocalEngine::new(config).unwrap());
+    let id = s.create(policy(30), None).await.unwrap();
+    s.run(&id, "import os", None).await.unwrap();
+    // Dropped mid-cell: lost, and its place is free although the id is still known.
+    let run = s.run(&id, "import time\ntime.sleep(60)", None);
+    let _ = tokio::time::timeout(Duration::from_millis(500), run).await;
+    let again = s.create(PolicySource::Default, None).await.unwrap();
+    assert!(matches!(
+        s.run(&id, "1", None).await.unwrap_err(),
+        RunError::Session(SessionError::Lost { .. })
+    ));
+    assert!(s.run(&again, "1", None).await.unwrap().ok);
+}

@@ -27,7 +27,6 @@ pub struct DockerSession {
     receipt: SandboxReceipt,
     worker: Mutex<Option<Held>>,
     next_id: AtomicU64,
-    _permit: OwnedSemaphorePermit,
 }
 
 /// The session's container; removed when dropped (a session closed, dropped or lost, or
@@ -36,6 +35,9 @@ pub struct DockerSession {
 struct Held {
     docker: Docker,
     worker: Option<Worker>,
+    /// The session's place under the engine's cap, given back as soon as the container
+    /// goes (closed, lost, or dropped with a cell in flight).
+    _place: OwnedSemaphorePermit,
 }
 
 impl Drop for Held {
@@ -63,12 +65,12 @@ impl DockerSession {
             worker: Mutex::new(Some(Held {
                 docker: docker.clone(),
                 worker: Some(worker),
+                _place: permit,
             })),
             docker,
             policy,
             receipt,
             next_id: AtomicU64::new(1),
-            _permit: permit,
         }
     }
 

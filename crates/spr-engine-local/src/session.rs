@@ -25,9 +25,17 @@ pub struct LocalSession {
     policy: RunnerPolicy,
     receipt: SandboxReceipt,
     /// The worker, while the session lives and no cell holds it.
-    worker: Mutex<Option<Worker>>,
+    worker: Mutex<Option<Held>>,
     next_id: AtomicU64,
-    _permit: OwnedSemaphorePermit,
+}
+
+/// The session's worker with its place under the engine's cap: the place is given back
+/// as soon as the worker goes (closed, lost, or dropped with a cell in flight), not when
+/// the session's id is finally forgotten.
+#[derive(Debug)]
+struct Held {
+    worker: Worker,
+    _place: OwnedSemaphorePermit,
 }
 
 impl LocalSession {
@@ -40,9 +48,11 @@ impl LocalSession {
         LocalSession {
             policy,
             receipt,
-            worker: Mutex::new(Some(worker)),
+            worker: Mutex::new(Some(Held {
+                worker,
+                _place: permit,
+            })),
             next_id: AtomicU64::new(1),
-            _permit: permit,
         }
     }
 
@@ -68,9 +78,10 @@ impl LocalSession {
         let mut slot = self.worker.lock().await;
         // Held by this future alone from here: if the future is dropped mid-cell the
         // worker goes with it (killed), and the slot stays empty, i.e. lost.
-        let mut worker = slot
+        let mut held = slot
             .take()
             .ok_or(SessionError::Lost { id: String::new() })?;
+        let worker = &mut held.worker;
         let request = RunRequest {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             code: code.to_string(),
@@ -89,14 +100,14 @@ impl LocalSession {
                 receipt.setup_ms = report.setup_us.map(|us| us as f64 / 1000.0);
                 if report.session_lost || report.retire {
                     result.session_lost = true;
-                    worker.kill();
+                    held.worker.kill();
                 } else {
-                    *slot = Some(worker);
+                    *slot = Some(held);
                 }
                 result
             }
             Err(WorkerError::Unresponsive) => {
-                worker.kill();
+                held.worker.kill();
                 let mut result = RunnerResult::timeout(&self.policy, started.elapsed());
                 result.error = Some(format!(
                     "Execution timed out after {}s (the session stopped responding: it was killed and its state is lost)",
@@ -106,7 +117,7 @@ impl LocalSession {
                 result
             }
             Err(e) => {
-                worker.kill();
+                held.worker.kill();
                 let mut result = RunnerResult::infrastructure_error(format!(
                     "The session's worker failed during the run: {e}; its state is lost"
                 ));
@@ -130,9 +141,9 @@ impl LocalSession {
     /// End the session (after the cell in flight, if any): its worker is asked to exit
     /// and killed if it does not. Later runs are refused as lost.
     pub async fn close(&self) {
-        let worker = self.worker.lock().await.take();
-        if let Some(worker) = worker {
-            worker.shutdown().await;
+        let held = self.worker.lock().await.take();
+        if let Some(held) = held {
+            held.worker.shutdown().await;
         }
     }
 }
