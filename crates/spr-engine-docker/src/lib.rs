@@ -60,6 +60,10 @@ pub struct DockerEngineConfig {
     pub cpus: Option<f64>,
     /// Start `pool_size` containers before the first run.
     pub prewarm: bool,
+    /// Modules the harness of every container imports before any request (dotted
+    /// names, from the image or its derived `packages`): runs fork with them loaded,
+    /// each with its own copy-on-write copy. Checked by `DockerEngine::new`.
+    pub preload: Vec<String>,
 }
 
 /// Refusals of the engine's configuration (no IO happens in `new`).
@@ -491,9 +495,13 @@ impl Inner {
             endpoint: endpoint.to_string(),
             arch: isolation::image_arch(reference, image.arch.as_deref())?,
             image_id: image.id,
-            memory_mb: worker::memory_class_mb(policy.memory_limit_mb),
+            memory_mb: worker::memory_class_mb(
+                policy.memory_limit_mb,
+                !self.config.preload.is_empty(),
+            ),
             runtime: self.config.runtime.clone(),
             nano_cpus: (cpus * 1e9).round() as i64,
+            preload: self.config.preload.clone(),
         })
     }
 

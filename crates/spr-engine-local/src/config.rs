@@ -47,6 +47,11 @@ pub struct LocalEngineConfig {
     pub sandbox: SandboxMode,
     /// Size of each sandboxed worker's scratch tmpfs (its runs' files), in MiB.
     pub scratch_tmpfs_mb: u64,
+    /// Modules imported once in every warm worker before any request (dotted names,
+    /// e.g. `pandas`, `matplotlib.pyplot`): runs fork with them loaded, each with its
+    /// own copy-on-write copy, so what a run changes in them never reaches the next.
+    /// A run still imports them itself, under its policy. Checked by `LocalEngine::new`.
+    pub preload: Vec<String>,
 }
 
 /// Default size of a sandboxed worker's scratch tmpfs.
@@ -63,6 +68,7 @@ impl LocalEngineConfig {
             scratch_dir: None,
             sandbox: SandboxMode::default(),
             scratch_tmpfs_mb: DEFAULT_SCRATCH_TMPFS_MB,
+            preload: Vec::new(),
         }
     }
 }

@@ -7,7 +7,10 @@ use crate::scratch::{self, ScratchRoot};
 use crate::venv;
 use crate::worker::{WorkerError, WorkerSpec};
 use spr_policy::{PackageSpecError, RunnerPolicy};
-use spr_protocol::{assemble_result, Json, MissingProtection, RunRequest, RunnerResult};
+use spr_protocol::{
+    assemble_result, validate_preload, Json, MissingProtection, PreloadError, RunRequest,
+    RunnerResult,
+};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,6 +30,8 @@ pub enum LocalEngineError {
     ZeroPoolSize,
     #[error(transparent)]
     InvalidPackage(#[from] PackageSpecError),
+    #[error(transparent)]
+    InvalidPreload(#[from] PreloadError),
     #[error(
         "Python was not found ({looked_for}); install python3 or set the interpreter explicitly"
     )]
@@ -83,6 +88,7 @@ impl LocalEngine {
         if config.pool_size == 0 {
             return Err(LocalEngineError::ZeroPoolSize);
         }
+        validate_preload(&config.preload)?;
         let python = venv::prepare(&config)?;
         let parent = config
             .scratch_dir
@@ -132,6 +138,7 @@ impl LocalEngine {
             root: Arc::new(root),
             sandbox: sandbox.clone(),
             known_policies: vec![RunnerPolicy::default()],
+            preload: config.preload.clone(),
         };
         Ok(LocalEngine {
             pool: Pool::new(spec, config.pool_size),
@@ -206,10 +213,12 @@ impl LocalEngine {
             }
         };
         let receipt = if self.sandbox.active() {
-            let ws = &lease.worker_ref().sandbox;
+            let worker = lease.worker_ref();
+            let ws = &worker.sandbox;
+            let preload_kb = worker.hello.preload.as_ref().map_or(0, |p| p.rss_kb);
             let limits = ws.cgroup.as_ref().map(|cg| {
                 cg.set_limits(
-                    self.sandbox.cgroup_memory_bytes(policy),
+                    self.sandbox.cgroup_memory_bytes(policy, preload_kb),
                     policy.sandbox.max_processes + sandbox::NAMESPACE_OVERHEAD_TASKS,
                 )
             });
@@ -217,6 +226,12 @@ impl LocalEngine {
         } else {
             sandbox::receipt_off(policy, self.sandbox.missing())
         };
+        let mut receipt = receipt;
+        if let (Some(cost), Some(rl)) = (&lease.worker_ref().hello.preload, &mut receipt.rlimits) {
+            // The harness gives each run its policy's memory on top of what the
+            // preloaded modules map.
+            rl.address_space_mb = rl.address_space_mb.map(|mb| mb + cost.vm_kb.div_ceil(1024));
+        }
         let unmet = sandbox::unmet_requirements(policy, &receipt);
         if !unmet.is_empty() {
             self.pool.release(lease);
