@@ -36,6 +36,8 @@ pub const SANDBOX_TESTS: &[(&str, &str)] = &[
     ("spr-core", "isolation"),
     // Host hygiene: descriptors, host death, the engine's directories, socket families.
     ("spr-core", "hygiene"),
+    // Preloaded packages: fresh in every run, still under the policy.
+    ("spr-core", "preload"),
     // `spr doctor` against the receipt of a real run, for whoever runs the tests.
     ("spr-cli", "doctor"),
 ];

@@ -1154,6 +1154,7 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     # `import __main__` must give the user's namespace, not this module.
     main = types.ModuleType("__main__")
     sys.modules["__main__"] = main
+    reseed_preloaded()
     write_all(res_w, MARK_ARMED + struct.pack("<Q", int((time.monotonic() - began) * 1e6)))
 
     # Ready: wait for the request. End of stream means M discarded this process.
@@ -1183,6 +1184,19 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     except OSError:
         pass
     return status
+
+
+def reseed_preloaded():
+    """A fork copies random generators with their state: the stdlib's `random`
+    reseeds itself in a forked child, numpy's global RandomState does not (it was
+    seeded once, when M imported it). Reseeded from the OS in each run's process, so
+    runs never share a sequence."""
+    module = sys.modules.get("numpy.random")
+    if module is not None:
+        try:
+            module.seed()
+        except Exception:
+            pass
 
 
 # The scratch base and the other writable roots every run has, resolved once at start-up.
