@@ -53,15 +53,20 @@ result = [loaded, int(pd.DataFrame({"a": [1, 2]}).a.sum())]
 fn a_bad_preload_is_refused_and_a_missing_module_named() {
     let Some(venv) = datastack() else { return };
     let out = run(
-        spr()
-            .args(["run", "--venv-dir"])
-            .arg(&venv)
-            .args(["--preload", "pandas;rm", "-c", "result = 1"]),
+        spr().args(["run", "--venv-dir"]).arg(&venv).args([
+            "--preload",
+            "pandas;rm",
+            "-c",
+            "result = 1",
+        ]),
         None,
     );
     assert_eq!(code(&out), 125, "{}", render(&out, &[]));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("preload: 'pandas;rm' is not a module name"), "{err}");
+    assert!(
+        err.contains("preload: 'pandas;rm' is not a module name"),
+        "{err}"
+    );
 
     let out = run(
         spr()

@@ -572,7 +572,10 @@ impl Inner {
                 denied_syscalls: worker.seccomp_denied,
             }),
             rlimits: Some(RlimitsReceipt {
-                address_space_mb: Some(policy.memory_limit_mb),
+                // The harness adds what the preloaded modules map to the policy's memory.
+                address_space_mb: Some(
+                    policy.memory_limit_mb + worker.preload_vm_kb.div_ceil(1024),
+                ),
                 open_files: Some(sb.max_open_files),
                 file_size_mb: Some(sb.max_file_size_mb),
                 core_mb: Some(0),

@@ -177,6 +177,9 @@ pub(crate) struct Worker {
     pub isolation: RunIsolation,
     /// How many system calls the runs' seccomp filter denies (for receipts).
     pub seccomp_denied: u32,
+    /// Address space the harness's preloaded modules map, in KiB (each run's RLIMIT_AS
+    /// is the policy's memory plus this; from its greeting).
+    pub preload_vm_kb: u64,
     input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
     messages: mpsc::Receiver<WorkerMessage>,
     alive: Arc<AtomicBool>,
@@ -259,6 +262,7 @@ impl Worker {
             created: Instant::now(),
             runs: 0,
             isolation: RunIsolation::default(),
+            preload_vm_kb: 0,
             seccomp_denied: 0,
             input: attached.input,
             messages: rx,
@@ -303,6 +307,7 @@ impl Worker {
                     format!("The container was refused: {e}{}", worker.stderr_note())
                 })?;
                 worker.isolation = h.isolation;
+                worker.preload_vm_kb = h.preload.map_or(0, |p| p.vm_kb);
             }
             WorkerMessage::Fatal { message } => {
                 return Err(format!(
