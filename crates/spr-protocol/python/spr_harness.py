@@ -2497,6 +2497,13 @@ def main(argv):
         child_failed()
         write_frame(wfd, {"type": "fatal", "message": str(exc)})
         return 5
+    if plan.preload:
+        # What the imports freed goes back to the system: every page M holds is copied
+        # (as a page-table entry) by each fork of a run and dropped by its exit.
+        try:
+            k.libc.malloc_trim(0)
+        except (AttributeError, OSError):
+            pass  # not glibc
     try:
         prepare_run_streams()
     except OSError:
