@@ -244,7 +244,6 @@ impl LocalEngine {
         }
         let backstop = Duration::from_secs(policy.timeout_seconds) + BACKSTOP_GRACE;
         let (mut result, setup_us) = self.execute(lease, &request, backstop, policy).await;
-        let mut receipt = receipt;
         receipt.setup_ms = setup_us.map(|us| us as f64 / 1000.0);
         result.sandbox = Some(receipt);
         result
