@@ -63,12 +63,17 @@ fn source_args(root: &Path, engine: &str) -> (Vec<String>, String) {
     }
 }
 
-fn check(resp: &Value, id: &str) -> Result<Option<f64>, String> {
+/// The same server's cost of a run that does nothing, to tell the preloaded process's own
+/// per-run cost (its fork and exit) from pandas' work.
+pub const TRIVIAL: (&str, i64) = ("result = 2 + 2", 4);
+const SNIPPET: (&str, i64) = (CODE, 3);
+
+fn check(resp: &Value, id: &str, expected: i64) -> Result<Option<f64>, String> {
     if resp["id"] != id {
         return Err(format!("expected the response to id {id}, got {resp}"));
     }
-    if resp["ok"] != true || resp["result"].as_i64() != Some(3) {
-        return Err(format!("the pandas run {id} did not return 3: {resp}"));
+    if resp["ok"] != true || resp["result"].as_i64() != Some(expected) {
+        return Err(format!("the run {id} did not return {expected}: {resp}"));
     }
     Ok(resp["duration_ms"].as_f64())
 }
@@ -88,8 +93,8 @@ fn relaxed_policy() -> Value {
     json!({ "blocked_imports": ["os", "socket", "importlib"] })
 }
 
-fn request(id: &str, policy: &Option<Value>) -> Value {
-    let mut r = json!({ "id": id, "code": CODE });
+fn request(id: &str, code: &str, policy: &Option<Value>) -> Value {
+    let mut r = json!({ "id": id, "code": code });
     if let Some(p) = policy {
         r["policy"] = p.clone();
     }
@@ -99,29 +104,28 @@ fn request(id: &str, policy: &Option<Value>) -> Value {
 /// Whether the default policy lets a run import pandas itself (one probe on a server without the
 /// preload; its first request may create the venv or the image).
 fn default_policy_imports_pandas(server: &mut Server) -> Result<bool, Error> {
-    server.send_request(&request("probe", &None))?;
+    server.send_request(&request("probe", CODE, &None))?;
     let resp = server.recv(FIRST_TIMEOUT)?;
-    Ok(check(&resp, "probe").is_ok())
+    Ok(check(&resp, "probe", 3).is_ok())
 }
 
 fn measure(
     server: &mut Server,
     tag: &str,
     runs: usize,
+    (code, expected): (&str, i64),
     policy: &Option<Value>,
 ) -> Result<Measured, Error> {
-    eprintln!(
-        "bench: {tag}: {WARMUP} warm-up runs, then {runs} sequential runs of the pandas snippet"
-    );
+    eprintln!("bench: {tag}: {WARMUP} warm-up runs, then {runs} sequential runs of {code:?}");
     let mut latency = Vec::with_capacity(runs);
     let mut reported = Vec::with_capacity(runs);
     for i in 0..WARMUP + runs {
         let id = format!("{tag}{i}");
         let start = Instant::now();
-        server.send_request(&request(&id, policy))?;
+        server.send_request(&request(&id, code, policy))?;
         let resp = server.recv(if i == 0 { FIRST_TIMEOUT } else { TIMEOUT })?;
         let elapsed = start.elapsed().as_secs_f64() * 1000.0;
-        let ms = check(&resp, &id).map_err(failed)?;
+        let ms = check(&resp, &id, expected).map_err(failed)?;
         if i >= WARMUP {
             latency.push(elapsed);
             reported.extend(ms);
@@ -138,7 +142,23 @@ fn ms(v: f64) -> String {
     format!("{v:.2} ms")
 }
 
-pub fn table(source: &str, policy: &str, with: &Measured, without: &Measured) -> String {
+/// The one-minute load average, as /proc/loadavg says (the machine is often shared).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+pub struct Context<'a> {
+    pub source: &'a str,
+    pub policy: &'a str,
+    /// Load average before and after.
+    pub load: (String, String),
+}
+
+pub fn table(cx: &Context, with: &Measured, trivial: &Measured, without: &Measured) -> String {
+    let (source, policy) = (cx.source, cx.policy);
     let verdict = if with.latency.p50 <= TARGET_P50_MS {
         "met"
     } else {
@@ -147,6 +167,14 @@ pub fn table(source: &str, policy: &str, with: &Measured, without: &Measured) ->
     let mut rows = vec![
         ("pandas from".to_string(), source.to_string(), String::new()),
         ("policy".to_string(), policy.to_string(), String::new()),
+        (
+            "load average (1 min) before / after".to_string(),
+            format!("{} / {}", cx.load.0, cx.load.1),
+            format!(
+                "{} cores",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            ),
+        ),
         (
             "runs with `--preload pandas`".into(),
             format!("{} (after {WARMUP} warm-up)", with.runs),
@@ -180,6 +208,15 @@ pub fn table(source: &str, policy: &str, with: &Measured, without: &Measured) ->
             String::new(),
         ));
     }
+    rows.push((
+        "latency p50 of `result = 2 + 2`, pandas preloaded".into(),
+        ms(trivial.latency.p50),
+        format!(
+            "{} runs: the preloaded process's own cost (fork, exit); p99 {}",
+            trivial.runs,
+            ms(trivial.latency.p99)
+        ),
+    ));
     rows.push((
         "runs without preload".into(),
         format!("{} (after {WARMUP} warm-up)", without.runs),
@@ -231,6 +268,7 @@ pub fn run(root: &Path, bin: &Path, args: &Args, raw: &[String]) -> Result<(), E
         }
         cmd
     };
+    let load_before = load_average();
     let mut server = Server::start(&mut serve(false))?;
     let (policy, policy_note) = if default_policy_imports_pandas(&mut server)? {
         (None, "the default".to_string())
@@ -244,18 +282,30 @@ pub fn run(root: &Path, bin: &Path, args: &Args, raw: &[String]) -> Result<(), E
             "the default but `blocked_imports = [\"os\", \"socket\", \"importlib\"]` (pandas imports `subprocess` and `ctypes` for itself, which the default refuses a run that imports pandas; the same for both phases)".to_string(),
         )
     };
-    let without = measure(&mut server, "n", args.runs.min(MAX_RUNS_WITHOUT), &policy)?;
+    let without = measure(
+        &mut server,
+        "n",
+        args.runs.min(MAX_RUNS_WITHOUT),
+        SNIPPET,
+        &policy,
+    )?;
     if let Err(e) = server.finish() {
         eprintln!("bench: warning: {}", e.message());
     }
     let mut server = Server::start(&mut serve(true))?;
-    let with = measure(&mut server, "p", args.runs, &policy)?;
+    let with = measure(&mut server, "p", args.runs, SNIPPET, &policy)?;
+    let trivial = measure(&mut server, "t", args.runs.min(200), TRIVIAL, &policy)?;
     let python = bench::python_version(&mut server);
     if let Err(e) = server.finish() {
         eprintln!("bench: warning: {}", e.message());
     }
 
-    let table = table(&described, &policy_note, &with, &without);
+    let cx = Context {
+        source: &described,
+        policy: &policy_note,
+        load: (load_before, load_average()),
+    };
+    let table = table(&cx, &with, &trivial, &without);
     let command = format!("cargo xtask bench {}", raw.join(" "));
     let machine = bench::machine(&python);
     println!("\npandas, {} engine, {machine}\n\n{table}", args.engine);
@@ -288,30 +338,44 @@ mod tests {
             "import pandas as pd\nresult = int(pd.DataFrame({\"a\": [1, 2]}).a.sum())"
         );
         let ok = json!({"id": "p1", "ok": true, "result": 3, "duration_ms": 2.0});
-        assert_eq!(check(&ok, "p1"), Ok(Some(2.0)));
+        assert_eq!(check(&ok, "p1", 3), Ok(Some(2.0)));
         let wrong = json!({"id": "p1", "ok": true, "result": 4});
-        assert_eq!(request("a", &None), json!({"id": "a", "code": CODE}));
+        assert_eq!(request("a", CODE, &None), json!({"id": "a", "code": CODE}));
         assert_eq!(
-            request("a", &Some(relaxed_policy()))["policy"],
+            request("a", CODE, &Some(relaxed_policy()))["policy"],
             relaxed_policy()
         );
-        assert!(check(&wrong, "p1").is_err());
+        assert!(check(&wrong, "p1", 3).is_err());
     }
 
     #[test]
     fn table_marks_the_target_and_the_speed_up() {
+        let cx = Context {
+            source: "x",
+            policy: "the default",
+            load: ("0.5".into(), "0.7".into()),
+        };
         let t = table(
-            "x",
-            "the default",
+            &cx,
             &measured(&[4.0, 5.0]),
+            &measured(&[3.0]),
             &measured(&[400.0, 500.0]),
+        );
+        assert!(
+            t.contains("| load average (1 min) before / after | 0.5 / 0.7 |"),
+            "{t}"
         );
         assert!(
             t.contains("| latency p50, preloaded | 4.00 ms | ≤ 6 ms (met) |"),
             "{t}"
         );
         assert!(t.contains("| speed-up of the p50 | 100× |  |"), "{t}");
-        let t = table("x", "the default", &measured(&[7.0]), &measured(&[400.0]));
+        let t = table(
+            &cx,
+            &measured(&[7.0]),
+            &measured(&[3.0]),
+            &measured(&[400.0]),
+        );
         assert!(t.contains("(missed)"), "{t}");
     }
 }
