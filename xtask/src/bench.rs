@@ -36,6 +36,8 @@ pub struct Args {
     pub http: bool,
     /// Concurrent clients of the HTTP throughput phase and flood.
     pub clients: Option<usize>,
+    /// Bench the pandas snippet with and without `--preload pandas` (bench_pandas.rs).
+    pub pandas: bool,
 }
 
 pub fn parse_args(args: &[String]) -> Result<Args, Error> {
@@ -48,6 +50,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, Error> {
         no_build: false,
         http: false,
         clients: None,
+        pandas: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -99,6 +102,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, Error> {
                 );
             }
             "--http" => out.http = true,
+            "--pandas" => out.pandas = true,
             "--write" => out.write = true,
             "--no-build" => out.no_build = true,
             other => return Err(refused(format!("bench: unknown argument `{other}`"))),
@@ -106,6 +110,9 @@ pub fn parse_args(args: &[String]) -> Result<Args, Error> {
     }
     if out.clients.is_some() && !out.http {
         return Err(refused("bench: --clients only applies to --http"));
+    }
+    if out.pandas && out.http {
+        return Err(refused("bench: --pandas and --http are separate benches"));
     }
     Ok(out)
 }
@@ -148,7 +155,7 @@ pub fn summarize(samples: &[f64]) -> Summary {
 // Talking to `spr serve --stdio`
 
 #[derive(Debug)]
-struct Server {
+pub(crate) struct Server {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
@@ -156,7 +163,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(cmd: &mut Command) -> Result<Server, Error> {
+    pub(crate) fn start(cmd: &mut Command) -> Result<Server, Error> {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -209,8 +216,13 @@ impl Server {
         }
     }
 
-    fn send(&mut self, id: &str, code: &str) -> Result<(), Error> {
-        let line = json!({ "id": id, "code": code }).to_string() + "\n";
+    pub(crate) fn send(&mut self, id: &str, code: &str) -> Result<(), Error> {
+        self.send_request(&json!({ "id": id, "code": code }))
+    }
+
+    /// Any request object, as one line.
+    pub(crate) fn send_request(&mut self, request: &Value) -> Result<(), Error> {
+        let line = request.to_string() + "\n";
         let stdin = self.stdin.as_mut().expect("open until finish");
         stdin
             .write_all(line.as_bytes())
@@ -218,7 +230,7 @@ impl Server {
             .map_err(|e| failed(format!("writing to spr serve: {e}{}", self.context())))
     }
 
-    fn recv(&mut self, timeout: Duration) -> Result<Value, Error> {
+    pub(crate) fn recv(&mut self, timeout: Duration) -> Result<Value, Error> {
         match self.lines.recv_timeout(timeout) {
             Ok(line) => serde_json::from_str(&line).map_err(|e| {
                 failed(format!(
@@ -241,7 +253,7 @@ impl Server {
     }
 
     /// Closes stdin (EOF) and waits for the drain-and-exit the contract promises.
-    fn finish(mut self) -> Result<(), Error> {
+    pub(crate) fn finish(mut self) -> Result<(), Error> {
         drop(self.stdin.take());
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -573,7 +585,7 @@ pub fn machine(python: &str) -> String {
 }
 
 /// The Python the engine really runs, asked through spr itself; the host's python3 if that fails.
-fn python_version(server: &mut Server) -> String {
+pub(crate) fn python_version(server: &mut Server) -> String {
     let asked = server
         .send(
             "python-version",
@@ -592,7 +604,7 @@ fn python_version(server: &mut Server) -> String {
     })
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |d| root.join(d))
 }
 
@@ -614,6 +626,9 @@ pub fn run(root: &Path, raw: &[String]) -> Result<(), Error> {
     }
     if args.http {
         return crate::bench_http::run(root, &bin, &args, raw);
+    }
+    if args.pandas {
+        return crate::bench_pandas::run(root, &bin, &args, raw);
     }
 
     // Pass --pool-size only if this spr has it; otherwise the pool has its default size, min(cores, 4).
@@ -723,6 +738,7 @@ mod tests {
             &["--fast"],
             &["--clients", "4"],
             &["--http", "--clients", "0"],
+            &["--pandas", "--http"],
         ] {
             let err = parse_args(&strings(bad)).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad:?}");
@@ -842,7 +858,7 @@ mod tests {
     #[test]
     fn the_real_benchmarks_doc_has_both_sections() {
         let doc = fs::read_to_string(util::repo_root().join("docs/BENCHMARKS.md")).unwrap();
-        for engine in ["local", "docker", "http"] {
+        for engine in ["local", "docker", "http", "pandas-local"] {
             let once = replace_section(&doc, engine, "x").unwrap();
             assert_eq!(
                 once.len(),

@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_http;
+mod bench_pandas;
 mod image;
 mod release;
 mod sandbox_runs;
@@ -28,10 +29,11 @@ commands:
                                 --no-sandbox-runs: the suite only (refused under CI=true)
                                 --sandbox-runs-only: the two sandbox runs only
   bench [--engine local|docker] [--runs N] [--pool-size N] [--seconds S] [--write]
-        [--http [--clients N]]
+        [--http [--clients N]] [--pandas]
                                 latency and throughput of `spr serve --stdio`; with --http,
                                 of `spr serve --http` (one kept-alive connection, N clients,
-                                and the server's memory through a flood of 1 MiB requests)
+                                and the server's memory through a flood of 1 MiB requests);
+                                with --pandas, a pandas snippet with and without --preload
   image [args]                  build the Docker runtime image
   set-version X.Y.Z[-pre]       set the workspace version and the inter-crate dependency versions
   metadata                      render release_metadata.md into .github/release/metadata.json

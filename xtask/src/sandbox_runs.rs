@@ -40,6 +40,8 @@ pub const SANDBOX_TESTS: &[(&str, &str)] = &[
     ("spr-core", "sessions"),
     // Files in and out and figures: traversal refused, symlinks never followed, caps.
     ("spr-core", "files"),
+    // Preloaded packages: fresh in every run, still under the policy.
+    ("spr-core", "preload"),
     // `spr doctor` against the receipt of a real run, for whoever runs the tests.
     ("spr-cli", "doctor"),
 ];

@@ -181,6 +181,10 @@ pub struct EngineOpts {
     /// Kernel sandbox of the local workers [default: auto].
     #[arg(long, value_enum, value_name = "MODE", help_heading = "Local engine")]
     pub sandbox: Option<SandboxArg>,
+    /// Module to import once in every warm worker (e.g. pandas), so runs fork with it
+    /// loaded; each run still imports it itself, under its policy. Repeatable.
+    #[arg(long = "preload", value_name = "MOD")]
+    pub preload: Vec<String>,
     /// Number of warm workers (containers for --engine docker).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub pool_size: Option<u16>,
@@ -265,6 +269,7 @@ impl EngineOpts {
                     config.venv_manager = manager.into();
                 }
                 config.packages = self.packages.clone();
+                config.preload = self.preload.clone();
                 if let Some(mode) = self.sandbox {
                     config.sandbox = mode.into();
                 }
@@ -290,6 +295,7 @@ impl EngineOpts {
                 let config = DockerEngineConfig {
                     image: self.image.clone(),
                     packages: self.docker_packages.clone(),
+                    preload: self.preload.clone(),
                     pool_size,
                     max_sessions: self.max_sessions.map(usize::from),
                     ..conn.docker_config()
@@ -414,6 +420,7 @@ mod tests {
             venv_manager: None,
             packages: vec![],
             sandbox: None,
+            preload: vec![],
             pool_size: None,
             max_sessions: None,
             image: Some("x".into()),

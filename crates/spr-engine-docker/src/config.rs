@@ -138,6 +138,8 @@ pub(crate) fn validate(config: &DockerEngineConfig) -> Result<Vec<String>, Docke
             return Err(DockerEngineError::Invalid("image must not be empty".into()));
         }
     }
+    spr_protocol::validate_preload(&config.preload)
+        .map_err(|e| DockerEngineError::Invalid(e.to_string()))?;
     validate_pinned_packages(&config.packages).map_err(DockerEngineError::Invalid)
 }
 
@@ -148,6 +150,22 @@ mod tests {
 
     fn cfg() -> DockerEngineConfig {
         DockerEngineConfig::default()
+    }
+
+    #[test]
+    fn preload_names_are_checked() {
+        let with = |names: &[&str]| DockerEngineConfig {
+            preload: names.iter().map(|s| s.to_string()).collect(),
+            ..cfg()
+        };
+        assert!(validate(&with(&["pandas", "matplotlib.pyplot"])).is_ok());
+        let err = validate(&with(&["os; import sys"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "preload: 'os; import sys' is not a module name (dotted Python identifiers, e.g. 'pandas' or 'matplotlib.pyplot')"
+        );
+        let err = validate(&with(&["numpy", "numpy"])).unwrap_err();
+        assert_eq!(err.to_string(), "preload: 'numpy' is listed twice");
     }
 
     #[test]

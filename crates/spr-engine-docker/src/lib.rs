@@ -65,6 +65,10 @@ pub struct DockerEngineConfig {
     /// Sessions that may be open at once (each holds a container of its own, outside
     /// the pool); default [`spr_protocol::DEFAULT_MAX_SESSIONS`].
     pub max_sessions: Option<usize>,
+    /// Modules the harness of every container imports before any request (dotted
+    /// names, from the image or its derived `packages`): runs fork with them loaded,
+    /// each with its own copy-on-write copy. Checked by `DockerEngine::new`.
+    pub preload: Vec<String>,
 }
 
 /// Refusals of the engine's configuration (no IO happens in `new`).
@@ -570,9 +574,13 @@ impl Inner {
             endpoint: endpoint.to_string(),
             arch: isolation::image_arch(reference, image.arch.as_deref())?,
             image_id: image.id,
-            memory_mb: worker::memory_class_mb(policy.memory_limit_mb),
+            memory_mb: worker::memory_class_mb(
+                policy.memory_limit_mb,
+                !self.config.preload.is_empty(),
+            ),
             runtime: self.config.runtime.clone(),
             nano_cpus: (cpus * 1e9).round() as i64,
+            preload: self.config.preload.clone(),
         })
     }
 
@@ -643,7 +651,10 @@ impl Inner {
                 denied_syscalls: worker.seccomp_denied,
             }),
             rlimits: Some(RlimitsReceipt {
-                address_space_mb: Some(policy.memory_limit_mb),
+                // The harness adds what the preloaded modules map to the policy's memory.
+                address_space_mb: Some(
+                    policy.memory_limit_mb + worker.preload_vm_kb.div_ceil(1024),
+                ),
                 open_files: Some(sb.max_open_files),
                 file_size_mb: Some(sb.max_file_size_mb),
                 core_mb: Some(0),

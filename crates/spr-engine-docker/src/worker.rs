@@ -35,6 +35,11 @@ pub(crate) const SCRATCH_BASE: &str = "/tmp/spr";
 /// Memory beyond the policy's per-run limit, for the worker itself and the tmpfs.
 pub(crate) const MEMORY_HEADROOM_MB: u64 = 64;
 pub(crate) const MIN_CONTAINER_MEMORY_MB: u64 = 128;
+/// More headroom for containers whose harness preloads modules: they stay resident in
+/// the container's memory for its life (the data stack: about 80 MiB for pandas, 150
+/// MiB with matplotlib and scipy), and a run may still allocate its policy's memory on
+/// top of them (the harness raises each run's RLIMIT_AS by what they map).
+pub(crate) const PRELOAD_HEADROOM_MB: u64 = 256;
 /// How long a new container may take to greet (gVisor in ptrace mode is slow to start).
 const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 const STDERR_TAIL: usize = 4096;
@@ -52,28 +57,32 @@ pub(crate) struct ContainerSpec {
     /// The image's architecture (it follows from `image_id`, so the key leaves it out):
     /// the runs' seccomp filter is built for it.
     pub arch: Arch,
+    /// Modules the harness imports before any request (the plan's `preload`).
+    pub preload: Vec<String>,
 }
 
 impl ContainerSpec {
     /// Short stable hash of the spec, for the `dev.spr.pool` label.
     pub fn key_hash(&self) -> String {
         let text = format!(
-            "{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}",
             self.endpoint,
             self.image_id,
             self.memory_mb,
             self.runtime.as_deref().unwrap_or(""),
-            self.nano_cpus
+            self.nano_cpus,
+            self.preload.join(",")
         );
         crate::config::sha256_hex(text.as_bytes())[..16].to_string()
     }
 }
 
 /// Container memory for a policy: the per-run limit (enforced per run by RLIMIT_AS in
-/// the harness) plus headroom, at least 128 MiB, rounded up to a power of two so that
-/// policies with nearby limits share containers.
-pub(crate) fn memory_class_mb(policy_mb: u64) -> u64 {
-    (policy_mb.saturating_add(MEMORY_HEADROOM_MB))
+/// the harness) plus headroom (more with preloaded modules), at least 128 MiB, rounded
+/// up to a power of two so that policies with nearby limits share containers.
+pub(crate) fn memory_class_mb(policy_mb: u64, preload: bool) -> u64 {
+    let headroom = MEMORY_HEADROOM_MB + if preload { PRELOAD_HEADROOM_MB } else { 0 };
+    (policy_mb.saturating_add(headroom))
         .max(MIN_CONTAINER_MEMORY_MB)
         .next_power_of_two()
 }
@@ -83,7 +92,8 @@ pub(crate) fn create_body(
     spec: &ContainerSpec,
     labels: HashMap<String, String>,
 ) -> Result<ContainerCreateBody, IsolationError> {
-    let plan = isolation::harness_plan(spec.arch, SCRATCH_BASE)?;
+    let mut plan = isolation::harness_plan(spec.arch, SCRATCH_BASE)?;
+    plan.preload = spec.preload.clone();
     let memory = (spec.memory_mb * 1024 * 1024) as i64;
     // The only writable place is this tmpfs, the harness's scratch base: /tmp itself
     // stays on the read-only root, so nothing a run writes outside the scratch tree can
@@ -167,6 +177,9 @@ pub(crate) struct Worker {
     pub isolation: RunIsolation,
     /// How many system calls the runs' seccomp filter denies (for receipts).
     pub seccomp_denied: u32,
+    /// Address space the harness's preloaded modules map, in KiB (each run's RLIMIT_AS
+    /// is the policy's memory plus this; from its greeting).
+    pub preload_vm_kb: u64,
     input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
     messages: mpsc::Receiver<WorkerMessage>,
     alive: Arc<AtomicBool>,
@@ -249,6 +262,7 @@ impl Worker {
             created: Instant::now(),
             runs: 0,
             isolation: RunIsolation::default(),
+            preload_vm_kb: 0,
             seccomp_denied: 0,
             input: attached.input,
             messages: rx,
@@ -293,6 +307,13 @@ impl Worker {
                     format!("The container was refused: {e}{}", worker.stderr_note())
                 })?;
                 worker.isolation = h.isolation;
+                worker.preload_vm_kb = h.preload.map_or(0, |p| p.vm_kb);
+            }
+            WorkerMessage::Fatal { message } => {
+                return Err(format!(
+                    "The container's harness could not start: {message}{}",
+                    worker.stderr_note()
+                ))
             }
             other => {
                 return Err(format!(
@@ -479,17 +500,20 @@ mod tests {
             runtime: None,
             nano_cpus: 1_000_000_000,
             arch: Arch::X86_64,
+            preload: Vec::new(),
         }
     }
 
     #[test]
     fn memory_classes() {
-        assert_eq!(memory_class_mb(0), 128);
-        assert_eq!(memory_class_mb(32), 128);
-        assert_eq!(memory_class_mb(64), 128);
-        assert_eq!(memory_class_mb(65), 256);
-        assert_eq!(memory_class_mb(256), 512);
-        assert_eq!(memory_class_mb(1024), 2048);
+        assert_eq!(memory_class_mb(0, false), 128);
+        assert_eq!(memory_class_mb(32, false), 128);
+        assert_eq!(memory_class_mb(64, false), 128);
+        assert_eq!(memory_class_mb(65, false), 256);
+        assert_eq!(memory_class_mb(256, false), 512);
+        assert_eq!(memory_class_mb(1024, false), 2048);
+        // Preloaded modules stay resident: a 256 MiB policy still gets 256 MiB on top.
+        assert_eq!(memory_class_mb(256, true), 1024);
     }
 
     #[test]

@@ -50,6 +50,11 @@ pub struct LocalEngineConfig {
     /// Sessions that may be open at once (each holds a worker of its own); default
     /// [`spr_protocol::DEFAULT_MAX_SESSIONS`].
     pub max_sessions: usize,
+    /// Modules imported once in every warm worker before any request (dotted names,
+    /// e.g. `pandas`, `matplotlib.pyplot`): runs fork with them loaded, each with its
+    /// own copy-on-write copy, so what a run changes in them never reaches the next.
+    /// A run still imports them itself, under its policy. Checked by `LocalEngine::new`.
+    pub preload: Vec<String>,
 }
 
 /// Default size of a sandboxed worker's scratch tmpfs.
@@ -67,6 +72,7 @@ impl LocalEngineConfig {
             sandbox: SandboxMode::default(),
             scratch_tmpfs_mb: DEFAULT_SCRATCH_TMPFS_MB,
             max_sessions: spr_protocol::DEFAULT_MAX_SESSIONS,
+            preload: Vec::new(),
         }
     }
 }

@@ -10,8 +10,8 @@ use crate::worker::Worker;
 use crate::worker::{WorkerError, WorkerSpec};
 use spr_policy::{PackageSpecError, RunnerPolicy};
 use spr_protocol::{
-    assemble_result, Attachments, Json, MissingProtection, RunRequest, RunnerResult,
-    SandboxReceipt, SessionError,
+    assemble_result, validate_preload, Attachments, Json, MissingProtection, PreloadError,
+    RunRequest, RunnerResult, SandboxReceipt, SessionError,
 };
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +34,8 @@ pub enum LocalEngineError {
     ZeroMaxSessions,
     #[error(transparent)]
     InvalidPackage(#[from] PackageSpecError),
+    #[error(transparent)]
+    InvalidPreload(#[from] PreloadError),
     #[error(
         "Python was not found ({looked_for}); install python3 or set the interpreter explicitly"
     )]
@@ -107,6 +109,7 @@ impl LocalEngine {
         if config.max_sessions == 0 {
             return Err(LocalEngineError::ZeroMaxSessions);
         }
+        validate_preload(&config.preload)?;
         let python = venv::prepare(&config)?;
         let parent = config
             .scratch_dir
@@ -156,6 +159,7 @@ impl LocalEngine {
             root: Arc::new(root),
             sandbox: sandbox.clone(),
             known_policies: vec![RunnerPolicy::default()],
+            preload: config.preload.clone(),
         };
         Ok(LocalEngine {
             pool: Pool::new(spec, config.pool_size),
@@ -237,7 +241,7 @@ impl LocalEngine {
                 ))
             }
         };
-        let receipt = self.receipt_for(lease.worker_ref(), policy);
+        let mut receipt = self.receipt_for(lease.worker_ref(), policy);
         if let Err(message) = requirements_met(policy, &receipt) {
             self.pool.release(lease);
             let mut result = RunnerResult::infrastructure_error(message);
@@ -246,7 +250,6 @@ impl LocalEngine {
         }
         let backstop = Duration::from_secs(policy.timeout_seconds) + BACKSTOP_GRACE;
         let (mut result, setup_us) = self.execute(lease, &request, backstop, policy).await;
-        let mut receipt = receipt;
         receipt.setup_ms = setup_us.map(|us| us as f64 / 1000.0);
         result.sandbox = Some(receipt);
         result
@@ -314,17 +317,25 @@ impl LocalEngine {
 
     /// What `worker` applies to a run under `policy` (setting its cgroup's limits).
     fn receipt_for(&self, worker: &Worker, policy: &RunnerPolicy) -> SandboxReceipt {
-        if !self.sandbox.active() {
-            return sandbox::receipt_off(policy, self.sandbox.missing());
+        let mut receipt = if self.sandbox.active() {
+            let ws = &worker.sandbox;
+            let preload_kb = worker.hello.preload.as_ref().map_or(0, |p| p.rss_kb);
+            let limits = ws.cgroup.as_ref().map(|cg| {
+                cg.set_limits(
+                    self.sandbox.cgroup_memory_bytes(policy, preload_kb),
+                    policy.sandbox.max_processes + sandbox::NAMESPACE_OVERHEAD_TASKS,
+                )
+            });
+            ws.receipt(policy, limits)
+        } else {
+            sandbox::receipt_off(policy, self.sandbox.missing())
+        };
+        if let (Some(cost), Some(rl)) = (&worker.hello.preload, &mut receipt.rlimits) {
+            // The harness gives each run its policy's memory on top of what the
+            // preloaded modules map.
+            rl.address_space_mb = rl.address_space_mb.map(|mb| mb + cost.vm_kb.div_ceil(1024));
         }
-        let ws = &worker.sandbox;
-        let limits = ws.cgroup.as_ref().map(|cg| {
-            cg.set_limits(
-                self.sandbox.cgroup_memory_bytes(policy),
-                policy.sandbox.max_processes + sandbox::NAMESPACE_OVERHEAD_TASKS,
-            )
-        });
-        ws.receipt(policy, limits)
+        receipt
     }
 
     /// Open a session: a sandboxed interpreter of its own whose globals and imports

@@ -29,6 +29,8 @@ pub(crate) struct WorkerSpec {
     pub sandbox: Arc<Context>,
     /// The operator's policies, prepared by every worker before any request.
     pub known_policies: Vec<RunnerPolicy>,
+    /// Modules every worker imports before it forks its zygotes (validated).
+    pub preload: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +90,7 @@ impl Worker {
         let (report_r, report_w) = sandbox::pipe()?;
         let (lifeline_r, lifeline_w) = sandbox::pipe()?;
         let cgroup = if ctx.active() { ctx.cgroup() } else { None };
-        let setup = ctx.worker_setup(
+        let mut setup = ctx.worker_setup(
             layout,
             dir.path(),
             report_w.as_raw_fd(),
@@ -96,6 +98,7 @@ impl Worker {
             cgroup.as_ref(),
             spec.known_policies.clone(),
         );
+        setup.plan.preload = spec.preload.clone();
         let mut cmd = Command::new(&spec.python);
         cmd.arg("-I")
             .arg("-B")
@@ -155,6 +158,7 @@ impl Worker {
                 python_version: String::new(),
                 pid: 0,
                 isolation: Default::default(),
+                preload: None,
             },
             sandbox: ws,
             lifeline: Some(lifeline_w),

@@ -220,6 +220,9 @@ class Plan:
     nproc        RLIMIT_NPROC is exact here (a private user namespace).
     oom_score_adj  written for each run's process, so the OOM killer takes the run first.
     policies     policies the operator configured, prepared once before any request.
+    preload      module names the operator configured, imported once in M before it forks
+                 its zygotes: every run's process is forked with them loaded, each with
+                 its own copy-on-write copy (see `preload_modules`).
     """
 
     def __init__(self, data):
@@ -261,6 +264,10 @@ class Plan:
         self.nproc = bool(data.get("nproc"))
         self.oom_score_adj = data.get("oom_score_adj")
         self.policies = list(data.get("policies") or [])
+        self.preload = [str(name) for name in data.get("preload") or []]
+        for name in self.preload:
+            if not all(part.isidentifier() for part in name.split(".")):
+                raise ValueError("plan: preload entry %r is not a module name" % name)
 
 
 def parse_args(argv):
@@ -1180,6 +1187,7 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     # `import __main__` must give the user's namespace, not this module.
     main = types.ModuleType("__main__")
     sys.modules["__main__"] = main
+    reseed_preloaded()
     write_all(res_w, MARK_ARMED + struct.pack("<Q", int((time.monotonic() - began) * 1e6)))
 
     # Ready: wait for the request. End of stream means M discarded this process.
@@ -1322,6 +1330,19 @@ def guarded_cell(session, request):
         except KeyboardInterrupt:
             if report is None:
                 report = {"outcome": "exception", "error": "KeyboardInterrupt"}
+
+
+def reseed_preloaded():
+    """A fork copies random generators with their state: the stdlib's `random`
+    reseeds itself in a forked child, numpy's global RandomState does not (it was
+    seeded once, when M imported it). Reseeded from the OS in each run's process, so
+    runs never share a sequence."""
+    module = sys.modules.get("numpy.random")
+    if module is not None:
+        try:
+            module.seed()
+        except Exception:
+            pass
 
 
 # The scratch base and the other writable roots every run has, resolved once at start-up.
@@ -1565,6 +1586,7 @@ class Monitor:
                 "python_version": "%d.%d.%d" % sys.version_info[:3],
                 "pid": os.getpid(),
                 "isolation": self.isolation.summary(),
+                "preload": _preload_cost,
             },
         )
         harden()
@@ -2126,6 +2148,10 @@ def rlimit_plan(policy, plan):
         # Without a private IPC namespace per run, a POSIX message queue would outlive
         # the run: none can be created.
         limits.append((resource.RLIMIT_MSGQUEUE, 0))
+    if _preload_cost is not None:
+        # Every run's process is forked with the preloaded modules mapped: the policy's
+        # memory is what the run may allocate on top of them.
+        limits[0] = (resource.RLIMIT_AS, mem + _preload_cost["vm_kb"] * 1024)
     plan = []
     for which, value in limits:
         try:
@@ -2464,6 +2490,29 @@ def scrub(denied_native, denied_os):
                     pass
 
 
+def _fork_exec_blocked(*args, **kwargs):
+    raise PermissionError("Starting processes is blocked by policy (_posixsubprocess.fork_exec)")
+
+
+def disarm_preloaded(denied):
+    """Before user code, where the policy denies processes: `_posixsubprocess.fork_exec`
+    starts a process without an audit event, so the guard refuses to load that module
+    in a run. A preloaded library may have loaded it in the worker already (pandas
+    does, through subprocess), so the run's copy of its function is replaced (in this
+    process only; the next run starts from the zygote's, and disarms it again)."""
+    if not (denied.processes or denied.os):
+        return
+    module = sys.modules.get("_posixsubprocess")
+    if module is None:
+        return
+    real = getattr(module, "fork_exec", None)
+    module.fork_exec = _fork_exec_blocked
+    # Python 3.12+ binds the function in subprocess at import time.
+    sp = sys.modules.get("subprocess")
+    if sp is not None and real is not None and getattr(sp, "_fork_exec", None) is real:
+        sp._fork_exec = _fork_exec_blocked
+
+
 def run_user_code(compiled, g):
     """exec `compiled` in `g`; return the exception it raised or None.
 
@@ -2606,6 +2655,7 @@ def execute(code, input_data, policy, prepared, writable, main):
             return {"outcome": "exception", "error": describe(exc)}, 1
         linecache.cache["<user_code>"] = (len(code), None, code.splitlines(True), "<user_code>")
         scrub(prepared.denied.native, prepared.denied.os)
+        disarm_preloaded(prepared.denied)
         g = main.__dict__
         g.update(make_globals(policy, prepared.builtins, input_data))
         # This module's globals, as they are now: restored after user code so that
@@ -2684,6 +2734,7 @@ class Session:
             g = self.g
             if g is None:
                 scrub(self.prepared.denied.native, self.prepared.denied.os)
+                disarm_preloaded(self.prepared.denied)
                 g = self.main.__dict__
                 g.update(make_globals(self.policy, self.prepared.builtins, input_data))
                 install_guard(self.prepared.guard, self.writable)
@@ -3199,6 +3250,76 @@ def attach_outputs(data, scratch, ident, collect, deadline):
 # Start-up
 
 
+class PreloadFailed(Exception):
+    pass
+
+
+# What the plan's preloaded modules cost (set once in M, before the zygotes exist).
+_preload_cost = None
+
+
+def memory_status():
+    """(VmSize, VmRSS) of this process in KiB, (0, 0) where /proc cannot say."""
+    vm = rss = 0
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmSize:"):
+                    vm = int(line.split()[1])
+                elif line.startswith(b"VmRSS:"):
+                    rss = int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return vm, rss
+
+
+def preload_modules(names):
+    """Import the operator's modules in M, before any zygote or request exists: this is
+    the operator's code (like the venv it comes from), never a caller's. Each run's
+    process is a fork of a zygote forked from here, so it finds them in `sys.modules`
+    as they are now, and what a run changes in them (options, attributes, patches,
+    caches) lives in its own copy-on-write pages and dies with it. They do not enter a
+    run's globals; a run's own `import` of one is judged by its policy like any other.
+
+    Import-time writes go to a private directory made for the imports and removed
+    after them (matplotlib builds its font cache in MPLCONFIGDIR): the environment runs
+    get stays exactly what `clean_environ` made. Raises PreloadFailed naming the module
+    and the exception."""
+    global _preload_cost
+    if not names:
+        return
+    vm0, rss0 = memory_status()
+    saved = dict(os.environ)
+    private = None
+    if "MPLCONFIGDIR" not in os.environ:
+        try:
+            private = tempfile.mkdtemp(prefix="spr-preload-")
+            os.environ["MPLCONFIGDIR"] = private
+        except OSError:
+            private = None
+    try:
+        for name in names:
+            try:
+                __import__(name)
+            except BaseException as exc:
+                raise PreloadFailed(
+                    "could not preload module '%s': %s" % (name, describe(exc))
+                ) from exc
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        if private is not None:
+            import shutil
+
+            shutil.rmtree(private, ignore_errors=True)
+    vm1, rss1 = memory_status()
+    _preload_cost = {
+        "modules": list(names),
+        "vm_kb": max(0, vm1 - vm0),
+        "rss_kb": max(0, rss1 - rss0),
+    }
+
+
 def clean_environ():
     """Runs get only these variables (plus HOME and TMPDIR, their scratch directory,
     set in each run's process). Done once here: every run's process inherits it."""
@@ -3250,6 +3371,19 @@ def main(argv):
     base_read_roots()
     resolve_writable_roots(plan, base)
     clean_environ()
+    try:
+        preload_modules(plan.preload)
+    except PreloadFailed as exc:
+        child_failed()
+        write_frame(wfd, {"type": "fatal", "message": str(exc)})
+        return 5
+    if plan.preload:
+        # What the imports freed goes back to the system: every page M holds is copied
+        # (as a page-table entry) by each fork of a run and dropped by its exit.
+        try:
+            k.libc.malloc_trim(0)
+        except (AttributeError, OSError):
+            pass  # not glibc
     try:
         prepare_run_streams()
     except OSError:

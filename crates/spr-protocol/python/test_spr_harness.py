@@ -913,5 +913,112 @@ class SessionTests(unittest.TestCase):
         self.assertEqual(self.frame(r)["value"], "x")
 
 
+
+class PreloadTests(unittest.TestCase):
+    """Preloaded modules: imported once in M, fresh in every run."""
+
+    PROBE = "colorsys"  # stdlib, and imported by nothing the harness loads
+
+    def preloaded(self, *names):
+        return Worker("--plan", json.dumps({"preload": list(names)}))
+
+    def frame(self, report):
+        return json.loads(report["child_frame"])
+
+    def test_plan_entries_must_be_module_names(self):
+        self.assertEqual(h.Plan({"preload": ["a.b", "c"]}).preload, ["a.b", "c"])
+        self.assertEqual(h.Plan({}).preload, [])
+        for bad in ["os;x", "a..b", "", "1a", "__import__('os')"]:
+            with self.assertRaises(ValueError):
+                h.Plan({"preload": [bad]})
+
+    def test_a_run_finds_the_module_loaded_but_not_in_its_globals(self):
+        w = self.preloaded(self.PROBE)
+        try:
+            self.assertEqual(w.hello["type"], "hello")
+            self.assertEqual(w.hello["preload"]["modules"], [self.PROBE])
+            self.assertGreaterEqual(w.hello["preload"]["vm_kb"], 0)
+            r = w.run(
+                "import sys\n"
+                "before = (%r in sys.modules, %r in globals())\n"
+                "import %s\n"
+                "result = list(before)" % (self.PROBE, self.PROBE, self.PROBE),
+                policy=permissive(),
+            )
+            self.assertEqual(self.frame(r)["result"], [True, False], r)
+        finally:
+            w.close()
+
+    def test_what_a_run_changes_in_a_preloaded_module_is_gone_for_the_next(self):
+        w = self.preloaded(self.PROBE)
+        try:
+            mutate = (
+                "import {m}\n"
+                "{m}.ADDED = 'run 1'\n"
+                "{m}.rgb_to_hsv = lambda *a: 'patched'\n"
+                "{m}.ONE_THIRD = 0.5\n"
+                "{m}.__dict__.setdefault('_cache', {{}})['k'] = 'secret'\n"
+                "result = {m}.rgb_to_hsv(1, 1, 1)"
+            ).format(m=self.PROBE)
+            self.assertEqual(self.frame(w.run(mutate, policy=permissive()))["result"], "patched")
+            look = (
+                "import {m}\n"
+                "result = [hasattr({m}, 'ADDED'), {m}.rgb_to_hsv(1, 1, 1), {m}.ONE_THIRD,"
+                " hasattr({m}, '_cache')]"
+            ).format(m=self.PROBE)
+            for _ in range(2):  # both zygotes' runs, whichever serves
+                got = self.frame(w.run(look, policy=permissive()))["result"]
+                self.assertEqual(got, [False, [0.0, 0.0, 1.0], 1.0 / 3.0, False])
+        finally:
+            w.close()
+
+    def test_a_blocked_preloaded_module_stays_blocked(self):
+        w = self.preloaded(self.PROBE)
+        try:
+            policy = dict(DEFAULT_POLICY, blocked_imports=DEFAULT_POLICY["blocked_imports"] + [self.PROBE])
+            r = w.run("import %s" % self.PROBE, policy=policy)
+            self.assertEqual(r["exit_code"], 1)
+            self.assertEqual(
+                self.frame(r)["error"], "ImportError: Import '%s' is blocked by policy" % self.PROBE
+            )
+        finally:
+            w.close()
+
+    def test_a_preloaded_fork_exec_is_disarmed_where_processes_are_denied(self):
+        w = self.preloaded("subprocess")
+        try:
+            code = (
+                "import _posixsubprocess\n"
+                "try:\n"
+                "    _posixsubprocess.fork_exec(*([None] * 23))\n"
+                "except PermissionError as e:\n"
+                "    result = str(e)\n"
+            )
+            r = w.run(code)
+            self.assertIn("blocked by policy", self.frame(r)["result"], r)
+            # A policy that allows processes keeps the real function.
+            r = w.run("import _posixsubprocess\nresult = _posixsubprocess.fork_exec.__name__", policy=permissive())
+            self.assertEqual(self.frame(r)["result"], "fork_exec")
+        finally:
+            w.close()
+
+    def test_a_module_that_fails_to_import_stops_the_worker_with_its_name(self):
+        for name, exc in (("spr_no_such_module", "ModuleNotFoundError"), ("encodings.mbcs", "ImportError")):
+            w = self.preloaded(name)
+            try:
+                self.assertEqual(w.hello["type"], "fatal")
+                self.assertIn("could not preload module '%s': %s" % (name, exc), w.hello["message"])
+            finally:
+                self.assertNotEqual(w.close(), 0)
+
+    def test_the_preload_leaves_the_runs_environment_as_it_was(self):
+        w = self.preloaded(self.PROBE)
+        try:
+            r = w.run("import os\nresult = sorted(os.environ)", policy=permissive())
+            self.assertEqual(self.frame(r)["result"], ["HOME", "LANG", "PATH", "PYTHONIOENCODING", "TMPDIR"])
+        finally:
+            w.close()
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -27,11 +27,12 @@ pub use frame::{encode_frame, FrameDecoder, FrameError, FRAME_HEADER_LEN, MAX_FR
 pub use harness::{harness_hash, HARNESS_FILE_NAME, HARNESS_SOURCE};
 pub use json::{Json, JsonKind};
 pub use message::{
-    ChildOutcome, ChildReport, Hello, HostMessage, RunReport, RunRequest, WorkerMessage,
+    ChildOutcome, ChildReport, Hello, HostMessage, PreloadCost, RunReport, RunRequest,
+    WorkerMessage,
 };
 pub use plan::{
-    Freshness, HarnessPlan, LandlockPlan, ProcMount, RunIsolation, TmpfsMount,
-    LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET, LANDLOCK_SCOPE_SIGNAL,
+    validate_preload, Freshness, HarnessPlan, LandlockPlan, PreloadError, ProcMount, RunIsolation,
+    TmpfsMount, LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET, LANDLOCK_SCOPE_SIGNAL,
 };
 pub use receipt::{
     CgroupReceipt, FilesystemReceipt, MissingProtection, NamespacesReceipt, RlimitsReceipt,

@@ -93,6 +93,25 @@ pub struct Hello {
     /// What every run of this worker gets before its request exists.
     #[serde(default)]
     pub isolation: RunIsolation,
+    /// The plan's preloaded modules and what importing them cost the worker (absent
+    /// when nothing was preloaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preload: Option<PreloadCost>,
+}
+
+/// What the monitor measured around the import of the plan's preloaded modules. Every
+/// run's process is forked with them, so the harness adds `vm_kb` to each run's
+/// address-space limit and the local engine adds `rss_kb` to its worker's memory
+/// cgroup: a run can still allocate its policy's memory on top of them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PreloadCost {
+    pub modules: Vec<String>,
+    /// Growth of the monitor's resident set (VmRSS) over the imports, in KiB.
+    #[serde(default)]
+    pub rss_kb: u64,
+    /// Growth of the monitor's address space (VmSize) over the imports, in KiB.
+    #[serde(default)]
+    pub vm_kb: u64,
 }
 
 /// One run: the code, its input and the policy (with `config_path` already resolved).
@@ -215,6 +234,7 @@ mod tests {
             python_version: "3.11.2".into(),
             pid: 42,
             isolation: RunIsolation::default(),
+            preload: None,
         });
         insta::assert_json_snapshot!("hello", hello);
         let report = WorkerMessage::Report(RunReport {

@@ -105,6 +105,11 @@ pub struct HarnessPlan {
     /// Policies the operator configured, prepared before any request.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<RunnerPolicy>,
+    /// Modules the operator asked for, imported once in the monitor before it forks its
+    /// zygotes, so that every run's process is forked with them loaded (its own
+    /// copy-on-write copy of them). Validated by the engine (`validate_preload`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preload: Vec<String>,
 }
 
 impl HarnessPlan {
@@ -112,6 +117,37 @@ impl HarnessPlan {
     pub fn to_arg(&self) -> String {
         serde_json::to_string(self).expect("a plan serializes")
     }
+}
+
+/// Why a preload list was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PreloadError {
+    #[error("preload: '{name}' is not a module name (dotted Python identifiers, e.g. 'pandas' or 'matplotlib.pyplot')")]
+    NotAModuleName { name: String },
+    #[error("preload: '{name}' is listed twice")]
+    Duplicate { name: String },
+}
+
+/// Check an engine's preload list: each entry a dotted name of Python identifiers
+/// (ASCII, not starting with a digit), none twice. The harness imports exactly these
+/// names, so nothing but a module name may reach it.
+pub fn validate_preload(names: &[String]) -> Result<(), PreloadError> {
+    let mut seen = std::collections::HashSet::new();
+    for name in names {
+        let ok = !name.is_empty()
+            && name.split('.').all(|part| {
+                let mut chars = part.chars();
+                matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+                    && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+            });
+        if !ok {
+            return Err(PreloadError::NotAModuleName { name: name.clone() });
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(PreloadError::Duplicate { name: name.clone() });
+        }
+    }
+    Ok(())
 }
 
 /// What every run of a worker gets from the harness before its request exists (a run
@@ -179,8 +215,51 @@ mod tests {
             pidns: true,
             oom_score_adj: Some(1000),
             policies: vec![RunnerPolicy::default()],
+            preload: vec!["pandas".into(), "matplotlib.pyplot".into()],
         };
         let back: HarnessPlan = serde_json::from_str(&plan.to_arg()).unwrap();
         assert_eq!(back, plan);
+    }
+
+    #[test]
+    fn a_plan_without_preload_still_decodes() {
+        let old =
+            r#"{"fresh":"scrub","own_scratch":false,"caps":false,"nproc":false,"pidns":false}"#;
+        let plan: HarnessPlan = serde_json::from_str(old).unwrap();
+        assert!(plan.preload.is_empty());
+    }
+
+    #[test]
+    fn preload_names_are_dotted_identifiers() {
+        let ok =
+            |v: &[&str]| validate_preload(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(ok(&[]), Ok(()));
+        assert_eq!(ok(&["pandas", "matplotlib.pyplot", "_x.y_2"]), Ok(()));
+        for bad in [
+            "",
+            "pandas ",
+            "os;import sys",
+            "a..b",
+            ".a",
+            "a.",
+            "1abc",
+            "a.2b",
+            "pan-das",
+            "é",
+            "a/b",
+            "__import__('os')",
+        ] {
+            assert_eq!(
+                ok(&[bad]),
+                Err(PreloadError::NotAModuleName { name: bad.into() }),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            ok(&["numpy", "pandas", "numpy"]),
+            Err(PreloadError::Duplicate {
+                name: "numpy".into()
+            })
+        );
     }
 }

@@ -1,0 +1,95 @@
+//! `--preload MOD`: the flag reaches the engine (`spr run` with the pinned data stack),
+//! a bad name is a usage-time engine error, and the Docker-only and local-only checks
+//! leave it alone (it applies to both engines).
+
+mod common;
+
+use common::{code, render, run, spr, stdout};
+use std::path::PathBuf;
+
+/// The pinned data stack (`.ci/datastack-setup.sh`), a failure under CI when missing.
+fn datastack() -> Option<PathBuf> {
+    let venv = std::env::var_os("SPR_DATASTACK_VENV")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/spr-datastack"));
+    let ok = venv.join("bin/python").exists();
+    common::require(ok, &format!("the data-stack venv at {}", venv.display())).then_some(venv)
+}
+
+#[test]
+fn run_with_preload_finds_pandas_loaded_and_fresh() {
+    let Some(venv) = datastack() else { return };
+    let code_text = r#"
+import sys
+loaded = "pandas" in sys.modules
+import pandas as pd
+result = [loaded, int(pd.DataFrame({"a": [1, 2]}).a.sum())]
+"#;
+    let out = run(
+        spr()
+            .args(["run", "--json", "--venv-dir"])
+            .arg(&venv)
+            .args(["--preload", "pandas", "--preload", "numpy", "-c", code_text]),
+        None,
+    );
+    assert_eq!(code(&out), 0, "{}", render(&out, &[]));
+    let result: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(result["result"], serde_json::json!([true, 3]), "{result}");
+
+    // Without the flag nothing is preloaded.
+    let out = run(
+        spr()
+            .args(["run", "--json", "--venv-dir"])
+            .arg(&venv)
+            .args(["-c", "import sys\nresult = 'pandas' in sys.modules"]),
+        None,
+    );
+    let result: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(result["result"], false, "{result}");
+}
+
+#[test]
+fn a_bad_preload_is_refused_and_a_missing_module_named() {
+    let Some(venv) = datastack() else { return };
+    let out = run(
+        spr().args(["run", "--venv-dir"]).arg(&venv).args([
+            "--preload",
+            "pandas;rm",
+            "-c",
+            "result = 1",
+        ]),
+        None,
+    );
+    assert_eq!(code(&out), 125, "{}", render(&out, &[]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("preload: 'pandas;rm' is not a module name"),
+        "{err}"
+    );
+
+    let out = run(
+        spr()
+            .args(["run", "--json", "--venv-dir"])
+            .arg(&venv)
+            .args(["--preload", "spr_no_such_module", "-c", "result = 1"]),
+        None,
+    );
+    assert_eq!(code(&out), 125, "{}", render(&out, &[]));
+    let result: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let error = result["error"].as_str().unwrap();
+    assert!(
+        error.contains(
+            "could not preload module 'spr_no_such_module': ModuleNotFoundError: No module named 'spr_no_such_module'"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn preload_is_an_option_of_every_engine_command() {
+    for command in [&["run"][..], &["serve"], &["mcp"]] {
+        let out = run(spr().args(command).arg("--help"), None);
+        assert!(stdout(&out).contains("--preload <MOD>"), "{command:?}");
+    }
+}

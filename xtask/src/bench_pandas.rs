@@ -1,0 +1,381 @@
+//! `cargo xtask bench --pandas`: warm latency of a run that imports pandas, through `spr serve
+//! --stdio`, without and with `--preload pandas`, with pandas really installed from PyPI (the pinned
+//! data stack of `.ci/datastack-setup.sh` when it is there, else `pandas==2.2.3` installed by the
+//! engine: into a bench venv, or baked into the Docker engine's derived image).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::bench::{self, summarize, Args, Server, Summary};
+use crate::util::{failed, Error};
+
+pub const CODE: &str = "import pandas as pd\nresult = int(pd.DataFrame({\"a\": [1, 2]}).a.sum())";
+const PANDAS: &str = "pandas==2.2.3";
+const WARMUP: usize = 5;
+/// Runs without the preload pay the whole import each (hundreds of ms): fewer of them.
+const MAX_RUNS_WITHOUT: usize = 50;
+/// The first request may create a venv and install pandas, or build the derived image.
+const FIRST_TIMEOUT: Duration = Duration::from_secs(900);
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// The issue's bar for the snippet with pandas preloaded.
+pub const TARGET_P50_MS: f64 = 6.0;
+
+/// The pinned data-stack venv, when this machine has it.
+fn datastack() -> Option<PathBuf> {
+    let venv = std::env::var_os("SPR_DATASTACK_VENV")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/spr-datastack"));
+    venv.join("bin/python").is_file().then_some(venv)
+}
+
+/// Where pandas comes from, as `spr serve` options, and how to say it in the table.
+fn source_args(root: &Path, engine: &str) -> (Vec<String>, String) {
+    if engine == "docker" {
+        return (
+            vec!["--docker-package".into(), PANDAS.into()],
+            format!("`{PANDAS}` from PyPI in the engine's derived image"),
+        );
+    }
+    match datastack() {
+        Some(venv) => (
+            vec!["--venv-dir".into(), venv.display().to_string()],
+            format!(
+                "the pinned data stack (`{PANDAS}` from PyPI) in {}",
+                venv.display()
+            ),
+        ),
+        None => {
+            let venv = bench::target_dir(root).join("bench-pandas-venv");
+            (
+                vec![
+                    "--venv-dir".into(),
+                    venv.display().to_string(),
+                    "--package".into(),
+                    PANDAS.into(),
+                ],
+                format!("`{PANDAS}` from PyPI, installed by the engine into a bench venv"),
+            )
+        }
+    }
+}
+
+/// The same server's cost of a run that does nothing, to tell the preloaded process's own
+/// per-run cost (its fork and exit) from pandas' work.
+pub const TRIVIAL: (&str, i64) = ("result = 2 + 2", 4);
+const SNIPPET: (&str, i64) = (CODE, 3);
+
+fn check(resp: &Value, id: &str, expected: i64) -> Result<Option<f64>, String> {
+    if resp["id"] != id {
+        return Err(format!("expected the response to id {id}, got {resp}"));
+    }
+    if resp["ok"] != true || resp["result"].as_i64() != Some(expected) {
+        return Err(format!("the run {id} did not return {expected}: {resp}"));
+    }
+    Ok(resp["duration_ms"].as_f64())
+}
+
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub runs: usize,
+    pub latency: Summary,
+    pub server: Option<Summary>,
+}
+
+/// The policy of every run: the default, unless pandas cannot be imported under it (before issue 11's
+/// item 0, the default policy's import checks also judged what pandas imports for itself, `subprocess`
+/// and `ctypes`); then the default with only `os`, `socket` and `importlib` blocked, for both phases,
+/// and the table says so.
+fn relaxed_policy() -> Value {
+    json!({ "blocked_imports": ["os", "socket", "importlib"] })
+}
+
+fn request(id: &str, code: &str, policy: &Option<Value>) -> Value {
+    let mut r = json!({ "id": id, "code": code });
+    if let Some(p) = policy {
+        r["policy"] = p.clone();
+    }
+    r
+}
+
+/// Whether the default policy lets a run import pandas itself (one probe on a server without the
+/// preload; its first request may create the venv or the image).
+fn default_policy_imports_pandas(server: &mut Server) -> Result<bool, Error> {
+    server.send_request(&request("probe", CODE, &None))?;
+    let resp = server.recv(FIRST_TIMEOUT)?;
+    Ok(check(&resp, "probe", 3).is_ok())
+}
+
+fn measure(
+    server: &mut Server,
+    tag: &str,
+    runs: usize,
+    (code, expected): (&str, i64),
+    policy: &Option<Value>,
+) -> Result<Measured, Error> {
+    eprintln!("bench: {tag}: {WARMUP} warm-up runs, then {runs} sequential runs of {code:?}");
+    let mut latency = Vec::with_capacity(runs);
+    let mut reported = Vec::with_capacity(runs);
+    for i in 0..WARMUP + runs {
+        let id = format!("{tag}{i}");
+        let start = Instant::now();
+        server.send_request(&request(&id, code, policy))?;
+        let resp = server.recv(if i == 0 { FIRST_TIMEOUT } else { TIMEOUT })?;
+        let elapsed = start.elapsed().as_secs_f64() * 1000.0;
+        let ms = check(&resp, &id, expected).map_err(failed)?;
+        if i >= WARMUP {
+            latency.push(elapsed);
+            reported.extend(ms);
+        }
+    }
+    Ok(Measured {
+        runs,
+        latency: summarize(&latency),
+        server: (!reported.is_empty()).then(|| summarize(&reported)),
+    })
+}
+
+fn ms(v: f64) -> String {
+    format!("{v:.2} ms")
+}
+
+/// The one-minute load average, as /proc/loadavg says (the machine is often shared).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+pub struct Context<'a> {
+    pub source: &'a str,
+    pub policy: &'a str,
+    /// Load average before and after.
+    pub load: (String, String),
+}
+
+pub fn table(cx: &Context, with: &Measured, trivial: &Measured, without: &Measured) -> String {
+    let (source, policy) = (cx.source, cx.policy);
+    let verdict = if with.latency.p50 <= TARGET_P50_MS {
+        "met"
+    } else {
+        "missed"
+    };
+    let mut rows = vec![
+        ("pandas from".to_string(), source.to_string(), String::new()),
+        ("policy".to_string(), policy.to_string(), String::new()),
+        (
+            "load average (1 min) before / after".to_string(),
+            format!("{} / {}", cx.load.0, cx.load.1),
+            format!(
+                "{} cores",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            ),
+        ),
+        (
+            "runs with `--preload pandas`".into(),
+            format!("{} (after {WARMUP} warm-up)", with.runs),
+            String::new(),
+        ),
+        (
+            "latency p50, preloaded".into(),
+            ms(with.latency.p50),
+            format!("≤ {TARGET_P50_MS} ms ({verdict})"),
+        ),
+        (
+            "latency p90, preloaded".into(),
+            ms(with.latency.p90),
+            String::new(),
+        ),
+        (
+            "latency p99, preloaded".into(),
+            ms(with.latency.p99),
+            String::new(),
+        ),
+        (
+            "latency max, preloaded".into(),
+            ms(with.latency.max),
+            String::new(),
+        ),
+    ];
+    if let Some(s) = &with.server {
+        rows.push((
+            "server-reported `duration_ms` p50, preloaded".into(),
+            ms(s.p50),
+            String::new(),
+        ));
+    }
+    rows.push((
+        "latency p50 of `result = 2 + 2`, pandas preloaded".into(),
+        ms(trivial.latency.p50),
+        format!(
+            "{} runs: the preloaded process's own cost (fork, exit); p99 {}",
+            trivial.runs,
+            ms(trivial.latency.p99)
+        ),
+    ));
+    rows.push((
+        "runs without preload".into(),
+        format!("{} (after {WARMUP} warm-up)", without.runs),
+        "each imports pandas itself".into(),
+    ));
+    rows.push((
+        "latency p50, not preloaded".into(),
+        ms(without.latency.p50),
+        String::new(),
+    ));
+    rows.push((
+        "latency p99, not preloaded".into(),
+        ms(without.latency.p99),
+        String::new(),
+    ));
+    if let Some(s) = &without.server {
+        rows.push((
+            "server-reported `duration_ms` p50, not preloaded".into(),
+            ms(s.p50),
+            String::new(),
+        ));
+    }
+    rows.push((
+        "speed-up of the p50".into(),
+        format!("{:.0}×", without.latency.p50 / with.latency.p50),
+        String::new(),
+    ));
+    let mut out = String::from("| metric | value | target / note |\n|---|---:|---|\n");
+    for (a, b, c) in rows {
+        out.push_str(&format!("| {a} | {b} | {c} |\n"));
+    }
+    out
+}
+
+pub fn run(root: &Path, bin: &Path, args: &Args, raw: &[String]) -> Result<(), Error> {
+    let (source, described) = source_args(root, &args.engine);
+    let serve = |preload: bool| {
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--stdio"]).current_dir(root);
+        if args.engine != "local" {
+            cmd.args(["--engine", &args.engine]);
+        }
+        if let Some(n) = args.pool_size {
+            cmd.args(["--pool-size", &n.to_string()]);
+        }
+        cmd.args(&source);
+        if preload {
+            cmd.args(["--preload", "pandas"]);
+        }
+        cmd
+    };
+    let load_before = load_average();
+    let mut server = Server::start(&mut serve(false))?;
+    let (policy, policy_note) = if default_policy_imports_pandas(&mut server)? {
+        (None, "the default".to_string())
+    } else {
+        eprintln!(
+            "bench: pandas cannot be imported under the default policy here; both phases use {}",
+            relaxed_policy()
+        );
+        (
+            Some(relaxed_policy()),
+            "the default but `blocked_imports = [\"os\", \"socket\", \"importlib\"]` (pandas imports `subprocess` and `ctypes` for itself, which the default refuses a run that imports pandas; the same for both phases)".to_string(),
+        )
+    };
+    let without = measure(
+        &mut server,
+        "n",
+        args.runs.min(MAX_RUNS_WITHOUT),
+        SNIPPET,
+        &policy,
+    )?;
+    if let Err(e) = server.finish() {
+        eprintln!("bench: warning: {}", e.message());
+    }
+    let mut server = Server::start(&mut serve(true))?;
+    let with = measure(&mut server, "p", args.runs, SNIPPET, &policy)?;
+    let trivial = measure(&mut server, "t", args.runs.min(200), TRIVIAL, &policy)?;
+    let python = bench::python_version(&mut server);
+    if let Err(e) = server.finish() {
+        eprintln!("bench: warning: {}", e.message());
+    }
+
+    let cx = Context {
+        source: &described,
+        policy: &policy_note,
+        load: (load_before, load_average()),
+    };
+    let table = table(&cx, &with, &trivial, &without);
+    let command = format!("cargo xtask bench {}", raw.join(" "));
+    let machine = bench::machine(&python);
+    println!("\npandas, {} engine, {machine}\n\n{table}", args.engine);
+    if args.write {
+        let body = format!(
+            "Measured {} on {machine}.\n\nCommand: `{command}`\n\n{table}",
+            bench::today()
+        );
+        bench::write_section(root, &format!("pandas-{}", args.engine), &body)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(samples: &[f64]) -> Measured {
+        Measured {
+            runs: samples.len(),
+            latency: summarize(samples),
+            server: Some(summarize(samples)),
+        }
+    }
+
+    #[test]
+    fn the_snippet_is_the_issues() {
+        assert_eq!(
+            CODE,
+            "import pandas as pd\nresult = int(pd.DataFrame({\"a\": [1, 2]}).a.sum())"
+        );
+        let ok = json!({"id": "p1", "ok": true, "result": 3, "duration_ms": 2.0});
+        assert_eq!(check(&ok, "p1", 3), Ok(Some(2.0)));
+        let wrong = json!({"id": "p1", "ok": true, "result": 4});
+        assert_eq!(request("a", CODE, &None), json!({"id": "a", "code": CODE}));
+        assert_eq!(
+            request("a", CODE, &Some(relaxed_policy()))["policy"],
+            relaxed_policy()
+        );
+        assert!(check(&wrong, "p1", 3).is_err());
+    }
+
+    #[test]
+    fn table_marks_the_target_and_the_speed_up() {
+        let cx = Context {
+            source: "x",
+            policy: "the default",
+            load: ("0.5".into(), "0.7".into()),
+        };
+        let t = table(
+            &cx,
+            &measured(&[4.0, 5.0]),
+            &measured(&[3.0]),
+            &measured(&[400.0, 500.0]),
+        );
+        assert!(
+            t.contains("| load average (1 min) before / after | 0.5 / 0.7 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| latency p50, preloaded | 4.00 ms | ≤ 6 ms (met) |"),
+            "{t}"
+        );
+        assert!(t.contains("| speed-up of the p50 | 100× |  |"), "{t}");
+        let t = table(
+            &cx,
+            &measured(&[7.0]),
+            &measured(&[3.0]),
+            &measured(&[400.0]),
+        );
+        assert!(t.contains("(missed)"), "{t}");
+    }
+}
