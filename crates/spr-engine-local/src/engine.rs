@@ -215,7 +215,11 @@ impl LocalEngine {
             });
             ws.receipt(policy, limits)
         } else {
-            sandbox::receipt_off(policy, self.sandbox.missing())
+            sandbox::receipt_off(
+                policy,
+                self.sandbox.missing(),
+                &lease.worker_ref().sandbox.isolation,
+            )
         };
         let unmet = sandbox::unmet_requirements(policy, &receipt);
         if !unmet.is_empty() {

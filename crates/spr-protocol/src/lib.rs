@@ -22,7 +22,7 @@ pub use message::{
     ChildOutcome, ChildReport, Hello, HostMessage, RunReport, RunRequest, WorkerMessage,
 };
 pub use plan::{
-    Freshness, HarnessPlan, LandlockPlan, ProcMount, RunIsolation, TmpfsMount,
+    denies_processes, Freshness, HarnessPlan, LandlockPlan, ProcMount, RunIsolation, TmpfsMount,
     LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET, LANDLOCK_SCOPE_SIGNAL,
 };
 pub use receipt::{
