@@ -387,7 +387,7 @@ async fn multiprocessing_works_where_the_policy_allows_processes() {
     if !common::require(
         per_run
             .as_ref()
-            .is_some_and(|p| p.dev_shm.as_deref() == Some("tmpfs")),
+            .is_some_and(|p| p.dev_shm == Some(spr_protocol::DevShm::Tmpfs)),
         "a /dev/shm of each run's own (per-run mount namespaces)",
     ) {
         engine.shutdown().await;

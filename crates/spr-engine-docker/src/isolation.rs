@@ -13,7 +13,7 @@
 use spr_policy::RunnerPolicy;
 use spr_protocol::seccomp::{Arch, Options, Profile, Program, SeccompError};
 use spr_protocol::{
-    Freshness, HarnessPlan, LandlockPlan, MissingProtection, RunIsolation,
+    DevShm, Freshness, HarnessPlan, LandlockPlan, MissingProtection, RunIsolation,
     LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET, LANDLOCK_SCOPE_SIGNAL,
 };
 
@@ -120,7 +120,7 @@ pub(crate) fn check(isolation: &RunIsolation) -> Result<(), IsolationError> {
             "runs whose policy denies processes get no process filter",
         ));
     }
-    if isolation.dev_shm.as_deref() != Some("scrubbed") {
+    if isolation.dev_shm != Some(DevShm::Scrubbed) {
         return Err(IsolationError::NotApplied(
             "/dev/shm is not emptied and checked after every run",
         ));
@@ -208,7 +208,7 @@ mod tests {
             seccomp: true,
             capabilities_dropped: true,
             process_filter: true,
-            dev_shm: Some("scrubbed".into()),
+            dev_shm: Some(DevShm::Scrubbed),
             ..RunIsolation::default()
         };
         assert!(check(&good).is_ok());

@@ -82,7 +82,7 @@ async fn the_data_stack_runs_in_a_derived_image_and_attacks_through_it_fail() {
         .and_then(|s| s.per_run.clone())
         .expect("a per-run receipt");
     assert!(per_run.process_filter, "{per_run:?}");
-    assert_eq!(per_run.dev_shm.as_deref(), Some("scrubbed"));
+    assert_eq!(per_run.dev_shm, Some(spr_protocol::DevShm::Scrubbed));
 
     let figure = r#"
 import matplotlib, matplotlib.pyplot as plt, pathlib

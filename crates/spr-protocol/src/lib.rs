@@ -22,8 +22,8 @@ pub use message::{
     ChildOutcome, ChildReport, Hello, HostMessage, RunReport, RunRequest, WorkerMessage,
 };
 pub use plan::{
-    denies_processes, Freshness, HarnessPlan, LandlockPlan, ProcMount, RunIsolation, TmpfsMount,
-    LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET, LANDLOCK_SCOPE_SIGNAL,
+    denies_processes, DevShm, Freshness, HarnessPlan, LandlockPlan, ProcMount, RunIsolation,
+    TmpfsMount, LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET, LANDLOCK_SCOPE_SIGNAL,
 };
 pub use receipt::{
     CgroupReceipt, FilesystemReceipt, MissingProtection, NamespacesReceipt, RlimitsReceipt,

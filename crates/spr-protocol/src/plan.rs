@@ -147,11 +147,20 @@ pub struct RunIsolation {
     /// refused by the kernel). In a receipt: this run installed it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub process_filter: bool,
-    /// The run's `/dev/shm` (POSIX shared memory and semaphores): "tmpfs" (a new,
-    /// size-limited one per run) or "scrubbed" (shared by the runs of a container,
-    /// emptied and checked after every run); `None`: none.
+    /// The run's `/dev/shm` (POSIX shared memory and semaphores); `None`: none of its
+    /// own (the host's, or none at all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dev_shm: Option<String>,
+    pub dev_shm: Option<DevShm>,
+}
+
+/// Where a run's `/dev/shm` comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DevShm {
+    /// A new, size-limited tmpfs per run.
+    Tmpfs,
+    /// A tmpfs the runs of a worker share, emptied and checked after every run.
+    Scrubbed,
 }
 
 impl RunIsolation {
