@@ -2202,7 +2202,9 @@ def matches(name, entries):
 
 # The C modules behind a wrapper: a user's code that imports one directly is judged as
 # importing the wrapper (libraries import them for themselves, unjudged).
-_IMPORT_ALIASES = {"_posixsubprocess": "subprocess", "_ctypes": "ctypes", "posix": "os"}
+_IMPORT_ALIASES = {
+    "_posixsubprocess": "subprocess", "_ctypes": "ctypes", "posix": "os", "_socket": "socket",
+}
 
 
 def make_import_hook(policy):

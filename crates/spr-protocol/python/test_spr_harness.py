@@ -378,7 +378,7 @@ class PolicyTests(unittest.TestCase):
 
     def test_the_c_modules_behind_a_blocked_wrapper_are_blocked_for_the_user(self):
         hook = h.make_import_hook(DEFAULT_POLICY)
-        for name in ("_posixsubprocess", "_ctypes", "posix"):
+        for name in ("_posixsubprocess", "_ctypes", "posix", "_socket"):
             with self.assertRaises(ImportError) as caught:
                 hook(name)
             self.assertEqual(str(caught.exception), "Import '%s' is blocked by policy" % name)
