@@ -67,6 +67,15 @@ fn roomy() -> RunnerPolicy {
     }
 }
 
+/// The default policy with a deadline a loaded CI machine cannot miss (nextest runs
+/// these tests side by side with others; importing pandas takes a second alone).
+fn default_rules() -> RunnerPolicy {
+    RunnerPolicy {
+        timeout_seconds: 20,
+        ..RunnerPolicy::default()
+    }
+}
+
 /// Processes allowed (no `os`, `subprocess` or `multiprocessing` blocked), network not.
 fn processes_allowed() -> RunnerPolicy {
     RunnerPolicy {
@@ -115,7 +124,7 @@ df.to_csv("data.csv", index=False)
 back = pd.read_csv("data.csv")
 result = {"residual": float(np.abs(spd @ x - 1).max()), "sums": sums, "rows": len(back)}
 "#;
-    let v = ok(&run_on(&engine, code, RunnerPolicy::default()).await);
+    let v = ok(&run_on(&engine, code, default_rules()).await);
     assert!(v["residual"].as_f64().unwrap() < 1e-9, "{v}");
     assert_eq!(v["sums"], serde_json::json!({"a": 2450, "b": 2500}));
     assert_eq!(v["rows"], 100);
@@ -132,7 +141,7 @@ result = {
     "config": matplotlib.get_configdir().startswith(str(pathlib.Path.cwd())),
 }
 "#;
-    let r = run_on(&engine, code, RunnerPolicy::default()).await;
+    let r = run_on(&engine, code, default_rules()).await;
     let v = ok(&r);
     assert_eq!(v["backend"].as_str().unwrap().to_lowercase(), "agg");
     assert_eq!(v["png"], "89504e470d0a1a0a", "a PNG signature");
@@ -254,6 +263,15 @@ const ATTACKS: &[(&str, &str)] = &[
         "import posix",
         "ImportError: Import 'posix' is blocked by policy",
     ),
+    (
+        "import _socket",
+        "ImportError: Import '_socket' is blocked by policy",
+    ),
+    (
+        "import numpy
+numpy.__builtins__['__import__']('_socket').socket()",
+        "PermissionError: Network access is blocked by policy (socket.__new__)",
+    ),
 ];
 
 /// A run after an attack: the worker is fine and nothing of the attack is left.
@@ -268,7 +286,7 @@ async fn attacks_through_a_library_are_refused_and_the_next_run_is_clean() {
     let _serial = SERIAL.lock().await;
     let Some(engine) = engine() else { return };
     for (attack, expected) in ATTACKS {
-        let r = run_on(&engine, attack, RunnerPolicy::default()).await;
+        let r = run_on(&engine, attack, default_rules()).await;
         assert!(!r.ok, "{attack}\n{}", describe(&r));
         let error = r.error.clone().unwrap_or_default();
         assert!(
@@ -276,7 +294,7 @@ async fn attacks_through_a_library_are_refused_and_the_next_run_is_clean() {
             "{attack}\nexpected {expected:?}\n{}",
             describe(&r)
         );
-        let v = run_on(&engine, VICTIM, RunnerPolicy::default()).await;
+        let v = run_on(&engine, VICTIM, default_rules()).await;
         assert_eq!(
             ok(&v),
             serde_json::json!([45, false, false, []]),
