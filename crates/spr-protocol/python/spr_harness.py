@@ -2137,9 +2137,11 @@ def install_guard(plan, writable, processes_refused=False):
         if event.startswith("ctypes."):
             if deny_native:
                 # Importing ctypes opens the process itself (`dlopen(NULL)`, for
-                # `pythonapi`): nothing new is loaded. Every symbol looked up in it
-                # (ctypes.dlsym), every foreign call (ctypes.call_function) and every
-                # object made at a raw address (ctypes.cdata) is still refused.
+                # `pythonapi`): nothing new is loaded. Loading a library, every symbol
+                # looked up (ctypes.dlsym), every object made at a raw address
+                # (ctypes.cdata), string_at and _ctypes.call_function stay refused.
+                # CPython raises no event for calls through the pointers ctypes makes
+                # at import (memmove, cast): docs/SECURITY.md, "The Python layer alone".
                 if event == "ctypes.dlopen" and args and args[0] is none:
                     return
                 deny(event, "Native code (ctypes)")
