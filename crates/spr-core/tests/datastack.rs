@@ -67,11 +67,14 @@ fn roomy() -> RunnerPolicy {
     }
 }
 
-/// The default policy with a deadline a loaded CI machine cannot miss (nextest runs
-/// these tests side by side with others; importing pandas takes a second alone).
+/// The default policy's Python rules (import lists, builtins, globals) with limits a
+/// loaded CI machine cannot miss: nextest runs these tests side by side with others,
+/// importing pandas takes a second alone, and pandas with matplotlib comes close to the
+/// default 256 MiB of address space (docs/POLICY.md, "The data stack").
 fn default_rules() -> RunnerPolicy {
     RunnerPolicy {
         timeout_seconds: 20,
+        memory_limit_mb: 384,
         ..RunnerPolicy::default()
     }
 }
@@ -92,6 +95,7 @@ fn describe(r: &RunnerResult) -> String {
     )
 }
 
+#[track_caller]
 fn ok(r: &RunnerResult) -> serde_json::Value {
     assert!(r.ok, "{}", describe(r));
     serde_json::from_str(r.result.get()).expect("a JSON result")
@@ -112,6 +116,11 @@ async fn typical_data_work_runs_under_the_default_policy() {
     let receipt = r.sandbox.as_ref().expect("a receipt");
     let per_run = receipt.per_run.as_ref().expect("per-run isolation");
     assert!(per_run.process_filter, "{per_run:?}");
+    // numpy's linear algebra, under the default policy exactly too.
+    let code = "import numpy as np\nm = np.array([[2.0, 1.0], [1.0, 3.0]])\n\
+                result = [round(float(np.linalg.det(m)), 6), np.linalg.solve(m, [3.0, 4.0]).round(6).tolist()]";
+    let r = run_on(&engine, code, RunnerPolicy::default()).await;
+    assert_eq!(ok(&r), serde_json::json!([5.0, [1.0, 1.0]]));
 
     let code = r#"
 import numpy as np, pandas as pd
