@@ -56,9 +56,8 @@ fn engine() -> Option<LocalEngine> {
 }
 
 /// The default policy with room for the whole stack: RLIMIT_AS counts address space,
-/// and numpy, pandas, matplotlib and scipy together, with OpenBLAS's threads and their
-/// malloc arenas, reserve some 500 MiB of it (far more than they touch; pandas with a
-/// matplotlib drawing needs some 384 MiB). The Python rules are the default's.
+/// and numpy, pandas, matplotlib and scipy together reserve some 430 MiB of it (far
+/// more than they touch). The Python rules are the default's.
 fn roomy() -> RunnerPolicy {
     RunnerPolicy {
         memory_limit_mb: 1024,

@@ -2458,6 +2458,7 @@ def main(argv):
     # kernel already; SIGINT has Python's handler, so ignore it here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     k = kernel()
+    one_malloc_arena(k)
     # Nothing of M or Z may be read through /proc/<pid>/mem or the like by a run.
     prctl_quiet(PR_SET_DUMPABLE, 0)
     isolation = Isolation(plan, k)
@@ -2483,6 +2484,20 @@ def main(argv):
     isolation.close()
     monitor = Monitor(rfd, wfd, zygotes, isolation)
     return monitor.serve(lambda: harden_monitor(plan, isolation))
+
+
+M_ARENA_MAX = -8
+
+
+def one_malloc_arena(k):
+    """A run's memory limit is an address-space limit (RLIMIT_AS), and each malloc arena
+    glibc makes for a thread reserves 64 MiB of it: a run whose libraries start threads
+    (numpy's OpenBLAS) would need far more than it uses, and how much more would depend
+    on timing. One arena, set here and inherited by every run's process."""
+    try:
+        k.libc.mallopt(M_ARENA_MAX, 1)
+    except (AttributeError, OSError):
+        pass  # not glibc: no per-thread arenas to bound
 
 
 def spawn_zygote(plan, isolation, base, rfd, wfd, others, k):

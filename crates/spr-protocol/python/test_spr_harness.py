@@ -263,6 +263,27 @@ class IsolationTests(unittest.TestCase):
         self.assertEqual(k.names(), ["seccomp"])
 
 
+class MallocTests(unittest.TestCase):
+    def test_the_worker_keeps_glibc_to_one_malloc_arena(self):
+        calls = []
+
+        class Libc:
+            def mallopt(self, option, value):
+                calls.append((option, value))
+                return 1
+
+        class K:
+            libc = Libc()
+
+        h.one_malloc_arena(K())
+        self.assertEqual(calls, [(h.M_ARENA_MAX, 1)])
+
+        class NoMallopt:
+            libc = object()
+
+        h.one_malloc_arena(NoMallopt())  # not glibc: nothing to do, no error
+
+
 class CaptureAndReportTests(unittest.TestCase):
     def test_capture_keeps_up_to_its_cap_and_cuts_at_a_character(self):
         c = h.Capture(5)
