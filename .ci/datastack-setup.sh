@@ -25,8 +25,16 @@ for pin in sys.argv[1:]:
 PY
 }
 
+# The engine locks the venv through this file beside it; a user who cannot create it
+# there (the unprivileged CI user, in /opt) locks it opened for reading.
+lock_file() {
+  touch "$VENV.spr-lock"
+  chmod 0644 "$VENV.spr-lock"
+}
+
 if have; then
   log "${PINS[*]} already in $VENV"
+  lock_file
   exit 0
 fi
 
@@ -41,6 +49,7 @@ else
 fi
 # Everyone reads it: the sandbox tests also run as the unprivileged CI user.
 chmod -R a+rX "$VENV"
+lock_file
 
 have || { log "the pins are still missing from $VENV"; exit 1; }
 log "${PINS[*]} installed in $VENV"

@@ -44,6 +44,9 @@ pub const SANDBOX_TESTS: &[(&str, &str)] = &[
     ("spr-core", "preload"),
     // `spr doctor` against the receipt of a real run, for whoever runs the tests.
     ("spr-cli", "doctor"),
+    // numpy, pandas, matplotlib and scipy under the policies: library imports, attacks
+    // through a library, the process filter, each run's /dev/shm.
+    ("spr-core", "datastack"),
 ];
 
 /// The unprivileged user, created by `.ci/users-setup.sh`; `SPR_CI_USER` names another.
@@ -63,6 +66,8 @@ const PASS_ENV: &[&str] = &[
     "CARGO_TERM_COLOR",
     "LANG",
     "LC_ALL",
+    // The data-stack venv's place, when not the default (it is readable by everyone).
+    "SPR_DATASTACK_VENV",
 ];
 /// Prefixes of variables kept as well (the attack corpus's own knobs, `SPR_ATTACK=name`).
 const PASS_ENV_PREFIXES: &[&str] = &["SPR_ATTACK"];

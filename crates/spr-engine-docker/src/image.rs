@@ -172,7 +172,12 @@ pub(crate) async fn ensure_env_image(
                     if let Some(s) = info.stream {
                         log.push_str(&s);
                         if log.len() > 4096 {
-                            log.drain(..log.len() - 4096);
+                            // pip's progress output is not ASCII: cut at a character.
+                            let mut cut = log.len() - 4096;
+                            while !log.is_char_boundary(cut) {
+                                cut += 1;
+                            }
+                            log.drain(..cut);
                         }
                     }
                 }

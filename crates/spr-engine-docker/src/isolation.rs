@@ -13,7 +13,7 @@
 use spr_policy::RunnerPolicy;
 use spr_protocol::seccomp::{Arch, Options, Profile, Program, SeccompError};
 use spr_protocol::{
-    Freshness, HarnessPlan, LandlockPlan, MissingProtection, RunIsolation,
+    DevShm, Freshness, HarnessPlan, LandlockPlan, MissingProtection, RunIsolation,
     LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET, LANDLOCK_SCOPE_SIGNAL,
 };
 
@@ -63,8 +63,12 @@ pub(crate) fn run_filter(arch: Arch) -> Result<Program, IsolationError> {
 }
 
 /// The harness plan of a container whose image is built for `arch`, with `scratch` its
-/// scratch tmpfs.
-pub(crate) fn harness_plan(arch: Arch, scratch: &str) -> Result<HarnessPlan, IsolationError> {
+/// scratch tmpfs and `dev_shm` its /dev/shm tmpfs.
+pub(crate) fn harness_plan(
+    arch: Arch,
+    scratch: &str,
+    dev_shm: &str,
+) -> Result<HarnessPlan, IsolationError> {
     Ok(HarnessPlan {
         // No per-run namespaces in a container (no capability to make them): the
         // runs share the scratch tmpfs, which the zygote empties and checks after each.
@@ -83,6 +87,12 @@ pub(crate) fn harness_plan(arch: Arch, scratch: &str) -> Result<HarnessPlan, Iso
             fresh_rights: 0,
         }),
         seccomp: Some(run_filter(arch)?.to_quads()),
+        // Libraries may import _posixsubprocess (its fork_exec raises no audit event):
+        // a run whose policy denies processes has the kernel refuse exec and fork.
+        process_seccomp: Some(Program::no_processes(arch)?.to_quads()),
+        // POSIX semaphores and shared memory (multiprocessing) live in /dev/shm: the
+        // runs share the container's, which the zygote empties and checks after each.
+        scrubbed_dirs: vec![dev_shm.to_string()],
         caps: true,
         oom_score_adj: Some(RUN_OOM_SCORE_ADJ),
         // Runs under the default policy find it prepared before any request.
@@ -103,6 +113,16 @@ pub(crate) fn check(isolation: &RunIsolation) -> Result<(), IsolationError> {
     if isolation.scratch != "scrubbed" {
         return Err(IsolationError::NotApplied(
             "the scratch tmpfs is not emptied and checked after every run",
+        ));
+    }
+    if !isolation.process_filter {
+        return Err(IsolationError::NotApplied(
+            "runs whose policy denies processes get no process filter",
+        ));
+    }
+    if isolation.dev_shm != Some(DevShm::Scrubbed) {
+        return Err(IsolationError::NotApplied(
+            "/dev/shm is not emptied and checked after every run",
         ));
     }
     Ok(())
@@ -129,7 +149,7 @@ mod tests {
 
     #[test]
     fn the_plan_isolates_every_run_and_names_no_tenant_data() {
-        let plan = harness_plan(Arch::X86_64, "/tmp/spr").unwrap();
+        let plan = harness_plan(Arch::X86_64, "/tmp/spr", "/dev/shm").unwrap();
         assert_eq!(plan.fresh, Freshness::Scrub);
         assert_eq!(plan.scratch.as_deref(), Some("/tmp/spr"));
         assert!(plan.own_scratch && plan.caps && !plan.nproc);
@@ -150,11 +170,20 @@ mod tests {
         // The plan is one argument: it must survive a JSON round trip unchanged.
         let back: HarnessPlan = serde_json::from_str(&plan.to_arg()).unwrap();
         assert_eq!(back, plan);
-        let arm = harness_plan(Arch::Aarch64, "/tmp/spr").unwrap();
+        let arm = harness_plan(Arch::Aarch64, "/tmp/spr", "/dev/shm").unwrap();
         assert_ne!(
             arm.seccomp, plan.seccomp,
             "the filter follows the image's architecture"
         );
+        assert_eq!(
+            plan.process_seccomp.as_ref().unwrap().len(),
+            Program::no_processes(Arch::X86_64)
+                .unwrap()
+                .instructions
+                .len()
+        );
+        assert_ne!(arm.process_seccomp, plan.process_seccomp);
+        assert_eq!(plan.scrubbed_dirs, vec!["/dev/shm".to_string()]);
     }
 
     #[test]
@@ -178,6 +207,8 @@ mod tests {
             landlock_scoped: true,
             seccomp: true,
             capabilities_dropped: true,
+            process_filter: true,
+            dev_shm: Some(DevShm::Scrubbed),
             ..RunIsolation::default()
         };
         assert!(check(&good).is_ok());
@@ -193,6 +224,14 @@ mod tests {
             },
             RunIsolation {
                 scratch: "tmpfs".into(),
+                ..good.clone()
+            },
+            RunIsolation {
+                process_filter: false,
+                ..good.clone()
+            },
+            RunIsolation {
+                dev_shm: None,
                 ..good.clone()
             },
         ] {

@@ -670,7 +670,7 @@ impl Inner {
             }),
             network: Some("none".into()),
             capabilities_dropped: iso.capabilities_dropped,
-            per_run: Some(iso.clone()),
+            per_run: Some(iso.for_policy(policy)),
             missing,
             details,
             ..Default::default()

@@ -32,7 +32,13 @@ pub(crate) const PIDS_LIMIT: i64 = 256;
 pub(crate) const TMPFS_SIZE_MB: u64 = 64;
 /// The size-limited tmpfs the harness makes each run's scratch directory in.
 pub(crate) const SCRATCH_BASE: &str = "/tmp/spr";
+/// The container's /dev/shm: a size-limited tmpfs of its own (POSIX semaphores and
+/// shared memory, which multiprocessing needs), emptied and checked after every run.
+pub(crate) const DEV_SHM: &str = "/dev/shm";
+pub(crate) const DEV_SHM_SIZE_MB: u64 = 64;
 /// Memory beyond the policy's per-run limit, for the worker itself and the tmpfs.
+/// The pages of the scratch and /dev/shm tmpfs mounts count against the container's
+/// memory limit: a run that fills them and its memory ends its container, not another's.
 pub(crate) const MEMORY_HEADROOM_MB: u64 = 64;
 pub(crate) const MIN_CONTAINER_MEMORY_MB: u64 = 128;
 /// More headroom for containers whose harness preloads modules: they stay resident in
@@ -92,7 +98,7 @@ pub(crate) fn create_body(
     spec: &ContainerSpec,
     labels: HashMap<String, String>,
 ) -> Result<ContainerCreateBody, IsolationError> {
-    let mut plan = isolation::harness_plan(spec.arch, SCRATCH_BASE)?;
+    let mut plan = isolation::harness_plan(spec.arch, SCRATCH_BASE, DEV_SHM)?;
     plan.preload = spec.preload.clone();
     let memory = (spec.memory_mb * 1024 * 1024) as i64;
     // The only writable place is this tmpfs, the harness's scratch base: /tmp itself
@@ -102,6 +108,10 @@ pub(crate) fn create_body(
     tmpfs.insert(
         SCRATCH_BASE.to_string(),
         format!("rw,noexec,nosuid,nodev,size={TMPFS_SIZE_MB}m,mode=1777"),
+    );
+    tmpfs.insert(
+        DEV_SHM.to_string(),
+        format!("rw,noexec,nosuid,nodev,size={DEV_SHM_SIZE_MB}m,mode=1777"),
     );
     Ok(ContainerCreateBody {
         image: Some(spec.image_id.clone()),
@@ -139,8 +149,8 @@ pub(crate) fn create_body(
             memory_swap: Some(memory),
             nano_cpus: Some(spec.nano_cpus),
             runtime: spec.runtime.clone(),
-            // Own IPC namespace without /dev/shm: no shared writable memory filesystem
-            // that would outlive a run.
+            // Own IPC namespace without Docker's /dev/shm (SysV IPC is refused by the
+            // runs' filter); /dev/shm is the tmpfs above, emptied after every run.
             ipc_mode: Some("none".into()),
             auto_remove: Some(true),
             init: Some(false),
@@ -557,7 +567,7 @@ mod tests {
         let plan: spr_protocol::HarnessPlan = serde_json::from_str(&cmd[1]).unwrap();
         assert_eq!(
             plan,
-            isolation::harness_plan(Arch::X86_64, SCRATCH_BASE).unwrap()
+            isolation::harness_plan(Arch::X86_64, SCRATCH_BASE, DEV_SHM).unwrap()
         );
         let hc = b.host_config.unwrap();
         assert_eq!(hc.log_config.unwrap().typ.as_deref(), Some("none"));
@@ -569,7 +579,9 @@ mod tests {
         assert_eq!(hc.memory, Some(512 * 1024 * 1024));
         assert_eq!(hc.pids_limit, Some(PIDS_LIMIT));
         assert_eq!(hc.nano_cpus, Some(1_000_000_000));
-        assert!(hc.tmpfs.unwrap()[SCRATCH_BASE].contains("noexec"));
+        let tmpfs = hc.tmpfs.unwrap();
+        assert!(tmpfs[SCRATCH_BASE].contains("noexec"));
+        assert!(tmpfs[DEV_SHM].contains("noexec") && tmpfs[DEV_SHM].contains("size=64m"));
         assert_eq!(b.user.as_deref(), Some(CONTAINER_USER));
     }
 }

@@ -328,7 +328,7 @@ impl LocalEngine {
             });
             ws.receipt(policy, limits)
         } else {
-            sandbox::receipt_off(policy, self.sandbox.missing())
+            sandbox::receipt_off(policy, self.sandbox.missing(), &worker.sandbox.isolation)
         };
         if let (Some(cost), Some(rl)) = (&worker.hello.preload, &mut receipt.rlimits) {
             // The harness gives each run its policy's memory on top of what the

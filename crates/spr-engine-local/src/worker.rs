@@ -311,6 +311,9 @@ fn check_isolation(plan: &HarnessPlan, hello: &Hello) -> Result<(), WorkerError>
     if plan.caps && !got.capabilities_dropped {
         lacking.push("dropping capabilities");
     }
+    if plan.process_seccomp.is_some() && !got.process_filter {
+        lacking.push("the process filter");
+    }
     if lacking.is_empty() {
         Ok(())
     } else {

@@ -211,6 +211,11 @@ class Plan:
                  the per-run tmpfs mounts get `fresh_rights`.
     seccomp      a classic BPF program every run installs (built by the host), as
                  [code, jt, jf, k] quadruples.
+    process_seccomp  a second program (the process filter: exec and fork refused, threads
+                 allowed) a run installs on top once it has read its policy, when the
+                 policy denies processes.
+    scrubbed_dirs  directories the runs share besides the scratch base (a container's
+                 /dev/shm): writable by runs, emptied and checked after every run.
     caps         drop every capability in each run (securebits locked, bounding set
                  emptied).
     zygotes      how many zygotes fork runs (2: the next run's process is ready while a
@@ -257,6 +262,11 @@ class Plan:
         self.seccomp = None
         if program:
             self.seccomp = b"".join(struct.pack("=HBBI", *ins) for ins in program)
+        program = data.get("process_seccomp")
+        self.process_seccomp = None
+        if program:
+            self.process_seccomp = b"".join(struct.pack("=HBBI", *ins) for ins in program)
+        self.scrubbed_dirs = [str(p) for p in data.get("scrubbed_dirs") or []]
         self.caps = bool(data.get("caps"))
         self.private_scratch_fs = bool(data.get("private_scratch_fs"))
         self.zygotes = max(1, min(int(data.get("zygotes") or 1), 4))
@@ -307,6 +317,7 @@ O_PATH = getattr(os, "O_PATH", 0o10000000)
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
+PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
 PR_SET_SECUREBITS = 28
 PR_SET_CHILD_SUBREAPER = 36
@@ -572,6 +583,11 @@ class Isolation:
         if plan.procfs is not None:
             self.fresh_rules.append(("/proc", plan.procfs[1]))
         self.filter = k.prepared_filter(plan.seccomp) if plan.seccomp is not None else None
+        # Prepared here, in M: a run whose policy denies processes installs it after it
+        # has read its request, on the latency path, for little more than the syscall.
+        self.process_filter = (
+            k.prepared_filter(plan.process_seccomp) if plan.process_seccomp is not None else None
+        )
         self.bounding = bounding_capabilities() if plan.caps else []
         self.tmpfs = [
             (path, "size=%dm,mode=%s" % (size_mb, mode)) for path, size_mb, mode in plan.tmpfs
@@ -587,7 +603,24 @@ class Isolation:
             "landlock_scoped": bool(self.landlock and self.landlock["scoped"]),
             "seccomp": plan.seccomp is not None,
             "capabilities_dropped": plan.caps,
+            "process_filter": self.process_filter is not None,
+            "dev_shm": self.dev_shm(),
         }
+
+    def dev_shm(self):
+        plan = self.plan
+        if plan.fresh == FRESH_NAMESPACES and any(p == "/dev/shm" for p, _s, _m in plan.tmpfs):
+            return "tmpfs"
+        if plan.fresh != FRESH_NAMESPACES and "/dev/shm" in plan.scrubbed_dirs:
+            return "scrubbed"
+        return None
+
+    def refuse_processes(self, k):
+        """Install the process filter (a run's, once its policy denies processes). Filters
+        stack: it narrows the run filter, never widens it. no_new_privs is set already in
+        a sandboxed worker; set here too so that the filter needs no privilege anywhere."""
+        k.prctl(PR_SET_NO_NEW_PRIVS, 1, what="set no_new_privs")
+        k.seccomp(self.process_filter)
 
     def apply(self, k):
         """Isolate the calling process (a run's, before its request). Raises SetupError."""
@@ -1008,7 +1041,7 @@ class Zygote:
         if self.clean_inodes is not None:
             try:
                 os.rmdir(scratch_path(self.base, serial))
-                if os.statvfs(self.base).f_ffree == self.clean_inodes:
+                if self.free_inodes() == self.clean_inodes:
                     return True
             except OSError:
                 pass
@@ -1018,17 +1051,29 @@ class Zygote:
         return ok
 
     def measure_clean(self):
-        """Free inodes of the scratch filesystem when clean, if it is the worker's own."""
+        """Free inodes of the scratch filesystem (and of each scrubbed directory, a
+        filesystem of its own too) when clean, if it is the worker's own."""
         self.clean_inodes = None
         if self.plan.private_scratch_fs and self.plan.own_scratch:
+            self.clean_inodes = self.free_inodes()
+
+    def free_inodes(self):
+        counts = []
+        for path in [self.base] + self.plan.scrubbed_dirs:
             try:
-                st = os.statvfs(self.base)
+                st = os.statvfs(path)
             except OSError:
-                return
-            if st.f_files:
-                self.clean_inodes = st.f_ffree
+                return None
+            if not st.f_files:
+                return None
+            counts.append(st.f_ffree)
+        return tuple(counts)
 
     def scrub(self, serial):
+        # Every scrubbed directory, whatever the first one's result: each must be clean.
+        shared = [wipe_dir(path) for path in self.plan.scrubbed_dirs]
+        if not all(shared):
+            return False
         if self.plan.own_scratch:
             return wipe_dir(self.base)
         own = scratch_path(self.base, serial)
@@ -1156,8 +1201,9 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     # oom_score_adj. Nothing but this process exists to read it yet (the previous run
     # was swept before it was forked).
     prctl_quiet(PR_SET_DUMPABLE, 1)
+    k = kernel()
     try:
-        isolation.apply(kernel())
+        isolation.apply(k)
     except SetupError as exc:
         write_all(res_w, MARK_FAILED + str(exc).encode("utf-8", "replace"))
         return EXIT_SETUP_FAILED
@@ -1176,6 +1222,9 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     environ = os.environ
     environ["HOME"] = scratch
     environ["TMPDIR"] = scratch
+    # matplotlib's config and font cache: in the run's own scratch, fresh for each run
+    # (HOME is there too, but a run may change HOME before it imports matplotlib).
+    environ["MPLCONFIGDIR"] = os.path.join(scratch, ".matplotlib")
     tempfile.tempdir = scratch
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -1196,12 +1245,28 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
         return 0
     request = _loads(body.decode("utf-8"))
     del body
-    if request.get("type") == "cell":
-        return serve_session(plan, request, req_r, res_w, scratch, writable, main)
-    os.close(req_r)
+    is_cell = request.get("type") == "cell"
+    if not is_cell:
+        os.close(req_r)
     policy = request["policy"]
     deadline = time.monotonic() + float(policy.get("timeout_seconds", 5))
     prepared = prepared_for(policy, plan)
+    refused = False
+    if isolation.process_filter is not None and (prepared.denied.processes or prepared.denied.os):
+        # Libraries may import _posixsubprocess (its fork_exec raises no audit event):
+        # from here on the kernel refuses exec and fork, whoever asks.
+        try:
+            isolation.refuse_processes(k)
+            refused = True
+        except OSError as exc:
+            write_all(res_w, encode_report({
+                "outcome": "exception",
+                "error": "spr: the kernel's refusal of processes could not be installed: %s" % exc,
+            }))
+            return EXIT_SETUP_FAILED
+    k = None
+    if is_cell:
+        return serve_session(plan, request, req_r, res_w, scratch, writable, main, prepared, refused)
     apply_rlimits(prepared.rlimits)
     collect = request.get("collect") or ()
     ident = None
@@ -1213,7 +1278,8 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
         report, status = {"outcome": "exception", "error": "FileError: %s" % exc}, 1
     else:
         report, status = execute(
-            request.get("code", ""), request.get("input_data"), policy, prepared, writable, main
+            request.get("code", ""), request.get("input_data"), policy, prepared, writable, main,
+            refused,
         )
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -1237,7 +1303,7 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     return status
 
 
-def serve_session(plan, request, req_r, res_w, scratch, writable, main):
+def serve_session(plan, request, req_r, res_w, scratch, writable, main, prepared, refused):
     """A session's process: one cell after another in the same globals, until M closes
     the request pipe. Between cells SIGINT is ignored, so an interrupt meant for a cell
     that had just finished cannot reach the next one (M waits for Z's word that the
@@ -1245,12 +1311,11 @@ def serve_session(plan, request, req_r, res_w, scratch, writable, main):
     session's scratch (they stay there), its `collect` globs and open figures returned."""
     _set_signal(_SIGINT, _SIG_IGN)
     policy = request["policy"]
-    prepared = prepared_for(policy, plan)
     # The CPU-time rlimit counts the whole process life: a session's cells are bounded by
     # their deadlines and the session by its idle TTL instead.
     cpu = getattr(resource, "RLIMIT_CPU", None)
     apply_rlimits(tuple((w, v) for w, v in prepared.rlimits if w != cpu))
-    session = Session(policy, prepared, writable, main)
+    session = Session(policy, prepared, writable, main, refused)
     timeout = float(policy.get("timeout_seconds", 5))
     while True:
         deadline = _monotonic() + timeout
@@ -1357,6 +1422,8 @@ def resolve_writable_roots(plan, base):
     if plan.fresh == FRESH_NAMESPACES or plan.own_scratch:
         roots.append(_real_base)
     roots.extend(os.path.realpath(p) for p, _s, _m in plan.tmpfs)
+    if plan.fresh != FRESH_NAMESPACES:
+        roots.extend(os.path.realpath(p) for p in plan.scrubbed_dirs)
     _writable_roots = tuple(roots)
 
 
@@ -2310,16 +2377,25 @@ def guard_plan(policy, denied):
     return switches, extra_write, extra_write | extra_read | frozenset(base_read_roots())
 
 
-def install_guard(plan, writable):
+def install_guard(plan, writable, processes_refused=False):
     """Add the audit hook for this run (hooks cannot be removed: the run's process
     keeps it until it exits). Everything the hook uses is bound here, privately, so
     patching `os`, `os.path`, `pathlib` or this module cannot make it answer otherwise.
-    `writable` are the run's own directories, already resolved."""
+    `writable` are the run's own directories, already resolved; `processes_refused`:
+    the kernel refuses exec and fork in this process (the process filter).
+
+    The hook judges what the code does (start a process, open a socket, load or call
+    native code, touch files outside scratch), whoever does it: the user's code or a
+    library on its behalf. What the user's code may import is the import hook's
+    business (`make_import_hook`): a library imports what it needs for itself."""
     if plan is None:
         return False
     # Plain booleans bound in the closure: no object user code could find and flip.
     switches, extra_write, ro_fixed = plan
     deny_os, deny_processes, deny_network, deny_native, deny_files = switches
+    # _posixsubprocess.fork_exec raises no audit event: where the kernel does not refuse
+    # what it does, the module itself stays out of reach, even of libraries.
+    refuse_fork_exec = (deny_processes or deny_os) and not processes_refused
     rw = extra_write.union(writable)
     rw_roots = tuple(sorted(rw))
     ro_roots = tuple(sorted(ro_fixed.union(rw)))
@@ -2417,11 +2493,8 @@ def install_guard(plan, writable):
 
     def hook(event, args):
         if event == "import":
-            name = args[0]
-            if deny_native and (name == "_ctypes" or name == "ctypes"):
-                raise ImportError("Import '%s' is blocked by policy" % name)
-            if deny_processes and name == "_posixsubprocess":
-                raise ImportError("Import '%s' is blocked by policy" % name)
+            if refuse_fork_exec and args[0] == "_posixsubprocess":
+                raise ImportError("Import '_posixsubprocess' is blocked by policy")
             return
         if event == "open":
             if not deny_files:
@@ -2454,6 +2527,14 @@ def install_guard(plan, writable):
             return
         if event.startswith("ctypes."):
             if deny_native:
+                # Importing ctypes opens the process itself (`dlopen(NULL)`, for
+                # `pythonapi`): nothing new is loaded. Loading a library, every symbol
+                # looked up (ctypes.dlsym), every object made at a raw address
+                # (ctypes.cdata), string_at and _ctypes.call_function stay refused.
+                # CPython raises no event for calls through the pointers ctypes makes
+                # at import (memmove, cast): docs/SECURITY.md, "The Python layer alone".
+                if event == "ctypes.dlopen" and args and args[0] is none:
+                    return
                 deny(event, "Native code (ctypes)")
             return
         if event in _PROCESS_EVENTS:
@@ -2535,11 +2616,19 @@ def matches(name, entries):
     return False
 
 
+# The C modules behind a wrapper: a user's code that imports one directly is judged as
+# importing the wrapper (libraries import them for themselves, unjudged).
+_IMPORT_ALIASES = {
+    "_posixsubprocess": "subprocess", "_ctypes": "ctypes", "posix": "os", "_socket": "socket",
+}
+
+
 def make_import_hook(policy):
     allow_mode = policy.get("mode") == "allow"
     allowed = list(policy.get("allowed_imports") or [])
     blocked = list(policy.get("blocked_imports") or [])
     real_import = _real_import
+    aliases = _IMPORT_ALIASES
 
     def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
         if level:
@@ -2551,6 +2640,9 @@ def make_import_hook(policy):
                 raise ImportError("Import '%s' is not allowed by policy" % name)
         else:
             if matches(name, blocked):
+                raise ImportError("Import '%s' is blocked by policy" % name)
+            wrapper = aliases.get(name.partition(".")[0])
+            if wrapper is not None and matches(wrapper, blocked):
                 raise ImportError("Import '%s' is blocked by policy" % name)
             for item in fromlist or ():
                 full = "%s.%s" % (name, item)
@@ -2641,7 +2733,7 @@ def print_user_traceback(exc):
         pass
 
 
-def execute(code, input_data, policy, prepared, writable, main):
+def execute(code, input_data, policy, prepared, writable, main, processes_refused=False):
     """Run user code in the namespace of module `main`; return (report, exit status)."""
     g = None
     try:
@@ -2663,7 +2755,7 @@ def execute(code, input_data, policy, prepared, writable, main):
         # the run is reported.
         harness_globals = globals()
         snapshot = dict(harness_globals)
-        install_guard(prepared.guard, writable)
+        install_guard(prepared.guard, writable, processes_refused)
         exc = run_user_code(compiled, g)
         harness_globals.update(snapshot)
         if isinstance(exc, MemoryError):
@@ -2710,11 +2802,12 @@ class Session:
     builtins and guard set up by the first cell (an audit hook cannot be removed, so it
     is installed once)."""
 
-    def __init__(self, policy, prepared, writable, main):
+    def __init__(self, policy, prepared, writable, main, processes_refused=False):
         self.policy = policy
         self.prepared = prepared
         self.writable = writable
         self.main = main
+        self.processes_refused = processes_refused
         self.g = None
 
     def cell(self, code, input_data):
@@ -2737,7 +2830,7 @@ class Session:
                 disarm_preloaded(self.prepared.denied)
                 g = self.main.__dict__
                 g.update(make_globals(self.policy, self.prepared.builtins, input_data))
-                install_guard(self.prepared.guard, self.writable)
+                install_guard(self.prepared.guard, self.writable, self.processes_refused)
                 self.g = g
             else:
                 g["input_data"] = input_data
@@ -3329,6 +3422,8 @@ def clean_environ():
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
             "PYTHONIOENCODING": "utf-8",
+            # No display in a sandbox: matplotlib draws with Agg (PNG) from the start.
+            "MPLBACKEND": "Agg",
         }
     )
 
@@ -3365,6 +3460,7 @@ def main(argv):
     # kernel already; SIGINT has Python's handler, so ignore it here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     k = kernel()
+    one_malloc_arena(k)
     # Nothing of M or Z may be read through /proc/<pid>/mem or the like by a run.
     prctl_quiet(PR_SET_DUMPABLE, 0)
     isolation = Isolation(plan, k)
@@ -3403,6 +3499,20 @@ def main(argv):
     isolation.close()
     monitor = Monitor(rfd, wfd, zygotes, isolation)
     return monitor.serve(lambda: harden_monitor(plan, isolation))
+
+
+M_ARENA_MAX = -8
+
+
+def one_malloc_arena(k):
+    """A run's memory limit is an address-space limit (RLIMIT_AS), and each malloc arena
+    glibc makes for a thread reserves 64 MiB of it: a run whose libraries start threads
+    (numpy's OpenBLAS) would need far more than it uses, and how much more would depend
+    on timing. One arena, set here and inherited by every run's process."""
+    try:
+        k.libc.mallopt(M_ARENA_MAX, 1)
+    except (AttributeError, OSError):
+        pass  # not glibc: no per-thread arenas to bound
 
 
 def spawn_zygote(plan, isolation, base, rfd, wfd, others, k):

@@ -109,6 +109,9 @@ class FakeKernel:
     def seccomp(self, prepared):
         self._do("seccomp", prepared[0])
 
+    def prctl(self, option, a=0, b=0, what="prctl"):
+        self._do("prctl", option, a)
+
     def names(self):
         return [c[0] for c in self.calls]
 
@@ -147,6 +150,14 @@ class PlanTests(unittest.TestCase):
             h.Plan({"fresh": "sometimes"})
         with self.assertRaises(ValueError):
             h.parse_args(["--plan", "[1, 2]"])
+
+    def test_the_process_filter_and_scrubbed_directories_are_read(self):
+        plan = h.Plan({"process_seccomp": [[6, 0, 0, 0x7FFF0000]], "scrubbed_dirs": ["/dev/shm"]})
+        self.assertEqual(struct.unpack("=HBBI", plan.process_seccomp), (6, 0, 0, 0x7FFF0000))
+        self.assertEqual(plan.scrubbed_dirs, ["/dev/shm"])
+        bare = h.Plan({})
+        self.assertIsNone(bare.process_seccomp)
+        self.assertEqual(bare.scrubbed_dirs, [])
 
     def test_scratch_argument_still_works_for_a_bare_harness(self):
         plan = h.parse_args(["--scratch", "/tmp/x"])
@@ -208,6 +219,30 @@ class IsolationTests(unittest.TestCase):
         self.assertEqual(summary["landlock_abi"], 7)
         self.assertTrue(summary["landlock_scoped"] and summary["seccomp"] and summary["capabilities_dropped"])
 
+    def test_the_process_filter_is_prepared_ahead_and_installed_on_demand(self):
+        k = FakeKernel()
+        plan = namespaced_plan(self.tmp, process_seccomp=[[6, 0, 0, 0x7FFF0000]] * 3)
+        iso = h.Isolation(plan, k)
+        self.assertEqual(iso.process_filter, (24,))
+        iso.apply(k)
+        # Not part of the isolation before the request: the policy decides.
+        self.assertEqual(k.names()[-1], "seccomp")
+        self.assertEqual(k.calls[-1], ("seccomp", 16))
+        iso.refuse_processes(k)
+        self.assertEqual(k.calls[-2:], [("prctl", h.PR_SET_NO_NEW_PRIVS, 1), ("seccomp", 24)])
+        self.assertTrue(iso.summary()["process_filter"])
+        self.assertFalse(h.Isolation(namespaced_plan(self.tmp), k).summary()["process_filter"])
+
+    def test_the_summary_says_where_dev_shm_comes_from(self):
+        k = FakeKernel()
+        shm = {"path": "/dev/shm", "size_mb": 64, "mode": "1777"}
+        fresh = namespaced_plan(self.tmp, tmpfs=[{"path": self.tmp, "size_mb": 16, "mode": "1777"}, shm])
+        self.assertEqual(h.Isolation(fresh, k).summary()["dev_shm"], "tmpfs")
+        self.assertIsNone(h.Isolation(namespaced_plan(self.tmp), k).summary()["dev_shm"])
+        shared = h.Plan({"fresh": "scrub", "scratch": self.tmp, "scrubbed_dirs": ["/dev/shm"]})
+        self.assertEqual(h.Isolation(shared, k).summary()["dev_shm"], "scrubbed")
+        self.assertIsNone(h.Isolation(h.Plan({"scratch": self.tmp}), k).summary()["dev_shm"])
+
     def test_a_kernel_without_landlock_is_reported_not_pretended(self):
         k = FakeKernel(abi=None)
         plan = namespaced_plan(self.tmp, landlock={"abi": None, "scoped": 3})
@@ -226,6 +261,27 @@ class IsolationTests(unittest.TestCase):
         plan = h.Plan({"fresh": "scrub", "scratch": self.tmp, "seccomp": [[6, 0, 0, 0x7FFF0000]]})
         h.Isolation(plan, k).apply(k)
         self.assertEqual(k.names(), ["seccomp"])
+
+
+class MallocTests(unittest.TestCase):
+    def test_the_worker_keeps_glibc_to_one_malloc_arena(self):
+        calls = []
+
+        class Libc:
+            def mallopt(self, option, value):
+                calls.append((option, value))
+                return 1
+
+        class K:
+            libc = Libc()
+
+        h.one_malloc_arena(K())
+        self.assertEqual(calls, [(h.M_ARENA_MAX, 1)])
+
+        class NoMallopt:
+            libc = object()
+
+        h.one_malloc_arena(NoMallopt())  # not glibc: nothing to do, no error
 
 
 class CaptureAndReportTests(unittest.TestCase):
@@ -340,6 +396,16 @@ class PolicyTests(unittest.TestCase):
         with self.assertRaises(ImportError):
             hook("importlib.util")
         self.assertIs(hook("math"), __import__("math"))
+
+    def test_the_c_modules_behind_a_blocked_wrapper_are_blocked_for_the_user(self):
+        hook = h.make_import_hook(DEFAULT_POLICY)
+        for name in ("_posixsubprocess", "_ctypes", "posix", "_socket"):
+            with self.assertRaises(ImportError) as caught:
+                hook(name)
+            self.assertEqual(str(caught.exception), "Import '%s' is blocked by policy" % name)
+        open_hook = h.make_import_hook(permissive())
+        self.assertIs(open_hook("posix"), __import__("posix"))
+        self.assertIs(open_hook("_posixsubprocess"), __import__("_posixsubprocess"))
 
     def test_input_keys_become_globals_unless_reserved_private_or_filtered(self):
         policy = dict(DEFAULT_POLICY, extra_globals={"project": "spr"}, blocked_globals=["hidden"])
@@ -492,6 +558,38 @@ class WorkerTests(unittest.TestCase):
         r = self.worker.run("result = 'x' * (17 << 20)", policy=permissive(memory_limit_mb=1024))
         self.assertTrue(r["child_frame_overflow"])
         self.assertEqual(r["exit_code"], 0)
+
+    # A library's own imports go through the real __import__ (its module's builtins), not
+    # the user's guarded one: json's, here, stands for any library's.
+    LIBRARY_IMPORT = "import json\nlib_import = json.__builtins__['__import__']\n"
+
+    def error(self, report):
+        return self.frame(report).get("error")
+
+    def test_a_library_may_import_ctypes_but_native_code_stays_refused(self):
+        ok = self.worker.run(self.LIBRARY_IMPORT + "ct = lib_import('ctypes')\nresult = ct.sizeof(ct.c_int)")
+        self.assertEqual(self.frame(ok)["result"], 4, ok)
+        for attack, event in [
+            ("ct.CDLL(None).getpid()", "ctypes.dlsym"),
+            ("ct.CDLL('libc.so.6')", "ctypes.dlopen"),
+            ("ct.string_at(id(1), 8)", "ctypes.string_at"),
+            ("ct.c_char.from_address(id(1))", "ctypes.cdata"),
+            ("lib_import('_ctypes').call_function(1, ())", "ctypes.call_function"),
+        ]:
+            r = self.worker.run(self.LIBRARY_IMPORT + "ct = lib_import('ctypes')\n" + attack)
+            self.assertEqual(
+                self.error(r), "PermissionError: Native code (ctypes) is blocked by policy (%s)" % event
+            )
+        self.assertEqual(self.worker.run("result = 2")["exit_code"], 0)
+
+    def test_a_library_may_import_subprocess_but_starting_a_process_stays_refused(self):
+        # A bare harness has no process filter: _posixsubprocess (whose fork_exec raises
+        # no audit event) stays out of reach, even of libraries.
+        r = self.worker.run(self.LIBRARY_IMPORT + "lib_import('subprocess')")
+        self.assertEqual(self.error(r), "ImportError: Import '_posixsubprocess' is blocked by policy")
+        r = self.worker.run(self.LIBRARY_IMPORT + "lib_import('os').system('true')")
+        self.assertEqual(self.error(r), "PermissionError: Starting processes is blocked by policy (os.system)")
+        self.assertEqual(self.worker.run("import _posixsubprocess")["exit_code"], 1)
 
     def test_whatever_a_run_leaves_in_scratch_is_gone_for_the_next(self):
         code = (
@@ -987,8 +1085,9 @@ class PreloadTests(unittest.TestCase):
     def test_a_preloaded_fork_exec_is_disarmed_where_processes_are_denied(self):
         w = self.preloaded("subprocess")
         try:
-            code = (
-                "import _posixsubprocess\n"
+            # The user's own import is refused by name; a library's reaches the module.
+            code = WorkerTests.LIBRARY_IMPORT + (
+                "_posixsubprocess = lib_import('_posixsubprocess')\n"
                 "try:\n"
                 "    _posixsubprocess.fork_exec(*([None] * 23))\n"
                 "except PermissionError as e:\n"
@@ -1015,9 +1114,73 @@ class PreloadTests(unittest.TestCase):
         w = self.preloaded(self.PROBE)
         try:
             r = w.run("import os\nresult = sorted(os.environ)", policy=permissive())
-            self.assertEqual(self.frame(r)["result"], ["HOME", "LANG", "PATH", "PYTHONIOENCODING", "TMPDIR"])
+            self.assertEqual(
+                self.frame(r)["result"],
+                ["HOME", "LANG", "MPLBACKEND", "MPLCONFIGDIR", "PATH", "PYTHONIOENCODING", "TMPDIR"],
+            )
         finally:
             w.close()
+
+
+class ProcessFilterWorkerTests(unittest.TestCase):
+    """A worker whose plan has a process filter (here one that allows everything: the
+    real filter is tested from Rust, under the sandbox)."""
+
+    def setUp(self):
+        self.shm = tempfile.mkdtemp()
+        plan = {"process_seccomp": [[6, 0, 0, 0x7FFF0000]], "scrubbed_dirs": [self.shm]}
+        self.worker = Worker("--plan", json.dumps(plan))
+
+    def tearDown(self):
+        self.worker.close()
+        shutil.rmtree(self.shm, ignore_errors=True)
+
+    def frame(self, report):
+        return json.loads(report["child_frame"])
+
+    def test_the_greeting_says_runs_get_the_process_filter(self):
+        self.assertTrue(self.worker.hello["isolation"]["process_filter"])
+
+    # Processes denied, files not: the test reads its own /proc/self/status.
+    NO_PROCESSES = permissive(blocked_imports=["subprocess"])
+
+    def test_with_the_kernel_refusing_processes_a_library_may_import_subprocess(self):
+        code = WorkerTests.LIBRARY_IMPORT + (
+            "sp = lib_import('subprocess')\n"
+            "status = dict(l.split(':', 1) for l in open('/proc/self/status'))\n"
+            "result = [sp.__name__, status['NoNewPrivs'].strip(), status['Seccomp'].strip()]\n"
+        )
+        r = self.worker.run(code, policy=self.NO_PROCESSES)
+        self.assertEqual(self.frame(r)["result"], ["subprocess", "1", "2"], r)
+        # Starting one is still the audit hook's refusal.
+        r = self.worker.run(WorkerTests.LIBRARY_IMPORT + "lib_import('subprocess').run(['true'])")
+        self.assertEqual(
+            self.frame(r)["error"], "PermissionError: Starting processes is blocked by policy (subprocess.Popen)"
+        )
+        # The user's own import is still the import hook's friendly refusal.
+        r = self.worker.run("import _posixsubprocess")
+        self.assertEqual(self.frame(r)["error"], "ImportError: Import '_posixsubprocess' is blocked by policy")
+
+    def test_a_policy_that_allows_processes_gets_no_filter(self):
+        r = self.worker.run(
+            "result = [l.split()[1] for l in open('/proc/self/status') if l.startswith('Seccomp:')]",
+            policy=permissive(),
+        )
+        self.assertEqual(self.frame(r)["result"], ["0"], r)
+        # Processes allowed, and the next run's process is a fresh copy without it.
+        r = self.worker.run(
+            "import subprocess\nresult = subprocess.run(['true']).returncode",
+            policy=permissive(),
+        )
+        self.assertEqual(self.frame(r)["result"], 0, r)
+
+    def test_a_scrubbed_directory_is_writable_and_empty_for_the_next_run(self):
+        code = "import json\njson.__builtins__['open'](%r + '/sem.x', 'w').write('s')\nresult = 1" % self.shm
+        r = self.worker.run(code)
+        self.assertEqual(self.frame(r)["result"], 1, r)
+        self.assertEqual(os.listdir(self.shm), [])
+        r = self.worker.run("import json\njson.__builtins__['open']('/etc/spr-x', 'w')")
+        self.assertIn("only the scratch directory is writable", self.frame(r)["error"])
 
 
 if __name__ == "__main__":

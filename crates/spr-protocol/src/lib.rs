@@ -31,8 +31,9 @@ pub use message::{
     WorkerMessage,
 };
 pub use plan::{
-    validate_preload, Freshness, HarnessPlan, LandlockPlan, PreloadError, ProcMount, RunIsolation,
-    TmpfsMount, LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET, LANDLOCK_SCOPE_SIGNAL,
+    denies_processes, validate_preload, DevShm, Freshness, HarnessPlan, LandlockPlan, PreloadError,
+    ProcMount, RunIsolation, TmpfsMount, LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET,
+    LANDLOCK_SCOPE_SIGNAL,
 };
 pub use receipt::{
     CgroupReceipt, FilesystemReceipt, MissingProtection, NamespacesReceipt, RlimitsReceipt,

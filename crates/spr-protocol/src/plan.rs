@@ -87,6 +87,16 @@ pub struct HarnessPlan {
     /// A seccomp program (`[code, jt, jf, k]` per instruction) every run installs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<Vec<[u32; 4]>>,
+    /// A second seccomp program (the process filter, `seccomp::Program::no_processes`)
+    /// that a run installs on top once it has read its policy, when the policy denies
+    /// processes (see [`denies_processes`]): the kernel then refuses exec and fork
+    /// whoever asks, a library included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_seccomp: Option<Vec<[u32; 4]>>,
+    /// Directories the runs share besides the scratch base (a container's `/dev/shm`),
+    /// writable by runs and emptied and checked after every run like the scratch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scrubbed_dirs: Vec<String>,
     /// Drop every capability in each run.
     #[serde(default)]
     pub caps: bool,
@@ -169,6 +179,55 @@ pub struct RunIsolation {
     pub seccomp: bool,
     #[serde(default)]
     pub capabilities_dropped: bool,
+    /// Runs whose policy denies processes install the process filter (exec and fork
+    /// refused by the kernel). In a receipt: this run installed it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub process_filter: bool,
+    /// The run's `/dev/shm` (POSIX shared memory and semaphores); `None`: none of its
+    /// own (the host's, or none at all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev_shm: Option<DevShm>,
+}
+
+/// Where a run's `/dev/shm` comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DevShm {
+    /// A new, size-limited tmpfs per run.
+    Tmpfs,
+    /// A tmpfs the runs of a worker share, emptied and checked after every run.
+    Scrubbed,
+}
+
+impl RunIsolation {
+    /// This worker's isolation as it applies to one run under `policy`: the process
+    /// filter only where the policy denies processes.
+    pub fn for_policy(&self, policy: &RunnerPolicy) -> RunIsolation {
+        RunIsolation {
+            process_filter: self.process_filter && denies_processes(policy),
+            ..self.clone()
+        }
+    }
+}
+
+/// Whether `policy` denies starting processes, as the harness decides it (`_Denied` in
+/// the harness): `subprocess`, `os` or `posix` blocked (or not allowed, in allow
+/// mode). Such a run gets the audit hook's refusal of process events and, where the
+/// plan has one, the kernel's (the process filter).
+pub fn denies_processes(policy: &RunnerPolicy) -> bool {
+    let matches = |name: &str, list: &[String]| {
+        list.iter().any(|entry| {
+            name == entry
+                || name
+                    .strip_prefix(entry.as_str())
+                    .is_some_and(|rest| rest.starts_with('.'))
+        })
+    };
+    let blocked = |name: &str| match policy.mode {
+        spr_policy::Mode::Allow => !matches(name, &policy.allowed_imports),
+        spr_policy::Mode::Restrict => matches(name, &policy.blocked_imports),
+    };
+    blocked("subprocess") || blocked("os") || blocked("posix")
 }
 
 #[cfg(test)]
@@ -209,6 +268,8 @@ mod tests {
                 fresh_rights: 0x7ffe,
             }),
             seccomp: Some(vec![[6, 0, 0, 0x7fff_0000]]),
+            process_seccomp: Some(vec![[6, 0, 0, 0x7fff_0000]]),
+            scrubbed_dirs: vec!["/dev/shm".into()],
             caps: true,
             nproc: true,
             zygotes: Some(2),
@@ -261,5 +322,31 @@ mod tests {
                 name: "numpy".into()
             })
         );
+    }
+
+    #[test]
+    fn processes_are_denied_as_the_harness_decides() {
+        let mut p = RunnerPolicy::default();
+        assert!(denies_processes(&p));
+        p.blocked_imports = vec!["socket".into()];
+        assert!(!denies_processes(&p));
+        p.blocked_imports = vec!["os".into()];
+        assert!(denies_processes(&p));
+        p.blocked_imports = vec!["subprocess".into()];
+        assert!(denies_processes(&p));
+        // A submodule blocked is not the module blocked.
+        p.blocked_imports = vec!["os.path".into(), "subprocessx".into()];
+        assert!(!denies_processes(&p));
+        p.mode = spr_policy::Mode::Allow;
+        p.allowed_imports = vec!["math".into()];
+        assert!(denies_processes(&p));
+        p.allowed_imports = vec!["os".into(), "posix".into(), "subprocess".into()];
+        assert!(!denies_processes(&p));
+        let iso = RunIsolation {
+            process_filter: true,
+            ..RunIsolation::default()
+        };
+        assert!(!iso.for_policy(&p).process_filter);
+        assert!(iso.for_policy(&RunnerPolicy::default()).process_filter);
     }
 }

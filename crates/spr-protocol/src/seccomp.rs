@@ -263,6 +263,10 @@ const SYSCALLS: &[(&str, Option<u32>, Option<u32>)] = &[
     ("ioprio_set", Some(251), Some(30)),
     ("migrate_pages", Some(256), Some(238)),
     ("move_pages", Some(279), Some(239)),
+    ("execve", Some(59), Some(221)),
+    ("execveat", Some(322), Some(281)),
+    ("fork", Some(57), None),
+    ("vfork", Some(58), None),
     ("clone", Some(56), Some(220)),
     ("clone3", Some(435), Some(435)),
     ("socket", Some(41), Some(198)),
@@ -285,6 +289,14 @@ const CLONE_NS_FLAGS: u32 = 0x0002_0000 // NEWNS
 /// What the zygote may unshare: mount and IPC namespaces for each run, and a PID
 /// namespace for each zygote (made by the monitor at start-up).
 const ZYGOTE_UNSHARE: u32 = 0x0002_0000 | 0x0800_0000 | 0x2000_0000;
+
+/// `clone` makes a thread (sharing the caller's memory, signal handlers and thread
+/// group), not a process.
+const CLONE_THREAD: u32 = 0x0001_0000;
+
+/// What the process filter refuses outright (fork and vfork exist on x86_64 only; every
+/// architecture has clone, which the filter lets through for threads alone).
+pub const PROCESS_CALLS: &[&str] = &["execve", "execveat", "fork", "vfork"];
 
 pub const AF_UNIX: u32 = 1;
 pub const AF_INET: u32 = 2;
@@ -468,6 +480,62 @@ impl Program {
             // socket families (counted once).
             denied: count as u32 + 2,
         })
+    }
+
+    /// The process filter, for `arch`: installed on top of the run filter (filters
+    /// stack) by a run whose policy denies processes, after it read its policy and
+    /// before user code. It refuses (EPERM) executing a program and making a process:
+    /// execve, execveat, fork, vfork, and clone without CLONE_THREAD; clone3 gets ENOSYS
+    /// so that libc falls back to clone for its threads (numpy and OpenBLAS start
+    /// threads). This is what stops `_posixsubprocess.fork_exec`, which raises no audit
+    /// event, when a library has imported it.
+    pub fn no_processes(arch: Arch) -> Result<Program, SeccompError> {
+        let nr = |name: &str| arch.number(name);
+        let mut p = vec![
+            stmt(LD_W_ABS, OFFSET_ARCH),
+            jump(JEQ_K, arch.audit_arch(), 1, 0),
+            stmt(RET_K, RET_KILL_PROCESS),
+            stmt(LD_W_ABS, OFFSET_NR),
+        ];
+        if arch == Arch::X86_64 {
+            p.push(jump(JGE_K, 0x4000_0000, 0, 1));
+            p.push(errno(EPERM));
+        }
+        if let Some(n) = nr("clone3") {
+            guarded(&mut p, n, vec![errno(ENOSYS)])?;
+        }
+        if let Some(n) = nr("clone") {
+            guarded(
+                &mut p,
+                n,
+                vec![
+                    stmt(LD_W_ABS, OFFSET_ARG0_LOW),
+                    jump(JSET_K, CLONE_THREAD, 0, 1),
+                    stmt(RET_K, RET_ALLOW),
+                    errno(EPERM),
+                ],
+            )?;
+        }
+        let simple: Vec<u32> = PROCESS_CALLS.iter().filter_map(|n| nr(n)).collect();
+        let count = simple.len();
+        for (i, number) in simple.iter().enumerate() {
+            let jt = u8::try_from(count - i).map_err(|_| SeccompError::TooLong(p.len() + count))?;
+            p.push(jump(JEQ_K, *number, jt, 0));
+        }
+        p.push(stmt(RET_K, RET_ALLOW));
+        p.push(errno(EPERM));
+        Ok(Program {
+            instructions: p,
+            // The outright refusals and clone's processes.
+            denied: count as u32 + 1,
+        })
+    }
+
+    /// The process filter for the architecture this program runs on.
+    pub fn no_processes_for_host() -> Result<Program, SeccompError> {
+        let arch = Arch::host()
+            .ok_or_else(|| SeccompError::UnsupportedArch(std::env::consts::ARCH.into()))?;
+        Program::no_processes(arch)
     }
 
     /// The filter for the architecture this program runs on.

@@ -116,6 +116,10 @@ pub(crate) struct Context {
     host_ids: idmap::HostIds,
     landlock_abi: Option<u32>,
     seccomp: bool,
+    /// The process filter for the runs whose policy denies processes (`None` where
+    /// this kernel takes no seccomp filter: the harness then keeps libraries away from
+    /// `_posixsubprocess` instead).
+    process_filter: Option<Vec<[u32; 4]>>,
     namespaced: bool,
     fresh_proc: bool,
     workers: AtomicU32,
@@ -160,6 +164,7 @@ impl Context {
             fresh_proc: support.as_ref().is_some_and(|s| s.fresh_proc),
             landlock_abi: support.as_ref().and_then(SandboxSupport::landlock_abi),
             seccomp: available("seccomp"),
+            process_filter: process_filter(mode, available("seccomp")),
             support,
             sources: view::Sources {
                 python_dirs: view::python_dirs(python, &venv),
@@ -219,6 +224,10 @@ impl Context {
             scratch: Some(scratch_arg),
             own_scratch: true,
             policies: known_policies,
+            // In every mode, the sandbox off included: libraries may import
+            // _posixsubprocess, whose fork_exec raises no audit event, so a run whose
+            // policy denies processes has the kernel refuse exec and fork.
+            process_seccomp: self.process_filter.clone(),
             ..HarnessPlan::default()
         };
         if !self.active() {
@@ -345,6 +354,20 @@ impl Context {
         ((policy.memory_limit_mb + WORKER_OVERHEAD_MB + self.scratch_mb + SHM_MB) << 20)
             + (preload_kb << 10)
     }
+}
+
+/// The process filter's program, where this machine takes seccomp filters (probed here
+/// when the sandbox is off and nothing else probed it).
+fn process_filter(mode: SandboxMode, seccomp: bool) -> Option<Vec<[u32; 4]>> {
+    let usable = if mode == SandboxMode::Off {
+        sys::seccomp_available().is_ok()
+    } else {
+        seccomp
+    };
+    usable
+        .then(|| spr_protocol::seccomp::Program::no_processes_for_host().ok())
+        .flatten()
+        .map(|p| p.to_quads())
 }
 
 /// The procfs option that hides what a run may not trace. `ptraceable` (Linux 5.8+)

@@ -87,7 +87,7 @@ impl WorkerSandbox {
             audit_hooks: audit_hooks_active(policy),
             user_mapping: self.user_mapping.clone(),
             capabilities_dropped: iso.capabilities_dropped && self.facts.has(APPLIED_CAPS_LIMITED),
-            per_run: Some(iso.clone()),
+            per_run: Some(iso.for_policy(policy)),
             setup_ms: None,
             missing,
             details: Default::default(),
@@ -110,15 +110,20 @@ pub(crate) fn rlimits(policy: &RunnerPolicy, namespaced: bool) -> RlimitsReceipt
 }
 
 /// The receipt of a run on an engine whose sandbox is off.
+/// `isolation` is the worker's greeting: with the sandbox off a run still gets the
+/// process filter where its policy denies processes.
 pub(crate) fn receipt_off(
     policy: &RunnerPolicy,
     missing: Vec<MissingProtection>,
+    isolation: &RunIsolation,
 ) -> SandboxReceipt {
+    let per_run = isolation.for_policy(policy);
     SandboxReceipt {
         engine: "local".into(),
         rlimits: Some(rlimits(policy, false)),
         network: Some("host".into()),
         audit_hooks: audit_hooks_active(policy),
+        per_run: per_run.process_filter.then_some(per_run),
         missing,
         ..SandboxReceipt::default()
     }

@@ -196,3 +196,51 @@ fn calls_on_other_processes_may_only_aim_at_the_run_itself() {
         assert_eq!(run(&z, arch, nr(arch, "prlimit64"), 2), ALLOW);
     }
 }
+
+#[test]
+fn the_process_filter_refuses_programs_and_processes_but_not_threads() {
+    const CLONE_VM: u64 = 0x100;
+    // What glibc's pthread_create passes to clone (after clone3's ENOSYS): VM, FS,
+    // FILES, SIGHAND, THREAD, SYSVSEM, SETTLS, PARENT_SETTID, CHILD_CLEARTID.
+    let thread = 0x003d_0f00;
+    // A fork (SIGCHLD, CHILD_SETTID, CHILD_CLEARTID) and posix_spawn's vfork.
+    let fork = 0x0120_0011;
+    let vfork = CLONE_VM | 0x4000 | 17;
+    for arch in [Arch::X86_64, Arch::Aarch64] {
+        let p = Program::no_processes(arch).unwrap();
+        let clone = nr(arch, "clone");
+        assert_eq!(run(&p, arch, clone, thread), ALLOW, "a thread on {arch:?}");
+        assert_eq!(run(&p, arch, clone, fork), DENY, "a fork on {arch:?}");
+        assert_eq!(run(&p, arch, clone, vfork), DENY, "a vfork on {arch:?}");
+        assert_eq!(run(&p, arch, nr(arch, "clone3"), 0), RET_ERRNO | ENOSYS);
+        for name in PROCESS_CALLS {
+            if let Some(n) = arch.number(name) {
+                assert_eq!(run(&p, arch, n, 0), DENY, "{name} on {arch:?}");
+            }
+        }
+        // Everything else is the run filter's business: read, write, mmap, futex.
+        let others: &[u32] = if arch == Arch::X86_64 {
+            &[0, 1, 9, 202]
+        } else {
+            &[63, 64, 222, 98]
+        };
+        for n in others {
+            assert_eq!(run(&p, arch, *n, 0), ALLOW, "{n} on {arch:?}");
+        }
+    }
+    assert_eq!(
+        run(
+            &Program::no_processes(Arch::X86_64).unwrap(),
+            Arch::X86_64,
+            57,
+            0
+        ),
+        DENY
+    );
+    // Another ABI is killed, x32 refused, as in the run filter.
+    let x86 = Program::no_processes(Arch::X86_64).unwrap();
+    assert_eq!(run(&x86, Arch::X86_64, 0x4000_0000 | 59, 0), DENY);
+    let mut other = Program::no_processes(Arch::Aarch64).unwrap();
+    other.instructions[1].k = 0;
+    assert_eq!(run(&other, Arch::X86_64, 0, 0), RET_KILL_PROCESS);
+}
