@@ -3366,43 +3366,6 @@ def memory_status():
     return vm, rss
 
 
-# What a run's first use of these modules does once (lazy imports, dispatch and type
-# caches, font loading): done in M after the preload, it is in the pages every run is
-# forked with instead of paid again by each run. Fixed code of the harness, never a
-# caller's; it leaves no figure open and no state a run could tell apart (the random
-# generators are reseeded in every run anyway).
-PRELOAD_WARMUPS = {
-    "numpy": "import numpy\nnumpy.add(numpy.arange(4), 1).sum()\nrepr(numpy.zeros((2, 2)))",
-    "pandas": (
-        "import pandas\n"
-        "df = pandas.DataFrame({'a': [1, 2], 'b': ['x', 'y']})\n"
-        "int(df.a.sum())\n"
-        "df.groupby('b').a.sum()\n"
-        "repr(df)\n"
-    ),
-    "matplotlib.pyplot": (
-        "import io, matplotlib.pyplot as plt\n"
-        "fig = plt.figure()\n"
-        "fig.gca().plot([0, 1])\n"
-        "fig.savefig(io.BytesIO(), format='png')\n"
-        "plt.close('all')\n"
-    ),
-}
-
-
-def warm_up_preloaded(names):
-    """Run the warm-up of every preloaded module that has one; a failure only means a
-    slower first call in each run, never a worker that does not start."""
-    for name in names:
-        code = PRELOAD_WARMUPS.get(name)
-        if code is None:
-            continue
-        try:
-            exec(compile(code, "<spr preload warm-up>", "exec"), {"__name__": "__spr_warmup__"})
-        except Exception:
-            pass
-
-
 def preload_modules(names):
     """Import the operator's modules in M, before any zygote or request exists: this is
     the operator's code (like the venv it comes from), never a caller's. Each run's
@@ -3435,7 +3398,6 @@ def preload_modules(names):
                 raise PreloadFailed(
                     "could not preload module '%s': %s" % (name, describe(exc))
                 ) from exc
-        warm_up_preloaded(names)
     finally:
         os.environ.clear()
         os.environ.update(saved)

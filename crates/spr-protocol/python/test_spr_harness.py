@@ -1023,19 +1023,6 @@ class PreloadTests(unittest.TestCase):
     def frame(self, report):
         return json.loads(report["child_frame"])
 
-    def test_a_warm_up_runs_after_the_imports_and_its_failure_is_harmless(self):
-        saved = dict(h.PRELOAD_WARMUPS)
-        try:
-            h.PRELOAD_WARMUPS.clear()
-            h.PRELOAD_WARMUPS[self.PROBE] = "import %s as m\nm.SPR_WARMED = True" % self.PROBE
-            h.PRELOAD_WARMUPS["json"] = "raise ValueError('broken warm-up')"
-            h.preload_modules([self.PROBE, "json"])
-            self.assertTrue(sys.modules[self.PROBE].SPR_WARMED)
-        finally:
-            h.PRELOAD_WARMUPS.clear()
-            h.PRELOAD_WARMUPS.update(saved)
-            vars(sys.modules[self.PROBE]).pop("SPR_WARMED", None)
-
     def test_plan_entries_must_be_module_names(self):
         self.assertEqual(h.Plan({"preload": ["a.b", "c"]}).preload, ["a.b", "c"])
         self.assertEqual(h.Plan({}).preload, [])
