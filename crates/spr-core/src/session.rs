@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 /// How often the background sweep looks for sessions idle past their TTL.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How long a lost session's id is kept (to answer "was lost") when its TTL is longer:
+/// a lost session holds no worker, but a table of them must not grow for a day.
+const LOST_TTL: Duration = Duration::from_secs(60);
 
 /// The open sessions of an engine. Ids are random and unguessable (128 bits): for the
 /// HTTP and MCP doors an id is what lets a client into a session.
@@ -34,8 +37,13 @@ struct Entry {
 
 impl Entry {
     fn expired(&self, now: Instant) -> bool {
+        let ttl = if self.session.is_lost() {
+            self.ttl.min(LOST_TTL)
+        } else {
+            self.ttl
+        };
         self.busy.load(Ordering::SeqCst) == 0
-            && now.duration_since(*self.last_used.lock().expect("session clock")) > self.ttl
+            && now.duration_since(*self.last_used.lock().expect("session clock")) > ttl
     }
 }
 

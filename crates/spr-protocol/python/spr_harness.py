@@ -75,6 +75,8 @@ CELL_INTERRUPT_GRACE_SECONDS = 2.0
 # background thread may write forever: the drain is bounded in bytes and time).
 CELL_DRAIN_BYTES = 1 << 20
 CELL_DRAIN_SECONDS = 0.01
+# Hex digits of the nonce M puts in each cell's request and the cell's frame starts with.
+CELL_NONCE_LEN = 32
 RESERVED_GLOBALS = frozenset(
     [
         "__builtins__",
@@ -991,12 +993,9 @@ class Zygote:
                         pass
                     send_message(self.sock, "I %d" % pid)
                 elif text in ("P", "U"):
-                    # Between cells nothing of a session runs: its threads and the
-                    # processes of its group are stopped until the next cell.
-                    try:
-                        os.killpg(pid, signal.SIGSTOP if text == "P" else signal.SIGCONT)
-                    except OSError:
-                        pass
+                    # Between cells nothing of a session runs: its threads and every
+                    # process it started are stopped until the next cell.
+                    self.signal_all(pid, signal.SIGSTOP if text == "P" else signal.SIGCONT)
                 elif text in ("Q", ""):  # quit, or M is gone
                     self.kill(pid)
                     keep_going = False
@@ -1012,6 +1011,30 @@ class Zygote:
                 "X %d %d %.6f %d %d %d" % (pid, status, exited_at, killed, leftovers, reset),
             )
         return keep_going and reset
+
+    def signal_all(self, pid, signum):
+        """Send `signum` to the run's process and everything it started, whatever its
+        process group or session: kill(-1) in a namespace where this zygote (or M) is
+        PID 1, else every descendant of this subreaper, twice, for a fork in flight."""
+        for _ in range(2):
+            if self.pid1:
+                try:
+                    os.kill(-1, signum)
+                except OSError:
+                    pass
+                continue
+            todo = [os.getpid()]
+            seen = set()
+            while todo:
+                for child in children_of(todo.pop()):
+                    if child not in seen:
+                        seen.add(child)
+                        todo.append(child)
+            for child in seen | {pid}:
+                try:
+                    os.kill(child, signum)
+                except OSError:
+                    pass
 
     def kill(self, pid):
         """SIGKILL the run's process and its process group. True if it was alive (it
@@ -1346,9 +1369,10 @@ def serve_session(plan, request, req_r, res_w, scratch, writable, main, prepared
             data = _dumps(
                 {"outcome": "exception", "error": "The result is larger than the %d MiB limit" % (MAX_RESULT_BYTES >> 20)}
             ).encode("utf-8")
+        nonce = str(request.get("cell_nonce", "")).encode("ascii", "replace")
         del report, request
         try:
-            write_all(res_w, len(data).to_bytes(4, "big") + data)
+            write_all(res_w, (len(nonce) + len(data)).to_bytes(4, "big") + nonce + data)
         except OSError:
             return 0
         del data
@@ -1771,15 +1795,25 @@ class Monitor:
         """One cell of the worker's session: its process is taken for the first cell and
         kept, with its namespace and globals, for the next ones."""
         run = self.session
+        stale = False
         if run is None:
             run = self.wait_ready()
             run.session = True
             self.session = run
         else:
+            # Bytes waiting before the cell begins were written by the code, not by a
+            # harness: the session's reports could no longer be trusted to be its own.
+            ready, _, _ = select.select([run.res_r], [], [], 0)
+            stale = bool(ready)
             send_message(run.link.sock, "U")
+        # Each cell's frame must carry the nonce of its own request: a frame the code
+        # wrote ahead (on its result pipe, from a thread that outlived its cell) cannot
+        # pass for a later cell's.
+        nonce = os.urandom(CELL_NONCE_LEN // 2).hex().encode("ascii")
+        message["cell_nonce"] = nonce.decode("ascii")
         run.deliver(_dumps(message, separators=(",", ":")).encode("utf-8"))
         try:
-            report = self.watch_cell(message, run)
+            report = self.watch_cell(message, run, nonce, stale)
         except (WorkerBroken, HostGone):
             raise
         except Exception as exc:  # a bug here must not look like a user error
@@ -1791,7 +1825,7 @@ class Monitor:
             send_message(run.link.sock, "P")
         return report
 
-    def watch_cell(self, request, run):
+    def watch_cell(self, request, run, nonce, stale=False):
         """Watch a session's cell until its result frame arrives (the process lives on)
         or the process ends (the session is lost). Past the deadline the cell is
         interrupted; past the grace after that, the process is killed."""
@@ -1800,7 +1834,8 @@ class Monitor:
         cap = min(int(policy.get("max_output_kb", 128)) * 1024, MAX_CAPTURE_BYTES)
         deadline = run.started + timeout
         streams = {run.out_r: Capture(cap), run.err_r: Capture(cap)}
-        frame = CellFrame(run)
+        frame = CellFrame(run, nonce)
+        frame.broken = stale
         poller = select.poll()
         for fd in (run.out_r, run.err_r, run.res_r):
             poller.register(fd, select.POLLIN)
@@ -1988,8 +2023,9 @@ class CellFrame:
     """The result pipe of a session's process: its "armed" marker (first cell only),
     then one frame per cell, a 4-byte big-endian length and the JSON."""
 
-    def __init__(self, run):
+    def __init__(self, run, nonce):
         self.run = run
+        self.nonce = nonce
         self.buf = bytearray()
         self.body = None
         self.at = None
@@ -2017,15 +2053,24 @@ class CellFrame:
         if len(self.buf) < 4:
             return
         length = int.from_bytes(self.buf[:4], "big")
-        if length > MAX_RESULT_BYTES:
+        if length > MAX_RESULT_BYTES + CELL_NONCE_LEN:
             # The harness never writes one: user code wrote on the pipe itself.
             self.overflow = self.broken = True
             self.buf = bytearray()
             return
-        if len(self.buf) >= 4 + length:
-            self.body = bytes(self.buf[4:4 + length])
-            self.at = time.monotonic()
+        if len(self.buf) > 4 + length:
+            # More than one frame: the code wrote on the pipe itself.
+            self.broken = True
             self.buf = bytearray()
+            return
+        if len(self.buf) == 4 + length:
+            body = bytes(self.buf[4:])
+            self.buf = bytearray()
+            if length < CELL_NONCE_LEN or body[:CELL_NONCE_LEN] != self.nonce:
+                self.broken = True
+                return
+            self.body = body[CELL_NONCE_LEN:]
+            self.at = time.monotonic()
 
 
 def drain_streams(streams, most, seconds):

@@ -989,6 +989,68 @@ class SessionTests(unittest.TestCase):
         r = self.worker.cell("time.sleep(0.2)\nticks[0] - %d" % after)
         self.assertGreater(self.frame(r)["value"], 20)  # and runs again in the next cell
 
+    def test_frames_the_code_forges_lose_the_session_instead_of_passing_for_later_cells(self):
+        forge = (
+            "import os, json, time\n"
+            "fake = json.dumps({'outcome': 'completed', 'result': 'FORGED', 'value': 'FORGED'}).encode()\n"
+            "frame = len(fake).to_bytes(4, 'big') + fake\n"
+            "for fd in range(3, 64):\n"
+            "    try:\n"
+            "        os.write(fd, frame)\n"
+            "    except OSError:\n"
+            "        pass\n"
+            "while True:\n"
+            "    time.sleep(0.01)\n"
+        )
+        r = self.worker.cell(forge, policy=permissive(timeout_seconds=1))
+        self.assertTrue(r["session_lost"], r)
+        self.assertNotIn("FORGED", json.dumps(r))
+        # A frame planted after the cell reported: the next cell finds it and is lost.
+        plant = (
+            "import os, threading, time, json\n"
+            "def later():\n"
+            "    time.sleep(0.2)\n"
+            "    fake = json.dumps({'outcome': 'completed', 'value': 'PLANTED'}).encode()\n"
+            "    for fd in range(3, 64):\n"
+            "        try:\n"
+            "            os.write(fd, (len(fake) + 32).to_bytes(4, 'big') + b'0' * 32 + fake)\n"
+            "        except OSError:\n"
+            "            pass\n"
+            "threading.Thread(target=later).start()\n"
+        )
+        self.assertFalse(self.worker.cell(plant, policy=permissive())["session_lost"])
+        r = self.worker.cell("time.sleep(0.5)\n2 + 2", policy=permissive())
+        self.assertTrue(r["session_lost"], r)
+        self.assertNotIn("PLANTED", json.dumps(r))
+
+    def test_a_process_that_left_the_session_s_group_is_stopped_between_cells_too(self):
+        code = (
+            "import os, time\n"
+            "r, w = os.pipe()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os.setsid()\n"
+            "    n = 0\n"
+            "    while True:\n"
+            "        n += 1\n"
+            "        os.write(w, b'x')\n"
+            "        time.sleep(0.001)\n"
+            "os.set_blocking(r, False)\n"
+            "time.sleep(0.05)\n"
+            "def drain():\n"
+            "    got = 0\n"
+            "    while True:\n"
+            "        try:\n"
+            "            got += len(os.read(r, 65536))\n"
+            "        except BlockingIOError:\n"
+            "            return got\n"
+        )
+        self.assertEqual(self.frame(self.worker.cell(code, policy=permissive()))["outcome"], "completed")
+        self.worker.cell("drain()", policy=permissive())
+        time.sleep(0.6)
+        idle = self.frame(self.worker.cell("drain()", policy=permissive()))["value"]
+        self.assertLess(idle, 100)  # about 600 if it had kept running between the cells
+
     def test_values_that_are_not_json_come_back_as_text(self):
         self.assertEqual(self.frame(self.worker.cell("float('nan')"))["value"], "NaN")
         self.assertEqual(self.frame(self.worker.cell("{1, 2}"))["value"], "{1, 2}")

@@ -202,6 +202,25 @@ pub fn log_session(
     );
 }
 
+/// `text` with every session id in it (`ses_` and hex digits) cut to its
+/// [`session_prefix`]: an id is what lets a client into a session, so a log line never
+/// carries one whole (a request path, an error naming the session).
+pub fn redact_session_ids(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("ses_") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + 4..];
+        let hex = tail
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(tail.len());
+        out.push_str(&session_prefix(&rest[at..at + 4 + hex]));
+        rest = &tail[hex..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The first 12 characters of a session id (`ses_` and 8 hex digits: 32 of its 128
 /// random bits), followed by `…` when there was more.
 pub fn session_prefix(id: &str) -> String {
@@ -212,4 +231,24 @@ pub fn session_prefix(id: &str) -> String {
     let mut shown: String = id.chars().take(SHOWN).collect();
     shown.push('…');
     shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_cut_wherever_they_are_in_a_line() {
+        let id = "ses_0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            redact_session_ids(&format!("/v1/sessions/{id}/runs")),
+            "/v1/sessions/ses_01234567…/runs"
+        );
+        assert_eq!(
+            redact_session_ids(&format!("unknown session \"{id}\": gone; {id}")),
+            "unknown session \"ses_01234567…\": gone; ses_01234567…"
+        );
+        assert_eq!(redact_session_ids("ses_12 and no id"), "ses_12 and no id");
+        assert_eq!(redact_session_ids("plain"), "plain");
+    }
 }

@@ -10,7 +10,7 @@ mod engine;
 mod http;
 mod stdio;
 
-pub use engine::{log_run, log_session, EngineSlot, Outcome};
+pub use engine::{log_run, log_session, redact_session_ids, EngineSlot, Outcome};
 
 use crate::engine_opts::{DockerConnOpts, EngineOpts};
 use crate::error::{CliError, Exit};

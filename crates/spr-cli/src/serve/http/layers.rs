@@ -28,7 +28,7 @@ pub async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) 
         .response(route.as_ref().map(MatchedPath::as_str), status);
     tracing::debug!(
         method = %method,
-        path = %loggable(uri.path()),
+        path = %loggable(&crate::serve::redact_session_ids(uri.path())),
         status,
         ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
         "http"

@@ -106,7 +106,11 @@ pub async fn run(
         }
         Err(err) => {
             log.done(Outcome::Refused);
-            tracing::debug!(status = err.status().as_u16(), "session run refused: {err}");
+            tracing::debug!(
+                status = err.status().as_u16(),
+                "session run refused: {}",
+                crate::serve::redact_session_ids(&err.to_string())
+            );
             err.into_response()
         }
     }
@@ -200,7 +204,8 @@ impl OpLog {
     fn refused(&mut self, err: ApiError) -> Response {
         tracing::debug!(
             status = err.status().as_u16(),
-            "session request refused: {err}"
+            "session request refused: {}",
+            crate::serve::redact_session_ids(&err.to_string())
         );
         self.outcome = Some(match err {
             ApiError::EngineDown | ApiError::Session(SessionError::Start(_)) => {
