@@ -24,6 +24,10 @@ struct Slot {
 struct State {
     slots: HashMap<ContainerSpec, Slot>,
     closed: bool,
+    /// Bumped by every `close`: a container whose creation began before it (a
+    /// background replacement or fill) is removed when it arrives, never parked in the
+    /// pool of an engine that was shut down and used again.
+    generation: u64,
 }
 
 #[derive(Debug)]
@@ -182,20 +186,23 @@ impl Pool {
         spec: &ContainerSpec,
         labels: &HashMap<String, String>,
     ) {
-        {
+        let generation = {
             let mut state = self.lock();
             if state.closed {
                 return;
             }
+            let generation = state.generation;
             let slot = state.slots.entry(spec.clone()).or_default();
             if slot.live >= self.settings.pool_size {
                 return;
             }
             slot.live += 1;
-        }
+            generation
+        };
         match Worker::spawn(docker, spec, labels.clone()).await {
             Ok(w) => {
-                self.release(docker, spec, w, true);
+                let current = self.lock().generation == generation;
+                self.release(docker, spec, w, current);
             }
             Err(_) => self.forget(spec),
         }
@@ -218,15 +225,16 @@ impl Pool {
         spec: &ContainerSpec,
         labels: &HashMap<String, String>,
     ) -> Result<usize, String> {
-        let want = {
+        let (want, generation) = {
             let mut state = self.lock();
             if state.closed {
                 return Ok(0);
             }
+            let generation = state.generation;
             let slot = state.slots.entry(spec.clone()).or_default();
             let want = self.settings.pool_size.saturating_sub(slot.live);
             slot.live += want;
-            want
+            (want, generation)
         };
         let spawns = (0..want).map(|_| Worker::spawn(docker, spec, labels.clone()));
         let results = futures_util::future::join_all(spawns).await;
@@ -236,7 +244,8 @@ impl Pool {
             match r {
                 Ok(w) => {
                     started += 1;
-                    self.release(docker, spec, w, true);
+                    let current = self.lock().generation == generation;
+                    self.release(docker, spec, w, current);
                 }
                 Err(e) => {
                     self.forget(spec);
@@ -265,6 +274,7 @@ impl Pool {
         let idle: Vec<Worker> = {
             let mut state = self.lock();
             state.closed = true;
+            state.generation += 1;
             state
                 .slots
                 .values_mut()
