@@ -100,6 +100,9 @@ pub(crate) struct WorkerCgroup {
     version: u8,
     memory: Option<PathBuf>,
     pids: Option<PathBuf>,
+    /// What the last `set_limits` asked and what took effect: the next run under the
+    /// same limits (the usual case) costs no write to the cgroup files.
+    applied: std::sync::Mutex<Option<((u64, u64), (Option<u64>, Option<u64>))>>,
 }
 
 impl WorkerCgroup {
@@ -119,6 +122,7 @@ impl WorkerCgroup {
                 version: 1,
                 memory: memory.as_deref().and_then(make),
                 pids: pids.as_deref().and_then(make),
+                applied: Default::default(),
             },
             Layout::V2 { base } => {
                 let dir = make(base);
@@ -126,6 +130,7 @@ impl WorkerCgroup {
                     version: 2,
                     memory: dir.clone(),
                     pids: dir,
+                    applied: Default::default(),
                 }
             }
         };
@@ -147,6 +152,21 @@ impl WorkerCgroup {
 
     /// Set the limits for the next run; returns what took effect.
     pub(crate) fn set_limits(&self, memory_bytes: u64, pids: u64) -> (Option<u64>, Option<u64>) {
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((asked, took)) = *applied {
+            if asked == (memory_bytes, pids) {
+                return took;
+            }
+        }
+        let took = self.write_limits(memory_bytes, pids);
+        // A write that failed is tried again by the next run.
+        let complete =
+            took.0.is_some() == self.memory.is_some() && took.1.is_some() == self.pids.is_some();
+        *applied = complete.then_some(((memory_bytes, pids), took));
+        took
+    }
+
+    fn write_limits(&self, memory_bytes: u64, pids: u64) -> (Option<u64>, Option<u64>) {
         let memory = self.memory.as_ref().and_then(|dir| {
             let file = if self.version == 1 {
                 "memory.limit_in_bytes"
