@@ -93,6 +93,9 @@ fn remove_stale(base: &Path) {
     }
 }
 
+/// Limits asked of a worker's groups (memory bytes, pids) and what took effect.
+type Applied = ((u64, u64), (Option<u64>, Option<u64>));
+
 /// One worker's groups. Dropping it removes them (retrying while the worker's
 /// processes finish dying).
 #[derive(Debug)]
@@ -102,7 +105,7 @@ pub(crate) struct WorkerCgroup {
     pids: Option<PathBuf>,
     /// What the last `set_limits` asked and what took effect: the next run under the
     /// same limits (the usual case) costs no write to the cgroup files.
-    applied: std::sync::Mutex<Option<((u64, u64), (Option<u64>, Option<u64>))>>,
+    applied: std::sync::Mutex<Option<Applied>>,
 }
 
 impl WorkerCgroup {
