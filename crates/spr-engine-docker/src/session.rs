@@ -5,16 +5,10 @@ use crate::worker::{RunFailure, Worker};
 use crate::BACKSTOP_GRACE;
 use bollard::Docker;
 use spr_policy::RunnerPolicy;
-use spr_protocol::{
-    assemble_result, Attachments, Json, RunRequest, RunnerResult, SandboxReceipt, SessionError,
-};
+use spr_protocol::{Attachments, Cell, Json, RunnerResult, SandboxReceipt, SessionError};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{Mutex, OwnedSemaphorePermit};
-
-/// How long the harness lets an interrupted cell take to come back before it kills the
-/// session (`CELL_INTERRUPT_GRACE_SECONDS` in the harness).
-const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 
 /// An open session. Cells run one at a time, in the order they arrive.
 ///
@@ -88,65 +82,46 @@ impl DockerSession {
         input_data: &Json,
         attachments: &Attachments,
     ) -> Result<RunnerResult, SessionError> {
-        if let Err(e) = attachments.validate(&self.policy) {
-            return Ok(RunnerResult::invalid_request(format!(
-                "Refused attachments: {e}"
-            )));
-        }
+        let cell = Cell {
+            policy: &self.policy,
+            receipt: &self.receipt,
+        };
+        let request = match cell.request(
+            self.next_id.fetch_add(1, Ordering::Relaxed),
+            code,
+            input_data,
+            attachments,
+        ) {
+            Ok(request) => request,
+            Err(refused) => return Ok(*refused),
+        };
         let mut slot = self.worker.lock().await;
         // Held by this future alone from here: dropped mid-cell, the container goes with
         // it and the slot stays empty, i.e. lost.
         let mut held = slot
             .take()
             .ok_or(SessionError::Lost { id: String::new() })?;
-        let request = RunRequest {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            code: code.to_string(),
-            input_data: input_data.clone(),
-            policy: self.policy.clone(),
-            files: attachments.files.clone(),
-            collect: attachments.collect.clone(),
-        };
-        let backstop =
-            Duration::from_secs(self.policy.timeout_seconds) + INTERRUPT_GRACE + BACKSTOP_GRACE;
         let started = Instant::now();
         let outcome = held
             .worker
             .as_mut()
             .expect("a held session has its container")
-            .cell(request, backstop)
+            .cell(request, cell.backstop(BACKSTOP_GRACE))
             .await;
-        let mut receipt = self.receipt.clone();
-        let mut result = match outcome {
+        // A lost session's container is removed when `held` is dropped.
+        let result = match outcome {
             Ok(report) => {
-                let mut result = assemble_result(&report, &self.policy);
-                receipt.setup_ms = report.setup_us.map(|us| us as f64 / 1000.0);
-                if report.session_lost || report.retire {
-                    result.session_lost = true;
-                } else {
+                let (result, lost) = cell.reported(&report);
+                if !lost {
                     *slot = Some(held);
                 }
                 result
             }
-            Err(RunFailure::Wedged) => {
-                let mut result = RunnerResult::timeout(&self.policy, started.elapsed());
-                result.error = Some(format!(
-                    "Execution timed out after {}s (the session's container stopped answering: it was removed and its state is lost)",
-                    self.policy.timeout_seconds
-                ));
-                result.session_lost = true;
-                result
-            }
+            Err(RunFailure::Wedged) => cell.unresponsive(started.elapsed(), "container"),
             Err(RunFailure::NotDelivered(why) | RunFailure::Died(why)) => {
-                let mut result = RunnerResult::infrastructure_error(format!(
-                    "The session's container failed: {why}; its state is lost"
-                ));
-                result.session_lost = true;
-                result
+                cell.failed("container", why)
             }
         };
-        result.sandbox = Some(receipt);
-        result.value.get_or_insert_with(Json::null);
         Ok(result)
     }
 

@@ -43,8 +43,8 @@ pub use result::{
     assemble_result, RunnerResult, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT, MAX_RESULT_BYTES,
 };
 pub use session::{
-    session_receipt, session_ttl, SessionError, DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_TTL_SECONDS,
-    MAX_SESSION_TTL_SECONDS,
+    session_receipt, session_ttl, Cell, SessionError, CELL_INTERRUPT_GRACE, DEFAULT_MAX_SESSIONS,
+    DEFAULT_SESSION_TTL_SECONDS, MAX_SESSION_TTL_SECONDS,
 };
 pub use wire::MAX_INPUT_DEPTH;
 
