@@ -1175,3 +1175,51 @@ fn sessions_keep_state_between_runs_and_are_judged_like_runs() {
         assert!(log.contains(&sid[..12]), "{log}");
     }
 }
+
+/// A session's runs take `files` and `collect` too: files stay for the session's life,
+/// and a bad path is a 400 that leaves the session as it was.
+#[test]
+fn session_runs_bring_files_that_stay_and_collect_them() {
+    let server = Server::start(&["--pool-size", "1"]);
+    let post = |path: &str, body: &str| {
+        Answer::of(send_json(&server, reqwest::Method::POST, path, body, None))
+    };
+    let made = post("/v1/sessions", "{}");
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let sid = made.json["session"].as_str().unwrap().to_string();
+    let runs = format!("/v1/sessions/{sid}/runs");
+    let first = post(
+        &runs,
+        r#"{"code": "import pathlib\nrows = pathlib.Path('in/data.csv').read_text().split()", "files": [{"path": "in/data.csv", "content": "a\n1\n2\n"}]}"#,
+    );
+    assert_eq!(first.json["ok"], true, "{}", first.text);
+    let second = post(
+        &runs,
+        r#"{"code": "pathlib.Path('out.txt').write_text(str(len(rows)))\nlen(rows)", "collect": ["in/*", "*.txt"]}"#,
+    );
+    assert_eq!(second.json["value"], 3, "{}", second.text);
+    let files: Vec<spr_protocol::FileOut> =
+        serde_json::from_value(second.json["files"].clone()).unwrap();
+    let got: Vec<(&str, Vec<u8>)> = files
+        .iter()
+        .map(|f| (f.path.as_str(), f.decode().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("in/data.csv", b"a\n1\n2\n".to_vec()),
+            ("out.txt", b"3".to_vec())
+        ]
+    );
+    let bad = post(
+        &runs,
+        r#"{"code": "1", "files": [{"path": "../x", "content": "x"}]}"#,
+    );
+    assert!(
+        bad.error(StatusCode::BAD_REQUEST)
+            .contains("'..' segments are refused"),
+        "{}",
+        bad.text
+    );
+    assert_eq!(post(&runs, r#"{"code": "len(rows)"}"#).json["value"], 3);
+}

@@ -11,6 +11,7 @@
 //! run's future kills it and frees its worker (the engines' guarantee).
 
 use super::errors::ApiError;
+use super::limits::Ticket;
 use super::state::App;
 use crate::front::body;
 use crate::serve::{log_run, Outcome};
@@ -47,17 +48,29 @@ pub async fn create(State(app): State<Arc<App>>, request: Request) -> Response {
     }
 }
 
-async fn handle(app: &App, request: Request, log: &mut RunLog) -> Result<RunnerResult, ApiError> {
+/// What every run route does before its run: refuse while draining and a body that is
+/// not JSON, take a place in the queue (before the body is read), read the body under its
+/// cap and parse it as `door` takes it. The ticket holds the place.
+pub(super) async fn admit_call(
+    app: &App,
+    request: Request,
+    door: Door,
+    log: &mut RunLog,
+) -> Result<(Ticket, RunCall), ApiError> {
     if app.limits.draining() {
         return Err(super::limits::Refusal::Draining.into());
     }
     let (parts, body) = request.into_parts();
     require_json(&parts.headers)?;
-    let mut ticket = app.limits.admit()?;
+    let ticket = app.limits.admit()?;
     let bytes = body::read(body, &parts.headers, app.max_body).await?;
-    let call = RunCall::parse(&bytes, Door::Http)?;
-    drop(bytes);
+    let call = RunCall::parse(&bytes, door)?;
     log.id = call.id.clone();
+    Ok((ticket, call))
+}
+
+async fn handle(app: &App, request: Request, log: &mut RunLog) -> Result<RunnerResult, ApiError> {
+    let (mut ticket, call) = admit_call(app, request, Door::Http, log).await?;
     if let Some(profile) = &call.profile {
         log.profile = profile.clone();
     }

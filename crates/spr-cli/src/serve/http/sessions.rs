@@ -24,7 +24,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use spr_core::{PolicySource, RunError, RunnerResult, SessionError, Sessions};
-use spr_protocol::wire::{run_response_body, Door, RunCall, SessionCreate, SessionCreated};
+use spr_protocol::wire::{run_response_body, Door, SessionCreate, SessionCreated};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -122,17 +122,7 @@ async fn cell(
     request: Request,
     log: &mut RunLog,
 ) -> Result<RunnerResult, ApiError> {
-    if app.limits.draining() {
-        return Err(super::limits::Refusal::Draining.into());
-    }
-    let (parts, body) = request.into_parts();
-    require_json(&parts.headers)?;
-    let mut ticket = app.limits.admit()?;
-    let bytes = body::read(body, &parts.headers, app.max_body).await?;
-    let call = RunCall::parse(&bytes, Door::HttpSession)?;
-    drop(bytes);
-    log.id = call.id.clone();
-
+    let (mut ticket, call) = super::runs::admit_call(app, request, Door::HttpSession, log).await?;
     let queued = Instant::now();
     ticket.start().await?;
     app.metrics.waited_for(queued.elapsed());
@@ -150,7 +140,9 @@ async fn cell(
     // As a run: its own task, aborted when this handler is dropped (the client hung
     // up), which drops the cell's future and so kills the session's interpreter.
     let run = AbortOnDrop(tokio::spawn(async move {
-        sessions.run(&sid, &call.code, Some(call.input_data)).await
+        sessions
+            .run_with(&sid, &call.code, Some(call.input_data), &call.attachments)
+            .await
     }));
     let result = run
         .await
