@@ -1791,6 +1791,36 @@ class Monitor:
             except OSError:
                 pass
 
+    def run_poller(self, run, fds):
+        """The poll set of a run being watched: its pipes `fds`, the zygotes, the host's
+        end (no events asked: poll still reports POLLHUP, i.e. the host went away) and the
+        request pipe while part of the request is still to be sent."""
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        for z in self.zygotes:
+            poller.register(z.sock.fileno(), select.POLLIN)
+        poller.register(self.rfd, 0)
+        if run.sending():
+            poller.register(run.req_w, select.POLLOUT)
+        return poller
+
+    def common_event(self, fd, ev, run, poller):
+        """Handle what every watch handles alike (the host hanging up, a zygote's message,
+        room in the request pipe); False for an event of the run's own pipes."""
+        if fd == self.rfd:
+            if ev & (select.POLLHUP | select.POLLERR):
+                raise HostGone()
+        elif fd in self.by_fd:
+            self.handle_zygote_message(self.by_fd[fd])
+        elif fd == run.req_w:
+            run.send_more()
+            if not run.sending():
+                poller.unregister(fd)
+        else:
+            return False
+        return True
+
     def cell(self, message):
         """One cell of the worker's session: its process is taken for the first cell and
         kept, with its namespace and globals, for the next ones."""
@@ -1836,14 +1866,7 @@ class Monitor:
         streams = {run.out_r: Capture(cap), run.err_r: Capture(cap)}
         frame = CellFrame(run, nonce)
         frame.broken = stale
-        poller = select.poll()
-        for fd in (run.out_r, run.err_r, run.res_r):
-            poller.register(fd, select.POLLIN)
-        for z in self.zygotes:
-            poller.register(z.sock.fileno(), select.POLLIN)
-        poller.register(self.rfd, 0)
-        if run.sending():
-            poller.register(run.req_w, select.POLLOUT)
+        poller = self.run_poller(run, (run.out_r, run.err_r, run.res_r))
         key = (run.link.pid, run.pid)
         exit_info = self.exits.pop(key, None)
         interrupted = killed = None
@@ -1870,17 +1893,9 @@ class Monitor:
             except InterruptedError:
                 continue
             for fd, ev in events:
-                if fd == self.rfd:
-                    if ev & (select.POLLHUP | select.POLLERR):
-                        raise HostGone()
-                elif fd in self.by_fd:
-                    self.handle_zygote_message(self.by_fd[fd])
+                if self.common_event(fd, ev, run, poller):
                     if exit_info is None and key in self.exits:
                         exit_info = self.exits.pop(key)
-                elif fd == run.req_w:
-                    run.send_more()
-                    if not run.sending():
-                        poller.unregister(fd)
                 else:
                     try:
                         data = os.read(fd, READ_CHUNK)
@@ -1952,15 +1967,7 @@ class Monitor:
             run.err_r: Capture(cap),
             run.res_r: Capture(MAX_RESULT_BYTES + ARMED_LEN),  # the marker too
         }
-        poller = select.poll()
-        for fd in outputs:
-            poller.register(fd, select.POLLIN)
-        for z in self.zygotes:
-            poller.register(z.sock.fileno(), select.POLLIN)
-        # No events asked: poll still reports POLLHUP, i.e. the host went away.
-        poller.register(self.rfd, 0)
-        if run.req_w is not None:
-            poller.register(run.req_w, select.POLLOUT)
+        poller = self.run_poller(run, outputs)
         key = (run.link.pid, run.pid)
         open_fds = set(outputs)
         exit_info = None
@@ -1988,17 +1995,9 @@ class Monitor:
             except InterruptedError:
                 continue
             for fd, ev in events:
-                if fd == self.rfd:
-                    if ev & (select.POLLHUP | select.POLLERR):
-                        raise HostGone()
-                elif fd in self.by_fd:
-                    self.handle_zygote_message(self.by_fd[fd])
+                if self.common_event(fd, ev, run, poller):
                     if exit_info is None and key in self.exits:
                         exit_info = self.exits.pop(key)
-                elif fd == run.req_w:
-                    run.send_more()
-                    if run.req_w is None:
-                        poller.unregister(fd)
                 elif fd in open_fds:
                     try:
                         data = os.read(fd, READ_CHUNK)
