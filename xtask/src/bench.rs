@@ -38,6 +38,8 @@ pub struct Args {
     pub clients: Option<usize>,
     /// Bench the pandas snippet with and without `--preload pandas` (bench_pandas.rs).
     pub pandas: bool,
+    /// Bench `run_code` from Python through the `spr` package (bench_python.rs).
+    pub python: bool,
 }
 
 pub fn parse_args(args: &[String]) -> Result<Args, Error> {
@@ -51,6 +53,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, Error> {
         http: false,
         clients: None,
         pandas: false,
+        python: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -103,6 +106,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, Error> {
             }
             "--http" => out.http = true,
             "--pandas" => out.pandas = true,
+            "--python" => out.python = true,
             "--write" => out.write = true,
             "--no-build" => out.no_build = true,
             other => return Err(refused(format!("bench: unknown argument `{other}`"))),
@@ -111,8 +115,15 @@ pub fn parse_args(args: &[String]) -> Result<Args, Error> {
     if out.clients.is_some() && !out.http {
         return Err(refused("bench: --clients only applies to --http"));
     }
-    if out.pandas && out.http {
-        return Err(refused("bench: --pandas and --http are separate benches"));
+    if [out.pandas, out.http, out.python]
+        .iter()
+        .filter(|b| **b)
+        .count()
+        > 1
+    {
+        return Err(refused(
+            "bench: --pandas, --http and --python are separate benches",
+        ));
     }
     Ok(out)
 }
@@ -610,6 +621,9 @@ pub(crate) fn target_dir(root: &Path) -> PathBuf {
 
 pub fn run(root: &Path, raw: &[String]) -> Result<(), Error> {
     let args = parse_args(raw)?;
+    if args.python {
+        return crate::bench_python::run(root, &args, raw);
+    }
     if !args.no_build {
         util::run(
             util::cargo()

@@ -6,7 +6,9 @@
 mod bench;
 mod bench_http;
 mod bench_pandas;
+mod bench_python;
 mod image;
+mod python;
 mod release;
 mod sandbox_runs;
 mod tidy;
@@ -26,14 +28,17 @@ commands:
                                 made by .ci/users-setup.sh; needs root) and inside
                                 `unshare --user --map-root-user`. Under CI=true both runs are
                                 mandatory; elsewhere a run this machine cannot do is skipped loudly.
+                                the Python package is installed with pip into a venv and its
+                                pytest suite (crates/spr-python/tests) runs after the Rust suite
                                 --no-sandbox-runs: the suite only (refused under CI=true)
                                 --sandbox-runs-only: the two sandbox runs only
   bench [--engine local|docker] [--runs N] [--pool-size N] [--seconds S] [--write]
-        [--http [--clients N]] [--pandas]
+        [--http [--clients N]] [--pandas] [--python]
                                 latency and throughput of `spr serve --stdio`; with --http,
                                 of `spr serve --http` (one kept-alive connection, N clients,
                                 and the server's memory through a flood of 1 MiB requests);
-                                with --pandas, a pandas snippet with and without --preload
+                                with --pandas, a pandas snippet with and without --preload;
+                                with --python, `run_code` from the Python package
   image [args]                  build the Docker runtime image
   set-version X.Y.Z[-pre]       set the workspace version and the inter-crate dependency versions
   metadata                      render release_metadata.md into .github/release/metadata.json

@@ -34,6 +34,10 @@ pub fn test(root: &Path, runs: Runs) -> Result<(), Error> {
             eprintln!("{e}");
             failures.push(format!("the test suite as uid {}", current_uid()));
         }
+        if let Err(e) = crate::python::suite(root) {
+            eprintln!("{e}");
+            failures.push("the Python package's pytest suite".to_string());
+        }
     }
     if runs != Runs::SuiteOnly {
         match sandbox_runs::run(root) {

@@ -1,0 +1,248 @@
+"""`LocalEngine` and `DockerEngine`: spr's two engines, with the original's constructors."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+from . import _native
+from ._compat import slotted
+
+
+@slotted(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    image: str
+    state: str
+    status: str
+
+
+@slotted(frozen=True)
+class ImageInfo:
+    id: str
+    repository: str
+    tag: str
+    created_since: str
+    size: str
+
+
+@slotted(frozen=True)
+class CleanupSummary:
+    removed_containers: int
+    removed_images: int
+
+
+def _pinned(packages: Optional[Sequence[str]]) -> List[str]:
+    if packages is None:
+        return []
+    if isinstance(packages, str):
+        raise TypeError("packages must be a list of 'name==version' strings, not one string")
+    return _native.validate_pinned_packages(list(packages))
+
+
+def _modules(preload: Optional[Sequence[str]]) -> List[str]:
+    if preload is None:
+        return []
+    if isinstance(preload, str):
+        return [preload]
+    return list(preload)
+
+
+class Engine:
+    """What both engines share: runs, sessions, warm-up and shutdown.
+
+    One engine is meant to be shared: by every thread (each run releases the GIL) and by
+    every task of an event loop (``run_code_async``). Runs proceed in parallel up to the
+    engine's pool size; the rest wait for a worker.
+    """
+
+    __slots__ = ("_native", "__weakref__")
+
+    _native: Any
+
+    @property
+    def kind(self) -> str:
+        """``"local"`` or ``"docker"``."""
+        return self._native.kind
+
+    def warm_up(self) -> None:
+        """Start every warm worker now, so the first runs are as fast as the later ones."""
+        self._native.warm_up()
+
+    def shutdown(self) -> None:
+        """Stop the idle workers. The engine starts new ones if it is used again."""
+        self._native.shutdown()
+
+    close = shutdown
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+    def session(self, policy=None, policy_file=None):
+        """Open a :class:`spr.Session`: one sandboxed interpreter whose globals, imports
+        and files persist from one cell to the next, under a policy fixed for its life."""
+        from ._session import Session
+
+        return Session._open(self, policy, policy_file)
+
+    @property
+    def open_sessions(self) -> int:
+        return self._native.open_sessions()
+
+
+class LocalEngine(Engine):
+    """Runs code in fresh processes forked from warm, sandboxed Python workers.
+
+    ``venv_dir`` is the virtual environment folder itself; it is created (with
+    ``venv_manager``: ``"uv"``, ``"python"``, or ``"auto"`` for uv when it is on PATH) and
+    ``packages`` (pinned ``name==version``) installed into it, when missing. Like the
+    original, the constructor prepares the venv: a failure raises ``RuntimeError``.
+    ``preload`` names modules every worker imports once, before any request, so runs
+    fork with them loaded (each run gets its own copy).
+    """
+
+    __slots__ = ("venv_dir", "venv_manager", "packages")
+
+    def __init__(
+        self,
+        *,
+        venv_dir: str,
+        venv_manager: str = "auto",
+        packages: Optional[Sequence[str]] = None,
+        pool_size: Optional[int] = None,
+        preload: Optional[Sequence[str]] = None,
+        sandbox: Optional[str] = None,
+        python: Optional[str] = None,
+        max_sessions: Optional[int] = None,
+        scratch_dir: Optional[str] = None,
+    ) -> None:
+        if venv_dir is None or not str(venv_dir).strip():
+            raise ValueError("LocalEngine requires a non-empty 'venv_dir'")
+        pinned = _pinned(packages)
+        if venv_manager not in ("auto", "uv", "python"):
+            raise ValueError("venv_manager must be either 'uv' or 'python' (or 'auto')")
+        self.venv_dir = os.path.expanduser(os.fspath(venv_dir))
+        self.venv_manager = venv_manager
+        self.packages = pinned
+        self._native = _native.Engine.local(
+            self.venv_dir,
+            venv_manager=venv_manager,
+            packages=pinned,
+            pool_size=pool_size,
+            preload=_modules(preload),
+            sandbox=sandbox,
+            python=python,
+            max_sessions=max_sessions,
+            scratch_dir=scratch_dir,
+        )
+
+    def __repr__(self) -> str:
+        return f"LocalEngine(venv_dir={self.venv_dir!r})"
+
+
+def _or_none(value: Optional[int]) -> Optional[int]:
+    # The original combined pool overrides as `value or default`: 0 means the default.
+    return value if value else None
+
+
+class DockerEngine(Engine):
+    """Runs code in hardened, pooled containers of spr's runtime image (or
+    ``container_registry``, a full image reference), over the Docker API.
+
+    No IO happens in the constructor: the daemon is contacted on first use. ``packages``
+    are baked into a derived, cached image. Administration (``list_containers``,
+    ``stop_container``, ...) touches only containers and images spr manages.
+    """
+
+    __slots__ = ("_settings",)
+
+    def __init__(
+        self,
+        *,
+        packages: Optional[Sequence[str]] = None,
+        container_registry: Optional[str] = None,
+        name: Optional[str] = None,
+        pool_size: Optional[int] = None,
+        max_runs: Optional[int] = None,
+        ttl_seconds: Optional[int] = None,
+        acquire_timeout_seconds: Optional[int] = None,
+        docker_host: Optional[str] = None,
+        docker_context: Optional[str] = None,
+        ssh_host: Optional[str] = None,
+        ssh_user: Optional[str] = None,
+        ssh_port: Optional[int] = None,
+        ssh_key_path: Optional[str] = None,
+        preload: Optional[Sequence[str]] = None,
+        max_sessions: Optional[int] = None,
+        runtime: Optional[str] = None,
+        cpus: Optional[float] = None,
+    ) -> None:
+        pinned = _pinned(packages)
+        self._settings: Dict[str, Any] = dict(
+            docker_host=docker_host,
+            docker_context=docker_context,
+            ssh_host=ssh_host,
+            ssh_user=ssh_user,
+            ssh_port=ssh_port,
+            ssh_key_path=ssh_key_path,
+        )
+        self._native = _native.Engine.docker(
+            image=container_registry,
+            packages=pinned,
+            name=name,
+            pool_size=_or_none(pool_size),
+            max_runs=_or_none(max_runs),
+            ttl_seconds=_or_none(ttl_seconds),
+            acquire_timeout_seconds=_or_none(acquire_timeout_seconds),
+            docker_host=docker_host,
+            docker_context=docker_context,
+            ssh_host=ssh_host,
+            ssh_user=ssh_user,
+            ssh_port=ssh_port,
+            ssh_key_path=None if ssh_key_path is None else os.fspath(ssh_key_path),
+            preload=_modules(preload),
+            max_sessions=max_sessions,
+            runtime=runtime,
+            cpus=cpus,
+        )
+
+    def list_containers(self, all_states: bool = False) -> List[ContainerInfo]:
+        return [ContainerInfo(**c) for c in json.loads(self._native.list_containers(all_states))]
+
+    def list_images(self) -> List[ImageInfo]:
+        return [ImageInfo(**i) for i in json.loads(self._native.list_images())]
+
+    def stop_container(self, container_id: str, timeout_seconds: int = 10) -> None:
+        self._native.stop_container(container_id, timeout_seconds)
+
+    def kill_container(self, container_id: str) -> None:
+        self._native.kill_container(container_id)
+
+    def cleanup_stale(self) -> CleanupSummary:
+        return CleanupSummary(**json.loads(self._native.cleanup_stale()))
+
+    def _docker_env(self) -> Dict[str, str]:
+        """The environment the original handed the docker CLI (spr talks to the API and
+        builds its connection from the same settings; kept for callers that read it)."""
+        env = dict(os.environ)
+        s = self._settings
+        if s["ssh_host"]:
+            user = f"{s['ssh_user']}@" if s["ssh_user"] else ""
+            env["DOCKER_HOST"] = f"ssh://{user}{s['ssh_host']}"
+            command = ["ssh"]
+            if s["ssh_port"]:
+                command += ["-p", str(s["ssh_port"])]
+            if s["ssh_key_path"]:
+                command += ["-i", os.fspath(s["ssh_key_path"])]
+            env["DOCKER_SSH_COMMAND"] = " ".join(command)
+        elif s["docker_host"]:
+            env["DOCKER_HOST"] = s["docker_host"]
+        return env
+
+    def __repr__(self) -> str:
+        return "DockerEngine()"

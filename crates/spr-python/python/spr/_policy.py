@@ -1,0 +1,127 @@
+"""`RunnerPolicy`: what a run may import, call and use, and its limits."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, List, Optional, Union
+
+from . import _native
+from ._compat import slotted
+
+_DEFAULTS: Dict[str, Any] = json.loads(_native.default_policy())
+
+#: The keys of a policy, in the original's positional order, then spr's own.
+FIELDS = (
+    "mode",
+    "timeout_seconds",
+    "memory_limit_mb",
+    "max_output_kb",
+    "allowed_imports",
+    "blocked_imports",
+    "allowed_builtins",
+    "blocked_builtins",
+    "allowed_globals",
+    "blocked_globals",
+    "extra_globals",
+    "config_path",
+    "sandbox",
+)
+
+
+def _default(name: str):
+    value = _DEFAULTS[name]
+    if isinstance(value, (list, dict)):
+        return dataclasses.field(default_factory=lambda: json.loads(json.dumps(value)))
+    return value
+
+
+@slotted
+class RunnerPolicy:
+    """The policy of a run, with the original safe-py-runner's fields and defaults.
+
+    ``mode`` is checked at once; everything else is checked, strictly and naming the
+    key, when a run uses the policy (``ValueError``). ``config_path``, when set, names a
+    TOML policy file that is read again for every run and wins over the other fields.
+    ``sandbox`` is spr's ``[policy.sandbox]`` table (kernel limits and requirements).
+    """
+
+    mode: str = _default("mode")
+    timeout_seconds: int = _default("timeout_seconds")
+    memory_limit_mb: int = _default("memory_limit_mb")
+    max_output_kb: int = _default("max_output_kb")
+    allowed_imports: List[str] = _default("allowed_imports")
+    blocked_imports: List[str] = _default("blocked_imports")
+    allowed_builtins: List[str] = _default("allowed_builtins")
+    blocked_builtins: List[str] = _default("blocked_builtins")
+    allowed_globals: List[str] = _default("allowed_globals")
+    blocked_globals: List[str] = _default("blocked_globals")
+    extra_globals: Dict[str, Any] = _default("extra_globals")
+    config_path: Optional[str] = None
+    sandbox: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("allow", "restrict"):
+            raise ValueError("mode must be 'allow' or 'restrict'")
+
+    @classmethod
+    def from_file(cls, config_path: Union[str, "os.PathLike[str]"]) -> "RunnerPolicy":
+        """Load a TOML policy file (its ``[policy]`` table). Unlike the original, a
+        missing file raises ``FileNotFoundError`` and a bad key or value ``ValueError``."""
+        path = os.fspath(config_path)
+        data = json.loads(_native.load_policy_file(path))
+        data["config_path"] = path
+        return cls(**{k: v for k, v in data.items() if k in FIELDS})
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The policy as the keys of a TOML ``[policy]`` table (what ``spr serve`` takes)."""
+        if self.config_path is not None:
+            # The file wins over every other field, as in the original: they are not
+            # even looked at.
+            return {"config_path": os.fspath(self.config_path)}
+        out: Dict[str, Any] = {}
+        for name in FIELDS:
+            value = getattr(self, name)
+            if name == "config_path":
+                continue
+            if name == "sandbox" and not value:
+                continue
+            _check_type(name, value)
+            out[name] = value
+        return out
+
+    def to_json(self) -> str:
+        """JSON of :meth:`to_dict`; ``TypeError`` for an ``extra_globals`` value JSON cannot hold."""
+        return json.dumps(self.to_dict(), allow_nan=False)
+
+    def check(self) -> "RunnerPolicy":
+        """Check every field now (``ValueError`` naming the key) rather than at the first run."""
+        _native.check_policy(self.to_json())
+        return self
+
+
+_INTS = ("timeout_seconds", "memory_limit_mb", "max_output_kb")
+_LISTS = tuple(n for n in FIELDS if n.endswith(("_imports", "_builtins", "_globals")) and n != "extra_globals")
+
+
+def _check_type(name: str, value: Any) -> None:
+    """Types, named by key, before the value reaches spr (which checks the ranges)."""
+    if name in _INTS:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(
+                f"invalid policy: {name} must be an integer, got {type(value).__name__} {value!r}"
+            )
+        if value < 0:
+            raise ValueError(f"invalid policy: {name} must not be negative, got {value}")
+    elif name in _LISTS:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ValueError(f"invalid policy: {name} must be a list of strings")
+        for item in value:
+            if not isinstance(item, str):
+                raise ValueError(
+                    f"invalid policy: {name} must contain only strings, got {item!r}"
+                )
+    elif name in ("extra_globals", "sandbox"):
+        if not isinstance(value, dict):
+            raise ValueError(f"invalid policy: {name} must be a dict")

@@ -1,0 +1,124 @@
+"""`run_code` and `run_code_async`: one run of untrusted code on an engine."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Mapping, Optional
+
+from ._aio import await_native
+from ._attach import collect_arg, files_arg, input_arg
+from ._engines import Engine
+from ._policy import RunnerPolicy
+from ._result import RunnerResult
+
+_BOTH = "Provide either 'policy' or 'policy_file', not both"
+
+
+def _policy_args(policy: Optional[RunnerPolicy], policy_file: Any):
+    if policy is not None and policy_file is not None:
+        raise ValueError(_BOTH)
+    if policy is not None and not isinstance(policy, RunnerPolicy):
+        raise TypeError(f"policy must be a RunnerPolicy, got {type(policy).__name__}")
+    policy_json = None if policy is None else policy.to_json()
+    path = None if policy_file is None else os.fspath(policy_file)
+    return policy_json, path
+
+
+def _native_of(engine: Any):
+    if isinstance(engine, Engine):
+        return engine._native
+    return None
+
+
+def run_code(
+    code: str,
+    engine: Engine,
+    input_data: Optional[Mapping[str, Any]] = None,
+    policy: Optional[RunnerPolicy] = None,
+    policy_file: Optional[str] = None,
+    *,
+    files: Optional[Mapping[str, Any]] = None,
+    collect: Optional[Iterable[str]] = None,
+) -> RunnerResult:
+    """Run ``code`` on ``engine`` and return its :class:`RunnerResult`.
+
+    ``input_data``'s keys become the code's globals; the code's ``result`` variable comes
+    back as ``result.result``. ``policy`` or ``policy_file`` (not both) set the rules;
+    neither means the defaults. ``files`` (``{"relative/path": str | bytes}``) are written
+    into the run's scratch directory first; files matching the ``collect`` globs come
+    back in ``result.files``, open matplotlib figures in ``result.outputs``.
+
+    Refusals before the run (a bad policy, input or path) raise ``ValueError``; whatever
+    happens once the code runs is in the result. The GIL is released while it runs.
+    """
+    if not isinstance(code, str):
+        raise TypeError(f"code must be a str, got {type(code).__name__}")
+    native = _native_of(engine)
+    if native is None:
+        return _run_other(code, engine, input_data, policy, policy_file, files, collect)
+    policy_json, path = _policy_args(policy, policy_file)
+    text = native.run(
+        code,
+        input_json=input_arg(input_data),
+        policy_json=policy_json,
+        policy_file=path,
+        files=files_arg(files),
+        collect=collect_arg(collect),
+    )
+    return RunnerResult._from_json(text)
+
+
+async def run_code_async(
+    code: str,
+    engine: Engine,
+    input_data: Optional[Mapping[str, Any]] = None,
+    policy: Optional[RunnerPolicy] = None,
+    policy_file: Optional[str] = None,
+    *,
+    files: Optional[Mapping[str, Any]] = None,
+    collect: Optional[Iterable[str]] = None,
+) -> RunnerResult:
+    """:func:`run_code` for asyncio: the run proceeds on spr's own threads and the event
+    loop stays free. Cancelling the awaiting task kills the run."""
+    if not isinstance(code, str):
+        raise TypeError(f"code must be a str, got {type(code).__name__}")
+    native = _native_of(engine)
+    if native is None:
+        raise TypeError("run_code_async needs a spr engine (spr.LocalEngine or spr.DockerEngine)")
+    policy_json, path = _policy_args(policy, policy_file)
+    input_json = input_arg(input_data)
+    file_pairs = files_arg(files)
+    globs = collect_arg(collect)
+    text = await await_native(
+        lambda callback: native.submit(
+            callback,
+            code,
+            input_json=input_json,
+            policy_json=policy_json,
+            policy_file=path,
+            files=file_pairs,
+            collect=globs,
+        )
+    )
+    return RunnerResult._from_json(text)
+
+
+def _run_other(code, engine, input_data, policy, policy_file, files, collect) -> RunnerResult:
+    if engine is None or not callable(getattr(engine, "execute", None)):
+        raise TypeError(
+            "engine must be spr.LocalEngine, spr.DockerEngine, or an object with "
+            f"execute(request), got {type(engine).__name__}"
+        )
+    if files or collect:
+        raise ValueError("files and collect need a spr engine")
+    if policy is not None and policy_file is not None:
+        raise ValueError(_BOTH)
+    if policy_file is not None:
+        policy = RunnerPolicy.from_file(policy_file)
+    elif policy is None:
+        policy = RunnerPolicy()
+    elif policy.config_path is not None:
+        policy = RunnerPolicy.from_file(policy.config_path)
+    from ._foreign import run_foreign
+
+    return run_foreign(engine, code, input_data, policy)

@@ -1,0 +1,334 @@
+"""run_code on a real local engine: values in and out, limits, and how bad arguments fail."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import spr
+from spr import RunnerPolicy, run_code
+
+
+def test_basic_run_returns_result_and_stdout(engine):
+    r = run_code("print('hi')\nresult = x * 2", engine, input_data={"x": 21})
+    assert r.ok, r
+    assert r.result == 42
+    assert r.stdout == "hi\n"
+    assert r.stderr == ""
+    assert r.error is None
+    assert r.exit_code == 0
+    assert not r.timed_out and not r.resource_exceeded
+    assert r.duration_ms >= 0
+
+
+def test_result_types_come_back_exactly(engine):
+    value = {
+        "big": 10**40,
+        "neg_big": -(2**63) - 1,
+        "nested": {"a": {"b": {"c": [1, 2.5, "é", None, True, False]}}},
+        "none": None,
+        "t": True,
+        "f": False,
+        "empty": {},
+        "list": [],
+    }
+    r = run_code("result = input_data", engine, input_data=value)
+    assert r.ok, r
+    assert r.result == value
+    # bools stay bools, ints stay ints (True == 1 in Python, so compare the types too).
+    assert type(r.result["t"]) is bool and type(r.result["f"]) is bool
+    assert type(r.result["big"]) is int and r.result["big"] == 10**40
+    assert r.result["none"] is None
+
+
+def test_result_computed_in_the_run_is_exact(engine):
+    r = run_code("result = {'p': 2**100 + 1, 'n': None, 'b': [True, False], 't': (1, 2)}", engine)
+    assert r.ok, r
+    assert r.result == {"p": 2**100 + 1, "n": None, "b": [True, False], "t": [1, 2]}
+
+
+def test_input_keys_become_globals(engine):
+    r = run_code("result = [a, b['c'], input_data['a']]", engine, input_data={"a": 1, "b": {"c": "x"}})
+    assert r.result == [1, "x", 1]
+
+
+def test_falsy_input_is_an_empty_dict(engine):
+    for falsy in (None, {}, []):
+        r = run_code("result = input_data", engine, input_data=falsy)
+        assert r.ok and r.result == {}, (falsy, r)
+
+
+def test_stderr_and_exception(engine):
+    r = run_code("import sys\nsys.stderr.write('warn\\n')\nresult = 5\nraise ValueError('boom')", engine)
+    assert not r.ok
+    assert r.error == "ValueError: boom"
+    assert r.exit_code == 1
+    assert r.result is None  # as in the original: the result is dropped when the code raises
+    assert "warn" in r.stderr
+    assert "ValueError: boom" in r.stderr
+
+
+def test_syntax_error(engine):
+    r = run_code("def (", engine)
+    assert not r.ok
+    assert r.error.startswith("SyntaxError: ")
+
+
+def test_blocked_import_default_policy(engine):
+    r = run_code("import os", engine)
+    assert not r.ok
+    assert r.error == "ImportError: Import 'os' is blocked by policy"
+
+
+def test_timeout(engine):
+    r = run_code("while True:\n    pass", engine, policy=RunnerPolicy(timeout_seconds=1))
+    assert not r.ok
+    assert r.timed_out
+    assert r.exit_code == 124
+    assert r.error == "Execution timed out after 1s"
+
+
+def test_memory_limit(engine):
+    r = run_code("x = bytearray(400 * 1024 * 1024)", engine, policy=RunnerPolicy(memory_limit_mb=64))
+    assert not r.ok
+    assert r.resource_exceeded
+    assert "MemoryError" in r.error
+
+
+def test_output_truncation_flags(engine):
+    code = "import sys\nprint('a' * 10000)\nsys.stderr.write('b' * 10000)"
+    r = run_code(code, engine, policy=RunnerPolicy(max_output_kb=4))
+    assert r.ok, r
+    assert r.stdout_truncated and r.stderr_truncated
+    assert len(r.stdout) == 4096 and set(r.stdout) == {"a"}
+    assert len(r.stderr) <= 4096 + 200  # the cut stream, plus at most a short note
+    r = run_code("print('short')", engine, policy=RunnerPolicy(max_output_kb=4))
+    assert not r.stdout_truncated and not r.stderr_truncated
+
+
+def test_sandbox_receipt_is_present(engine):
+    r = run_code("result = 1", engine)
+    assert isinstance(r.sandbox, dict)
+    assert r.sandbox.get("engine") == "local"
+    assert "namespaces" in r.sandbox
+
+
+# --- policy errors: ValueError naming the key -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"timeout_seconds": "5"}, "timeout_seconds"),
+        ({"timeout_seconds": 1.5}, "timeout_seconds"),
+        ({"timeout_seconds": True}, "timeout_seconds"),
+        ({"timeout_seconds": 0}, "timeout_seconds"),
+        ({"memory_limit_mb": -1}, "memory_limit_mb"),
+        ({"max_output_kb": -5}, "max_output_kb"),
+        ({"blocked_imports": "os"}, "blocked_imports"),
+        ({"allowed_builtins": [1]}, "allowed_builtins"),
+        ({"blocked_imports": ["a b"]}, "blocked_imports"),
+        ({"extra_globals": []}, "extra_globals"),
+        ({"extra_globals": {"result": 1}}, "result"),
+        ({"sandbox": {"bogus": 1}}, "bogus"),
+    ],
+)
+def test_bad_policy_raises_value_error_naming_the_key(engine, kwargs, key):
+    policy = RunnerPolicy(**kwargs)
+    with pytest.raises(ValueError, match=key):
+        run_code("result = 1", engine, policy=policy)
+    with pytest.raises(ValueError, match=key):
+        policy.check()
+
+
+def test_policy_check_passes_a_good_policy():
+    p = RunnerPolicy(timeout_seconds=3, allowed_imports=["math"])
+    assert p.check() is p
+
+
+def test_unknown_key_in_policy_file(engine, tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text('[policy]\nblocked_import = ["os"]\n')
+    with pytest.raises(ValueError, match="blocked_import"):
+        run_code("result = 1", engine, policy_file=str(path))
+    with pytest.raises(ValueError, match="blocked_import"):
+        RunnerPolicy.from_file(path)
+
+
+def test_policy_and_policy_file_together(engine, tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text("[policy]\n")
+    with pytest.raises(ValueError, match="Provide either 'policy' or 'policy_file', not both"):
+        run_code("result = 1", engine, policy=RunnerPolicy(), policy_file=str(path))
+
+
+def test_bad_mode_raises_at_construction():
+    with pytest.raises(ValueError, match="mode must be 'allow' or 'restrict'"):
+        RunnerPolicy(mode="x")
+
+
+def test_policy_not_a_runner_policy(engine):
+    with pytest.raises(TypeError, match="RunnerPolicy"):
+        run_code("result = 1", engine, policy={"timeout_seconds": 1})
+
+
+def test_from_file_missing_raises_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        RunnerPolicy.from_file(tmp_path / "nope.toml")
+
+
+def test_policy_file_missing_at_run_is_refused(engine, tmp_path):
+    # spr refuses a missing file (the original silently used the defaults).
+    with pytest.raises((ValueError, FileNotFoundError), match="nope.toml"):
+        run_code("result = 1", engine, policy_file=str(tmp_path / "nope.toml"))
+
+
+def test_from_file_keeps_omitted_defaults(engine, tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('[policy]\nmode = "restrict"\n')
+    p = RunnerPolicy.from_file(path)
+    assert p.config_path == str(path)
+    assert "os" in p.blocked_imports
+    r = run_code("import os", engine, policy=p)
+    assert r.error == "ImportError: Import 'os' is blocked by policy"
+
+
+def test_config_path_is_reread_on_every_run(engine, tmp_path):
+    path = tmp_path / "live.toml"
+    path.write_text('[policy]\nblocked_imports = ["json"]\n')
+    policy = RunnerPolicy.from_file(path)
+    code = "import json\nresult = json.dumps([1])"
+    r = run_code(code, engine, policy=policy)
+    assert r.error == "ImportError: Import 'json' is blocked by policy"
+
+    path.write_text("[policy]\nblocked_imports = []\n")
+    r = run_code(code, engine, policy=policy)
+    assert r.ok and r.result == "[1]", r
+
+    # The file wins over the object's fields, as in the original.
+    policy.blocked_imports = ["json"]
+    r = run_code(code, engine, policy=policy)
+    assert r.ok, r
+
+    path.write_text("[policy]\ntimeout_seconds = -1\n")
+    with pytest.raises(ValueError, match="timeout_seconds"):
+        run_code(code, engine, policy=policy)
+
+
+def test_policy_to_dict_round_trips_through_json():
+    p = RunnerPolicy(timeout_seconds=2, extra_globals={"rate": 0.5})
+    d = json.loads(p.to_json())
+    assert d == p.to_dict()
+    assert d["timeout_seconds"] == 2 and d["extra_globals"] == {"rate": 0.5}
+    assert "sandbox" not in d  # empty: left out
+
+
+def test_extra_globals_reach_the_code(engine):
+    r = run_code("result = rate * 2", engine, policy=RunnerPolicy(extra_globals={"rate": 21}))
+    assert r.ok and r.result == 42
+
+
+# --- argument errors ----------------------------------------------------------------------
+
+
+def test_input_not_json_serialisable_is_type_error(engine):
+    with pytest.raises(TypeError):
+        run_code("result = 1", engine, input_data={"a": {1, 2}})
+
+
+def test_extra_globals_not_json_serialisable_is_type_error(engine):
+    with pytest.raises(TypeError):
+        run_code("result = 1", engine, policy=RunnerPolicy(extra_globals={"f": object()}))
+
+
+def test_run_code_without_engine():
+    with pytest.raises(TypeError, match="engine"):
+        run_code("result = 1")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="engine"):
+        run_code("result = 1", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="engine"):
+        run_code("result = 1", object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("code", [b"result = 1", 1, None, ["result = 1"]])
+def test_code_not_a_str(engine, code):
+    with pytest.raises(TypeError, match="code must be a str"):
+        run_code(code, engine)  # type: ignore[arg-type]
+
+
+# --- a foreign engine of the original's duck-typed protocol -------------------------------
+
+
+class EchoEngine:
+    """An engine of the original's protocol: answers the worker's JSON itself."""
+
+    def __init__(self, stdout=None, timed_out=False, returncode=0, error=None):
+        self.requests = []
+        self.stdout = stdout
+        self.timed_out = timed_out
+        self.returncode = returncode
+        self.error = error
+
+    def execute(self, request):
+        self.requests.append(request)
+        payload = request.payload
+        stdout = self.stdout
+        if stdout is None:
+            stdout = json.dumps(
+                {"ok": True, "result": payload["input_data"], "stdout": payload["code"], "stderr": ""}
+            )
+        return spr.ExecutionOutcome(
+            stdout=stdout,
+            stderr="raw-stderr",
+            returncode=self.returncode,
+            timed_out=self.timed_out,
+            error=self.error,
+        )
+
+
+def test_foreign_engine_gets_the_original_payload():
+    eng = EchoEngine()
+    policy = RunnerPolicy(timeout_seconds=3, blocked_imports=["os"])
+    r = run_code("print(1)", eng, input_data={"x": (1, 2)}, policy=policy)
+    assert r.ok
+    assert r.result == {"x": [1, 2]}  # JSON round trip, as the original
+    assert r.stdout == "print(1)"
+    (req,) = eng.requests
+    assert req.timeout_seconds == 3
+    assert req.payload["code"] == "print(1)"
+    assert req.payload["policy"]["blocked_imports"] == ["os"]
+    assert set(req.payload["policy"]) == {
+        "mode",
+        "timeout_seconds",
+        "memory_limit_mb",
+        "max_output_kb",
+        "allowed_imports",
+        "blocked_imports",
+        "allowed_builtins",
+        "blocked_builtins",
+        "allowed_globals",
+        "blocked_globals",
+        "extra_globals",
+    }
+
+
+def test_foreign_engine_timeout_and_bad_json():
+    r = run_code("x", EchoEngine(timed_out=True), policy=RunnerPolicy(timeout_seconds=2))
+    assert (r.ok, r.timed_out, r.exit_code, r.error) == (False, True, 124, "Execution timed out after 2s")
+    r = run_code("x", EchoEngine(stdout="not json", returncode=3))
+    assert (r.ok, r.error, r.exit_code, r.stderr) == (False, "Runner returned invalid JSON", 3, "raw-stderr")
+    r = run_code("x", EchoEngine(stdout="[1]"))
+    assert not r.ok and r.error  # spr answers instead of the original's AttributeError
+
+
+def test_foreign_engine_refuses_files():
+    with pytest.raises(ValueError):
+        run_code("x", EchoEngine(), files={"a.txt": "x"})
+
+
+def test_run_code_async_refuses_a_foreign_engine():
+    import asyncio
+
+    with pytest.raises(TypeError):
+        asyncio.run(spr.run_code_async("x", EchoEngine()))
