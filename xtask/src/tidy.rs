@@ -108,6 +108,19 @@ const RULES: &[Rule] = &[
         never: &["spr-core", "spr-engine-local"],
         why: "engines never depend on spr-core or on each other (spr-core depends on them)",
     },
+    Rule {
+        krate: "spr-python",
+        only: Some(&[
+            "spr-core",
+            "spr-policy",
+            "pyo3",
+            "serde",
+            "serde_json",
+            "tokio",
+        ]),
+        never: &[],
+        why: "the Python package stands on spr-core's API, as any embedder does",
+    },
 ];
 
 /// Only the binary crate owns the terminal: argument parsing and the global tracing subscriber.
@@ -531,6 +544,7 @@ mod tests {
                     ("tracing-subscriber", None),
                 ],
             ),
+            pkg("spr-python", &[("spr-core", None), ("pyo3", None)]),
         ]
     }
 

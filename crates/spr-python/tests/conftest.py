@@ -6,9 +6,12 @@ test under ``CI=true`` and skips it, saying what is missing, everywhere else.
 
 from __future__ import annotations
 
+import _thread
 import os
 import shutil
 import subprocess
+import threading
+from typing import Any, Callable
 
 import pytest
 
@@ -37,6 +40,20 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+def interrupt_during(call: Callable[[], Any], after: float = 0.3) -> None:
+    """Call ``call()`` on the main thread and simulate Ctrl-C ``after`` seconds into it;
+    assert that it raised KeyboardInterrupt. The timer starts inside the ``raises`` block,
+    so a late start (a loaded machine) cannot let the interrupt escape the test."""
+    assert threading.current_thread() is threading.main_thread()
+    timer = threading.Timer(after, _thread.interrupt_main)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            timer.start()
+            call()
+    finally:
+        timer.cancel()
+
+
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory) -> spr.LocalEngine:
     """One local engine for the whole suite, over a venv made in pytest's tmp dir."""
@@ -46,29 +63,24 @@ def engine(tmp_path_factory) -> spr.LocalEngine:
     eng.shutdown()
 
 
-def _docker_problem() -> str | None:
-    docker = shutil.which("docker")
-    if docker is None:
-        return "the docker CLI is not on PATH"
+def _docker_problem(eng: spr.DockerEngine) -> str | None:
+    """Why Docker tests cannot run here, or None. Asks the daemon through spr itself
+    (spr talks to the Docker API, it needs no docker CLI)."""
     try:
-        info = subprocess.run(
-            [docker, "info", "--format", "{{.ServerVersion}}"],
-            capture_output=True,
-            text=True,
-            timeout=30,
+        eng.list_containers()
+    except (RuntimeError, ValueError) as e:
+        return f"the Docker daemon is unreachable: {e}"
+    docker = shutil.which("docker")
+    if docker is not None:
+        image = subprocess.run(
+            [docker, "image", "inspect", RUNTIME_IMAGE], capture_output=True, text=True, timeout=60
         )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"the Docker daemon did not answer: {e}"
-    if info.returncode != 0:
-        return f"the Docker daemon is unreachable: {info.stderr.strip()}"
-    image = subprocess.run(
-        [docker, "image", "inspect", RUNTIME_IMAGE],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if image.returncode != 0:
-        return f"the runtime image {RUNTIME_IMAGE} is missing (build it with `cargo xtask image`)"
+        if image.returncode != 0:
+            return f"the runtime image {RUNTIME_IMAGE} is missing (build it with `cargo xtask image`)"
+        return None
+    r = spr.run_code("result = 1", eng)
+    if not r.ok:
+        return f"a first run on {RUNTIME_IMAGE} failed (is the image built?): {r.error}"
     return None
 
 
@@ -76,10 +88,10 @@ def _docker_problem() -> str | None:
 def docker_engine() -> spr.DockerEngine:
     """A Docker engine over spr's runtime image; fails under CI, skips elsewhere, when
     Docker or the image is missing."""
-    problem = _docker_problem()
+    eng = spr.DockerEngine(pool_size=1, max_sessions=2)
+    problem = _docker_problem(eng)
     if problem is not None:
         missing(f"Docker tests need Docker: {problem}")
-    eng = spr.DockerEngine(pool_size=1, max_sessions=2)
     yield eng
     eng.shutdown()
 

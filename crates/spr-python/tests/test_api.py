@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import multiprocessing
 
 import pytest
 
@@ -105,6 +107,15 @@ def test_output_truncation_flags(engine):
     assert len(r.stderr) <= 4096 + 200  # the cut stream, plus at most a short note
     r = run_code("print('short')", engine, policy=RunnerPolicy(max_output_kb=4))
     assert not r.stdout_truncated and not r.stderr_truncated
+
+
+def test_raw_descriptor_writes_are_capped_too(engine):
+    # The original let sys.__stderr__ through uncapped (5 MB came back with a 1 KiB cap).
+    code = "import os, sys\nos.write(1, b'o' * 50000)\nsys.__stderr__.write('e' * 50000)\nsys.__stderr__.flush()"
+    r = run_code(code, engine, policy=RunnerPolicy(max_output_kb=1, blocked_imports=[]))
+    assert r.ok, r
+    assert r.stdout_truncated and r.stderr_truncated
+    assert len(r.stdout) == 1024 and len(r.stderr) <= 1024 + 200
 
 
 def test_sandbox_receipt_is_present(engine):
@@ -328,7 +339,190 @@ def test_foreign_engine_refuses_files():
 
 
 def test_run_code_async_refuses_a_foreign_engine():
-    import asyncio
-
     with pytest.raises(TypeError):
         asyncio.run(spr.run_code_async("x", EchoEngine()))
+
+
+def test_engine_kind_and_repr(engine):
+    assert engine.kind == "local"
+    assert "venv" in repr(engine)
+
+
+def test_shutdown_then_reuse(engine):
+    eng = spr.LocalEngine(venv_dir=engine.venv_dir, pool_size=1)
+    with eng:
+        eng.warm_up()
+        assert run_code("result = 1", eng).result == 1
+    # shut down by the context manager: used again, it starts new workers
+    assert run_code("result = 2", eng).result == 2
+    eng.shutdown()
+
+
+# --- known bugs (marked `bug`: they fail until fixed) -----------------------------------
+
+
+@pytest.mark.bug
+def test_extra_globals_big_int_is_not_turned_into_a_float(engine):
+    """BUG: an extra_globals integer beyond 64 bits comes back to the code as a float
+    (2**70 -> 1.1805916207174113e+21), silently. docs/POLICY.md says the values are
+    signed 64-bit integers: it should be refused (ValueError naming the key) or exact."""
+    policy = RunnerPolicy(extra_globals={"big": 2**70})
+    try:
+        r = run_code("result = [type(big).__name__, big]", engine, policy=policy)
+    except ValueError as e:
+        assert "big" in str(e)
+        return
+    assert r.result == ["int", 2**70], r.result
+
+
+@pytest.mark.bug
+def test_sandbox_type_error_names_the_key(engine):
+    """BUG: a wrong type in the sandbox table says only 'invalid type: string "x",
+    expected u64', without naming sandbox.max_file_size_mb."""
+    with pytest.raises(ValueError, match="max_file_size_mb"):
+        RunnerPolicy(sandbox={"max_file_size_mb": "x"}).check()
+
+
+@pytest.mark.bug
+def test_nan_refusals_name_where_the_nan_is(engine):
+    """BUG: NaN in input_data or extra_globals is refused with json's bare 'Out of range
+    float values are not JSON compliant': neither the argument nor the key is named."""
+    with pytest.raises(ValueError, match="input_data"):
+        run_code("result = 1", engine, input_data={"a": float("nan")})
+    with pytest.raises(ValueError, match="extra_globals"):
+        run_code("result = 1", engine, policy=RunnerPolicy(extra_globals={"a": float("inf")}))
+
+
+@pytest.mark.bug
+def test_policy_file_missing_at_run_is_file_not_found(engine, tmp_path):
+    """BUG: docs/PYTHON.md says a missing policy file raises FileNotFoundError, and
+    RunnerPolicy.from_file does; run_code(policy_file=...), engine.session(policy_file=...)
+    and a config_path that vanished raise ValueError instead."""
+    missing_path = str(tmp_path / "nope.toml")
+    with pytest.raises(FileNotFoundError):
+        run_code("result = 1", engine, policy_file=missing_path)
+    with pytest.raises(FileNotFoundError):
+        engine.session(policy_file=missing_path)
+    with pytest.raises(FileNotFoundError):
+        run_code("result = 1", engine, policy=RunnerPolicy(config_path=missing_path))
+
+
+@pytest.mark.bug
+def test_check_reads_the_config_path(tmp_path):
+    """BUG: check() 'checks every field now rather than at the first run', but for a
+    policy with config_path it checks nothing: a missing or invalid file passes, and the
+    first run fails."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[policy]\ntimeout_seconds = 0\n")
+    with pytest.raises((ValueError, FileNotFoundError)):
+        RunnerPolicy(config_path=str(tmp_path / "nope.toml")).check()
+    with pytest.raises(ValueError, match="timeout_seconds"):
+        RunnerPolicy(config_path=str(bad)).check()
+
+
+@pytest.mark.bug
+@pytest.mark.parametrize(
+    "code",
+    [
+        # Python's 4300-digit limit on int parsing, lifted in the run, not in the host.
+        "import sys\nsys.set_int_max_str_digits(0)\nresult = 10 ** 5000",
+        # Deeper than the host's json.loads can recurse.
+        "import sys\nsys.setrecursionlimit(100000)\nx = []\nfor _ in range(5000):\n    x = [x]\nresult = x",
+    ],
+    ids=["huge-int", "deep-nesting"],
+)
+def test_a_hostile_result_does_not_raise_in_the_host(engine, code):
+    """BUG: the code decides its result's JSON, and the host's json.loads in
+    RunnerResult._from_json raises on some of it (ValueError: Exceeds the limit (4300
+    digits); RecursionError), so run_code raises in the caller instead of returning a
+    result, against 'whatever happens once the code runs is in the result, never an
+    exception' (the original's AttributeError on a '[1]' result, in a new form)."""
+    r = run_code(code, engine)
+    assert isinstance(r, spr.RunnerResult)
+
+
+def test_writing_a_verdict_to_the_real_stdout_does_not_spoof_the_result(engine):
+    code = (
+        "import sys\n"
+        "sys.__stdout__.write('{\"ok\": true, \"result\": \"SPOOF\"}\\n')\n"
+        "sys.__stdout__.flush()\n"
+        "raise ValueError('real')\n"
+    )
+    r = run_code(code, engine)
+    assert not r.ok and r.error == "ValueError: real" and r.result is None
+
+
+def test_replacing_json_dumps_does_not_spoof_the_result(engine):
+    code = (
+        "import json\n"
+        "json.dumps = lambda *a, **k: '{\"ok\": true, \"result\": \"SPOOFED\"}'\n"
+        "raise ValueError('real')\n"
+    )
+    r = run_code(code, engine)
+    assert not r.ok and r.error == "ValueError: real" and r.result is None
+
+
+def test_result_dict_keys_like_the_original(engine):
+    r = run_code("result = {1: 'a', None: 2, True: 3}", engine)
+    assert r.ok and r.result == {"1": 3, "null": 2}
+
+
+def test_policy_file_that_is_a_directory_is_refused(engine, tmp_path):
+    with pytest.raises(ValueError):
+        RunnerPolicy.from_file(tmp_path)
+    with pytest.raises(ValueError):
+        run_code("result = 1", engine, policy_file=str(tmp_path))
+
+
+def test_policy_file_with_a_sandbox_table(engine, tmp_path):
+    path = tmp_path / "sb.toml"
+    path.write_text("[policy]\ntimeout_seconds = 3\n\n[policy.sandbox]\nmax_file_size_mb = 1\n")
+    p = RunnerPolicy.from_file(path)
+    assert p.timeout_seconds == 3 and p.sandbox.get("max_file_size_mb") == 1
+    r = run_code("import pathlib\npathlib.Path('big').write_bytes(b'x' * (2 * 1024 * 1024))", engine, policy=p)
+    assert not r.ok, r
+
+
+@pytest.mark.bug
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"pool_size": 0}, {"pool_size": -1}, {"max_sessions": 0}, {"preload": ["os; import sys"]}],
+    ids=["pool0", "pool-negative", "max_sessions0", "preload-not-a-module"],
+)
+def test_bad_local_engine_arguments_are_value_errors(engine, kwargs):
+    """BUG: argument refusals of LocalEngine come out as RuntimeError ('pool_size must be
+    at least 1', 'max_sessions must be at least 1', 'preload: ... is not a module name')
+    or OverflowError (a negative pool_size), though the package's rule (src/errors.rs) is
+    ValueError for refused arguments, RuntimeError for failures of the machinery."""
+    with pytest.raises(ValueError):
+        spr.LocalEngine(venv_dir=engine.venv_dir, **kwargs)
+
+
+@pytest.mark.bug
+def test_a_forked_child_can_run_or_fails_promptly(engine):
+    """BUG: once spr's tokio runtime has started in a process, a child forked from it
+    (multiprocessing's default 'fork' start method on Linux before Python 3.14, or
+    os.fork) hangs forever in its first run, even on an engine of its own: the child
+    inherits the runtime's OnceLock but none of its threads. It should either work
+    (re-create the runtime after fork) or raise at once."""
+    assert run_code("result = 1", engine).ok  # the runtime is up in this process
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+
+    def child(venv, q):
+        try:
+            eng = spr.LocalEngine(venv_dir=venv, pool_size=1)
+            q.put(("ok", spr.run_code("result = 2", eng).result))
+        except BaseException as e:  # noqa: BLE001 - report whatever happened
+            q.put(("raised", type(e).__name__))
+
+    proc = ctx.Process(target=child, args=(engine.venv_dir, queue))
+    proc.start()
+    proc.join(20)
+    hung = proc.is_alive()
+    if hung:
+        proc.kill()
+        proc.join(5)
+    assert not hung, "the forked child hung in run_code for 20 s"
+    outcome = queue.get(timeout=5)
+    assert outcome == ("ok", 2) or outcome[0] == "raised", outcome

@@ -131,3 +131,53 @@ def test_async_sessions_in_parallel(engine):
         return await asyncio.gather(*(one(k) for k in range(3)))
 
     assert asyncio.run(main()) == [0, 10, 20]
+
+
+def test_cancelling_a_session_cell_loses_the_session(engine):
+    async def main():
+        s = engine.session(policy=RunnerPolicy(timeout_seconds=30))
+        try:
+            await s.run_async("x = 1")
+            with pytest.raises((asyncio.TimeoutError, asyncio.CancelledError)):
+                await asyncio.wait_for(s.run_async("import time\ntime.sleep(20)"), timeout=0.3)
+            # The cell may be half done: the session is killed rather than reused.
+            with pytest.raises(spr.SessionLostError):
+                await s.run_async("x")
+        finally:
+            s.close()
+        async with engine.session() as other:
+            return await other.run_async("'fine'")
+
+    assert asyncio.run(main()).value == "fine"
+
+
+def test_async_session_errors(engine):
+    async def main():
+        s = engine.session()
+        s.close()
+        with pytest.raises(spr.SessionClosedError):
+            await s.run_async("1")
+
+    asyncio.run(main())
+
+
+def test_sync_and_async_callers_share_one_engine(engine):
+    import threading
+
+    sync_results = []
+
+    def sync_side():
+        for i in range(5):
+            sync_results.append(spr.run_code("result = -i", engine, input_data={"i": i}).result)
+
+    async def main():
+        return await asyncio.gather(
+            *(run_code_async("result = i", engine, input_data={"i": i}) for i in range(10))
+        )
+
+    thread = threading.Thread(target=sync_side)
+    thread.start()
+    results = asyncio.run(main())
+    thread.join()
+    assert [r.result for r in results] == list(range(10))
+    assert sync_results == [0, -1, -2, -3, -4]

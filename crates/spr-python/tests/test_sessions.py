@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import pickle
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import spr
 from spr import RunnerPolicy
+
+from conftest import interrupt_during
 
 IGNORES_INTERRUPTS = (
     "import time\n"
@@ -214,3 +219,129 @@ def test_exceptions_pickle():
         assert cls.__module__ in ("spr", "spr._native"), f"{cls.__name__}.__module__ = {cls.__module__!r}"
         back = pickle.loads(pickle.dumps(cls("m")))
         assert type(back) is cls and back.args == ("m",)
+
+
+def test_a_dropped_session_gives_its_place_back(capped):
+    s = capped.session()
+    s.run("x = 1")
+    del s
+    gc.collect()
+    # The drop closes the session on spr's runtime, in the background: allow it seconds.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            again = capped.session()
+            break
+        except spr.TooManySessionsError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    with again:
+        assert again.run("'reopened'").value == "reopened"
+
+
+def test_ctrl_c_during_a_cell_loses_the_session(engine):
+    s = engine.session(policy=RunnerPolicy(timeout_seconds=30))
+    try:
+        s.run("x = 1")
+        interrupt_during(lambda: s.run("import time\ntime.sleep(20)"))
+        # The cell may be half done: the session is killed rather than reused.
+        with pytest.raises(spr.SessionLostError):
+            s.run("x")
+    finally:
+        s.close()
+    with engine.session() as other:
+        assert other.run("'fine'").value == "fine"
+
+
+def test_sessions_from_many_threads(engine):
+    def one(k):
+        with engine.session() as s:
+            s.run("acc = []")
+            for i in range(5):
+                s.run("acc.append(i)", input_data={"i": k * 10 + i})
+            return s.run("acc").value
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(one, range(4)))
+    assert got == [[k * 10 + i for i in range(5)] for k in range(4)]
+
+
+def test_lost_turns_true_after_an_interrupted_wait(engine):
+    """After Ctrl-C during a cell the session is killed on spr's runtime; ``lost`` says
+    so soon after (not necessarily at the very moment KeyboardInterrupt is raised)."""
+    s = engine.session(policy=RunnerPolicy(timeout_seconds=30))
+    try:
+        interrupt_during(lambda: s.run("import time\ntime.sleep(20)"))
+        # The kill may take a moment on spr's runtime: allow it seconds.
+        deadline = time.monotonic() + 5
+        while not s.lost and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert s.lost, "session.lost is False, yet the next cell raises SessionLostError"
+    finally:
+        s.close()
+
+
+@pytest.mark.bug
+def test_session_input_must_be_a_dict_like_run_code(engine):
+    """BUG: run_code refuses an input_data that is not a dict (ValueError: input_data must
+    be a JSON object), as docs/PYTHON.md says; a session cell takes a list or a string."""
+    with pytest.raises(ValueError):
+        spr.run_code("result = 1", engine, input_data=[1])
+    with engine.session() as s:
+        with pytest.raises(ValueError, match="input_data"):
+            s.run("input_data", input_data=[1])
+
+
+def test_one_session_shared_by_threads_runs_cells_one_at_a_time(engine):
+    with engine.session() as s:
+        s.run("seen = []")
+
+        def cell(i):
+            return s.run("seen.append(i)\nlen(seen)", input_data={"i": i}).value
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            counts = list(pool.map(cell, range(12)))
+        assert sorted(counts) == list(range(1, 13))
+        assert sorted(s.run("seen").value) == list(range(12))
+
+
+def test_memory_error_and_system_exit_keep_the_session(engine):
+    with engine.session(policy=RunnerPolicy(memory_limit_mb=128)) as s:
+        s.run("keep = 7")
+        r = s.run("x = bytearray(400 * 1024 * 1024)")
+        assert not r.ok and r.resource_exceeded and not r.session_lost, r
+        r = s.run("import sys\nsys.exit(4)")
+        assert (r.ok, r.exit_code, r.error, r.session_lost) == (False, 4, "SystemExit: 4", False)
+        r = s.run("raise SystemExit")
+        assert r.ok and r.exit_code == 0
+        assert s.run("keep").value == 7
+        assert s.policy.memory_limit_mb == 128
+
+
+@pytest.mark.parametrize(
+    "expr, value",
+    [
+        ("{1, 2}", "{1, 2}"),
+        ("float('nan')", "NaN"),
+        ("float('-inf')", "-Infinity"),
+        ("(1, 2)", [1, 2]),
+        ("None", None),
+        ("[True, 2 ** 70]", [True, 2**70]),
+    ],
+)
+def test_values_json_cannot_hold_come_back_as_text(engine, expr, value):
+    with engine.session() as s:
+        r = s.run(expr)
+        assert r.ok and r.value == value, r
+
+
+def test_a_session_policy_file_is_read_once(engine, tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[policy]\nblocked_imports = ["json"]\n')
+    with engine.session(policy_file=str(path)) as s:
+        assert s.run("import json").error == "ImportError: Import 'json' is blocked by policy"
+        path.write_text("[policy]\nblocked_imports = []\n")
+        # fixed for the session's life, unlike a one-shot run's config_path
+        assert s.run("import json").error == "ImportError: Import 'json' is blocked by policy"
+    assert spr.run_code("import json\nresult = 1", engine, policy_file=str(path)).ok

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import _thread
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from spr import RunnerPolicy, run_code
+
+from conftest import interrupt_during
 
 THREADS = 12
 RUNS_PER_THREAD = 8
@@ -79,15 +78,11 @@ def test_errors_in_threads_do_not_leak_into_other_threads(engine):
 
 
 def test_ctrl_c_interrupts_a_blocking_run_and_the_engine_still_works(engine):
-    assert threading.current_thread() is threading.main_thread()
-    timer = threading.Timer(0.5, _thread.interrupt_main)
     started = time.monotonic()
-    timer.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_code("import time\ntime.sleep(20)", engine, policy=RunnerPolicy(timeout_seconds=30))
-    finally:
-        timer.cancel()
+    interrupt_during(
+        lambda: run_code("import time\ntime.sleep(20)", engine, policy=RunnerPolicy(timeout_seconds=30)),
+        after=0.5,
+    )
     elapsed = time.monotonic() - started
     assert elapsed < 10, f"KeyboardInterrupt took {elapsed:.1f}s"
     r = run_code("result = 'alive'", engine)
@@ -99,13 +94,9 @@ def test_ctrl_c_kills_the_run(engine):
     (as many as the pool has workers), a new run still gets a worker long before those
     runs' own 30 s timeouts would have freed one."""
     for _ in range(2):
-        timer = threading.Timer(0.3, _thread.interrupt_main)
-        timer.start()
-        try:
-            with pytest.raises(KeyboardInterrupt):
-                run_code("while True:\n    pass", engine, policy=RunnerPolicy(timeout_seconds=30))
-        finally:
-            timer.cancel()
+        interrupt_during(
+            lambda: run_code("while True:\n    pass", engine, policy=RunnerPolicy(timeout_seconds=30))
+        )
     started = time.monotonic()
     r = run_code("result = 'next'", engine, policy=RunnerPolicy(timeout_seconds=30))
     elapsed = time.monotonic() - started
