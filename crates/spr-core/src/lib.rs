@@ -27,7 +27,10 @@ mod engine;
 mod run;
 mod session;
 
-pub use engine::{CellFuture, Engine, EngineFuture, EngineSession, OpenSessionFuture};
+pub use engine::{
+    CellFuture, Engine, EngineFuture, EngineSession, OpenSessionFuture, ShutdownFuture,
+    WarmUpError, WarmUpFuture,
+};
 pub use run::{
     run_code, run_code_blocking, run_code_json, run_code_json_blocking, run_code_with,
     run_code_with_blocking, PolicySource, RunError, MAX_INPUT_DEPTH,
@@ -39,8 +42,8 @@ pub use spr_policy::{
     Value, MAX_POLICY_FILE_BYTES, PROTECTION_NAMES,
 };
 pub use spr_protocol::{
-    AttachmentError, Attachments, FileEncoding, FileIn, FileOut, Json, JsonKind, Output,
-    PathProblem, RunnerResult, SandboxReceipt, SessionError, DEFAULT_MAX_SESSIONS,
+    default_pool_size, AttachmentError, Attachments, FileEncoding, FileIn, FileOut, Json, JsonKind,
+    Output, PathProblem, RunnerResult, SandboxReceipt, SessionError, DEFAULT_MAX_SESSIONS,
     DEFAULT_SESSION_TTL_SECONDS, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT, MAX_COLLECT_GLOBS,
     MAX_FILES_IN, MAX_FILES_IN_BYTES, MAX_FILES_OUT, MAX_FILES_OUT_BYTES, MAX_OUTPUTS,
     MAX_OUTPUTS_BYTES, MAX_SESSION_TTL_SECONDS,
