@@ -10,6 +10,28 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Making an engine is cheap, as in wasmtime: `new` only checks the configuration and
+//! touches nothing. The local engine prepares itself (Python, the venv, its packages, the
+//! sandbox probe) on first use, or when asked: [`LocalEngine::prepare`] for its own error
+//! type, [`Engine::warm_up`] (which also starts the pool) through the trait.
+//!
+//! ```no_run
+//! use spr_core::{Engine, LocalEngine, LocalEngineConfig, WarmUpError};
+//! use std::sync::Arc;
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = LocalEngineConfig::new("/tmp/spr-venv");
+//! config.pool_size = Some(2); // None: default_pool_size(), min(cores, 4)
+//! let engine: Arc<dyn Engine> = Arc::new(LocalEngine::new(config)?);
+//! match engine.warm_up().await {
+//!     Ok(()) => {}
+//!     // Runs would report the same, as results with exit code 125.
+//!     Err(WarmUpError::Prepare(e)) => return Err(e.into()),
+//!     Err(e) => eprintln!("the workers will start on first use: {e}"),
+//! }
+//! engine.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
 //! Numbers cross exactly at any size: `result.result` is the JSON text Python wrote, and
 //! [`run_code_json`] takes the input as JSON text too.
 //!
