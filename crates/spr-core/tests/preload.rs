@@ -278,6 +278,9 @@ async fn a_module_that_raises_at_import_is_a_clear_engine_error() {
         ),
         "{text}"
     );
+    // Through the trait, a prepared engine whose workers do not start is `Workers`.
+    let err = spr_core::Engine::warm_up(&engine).await.unwrap_err();
+    assert!(matches!(err, spr_core::WarmUpError::Workers(_)), "{err:?}");
     // A run says the same, and does not hang or loop: each attempt is one worker start.
     let r = run_on(&engine, "result = 1", RunnerPolicy::default()).await;
     assert!(!r.ok);
