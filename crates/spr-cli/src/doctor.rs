@@ -259,24 +259,24 @@ async fn probe_worker(args: &DoctorArgs) -> Probe {
         return probe;
     };
     let mut config = LocalEngineConfig::new(venv_dir);
-    config.pool_size = 1;
+    config.pool_size = Some(1);
     if let Some(manager) = args.venv_manager {
         config.venv_manager = manager.into();
     }
     if let Some(mode) = args.sandbox {
         config.sandbox = mode.into();
     }
-    let engine = match tokio::task::spawn_blocking(move || LocalEngine::new(config)).await {
-        Ok(Ok(engine)) => engine,
-        Ok(Err(e)) => {
-            probe.error = Some(format!("the local engine could not start: {e}"));
-            return probe;
-        }
+    let engine = match LocalEngine::new(config) {
+        Ok(engine) => engine,
         Err(e) => {
             probe.error = Some(format!("the local engine could not start: {e}"));
             return probe;
         }
     };
+    if let Err(e) = engine.prepare().await {
+        probe.error = Some(format!("the local engine could not start: {e}"));
+        return probe;
+    }
     let policy = RunnerPolicy {
         blocked_imports: vec![],
         blocked_builtins: vec![],

@@ -4,10 +4,11 @@
 use crate::error::CliError;
 use clap::{Args, ValueEnum};
 use spr_core::{
-    DockerEngine, DockerEngineConfig, Engine, EngineFuture, LocalEngine, LocalEngineConfig,
-    RunnerPolicy, SandboxMode, VenvManager,
+    DockerEngine, DockerEngineConfig, Engine, LocalEngine, LocalEngineConfig, SandboxMode,
+    VenvManager,
 };
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Which engine runs the code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -185,7 +186,8 @@ pub struct EngineOpts {
     /// loaded; each run still imports it itself, under its policy. Repeatable.
     #[arg(long = "preload", value_name = "MOD")]
     pub preload: Vec<String>,
-    /// Number of warm workers (containers for --engine docker).
+    /// Number of warm workers (containers for --engine docker), at least 1 [default:
+    /// min(cores, 4); spr run: 1].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub pool_size: Option<u16>,
     /// Sessions that may be open at once (each holds a sandboxed interpreter of its
@@ -245,15 +247,18 @@ impl EngineOpts {
         }
     }
 
-    /// Build the engine. Local engine preparation may create a venv and install
-    /// packages, so it runs on the blocking pool. `default_pool` applies when
-    /// `--pool-size` is not given (`run` needs a single worker, `serve` a pool).
+    /// Build the engine, ready to run: a local engine is prepared here (its venv
+    /// created and its packages installed when missing), so that a failure there is
+    /// the command's; a Docker engine contacts its daemon on first use. `default_pool`
+    /// applies when `--pool-size` is not given (`run` needs a single worker, `serve` a
+    /// pool).
     pub async fn build(
         &self,
         conn: &DockerConnOpts,
         default_pool: Option<usize>,
-    ) -> Result<CliEngine, CliError> {
+    ) -> Result<Arc<dyn Engine>, CliError> {
         let pool_size = self.pool_size.map(usize::from).or(default_pool);
+        let max_sessions = self.max_sessions.map(usize::from);
         match self.engine {
             EngineKind::Local => {
                 let venv_dir = match &self.venv_dir {
@@ -273,23 +278,16 @@ impl EngineOpts {
                 if let Some(mode) = self.sandbox {
                     config.sandbox = mode.into();
                 }
-                if let Some(n) = pool_size {
-                    config.pool_size = n;
-                }
-                if let Some(n) = self.max_sessions {
-                    config.max_sessions = usize::from(n);
-                }
-                let engine = tokio::task::spawn_blocking(move || LocalEngine::new(config))
-                    .await
-                    .map_err(|e| {
-                        CliError::infrastructure("the local engine could not be prepared")
-                            .caused_by(e)
-                    })?
-                    .map_err(|e| {
-                        CliError::infrastructure("the local engine could not be prepared")
-                            .caused_by(e)
-                    })?;
-                Ok(CliEngine::Local(engine))
+                config.pool_size = pool_size;
+                config.max_sessions = max_sessions;
+                // Refused options are reported as they were when `new` prepared the
+                // venv too: the exit code (125) is a contract.
+                let not_prepared = |e| {
+                    CliError::infrastructure("the local engine could not be prepared").caused_by(e)
+                };
+                let engine = LocalEngine::new(config).map_err(not_prepared)?;
+                engine.prepare().await.map_err(not_prepared)?;
+                Ok(Arc::new(engine))
             }
             EngineKind::Docker => {
                 let config = DockerEngineConfig {
@@ -297,14 +295,21 @@ impl EngineOpts {
                     packages: self.docker_packages.clone(),
                     preload: self.preload.clone(),
                     pool_size,
-                    max_sessions: self.max_sessions.map(usize::from),
+                    max_sessions,
                     ..conn.docker_config()
                 };
                 let engine = DockerEngine::new(config)
                     .map_err(|e| CliError::usage("invalid Docker engine options").caused_by(e))?;
-                Ok(CliEngine::Docker(engine))
+                Ok(Arc::new(engine))
             }
         }
+    }
+
+    /// Whether a server starts the engine's pool before its first request: the local
+    /// engine's workers, yes; Docker containers are started by the runs that need them
+    /// (a server does not fill a daemon with containers it may never use).
+    pub fn warms_up(&self) -> bool {
+        self.engine == EngineKind::Local
     }
 
     /// How many runs `serve` keeps in flight: the engine's pool, so requests queue in
@@ -312,17 +317,9 @@ impl EngineOpts {
     pub fn concurrency(&self) -> usize {
         match self.pool_size {
             Some(n) => usize::from(n),
-            None => spr_default_pool_size(),
+            None => spr_core::default_pool_size(),
         }
     }
-}
-
-/// `min(cores, 4)`, the engines' own default pool size.
-fn spr_default_pool_size() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(4)
 }
 
 /// `$SPR_VENV_DIR`, else `$XDG_CACHE_HOME/spr/venv`, else `~/.cache/spr/venv`.
@@ -340,71 +337,20 @@ pub fn default_venv_dir() -> Option<PathBuf> {
     var("HOME").map(|home| PathBuf::from(home).join(".cache").join("spr").join("venv"))
 }
 
-/// The engine a command runs on. An enum rather than `Box<dyn Engine>` because
-/// `shutdown` is an inherent method of each engine, not part of the trait.
-#[derive(Debug)]
-pub enum CliEngine {
-    Local(LocalEngine),
-    Docker(DockerEngine),
-}
-
-impl CliEngine {
-    /// Start the warm workers now, so the first requests do not pay for them. A failure
-    /// is not fatal here: each run reports it in its own result.
-    pub async fn warm_up(&self) {
-        if let CliEngine::Local(engine) = self {
-            if let Err(e) = engine.warm_up().await {
-                crate::output::stderr(&format!("spr: warning: could not warm up workers: {e}\n"));
-            }
+/// Start the engine's warm workers now, so the first requests do not pay for them. A
+/// failure is not fatal: each run reports it in its own result.
+pub async fn warm_up(engine: &dyn Engine) {
+    if let Err(e) = engine.warm_up().await {
+        let mut text = e.to_string();
+        let mut next = std::error::Error::source(&e);
+        while let Some(cause) = next {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            next = cause.source();
         }
-    }
-
-    pub async fn shutdown(&self) {
-        match self {
-            CliEngine::Local(engine) => engine.shutdown().await,
-            CliEngine::Docker(engine) => engine.shutdown().await,
-        }
-    }
-}
-
-impl Engine for CliEngine {
-    fn name(&self) -> &'static str {
-        match self {
-            CliEngine::Local(e) => e.name(),
-            CliEngine::Docker(e) => e.name(),
-        }
-    }
-
-    fn execute<'a>(
-        &'a self,
-        code: &'a str,
-        input_data: &'a spr_core::Json,
-        policy: &'a RunnerPolicy,
-    ) -> EngineFuture<'a> {
-        match self {
-            CliEngine::Local(e) => e.execute(code, input_data, policy),
-            CliEngine::Docker(e) => e.execute(code, input_data, policy),
-        }
-    }
-
-    fn open_session<'a>(&'a self, policy: &'a RunnerPolicy) -> spr_core::OpenSessionFuture<'a> {
-        match self {
-            CliEngine::Local(e) => Engine::open_session(e, policy),
-            CliEngine::Docker(e) => Engine::open_session(e, policy),
-        }
-    }
-
-    fn execute_with<'a>(
-        &'a self,
-        code: &'a str,
-        input_data: &'a spr_core::Json,
-        policy: &'a RunnerPolicy,
-        attachments: &'a spr_core::Attachments,
-    ) -> EngineFuture<'a> {
-        match self {
-            CliEngine::Local(e) => e.execute_with(code, input_data, policy, attachments),
-            CliEngine::Docker(e) => e.execute_with(code, input_data, policy, attachments),
-        }
+        crate::output::stderr(&format!(
+            "spr: warning: could not warm up workers: {text}\n"
+        ));
     }
 }
 

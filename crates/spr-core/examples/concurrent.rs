@@ -9,6 +9,7 @@ async fn demo() -> Result<Vec<Json>, Box<dyn std::error::Error>> {
     let engine = Arc::new(LocalEngine::new(LocalEngineConfig::new(
         std::env::temp_dir().join("spr-example-venv"),
     ))?);
+    // Prepare the engine (the venv) and start every worker before the clock starts.
     engine.warm_up().await?;
     let started = std::time::Instant::now();
     let mut tasks = Vec::new();

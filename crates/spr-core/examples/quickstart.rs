@@ -5,8 +5,10 @@
 use spr_core::{run_code, Json, LocalEngine, LocalEngineConfig, PolicySource, RunnerPolicy};
 
 async fn demo() -> Result<Json, Box<dyn std::error::Error>> {
-    // The engine is created once: it prepares the venv and keeps warm workers.
+    // The engine is created once (cheap: it only checks the configuration), then
+    // prepared: the venv is created if need be. Without `prepare`, the first run does it.
     let engine = LocalEngine::new(LocalEngineConfig::new(example_venv()))?;
+    engine.prepare().await?;
     let policy = RunnerPolicy {
         timeout_seconds: 5,
         memory_limit_mb: 128,

@@ -17,6 +17,35 @@ pub type OpenSessionFuture<'a> =
 pub type CellFuture<'a> =
     Pin<Box<dyn Future<Output = Result<RunnerResult, SessionError>> + Send + 'a>>;
 
+/// The future of warming an engine up.
+pub type WarmUpFuture<'a> = Pin<Box<dyn Future<Output = Result<(), WarmUpError>> + Send + 'a>>;
+/// The future of shutting an engine down.
+pub type ShutdownFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Why [`Engine::warm_up`] failed. Nothing is lost by it: the engine stays usable and
+/// its runs report the same failure in their own results (exit code 125).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WarmUpError {
+    /// The local engine could not be prepared (Python, the venv, its packages, the
+    /// engine's directory, the sandbox); [`spr_engine_local::LocalEngine::prepare`]
+    /// tries again on the next call.
+    #[cfg(feature = "local")]
+    #[error("the local engine could not be prepared")]
+    Prepare(#[source] spr_engine_local::LocalEngineError),
+    /// The local engine is prepared but its warm workers did not start.
+    #[cfg(feature = "local")]
+    #[error("the local engine's workers could not start")]
+    Workers(#[source] spr_engine_local::LocalEngineError),
+    /// The Docker engine could not resolve or build its image, or start its pool.
+    #[cfg(feature = "docker")]
+    #[error("the Docker engine's pool could not start")]
+    Docker(#[source] spr_engine_docker::DockerAdminError),
+    /// Another engine's failure.
+    #[error("the engine could not warm up")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// An open session of an engine: one sandboxed interpreter whose globals, imports and
 /// files persist from one run to the next. Dropping it ends it.
 pub trait EngineSession: Send + Sync {
@@ -73,12 +102,36 @@ pub trait Engine: Send + Sync {
 
     /// Open a session under an already-resolved `policy`, fixed for its life.
     fn open_session<'a>(&'a self, policy: &'a RunnerPolicy) -> OpenSessionFuture<'a>;
+
+    /// Do now what the first runs would otherwise wait for: the local engine prepares
+    /// itself and starts its pool of workers, the Docker engine resolves (or builds) its
+    /// image and starts its pool of containers for the default policy. Engines do all of
+    /// it lazily without this; the default does nothing.
+    fn warm_up(&self) -> WarmUpFuture<'_> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Stop the engine's idle workers (containers) and what it holds open. The engine
+    /// stays usable: a later run starts new ones. The default does nothing.
+    fn shutdown(&self) -> ShutdownFuture<'_> {
+        Box::pin(async {})
+    }
+}
+
+/// An engine behind `dyn` shows its name (the engines' own `Debug` is what their
+/// concrete types print).
+impl std::fmt::Debug for dyn Engine + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("name", &self.name())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Every engine type has the same inherent `run` and `open_session`, and its session
 /// type the same `run`, `is_lost` and `close`; the traits only forward to them.
 macro_rules! forward_engine {
-    ($ty:ty, $session:ty, $name:literal) => {
+    ($ty:ty, $session:ty, $name:literal, $warm_up:expr) => {
         impl Engine for $ty {
             fn name(&self) -> &'static str {
                 $name
@@ -99,6 +152,14 @@ macro_rules! forward_engine {
                     let session = <$ty>::open_session(self, policy).await?;
                     Ok(Box::new(session) as Box<dyn EngineSession>)
                 })
+            }
+
+            fn warm_up(&self) -> WarmUpFuture<'_> {
+                Box::pin($warm_up(self))
+            }
+
+            fn shutdown(&self) -> ShutdownFuture<'_> {
+                Box::pin(<$ty>::shutdown(self))
             }
         }
 
@@ -131,14 +192,33 @@ macro_rules! forward_engine {
 forward_engine!(
     spr_engine_local::LocalEngine,
     spr_engine_local::LocalSession,
-    "local"
+    "local",
+    warm_up_local
 );
 #[cfg(feature = "docker")]
 forward_engine!(
     spr_engine_docker::DockerEngine,
     spr_engine_docker::DockerSession,
-    "docker"
+    "docker",
+    warm_up_docker
 );
+
+/// Prepare (a failure there is [`WarmUpError::Prepare`]), then start the workers.
+#[cfg(feature = "local")]
+async fn warm_up_local(engine: &spr_engine_local::LocalEngine) -> Result<(), WarmUpError> {
+    engine.prepare().await.map_err(WarmUpError::Prepare)?;
+    engine.warm_up().await.map_err(WarmUpError::Workers)
+}
+
+/// The image, then a full pool for the default policy (the pool key most runs use).
+#[cfg(feature = "docker")]
+async fn warm_up_docker(engine: &spr_engine_docker::DockerEngine) -> Result<(), WarmUpError> {
+    engine
+        .prewarm(&RunnerPolicy::default())
+        .await
+        .map(|_| ())
+        .map_err(WarmUpError::Docker)
+}
 
 impl<E: Engine + ?Sized> Engine for std::sync::Arc<E> {
     fn name(&self) -> &'static str {
@@ -156,6 +236,14 @@ impl<E: Engine + ?Sized> Engine for std::sync::Arc<E> {
 
     fn open_session<'a>(&'a self, policy: &'a RunnerPolicy) -> OpenSessionFuture<'a> {
         (**self).open_session(policy)
+    }
+
+    fn warm_up(&self) -> WarmUpFuture<'_> {
+        (**self).warm_up()
+    }
+
+    fn shutdown(&self) -> ShutdownFuture<'_> {
+        (**self).shutdown()
     }
 
     fn execute_with<'a>(

@@ -10,6 +10,28 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Making an engine is cheap, as in wasmtime: `new` only checks the configuration and
+//! touches nothing. The local engine prepares itself (Python, the venv, its packages, the
+//! sandbox probe) on first use, or when asked: [`LocalEngine::prepare`] for its own error
+//! type, [`Engine::warm_up`] (which also starts the pool) through the trait.
+//!
+//! ```no_run
+//! use spr_core::{Engine, LocalEngine, LocalEngineConfig, WarmUpError};
+//! use std::sync::Arc;
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = LocalEngineConfig::new("/tmp/spr-venv");
+//! config.pool_size = Some(2); // None: default_pool_size(), min(cores, 4)
+//! let engine: Arc<dyn Engine> = Arc::new(LocalEngine::new(config)?);
+//! match engine.warm_up().await {
+//!     Ok(()) => {}
+//!     // Runs would report the same, as results with exit code 125.
+//!     Err(WarmUpError::Prepare(e)) => return Err(e.into()),
+//!     Err(e) => eprintln!("the workers will start on first use: {e}"),
+//! }
+//! engine.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
 //! Numbers cross exactly at any size: `result.result` is the JSON text Python wrote, and
 //! [`run_code_json`] takes the input as JSON text too.
 //!
@@ -27,7 +49,10 @@ mod engine;
 mod run;
 mod session;
 
-pub use engine::{CellFuture, Engine, EngineFuture, EngineSession, OpenSessionFuture};
+pub use engine::{
+    CellFuture, Engine, EngineFuture, EngineSession, OpenSessionFuture, ShutdownFuture,
+    WarmUpError, WarmUpFuture,
+};
 pub use run::{
     run_code, run_code_blocking, run_code_json, run_code_json_blocking, run_code_with,
     run_code_with_blocking, PolicySource, RunError, MAX_INPUT_DEPTH,
@@ -39,8 +64,8 @@ pub use spr_policy::{
     Value, MAX_POLICY_FILE_BYTES, PROTECTION_NAMES,
 };
 pub use spr_protocol::{
-    AttachmentError, Attachments, FileEncoding, FileIn, FileOut, Json, JsonKind, Output,
-    PathProblem, RunnerResult, SandboxReceipt, SessionError, DEFAULT_MAX_SESSIONS,
+    default_pool_size, AttachmentError, Attachments, FileEncoding, FileIn, FileOut, Json, JsonKind,
+    Output, PathProblem, RunnerResult, SandboxReceipt, SessionError, DEFAULT_MAX_SESSIONS,
     DEFAULT_SESSION_TTL_SECONDS, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT, MAX_COLLECT_GLOBS,
     MAX_FILES_IN, MAX_FILES_IN_BYTES, MAX_FILES_OUT, MAX_FILES_OUT_BYTES, MAX_OUTPUTS,
     MAX_OUTPUTS_BYTES, MAX_SESSION_TTL_SECONDS,

@@ -46,7 +46,7 @@ fn engine_with(mode: SandboxMode) -> Option<LocalEngine> {
     }
     let mut config = LocalEngineConfig::new(venv.expect("checked"));
     config.venv_manager = VenvManager::Python;
-    config.pool_size = 1;
+    config.pool_size = Some(1);
     config.sandbox = mode;
     Some(LocalEngine::new(config).expect("an engine over the data-stack venv"))
 }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 fn engine_for(venv: PathBuf, mode: SandboxMode) -> LocalEngine {
     let mut config = LocalEngineConfig::new(venv);
     config.venv_manager = VenvManager::Python;
-    config.pool_size = 1;
+    config.pool_size = Some(1);
     config.sandbox = mode;
     LocalEngine::new(config).expect("the venv can be prepared")
 }

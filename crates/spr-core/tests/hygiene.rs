@@ -33,7 +33,7 @@ fn permissive(timeout_seconds: u64) -> RunnerPolicy {
 fn config(pool_size: usize, mode: SandboxMode) -> LocalEngineConfig {
     let mut config = LocalEngineConfig::new(common::shared_venv());
     config.venv_manager = VenvManager::Python;
-    config.pool_size = pool_size;
+    config.pool_size = Some(pool_size);
     config.sandbox = mode;
     config
 }
@@ -858,10 +858,15 @@ result = out
 
 /// A venv of its own (its `bin` is made unreadable for a moment): a pyvenv.cfg and a
 /// `bin/python` pointing at the shared venv's interpreter.
-fn private_venv(dir: &Path) -> PathBuf {
+async fn private_venv(dir: &Path) -> PathBuf {
     let shared = common::shared_venv();
-    // The shared venv exists once an engine was made on it.
-    drop(LocalEngine::new(config(1, SandboxMode::Off)).unwrap());
+    // The shared venv exists once an engine on it was prepared.
+    let engine = LocalEngine::new(config(1, SandboxMode::Off)).unwrap();
+    engine
+        .prepare()
+        .await
+        .expect("the test venv can be prepared");
+    drop(engine);
     let venv = dir.join("venv");
     std::fs::create_dir_all(venv.join("bin")).unwrap();
     std::fs::copy(shared.join("pyvenv.cfg"), venv.join("pyvenv.cfg")).unwrap();
@@ -876,7 +881,7 @@ async fn a_worker_start_that_fails_is_an_engine_error_never_a_weaker_sandbox() {
         return;
     }
     let dir = test_dir("transient");
-    let venv = private_venv(&dir);
+    let venv = private_venv(&dir).await;
     let mut cfg = config(1, SandboxMode::Auto);
     cfg.venv_dir = venv.clone();
     let engine = LocalEngine::new(cfg).unwrap();

@@ -71,7 +71,7 @@ fn permissive(timeout_seconds: u64) -> RunnerPolicy {
 fn engine_with(mode: SandboxMode) -> LocalEngine {
     let mut config = LocalEngineConfig::new(common::shared_venv());
     config.venv_manager = VenvManager::Python;
-    config.pool_size = 1;
+    config.pool_size = Some(1);
     config.sandbox = mode;
     LocalEngine::new(config).expect("the test venv can be prepared")
 }

@@ -568,7 +568,7 @@ async fn a_worker_that_stops_answering_reports_the_time_the_host_waited() {
         .join(format!("spr-wedged-{}", std::process::id()));
     let mut config = spr_core::LocalEngineConfig::new(common::shared_venv());
     config.venv_manager = spr_core::VenvManager::Python;
-    config.pool_size = 1;
+    config.pool_size = Some(1);
     config.sandbox = spr_core::SandboxMode::Off;
     config.scratch_dir = Some(scratch.clone());
     let engine = spr_core::LocalEngine::new(config).unwrap();
@@ -779,7 +779,7 @@ async fn what_a_run_leaves_next_to_its_directory_is_gone_before_the_next_run() {
     for mode in [spr_core::SandboxMode::Auto, spr_core::SandboxMode::Off] {
         let mut config = spr_core::LocalEngineConfig::new(common::shared_venv());
         config.venv_manager = spr_core::VenvManager::Python;
-        config.pool_size = 1;
+        config.pool_size = Some(1);
         config.sandbox = mode;
         let engine = spr_core::LocalEngine::new(config).unwrap();
         let write = "open('../left-behind', 'w').write('x')";
@@ -809,7 +809,7 @@ async fn a_dropped_run_is_killed_and_its_worker_replaced() {
     let beat = dir.join("beat");
     let mut config = spr_core::LocalEngineConfig::new(common::shared_venv());
     config.venv_manager = spr_core::VenvManager::Python;
-    config.pool_size = 1;
+    config.pool_size = Some(1);
     let engine = spr_core::LocalEngine::new(config).unwrap();
     let mut policy = permissive();
     policy.timeout_seconds = 60;

@@ -29,14 +29,15 @@ fn datastack() -> Option<PathBuf> {
 
 fn engine(venv: PathBuf, preload: &[&str]) -> Result<LocalEngine, LocalEngineError> {
     let mut config = LocalEngineConfig::new(venv);
-    config.pool_size = 1;
+    config.pool_size = Some(1);
     config.preload = preload.iter().map(|s| s.to_string()).collect();
     LocalEngine::new(config)
 }
 
 /// The engine runs with the kernel sandbox (namespaces, Landlock, seccomp; a cgroup only
 /// where one is writable), a failure under CI when it does not.
-fn sandboxed(engine: &LocalEngine) -> bool {
+async fn sandboxed(engine: &LocalEngine) -> bool {
+    engine.prepare().await.expect("the engine can be prepared");
     let full = engine.sandbox_support().is_some_and(|s| {
         [
             "user_namespace",
@@ -63,7 +64,7 @@ fn result_of(r: &spr_core::RunnerResult) -> serde_json::Value {
 async fn preloaded_pandas_and_numpy_are_usable_and_counted_by_the_worker() {
     let Some(venv) = datastack() else { return };
     let engine = engine(venv, &["pandas", "numpy"]).unwrap();
-    if !sandboxed(&engine) {
+    if !sandboxed(&engine).await {
         return;
     }
     let policy = RunnerPolicy::default();
@@ -95,7 +96,7 @@ result = before + [int(df.a.sum()), float(np.linalg.norm(np.array([3.0, 4.0])))]
 async fn what_a_run_changes_in_preloaded_modules_never_reaches_the_next() {
     let Some(venv) = datastack() else { return };
     let engine = engine(venv, &["pandas", "numpy"]).unwrap();
-    if !sandboxed(&engine) {
+    if !sandboxed(&engine).await {
         return;
     }
     let policy = RunnerPolicy::default();
@@ -145,7 +146,7 @@ result = [
 async fn a_preloaded_module_the_policy_blocks_stays_blocked() {
     let Some(venv) = datastack() else { return };
     let engine = engine(venv, &["pandas"]).unwrap();
-    if !sandboxed(&engine) {
+    if !sandboxed(&engine).await {
         return;
     }
     let mut policy = RunnerPolicy::default();
@@ -202,7 +203,7 @@ result = out
 async fn a_run_gets_its_policys_memory_on_top_of_the_preload() {
     let Some(venv) = datastack() else { return };
     let engine = engine(venv, &["pandas", "matplotlib.pyplot"]).unwrap();
-    if !sandboxed(&engine) {
+    if !sandboxed(&engine).await {
         return;
     }
     let policy = RunnerPolicy::default(); // 256 MiB
@@ -248,7 +249,11 @@ fn a_bad_module_name_is_refused_when_the_engine_is_made() {
 async fn a_module_that_raises_at_import_is_a_clear_engine_error() {
     // A module of our own in the tests' venv, that fails as a broken package would.
     let plain = common::engine();
-    let python = plain.python().to_path_buf();
+    plain
+        .prepare()
+        .await
+        .expect("the test venv can be prepared");
+    let python = plain.python().expect("prepared").to_path_buf();
     plain.shutdown().await;
     let out = std::process::Command::new(&python)
         .args([
@@ -273,6 +278,9 @@ async fn a_module_that_raises_at_import_is_a_clear_engine_error() {
         ),
         "{text}"
     );
+    // Through the trait, a prepared engine whose workers do not start is `Workers`.
+    let err = spr_core::Engine::warm_up(&engine).await.unwrap_err();
+    assert!(matches!(err, spr_core::WarmUpError::Workers(_)), "{err:?}");
     // A run says the same, and does not hang or loop: each attempt is one worker start.
     let r = run_on(&engine, "result = 1", RunnerPolicy::default()).await;
     assert!(!r.ok);

@@ -23,7 +23,7 @@ fn permissive() -> RunnerPolicy {
 fn engine_with(mode: SandboxMode) -> LocalEngine {
     let mut config = LocalEngineConfig::new(common::shared_venv());
     config.venv_manager = VenvManager::Python;
-    config.pool_size = 2;
+    config.pool_size = Some(2);
     config.sandbox = mode;
     LocalEngine::new(config).expect("the test venv can be prepared")
 }
@@ -311,8 +311,10 @@ async fn require_mode_refuses_to_start_without_the_full_sandbox_and_starts_with_
     let mut config = LocalEngineConfig::new(common::shared_venv());
     config.venv_manager = VenvManager::Python;
     config.sandbox = SandboxMode::Require;
-    match LocalEngine::new(config) {
-        Ok(engine) => {
+    // `new` only checks the configuration; the sandbox is probed by the preparation.
+    let engine = LocalEngine::new(config).expect("the configuration is valid");
+    match engine.prepare().await {
+        Ok(()) => {
             assert!(s.missing().is_empty());
             let r = run_code("result = 1", &engine, None, PolicySource::Default)
                 .await
@@ -323,6 +325,12 @@ async fn require_mode_refuses_to_start_without_the_full_sandbox_and_starts_with_
         Err(e) => {
             assert!(!s.missing().is_empty());
             assert!(e.to_string().contains("the sandbox is required"), "{e}");
+            // A run says the same, as an engine error.
+            let r = run_code("result = 1", &engine, None, PolicySource::Default)
+                .await
+                .unwrap();
+            assert_eq!(r.exit_code, spr_core::EXIT_INFRASTRUCTURE);
+            assert!(r.error.unwrap().contains("the sandbox is required"));
         }
     }
 }

@@ -209,8 +209,8 @@ async fn an_idle_session_expires_after_its_ttl() {
 async fn the_engine_caps_open_sessions() {
     let mut config = LocalEngineConfig::new(common::shared_venv());
     config.venv_manager = VenvManager::Python;
-    config.pool_size = 1;
-    config.max_sessions = 2;
+    config.pool_size = Some(1);
+    config.max_sessions = Some(2);
     let s = sessions(LocalEngine::new(config).unwrap());
     let a = s.create(PolicySource::Default, None).await.unwrap();
     let _b = s.create(PolicySource::Default, None).await.unwrap();
@@ -293,8 +293,8 @@ async fn files_in_a_session_persist_and_traversal_is_refused() {
 async fn a_lost_session_gives_its_place_back_at_once() {
     let mut config = LocalEngineConfig::new(common::shared_venv());
     config.venv_manager = VenvManager::Python;
-    config.pool_size = 1;
-    config.max_sessions = 1;
+    config.pool_size = Some(1);
+    config.max_sessions = Some(1);
     let s = sessions(LocalEngine::new(config).unwrap());
     let id = s.create(policy(30), None).await.unwrap();
     s.run(&id, "import os", None).await.unwrap();

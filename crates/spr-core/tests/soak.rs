@@ -170,7 +170,7 @@ fn signal(pid: i32, sig: &str) {
 async fn ten_thousand_mixed_runs_with_workers_killed_stopped_and_paused() {
     let mut config = LocalEngineConfig::new(common::shared_venv());
     config.venv_manager = VenvManager::Python;
-    config.pool_size = 2;
+    config.pool_size = Some(2);
     let engine = Arc::new(LocalEngine::new(config).expect("the engine starts"));
     let private_dirs = |marker: u32| -> Vec<std::path::PathBuf> {
         std::fs::read_dir(std::env::temp_dir())

@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 pub(crate) const DEFAULT_MAX_RUNS: u32 = 25;
 pub(crate) const DEFAULT_TTL_SECONDS: u64 = 600;
 pub(crate) const DEFAULT_CPUS: f64 = 1.0;
-/// Upper bound of the default pool, as in the original.
-pub(crate) const MAX_DEFAULT_POOL: usize = 4;
 
 /// Pool settings after defaults were applied (the original's `DockerPoolSettings`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,30 +20,16 @@ pub struct PoolSettings {
 }
 
 impl PoolSettings {
+    /// The settings of a configuration [`validate`] accepted: `None` is the default
+    /// (`Some(0)` was refused there).
     pub(crate) fn from_config(config: &DockerEngineConfig) -> Self {
-        // The original combines overrides as `value or default`: 0 means the default.
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
         PoolSettings {
             pool_size: config
                 .pool_size
-                .filter(|n| *n > 0)
-                .unwrap_or_else(|| cores.min(MAX_DEFAULT_POOL)),
-            max_runs: config
-                .max_runs
-                .filter(|n| *n > 0)
-                .unwrap_or(DEFAULT_MAX_RUNS),
-            ttl: Duration::from_secs(
-                config
-                    .ttl_seconds
-                    .filter(|n| *n > 0)
-                    .unwrap_or(DEFAULT_TTL_SECONDS),
-            ),
-            acquire_timeout: config
-                .acquire_timeout_seconds
-                .filter(|n| *n > 0)
-                .map(Duration::from_secs),
+                .unwrap_or_else(spr_protocol::default_pool_size),
+            max_runs: config.max_runs.unwrap_or(DEFAULT_MAX_RUNS),
+            ttl: Duration::from_secs(config.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS)),
+            acquire_timeout: config.acquire_timeout_seconds.map(Duration::from_secs),
         }
     }
 
@@ -109,10 +93,39 @@ pub(crate) fn validate(config: &DockerEngineConfig) -> Result<Vec<String>, Docke
                 .into(),
         ));
     }
-    if config.max_sessions == Some(0) {
-        return Err(DockerEngineError::Invalid(
-            "max_sessions must be at least 1".into(),
-        ));
+    // `None` is the default; 0 is refused rather than read as the default (the
+    // original's `value or default`), as in the local engine's configuration.
+    let zero = [
+        (
+            config.pool_size == Some(0),
+            "pool_size",
+            "min(cores, 4)".to_string(),
+        ),
+        (
+            config.max_sessions == Some(0),
+            "max_sessions",
+            spr_protocol::DEFAULT_MAX_SESSIONS.to_string(),
+        ),
+        (
+            config.max_runs == Some(0),
+            "max_runs",
+            DEFAULT_MAX_RUNS.to_string(),
+        ),
+        (
+            config.ttl_seconds == Some(0),
+            "ttl_seconds",
+            DEFAULT_TTL_SECONDS.to_string(),
+        ),
+        (
+            config.acquire_timeout_seconds == Some(0),
+            "acquire_timeout_seconds",
+            "the run's timeout + 2".to_string(),
+        ),
+    ];
+    if let Some((_, field, default)) = zero.iter().find(|(is_zero, _, _)| *is_zero) {
+        return Err(DockerEngineError::Invalid(format!(
+            "{field} must be at least 1 (omit it for the default, {default})"
+        )));
     }
     if config.ssh_port == Some(0) {
         return Err(DockerEngineError::Invalid(
@@ -266,18 +279,49 @@ mod tests {
     }
 
     #[test]
-    fn pool_defaults_treat_zero_as_unset() {
-        let mut c = cfg();
-        c.pool_size = Some(0);
-        c.max_runs = Some(0);
-        c.ttl_seconds = Some(0);
-        let s = PoolSettings::from_config(&c);
-        assert!(s.pool_size >= 1 && s.pool_size <= MAX_DEFAULT_POOL);
+    fn zero_is_refused_and_none_is_the_default() {
+        for (field, set) in [
+            (
+                "pool_size",
+                (|c| c.pool_size = Some(0)) as fn(&mut DockerEngineConfig),
+            ),
+            ("max_sessions", |c| c.max_sessions = Some(0)),
+            ("max_runs", |c| c.max_runs = Some(0)),
+            ("ttl_seconds", |c| c.ttl_seconds = Some(0)),
+            ("acquire_timeout_seconds", |c| {
+                c.acquire_timeout_seconds = Some(0)
+            }),
+        ] {
+            let mut c = cfg();
+            set(&mut c);
+            let err = validate(&c).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "{field} must be at least 1 (omit it for the default, "
+                )),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            validate(&DockerEngineConfig {
+                pool_size: Some(0),
+                ..cfg()
+            })
+            .unwrap_err()
+            .to_string(),
+            "pool_size must be at least 1 (omit it for the default, min(cores, 4))"
+        );
+
+        let s = PoolSettings::from_config(&cfg());
+        assert_eq!(s.pool_size, spr_protocol::default_pool_size());
         assert_eq!(s.max_runs, 25);
         assert_eq!(s.ttl, Duration::from_secs(600));
         assert_eq!(s.acquire_timeout_for(0), Duration::from_secs(3));
         assert_eq!(s.acquire_timeout_for(5), Duration::from_secs(7));
-        c.acquire_timeout_seconds = Some(9);
+        let c = DockerEngineConfig {
+            acquire_timeout_seconds: Some(9),
+            ..cfg()
+        };
         assert_eq!(
             PoolSettings::from_config(&c).acquire_timeout_for(5),
             Duration::from_secs(9)

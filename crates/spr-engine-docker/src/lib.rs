@@ -36,7 +36,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Options of a Docker engine. `None` means the documented default.
+/// Options of a Docker engine. `None` means the documented default; a count or a
+/// duration of 0 is refused by `DockerEngine::new` (as in the local engine's
+/// configuration), never read as the default.
 #[derive(Debug, Clone, Default)]
 pub struct DockerEngineConfig {
     /// Image to run (the original's `container_registry`). Default: the runtime image
@@ -46,9 +48,13 @@ pub struct DockerEngineConfig {
     pub packages: Vec<String>,
     /// Namespace for the derived image's content hash.
     pub name: Option<String>,
+    /// Containers kept warm; default [`spr_protocol::default_pool_size`], `min(cores, 4)`.
     pub pool_size: Option<usize>,
+    /// Runs a container serves before it is replaced; default 25.
     pub max_runs: Option<u32>,
+    /// Seconds from a container's creation until it is replaced; default 600.
     pub ttl_seconds: Option<u64>,
+    /// Seconds a run waits for a free container; default: its timeout (at least 1) + 2.
     pub acquire_timeout_seconds: Option<u64>,
     pub docker_host: Option<String>,
     pub docker_context: Option<String>,

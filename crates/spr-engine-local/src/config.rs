@@ -30,13 +30,15 @@ impl std::str::FromStr for VenvManager {
 /// Options of a `LocalEngine`.
 #[derive(Debug, Clone)]
 pub struct LocalEngineConfig {
-    /// The virtual environment folder itself (created when missing).
+    /// The virtual environment folder itself (created by `LocalEngine::prepare` when
+    /// missing).
     pub venv_dir: PathBuf,
     pub venv_manager: VenvManager,
     /// Pinned `name==version` specs installed into the venv once.
     pub packages: Vec<String>,
-    /// Warm workers kept ready; default `min(cores, 4)`.
-    pub pool_size: usize,
+    /// Warm workers kept ready; `None`: [`spr_protocol::default_pool_size`],
+    /// `min(cores, 4)`. `Some(0)` is refused by `LocalEngine::new`.
+    pub pool_size: Option<usize>,
     /// Interpreter used to create the venv; default: `python3` found on PATH.
     pub python: Option<PathBuf>,
     /// Where the engine makes its private directory (mode 0700, a fresh random name,
@@ -47,9 +49,9 @@ pub struct LocalEngineConfig {
     pub sandbox: SandboxMode,
     /// Size of each sandboxed worker's scratch tmpfs (its runs' files), in MiB.
     pub scratch_tmpfs_mb: u64,
-    /// Sessions that may be open at once (each holds a worker of its own); default
-    /// [`spr_protocol::DEFAULT_MAX_SESSIONS`].
-    pub max_sessions: usize,
+    /// Sessions that may be open at once (each holds a worker of its own); `None`:
+    /// [`spr_protocol::DEFAULT_MAX_SESSIONS`]. `Some(0)` is refused by `LocalEngine::new`.
+    pub max_sessions: Option<usize>,
     /// Modules imported once in every warm worker before any request (dotted names,
     /// e.g. `pandas`, `matplotlib.pyplot`): runs fork with them loaded, each with its
     /// own copy-on-write copy, so what a run changes in them never reaches the next.
@@ -66,21 +68,13 @@ impl LocalEngineConfig {
             venv_dir: venv_dir.into(),
             venv_manager: VenvManager::Auto,
             packages: Vec::new(),
-            pool_size: default_pool_size(),
+            pool_size: None,
             python: None,
             scratch_dir: None,
             sandbox: SandboxMode::default(),
             scratch_tmpfs_mb: DEFAULT_SCRATCH_TMPFS_MB,
-            max_sessions: spr_protocol::DEFAULT_MAX_SESSIONS,
+            max_sessions: None,
             preload: Vec::new(),
         }
     }
-}
-
-/// `min(cores, 4)`, as the original.
-pub fn default_pool_size() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(4)
 }

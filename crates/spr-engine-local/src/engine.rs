@@ -1,4 +1,5 @@
-//! `LocalEngine`: prepares the venv, owns the worker pool, turns runs into results.
+//! `LocalEngine`: checks its configuration, prepares the venv once, owns the worker pool,
+//! turns runs into results.
 
 use crate::config::LocalEngineConfig;
 use crate::pool::Pool;
@@ -15,7 +16,7 @@ use spr_protocol::{
 };
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long past the policy timeout the host waits for a worker's report before it
@@ -23,14 +24,19 @@ use std::time::{Duration, Instant};
 /// covers a worker that stopped answering.
 pub(crate) const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Why a local engine could not be prepared.
-#[derive(Debug, thiserror::Error)]
+/// Why a local engine refused its configuration (`LocalEngine::new`) or could not be
+/// prepared (`LocalEngine::prepare`). Clone, so that every caller waiting on one
+/// preparation gets its failure.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LocalEngineError {
     #[error("LocalEngine requires a non-empty 'venv_dir'")]
     EmptyVenvDir,
-    #[error("pool_size must be at least 1")]
+    #[error("pool_size must be at least 1 (omit it for the default, min(cores, 4))")]
     ZeroPoolSize,
-    #[error("max_sessions must be at least 1")]
+    #[error(
+        "max_sessions must be at least 1 (omit it for the default, {})",
+        spr_protocol::DEFAULT_MAX_SESSIONS
+    )]
     ZeroMaxSessions,
     #[error(transparent)]
     InvalidPackage(#[from] PackageSpecError),
@@ -56,13 +62,41 @@ pub enum LocalEngineError {
         what: &'static str,
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     #[error("could not start a Python worker")]
-    Worker(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Worker(#[source] Arc<dyn std::error::Error + Send + Sync>),
     /// `SandboxMode::Require` on a machine that lacks a protection.
     #[error("the sandbox is required but this machine cannot apply: {}", list_missing(.missing))]
     SandboxUnavailable { missing: Vec<MissingProtection> },
+    /// The preparation's blocking task panicked or its runtime is shutting down.
+    #[error("the preparation of the engine did not finish: {0}")]
+    PrepareAborted(String),
+}
+
+impl LocalEngineError {
+    pub(crate) fn io(what: &'static str, path: PathBuf, source: std::io::Error) -> Self {
+        LocalEngineError::Io {
+            what,
+            path,
+            source: Arc::new(source),
+        }
+    }
+
+    /// The message with its causes, for a run's `error` (which has no room for a chain).
+    pub(crate) fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            let cause_text = cause.to_string();
+            if !text.ends_with(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            next = cause.source();
+        }
+        text
+    }
 }
 
 /// `Err` naming what `policy` requires of the sandbox that `receipt` lacks.
@@ -87,86 +121,63 @@ fn list_missing(missing: &[MissingProtection]) -> String {
 
 /// Runs code in fresh processes forked from warm Python workers.
 ///
+/// Making one is cheap ([`LocalEngine::new`] only checks the configuration); the venv,
+/// the harness and the sandbox are prepared by [`LocalEngine::prepare`], which the
+/// first run, session or [`LocalEngine::warm_up`] calls when nobody did before.
 /// Cheap to share: clone the `Arc` or pass `&LocalEngine` to concurrent tasks.
 #[derive(Debug)]
 pub struct LocalEngine {
     config: LocalEngineConfig,
-    python: PathBuf,
-    pool: Arc<Pool>,
-    sandbox: Arc<sandbox::Context>,
+    pool_size: usize,
+    max_sessions: usize,
+    /// What [`LocalEngine::prepare`] made, once it succeeded.
+    prepared: OnceLock<Prepared>,
+    /// The preparation in progress (or the last one): every caller that arrives while it
+    /// runs waits for it and gets its outcome. A failed one is replaced by a fresh cell,
+    /// so the next call tries again.
+    attempt: Mutex<Arc<tokio::sync::OnceCell<Result<(), LocalEngineError>>>>,
     next_id: AtomicU64,
     /// One permit per open session: the engine's cap.
     sessions: Arc<tokio::sync::Semaphore>,
 }
 
+/// The engine's state once the venv, its private directory and the sandbox are ready.
+#[derive(Debug)]
+struct Prepared {
+    python: PathBuf,
+    pool: Arc<Pool>,
+    sandbox: Arc<sandbox::Context>,
+}
+
 impl LocalEngine {
-    /// Prepare the venv (create it, install packages) and the harness. Workers start
-    /// lazily on first use, or eagerly with [`LocalEngine::warm_up`].
+    /// Check the configuration (the venv folder is named, the sizes are at least 1, the
+    /// packages are pinned, the preload names are module names). Nothing is read,
+    /// written or started: see [`LocalEngine::prepare`].
     pub fn new(config: LocalEngineConfig) -> Result<Self, LocalEngineError> {
-        if config.pool_size == 0 {
+        if config.venv_dir.to_string_lossy().trim().is_empty() {
+            return Err(LocalEngineError::EmptyVenvDir);
+        }
+        if config.pool_size == Some(0) {
             return Err(LocalEngineError::ZeroPoolSize);
         }
-        if config.max_sessions == 0 {
+        if config.max_sessions == Some(0) {
             return Err(LocalEngineError::ZeroMaxSessions);
         }
+        spr_policy::validate_pinned_packages(&config.packages)?;
         validate_preload(&config.preload)?;
-        let python = venv::prepare(&config)?;
-        let parent = config
-            .scratch_dir
-            .clone()
-            .unwrap_or_else(std::env::temp_dir);
-        if config.scratch_dir.is_some() {
-            std::fs::create_dir_all(&parent).map_err(|source| LocalEngineError::Io {
-                what: "create the scratch directory",
-                path: parent.clone(),
-                source,
-            })?;
-        }
-        // What engines that died (SIGKILL, a crash) left behind is removed now.
-        scratch::remove_stale(&parent);
-        let root = ScratchRoot::create(&parent).map_err(|source| LocalEngineError::Io {
-            what: "create the engine's private directory",
-            path: parent.clone(),
-            source,
-        })?;
-        let harness = root
-            .write_new(
-                spr_protocol::HARNESS_FILE_NAME,
-                spr_protocol::HARNESS_SOURCE.as_bytes(),
-                0o644,
-            )
-            .map_err(|source| LocalEngineError::Io {
-                what: "write the harness",
-                path: root.path().to_path_buf(),
-                source,
-            })?;
-        let venv_dir = python
-            .parent()
-            .and_then(|bin| bin.parent())
-            .unwrap_or(&config.venv_dir)
-            .to_path_buf();
-        let sandbox = sandbox::Context::new(
-            config.sandbox,
-            &python,
-            &venv_dir,
-            &harness,
-            config.scratch_tmpfs_mb,
-        )
-        .map_err(|missing| LocalEngineError::SandboxUnavailable { missing })?;
-        let sandbox = Arc::new(sandbox);
-        let spec = WorkerSpec {
-            python: python.clone(),
-            root: Arc::new(root),
-            sandbox: sandbox.clone(),
-            known_policies: vec![RunnerPolicy::default()],
-            preload: config.preload.clone(),
-        };
+        let pool_size = config
+            .pool_size
+            .unwrap_or_else(spr_protocol::default_pool_size);
+        let max_sessions = config
+            .max_sessions
+            .unwrap_or(spr_protocol::DEFAULT_MAX_SESSIONS);
         Ok(LocalEngine {
-            pool: Pool::new(spec, config.pool_size),
-            sessions: Arc::new(tokio::sync::Semaphore::new(config.max_sessions)),
+            pool_size,
+            max_sessions,
+            prepared: OnceLock::new(),
+            attempt: Mutex::new(Arc::new(tokio::sync::OnceCell::new())),
+            sessions: Arc::new(tokio::sync::Semaphore::new(max_sessions)),
             config,
-            python,
-            sandbox,
             next_id: AtomicU64::new(1),
         })
     }
@@ -175,27 +186,83 @@ impl LocalEngine {
         &self.config
     }
 
-    /// The venv interpreter the workers run.
-    pub fn python(&self) -> &std::path::Path {
-        &self.python
+    /// Prepare the engine: find Python, create the venv when it is missing, install the
+    /// pinned packages, make the engine's private directory with the harness in it and
+    /// probe the sandbox. Workers start lazily on first use, or eagerly with
+    /// [`LocalEngine::warm_up`].
+    ///
+    /// Idempotent: once it succeeded it returns at once. Callers that arrive while it
+    /// runs share that one preparation and its outcome; after a failure, the next call
+    /// tries again. The blocking work runs on tokio's blocking pool.
+    pub async fn prepare(&self) -> Result<(), LocalEngineError> {
+        self.prepared().await.map(|_| ())
     }
 
-    /// What this machine supports of the sandbox (probed when the engine was made;
-    /// `None` when the sandbox is off).
+    async fn prepared(&self) -> Result<&Prepared, LocalEngineError> {
+        if let Some(prepared) = self.prepared.get() {
+            return Ok(prepared);
+        }
+        let attempt = self
+            .attempt
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let outcome = attempt
+            .get_or_init(|| async {
+                let config = self.config.clone();
+                let pool_size = self.pool_size;
+                let prepared = tokio::task::spawn_blocking(move || prepare(&config, pool_size))
+                    .await
+                    .map_err(|e| LocalEngineError::PrepareAborted(e.to_string()))??;
+                // Only one attempt runs at a time and none starts once one succeeded.
+                let _ = self.prepared.set(prepared);
+                Ok(())
+            })
+            .await;
+        match outcome {
+            Ok(()) => Ok(self
+                .prepared
+                .get()
+                .expect("a successful preparation stored its state")),
+            Err(e) => {
+                let mut current = self.attempt.lock().unwrap_or_else(|e| e.into_inner());
+                if Arc::ptr_eq(&current, &attempt) {
+                    *current = Arc::new(tokio::sync::OnceCell::new());
+                }
+                Err(e.clone())
+            }
+        }
+    }
+
+    /// The venv interpreter the workers run (`None` until the engine is prepared).
+    pub fn python(&self) -> Option<&std::path::Path> {
+        self.prepared.get().map(|p| p.python.as_path())
+    }
+
+    /// What this machine supports of the sandbox, probed by [`LocalEngine::prepare`]
+    /// (`None` until then, and when the sandbox is off).
     pub fn sandbox_support(&self) -> Option<&crate::SandboxSupport> {
-        self.sandbox.support.as_ref()
+        self.prepared.get()?.sandbox.support.as_ref()
     }
 
+    /// Whether [`LocalEngine::prepare`] has succeeded.
+    pub fn is_prepared(&self) -> bool {
+        self.prepared.get().is_some()
+    }
+
+    /// The number of warm workers (the configured `pool_size` or its default).
     pub fn pool_size(&self) -> usize {
-        self.pool.size()
+        self.pool_size
     }
 
-    /// Start every worker of the pool now, so the first runs are warm too.
+    /// Prepare the engine if need be, then start every worker of the pool now, so the
+    /// first runs are warm too.
     pub async fn warm_up(&self) -> Result<(), LocalEngineError> {
-        let missing = self.pool.size().saturating_sub(self.pool.idle_count());
-        match self.pool.top_up(missing).await {
+        let pool = &self.prepared().await?.pool;
+        let missing = pool.size().saturating_sub(pool.idle_count());
+        match pool.top_up(missing).await {
             None => Ok(()),
-            Some(e) => Err(LocalEngineError::Worker(Box::new(e))),
+            Some(e) => Err(LocalEngineError::Worker(Arc::new(e))),
         }
     }
 
@@ -219,6 +286,10 @@ impl LocalEngine {
         if let Err(e) = attachments.validate(policy) {
             return RunnerResult::invalid_request(format!("Refused attachments: {e}"));
         }
+        let prepared = match self.prepared().await {
+            Ok(prepared) => prepared,
+            Err(e) => return RunnerResult::infrastructure_error(e.with_causes()),
+        };
         let mut wire_policy = policy.clone();
         wire_policy.config_path = None;
         let request = RunRequest {
@@ -229,11 +300,12 @@ impl LocalEngine {
             files: attachments.files.clone(),
             collect: attachments.collect.clone(),
         };
-        let layout = match self.layout_for(policy) {
+        let layout = match layout_for(&prepared.sandbox, policy) {
             Ok(layout) => layout,
             Err(message) => return RunnerResult::infrastructure_error(message),
         };
-        let lease = match self.pool.acquire(&layout).await {
+        let pool = &prepared.pool;
+        let lease = match pool.acquire(&layout).await {
             Ok(lease) => lease,
             Err(e) => {
                 return RunnerResult::infrastructure_error(format!(
@@ -241,121 +313,44 @@ impl LocalEngine {
                 ))
             }
         };
-        let mut receipt = self.receipt_for(lease.worker_ref(), policy);
+        let mut receipt = receipt_for(&prepared.sandbox, lease.worker_ref(), policy);
         if let Err(message) = requirements_met(policy, &receipt) {
-            self.pool.release(lease);
+            pool.release(lease);
             let mut result = RunnerResult::infrastructure_error(message);
             result.sandbox = Some(receipt);
             return result;
         }
         let backstop = Duration::from_secs(policy.timeout_seconds) + BACKSTOP_GRACE;
-        let (mut result, setup_us) = self.execute(lease, &request, backstop, policy).await;
+        let (mut result, setup_us) = execute(pool, lease, &request, backstop, policy).await;
         receipt.setup_ms = setup_us.map(|us| us as f64 / 1000.0);
         result.sandbox = Some(receipt);
         result
-    }
-
-    async fn execute(
-        &self,
-        mut lease: crate::pool::Lease,
-        request: &RunRequest,
-        backstop: Duration,
-        policy: &RunnerPolicy,
-    ) -> (RunnerResult, Option<u64>) {
-        let started = Instant::now();
-        match lease.worker().run(request, backstop).await {
-            Ok(report) => {
-                if report.retire {
-                    // It could not make what this run wrote fresh for the next one.
-                    self.pool.discard(lease);
-                } else {
-                    self.pool.release(lease);
-                }
-                (assemble_result(&report, policy), report.setup_us)
-            }
-            Err(WorkerError::Unresponsive) => {
-                // Measured before the discard: the time the run held the caller.
-                let waited = started.elapsed();
-                self.pool.discard(lease);
-                let mut result = RunnerResult::timeout(policy, waited);
-                result.error = Some(format!(
-                    "Execution timed out after {}s (the worker stopped responding and was replaced)",
-                    policy.timeout_seconds
-                ));
-                (result, None)
-            }
-            Err(e) => {
-                self.pool.discard(lease);
-                let result = RunnerResult::infrastructure_error(format!(
-                    "The Python worker failed during the run and was replaced: {e}"
-                ));
-                (result, None)
-            }
-        }
-    }
-
-    /// The worker layout `policy` needs (its extra paths), or why it cannot have one.
-    fn layout_for(&self, policy: &RunnerPolicy) -> Result<Layout, String> {
-        let layout = if self.sandbox.active() {
-            Layout::of(policy)
-        } else {
-            Layout::default()
-        };
-        for (key, paths) in [
-            ("extra_read_paths", &layout.extra_read),
-            ("extra_write_paths", &layout.extra_write),
-        ] {
-            if let Some(p) = paths.iter().find(|p| !p.exists()) {
-                return Err(format!(
-                    "sandbox.{key}: {} does not exist on this machine",
-                    p.display()
-                ));
-            }
-        }
-        Ok(layout)
-    }
-
-    /// What `worker` applies to a run under `policy` (setting its cgroup's limits).
-    fn receipt_for(&self, worker: &Worker, policy: &RunnerPolicy) -> SandboxReceipt {
-        let mut receipt = if self.sandbox.active() {
-            let ws = &worker.sandbox;
-            let preload_kb = worker.hello.preload.as_ref().map_or(0, |p| p.rss_kb);
-            let limits = ws.cgroup.as_ref().map(|cg| {
-                cg.set_limits(
-                    self.sandbox.cgroup_memory_bytes(policy, preload_kb),
-                    policy.sandbox.max_processes + sandbox::NAMESPACE_OVERHEAD_TASKS,
-                )
-            });
-            ws.receipt(policy, limits)
-        } else {
-            sandbox::receipt_off(policy, self.sandbox.missing(), &worker.sandbox.isolation)
-        };
-        if let (Some(cost), Some(rl)) = (&worker.hello.preload, &mut receipt.rlimits) {
-            // The harness gives each run its policy's memory on top of what the
-            // preloaded modules map.
-            rl.address_space_mb = rl.address_space_mb.map(|mb| mb + cost.vm_kb.div_ceil(1024));
-        }
-        receipt
     }
 
     /// Open a session: a sandboxed interpreter of its own whose globals and imports
     /// persist from one run to the next, under `policy` (already resolved) for its whole
     /// life. It takes a worker of its own (an idle one of the pool, replaced in the
     /// background, so opening is quick) and counts against `max_sessions`.
+    ///
+    /// An engine that could not be prepared refuses it with the preparation's error.
     pub async fn open_session(&self, policy: &RunnerPolicy) -> Result<LocalSession, SessionError> {
         let permit =
             self.sessions
                 .clone()
                 .try_acquire_owned()
                 .map_err(|_| SessionError::TooMany {
-                    limit: self.config.max_sessions,
+                    limit: self.max_sessions,
                 })?;
-        let layout = self.layout_for(policy).map_err(SessionError::Start)?;
+        let prepared = self
+            .prepared()
+            .await
+            .map_err(|e| SessionError::Start(e.with_causes()))?;
+        let layout = layout_for(&prepared.sandbox, policy).map_err(SessionError::Start)?;
         let worker =
-            self.pool.take(&layout).await.map_err(|e| {
+            prepared.pool.take(&layout).await.map_err(|e| {
                 SessionError::Start(format!("could not start a Python worker: {e}"))
             })?;
-        let mut receipt = self.receipt_for(&worker, policy);
+        let mut receipt = receipt_for(&prepared.sandbox, &worker, policy);
         requirements_met(policy, &receipt).map_err(SessionError::Start)?;
         spr_protocol::session_receipt(&mut receipt);
         let mut wire_policy = policy.clone();
@@ -365,11 +360,159 @@ impl LocalEngine {
 
     /// Sessions open now.
     pub fn open_sessions(&self) -> usize {
-        self.config.max_sessions - self.sessions.available_permits()
+        self.max_sessions - self.sessions.available_permits()
     }
 
     /// Stop the idle workers cleanly. Dropping the engine also kills them.
     pub async fn shutdown(&self) {
-        self.pool.shutdown().await;
+        if let Some(prepared) = self.prepared.get() {
+            prepared.pool.shutdown().await;
+        }
     }
+}
+
+async fn execute(
+    pool: &Arc<Pool>,
+    mut lease: crate::pool::Lease,
+    request: &RunRequest,
+    backstop: Duration,
+    policy: &RunnerPolicy,
+) -> (RunnerResult, Option<u64>) {
+    let started = Instant::now();
+    match lease.worker().run(request, backstop).await {
+        Ok(report) => {
+            if report.retire {
+                // It could not make what this run wrote fresh for the next one.
+                pool.discard(lease);
+            } else {
+                pool.release(lease);
+            }
+            (assemble_result(&report, policy), report.setup_us)
+        }
+        Err(WorkerError::Unresponsive) => {
+            // Measured before the discard: the time the run held the caller.
+            let waited = started.elapsed();
+            pool.discard(lease);
+            let mut result = RunnerResult::timeout(policy, waited);
+            result.error = Some(format!(
+                "Execution timed out after {}s (the worker stopped responding and was replaced)",
+                policy.timeout_seconds
+            ));
+            (result, None)
+        }
+        Err(e) => {
+            pool.discard(lease);
+            let result = RunnerResult::infrastructure_error(format!(
+                "The Python worker failed during the run and was replaced: {e}"
+            ));
+            (result, None)
+        }
+    }
+}
+
+/// The worker layout `policy` needs (its extra paths), or why it cannot have one.
+fn layout_for(sandbox: &sandbox::Context, policy: &RunnerPolicy) -> Result<Layout, String> {
+    let layout = if sandbox.active() {
+        Layout::of(policy)
+    } else {
+        Layout::default()
+    };
+    for (key, paths) in [
+        ("extra_read_paths", &layout.extra_read),
+        ("extra_write_paths", &layout.extra_write),
+    ] {
+        if let Some(p) = paths.iter().find(|p| !p.exists()) {
+            return Err(format!(
+                "sandbox.{key}: {} does not exist on this machine",
+                p.display()
+            ));
+        }
+    }
+    Ok(layout)
+}
+
+/// What `worker` applies to a run under `policy` (setting its cgroup's limits).
+fn receipt_for(
+    sandbox: &sandbox::Context,
+    worker: &Worker,
+    policy: &RunnerPolicy,
+) -> SandboxReceipt {
+    let mut receipt = if sandbox.active() {
+        let ws = &worker.sandbox;
+        let preload_kb = worker.hello.preload.as_ref().map_or(0, |p| p.rss_kb);
+        let limits = ws.cgroup.as_ref().map(|cg| {
+            cg.set_limits(
+                sandbox.cgroup_memory_bytes(policy, preload_kb),
+                policy.sandbox.max_processes + sandbox::NAMESPACE_OVERHEAD_TASKS,
+            )
+        });
+        ws.receipt(policy, limits)
+    } else {
+        sandbox::receipt_off(policy, sandbox.missing(), &worker.sandbox.isolation)
+    };
+    if let (Some(cost), Some(rl)) = (&worker.hello.preload, &mut receipt.rlimits) {
+        // The harness gives each run its policy's memory on top of what the
+        // preloaded modules map.
+        rl.address_space_mb = rl.address_space_mb.map(|mb| mb + cost.vm_kb.div_ceil(1024));
+    }
+    receipt
+}
+
+/// The blocking part of [`LocalEngine::prepare`]: the venv, the engine's private
+/// directory with the harness, the sandbox probe, and the (empty) pool.
+fn prepare(config: &LocalEngineConfig, pool_size: usize) -> Result<Prepared, LocalEngineError> {
+    let python = venv::prepare(config)?;
+    let parent = config
+        .scratch_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    if config.scratch_dir.is_some() {
+        std::fs::create_dir_all(&parent).map_err(|source| {
+            LocalEngineError::io("create the scratch directory", parent.clone(), source)
+        })?;
+    }
+    // What engines that died (SIGKILL, a crash) left behind is removed now.
+    scratch::remove_stale(&parent);
+    let root = ScratchRoot::create(&parent).map_err(|source| {
+        LocalEngineError::io(
+            "create the engine's private directory",
+            parent.clone(),
+            source,
+        )
+    })?;
+    let harness = root
+        .write_new(
+            spr_protocol::HARNESS_FILE_NAME,
+            spr_protocol::HARNESS_SOURCE.as_bytes(),
+            0o644,
+        )
+        .map_err(|source| {
+            LocalEngineError::io("write the harness", root.path().to_path_buf(), source)
+        })?;
+    let venv_dir = python
+        .parent()
+        .and_then(|bin| bin.parent())
+        .unwrap_or(&config.venv_dir)
+        .to_path_buf();
+    let sandbox = sandbox::Context::new(
+        config.sandbox,
+        &python,
+        &venv_dir,
+        &harness,
+        config.scratch_tmpfs_mb,
+    )
+    .map_err(|missing| LocalEngineError::SandboxUnavailable { missing })?;
+    let sandbox = Arc::new(sandbox);
+    let spec = WorkerSpec {
+        python: python.clone(),
+        root: Arc::new(root),
+        sandbox: sandbox.clone(),
+        known_policies: vec![RunnerPolicy::default()],
+        preload: config.preload.clone(),
+    };
+    Ok(Prepared {
+        pool: Pool::new(spec, pool_size),
+        python,
+        sandbox,
+    })
 }

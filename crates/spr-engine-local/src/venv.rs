@@ -13,10 +13,8 @@ pub(crate) fn prepare(config: &LocalEngineConfig) -> Result<PathBuf, LocalEngine
     let venv_dir = expand_home(&config.venv_dir)?;
     let packages = spr_policy::validate_pinned_packages(&config.packages)
         .map_err(LocalEngineError::InvalidPackage)?;
-    std::fs::create_dir_all(&venv_dir).map_err(|source| LocalEngineError::Io {
-        what: "create the venv directory",
-        path: venv_dir.clone(),
-        source,
+    std::fs::create_dir_all(&venv_dir).map_err(|source| {
+        LocalEngineError::io("create the venv directory", venv_dir.clone(), source)
     })?;
     // Several engines (threads, processes, test binaries) may share one venv: only one
     // of them creates it or installs packages at a time.
@@ -40,11 +38,7 @@ fn lock_venv(venv_dir: &Path) -> Result<std::fs::File, LocalEngineError> {
     let mut name = venv_dir.file_name().unwrap_or_default().to_os_string();
     name.push(".spr-lock");
     let path = venv_dir.with_file_name(name);
-    let io_err = |source| LocalEngineError::Io {
-        what: "lock the venv",
-        path: path.clone(),
-        source,
-    };
+    let io_err = |source| LocalEngineError::io("lock the venv", path.clone(), source);
     let file = match std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -186,11 +180,8 @@ fn install_packages(
     };
     cmd.args(packages);
     run_checked(&mut cmd).map_err(|stderr| LocalEngineError::InstallPackages { stderr })?;
-    std::fs::write(&marker, wanted).map_err(|source| LocalEngineError::Io {
-        what: "write the package marker",
-        path: marker,
-        source,
-    })
+    std::fs::write(&marker, wanted)
+        .map_err(|source| LocalEngineError::io("write the package marker", marker, source))
 }
 
 /// Run a set-up command; on failure return its stderr (or why it could not start).

@@ -11,6 +11,7 @@ mod harness;
 mod json;
 mod message;
 mod plan;
+mod pool;
 mod receipt;
 mod result;
 pub mod seccomp;
@@ -35,6 +36,7 @@ pub use plan::{
     ProcMount, RunIsolation, TmpfsMount, LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET,
     LANDLOCK_SCOPE_SIGNAL,
 };
+pub use pool::{default_pool_size, MAX_DEFAULT_POOL_SIZE};
 pub use receipt::{
     CgroupReceipt, FilesystemReceipt, MissingProtection, NamespacesReceipt, RlimitsReceipt,
     SandboxReceipt, SeccompReceipt,

@@ -1,7 +1,7 @@
 //! The engine behind a server, built in the background and rebuilt after a failure, and
 //! the one log line every served run gets.
 
-use crate::engine_opts::{CliEngine, DockerConnOpts, EngineOpts};
+use crate::engine_opts::{self, DockerConnOpts, EngineOpts};
 use crate::error::CliError;
 use crate::retry::Retrying;
 use spr_core::{Engine, RunnerResult, Sessions};
@@ -19,7 +19,7 @@ pub const ENGINE_RETRY_BACKOFF: Duration = Duration::from_secs(2);
 /// recovers by itself when the cause goes away.
 #[derive(Debug)]
 pub struct EngineSlot {
-    engine: Retrying<Arc<CliEngine>, CliError>,
+    engine: Retrying<Arc<dyn Engine>, CliError>,
     /// The engine's sessions, made with the engine.
     sessions: tokio::sync::OnceCell<Arc<Sessions>>,
     opts: EngineOpts,
@@ -45,16 +45,18 @@ impl EngineSlot {
     }
 
     /// The engine: built, being built (wait for it), or failed recently (that failure).
-    pub async fn get(&self) -> Result<Arc<CliEngine>, Arc<CliError>> {
+    pub async fn get(&self) -> Result<Arc<dyn Engine>, Arc<CliError>> {
         self.engine
             .get(|last| async move {
                 match self.opts.build(&self.conn, None).await {
                     Ok(engine) => {
-                        engine.warm_up().await;
+                        if self.opts.warms_up() {
+                            engine_opts::warm_up(&*engine).await;
+                        }
                         if last.is_some() {
                             tracing::info!("the engine started after an earlier failure");
                         }
-                        Ok(Arc::new(engine))
+                        Ok(engine)
                     }
                     Err(err) => {
                         // Once per distinct error: a cause that persists would otherwise
@@ -78,7 +80,7 @@ impl EngineSlot {
         let engine = self.get().await?;
         Ok(self
             .sessions
-            .get_or_init(|| async move { Sessions::new(engine as Arc<dyn Engine>) })
+            .get_or_init(|| async move { Sessions::new(engine) })
             .await
             .clone())
     }
@@ -89,7 +91,7 @@ impl EngineSlot {
     }
 
     /// The engine if it is built.
-    pub fn ready(&self) -> Option<Arc<CliEngine>> {
+    pub fn ready(&self) -> Option<Arc<dyn Engine>> {
         self.engine.ready()
     }
 

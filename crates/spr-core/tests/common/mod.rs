@@ -47,7 +47,7 @@ pub fn shared_venv() -> PathBuf {
 pub fn engine() -> LocalEngine {
     let mut config = LocalEngineConfig::new(shared_venv());
     config.venv_manager = VenvManager::Python;
-    config.pool_size = 2;
+    config.pool_size = Some(2);
     LocalEngine::new(config).expect("the test venv can be prepared")
 }
 

@@ -183,7 +183,7 @@ impl Context {
     }
 
     /// Whether this engine's workers get their own namespaces (decided by the probe
-    /// when the engine was made; a worker that cannot is an error, never a fallback).
+    /// when the engine was prepared; a worker that cannot is an error, never a fallback).
     pub(crate) fn namespaced(&self) -> bool {
         self.namespaced
     }
