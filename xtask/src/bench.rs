@@ -872,7 +872,7 @@ mod tests {
     #[test]
     fn the_real_benchmarks_doc_has_both_sections() {
         let doc = fs::read_to_string(util::repo_root().join("docs/BENCHMARKS.md")).unwrap();
-        for engine in ["local", "docker", "http", "pandas-local"] {
+        for engine in ["local", "docker", "http", "pandas-local", "python"] {
             let once = replace_section(&doc, engine, "x").unwrap();
             assert_eq!(
                 once.len(),

@@ -116,6 +116,8 @@ const RULES: &[Rule] = &[
             "pyo3",
             "serde",
             "serde_json",
+            // Names the key of a policy value of the wrong type.
+            "serde_path_to_error",
             "tokio",
         ]),
         never: &[],

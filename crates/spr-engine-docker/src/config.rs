@@ -68,6 +68,19 @@ pub fn validate_pinned_packages(specs: &[String]) -> Result<Vec<String>, String>
     spr_policy::validate_pinned_packages(specs).map_err(|e| e.to_string())
 }
 
+/// Docker's rule for names (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`), leaving room for the suffix.
+fn check_container_prefix(prefix: &str) -> Result<(), DockerEngineError> {
+    let mut chars = prefix.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if first_ok && rest_ok && prefix.len() <= 32 {
+        return Ok(());
+    }
+    Err(DockerEngineError::Invalid(format!(
+        "container_prefix must be 1 to 32 letters, digits, '_', '.' or '-', beginning with a letter or digit, got {prefix:?}"
+    )))
+}
+
 /// Check the options for conflicts, in the original's order. No IO.
 pub(crate) fn validate(config: &DockerEngineConfig) -> Result<Vec<String>, DockerEngineError> {
     let set = |o: &Option<String>| o.as_deref().is_some_and(|s| !s.trim().is_empty());
@@ -126,6 +139,9 @@ pub(crate) fn validate(config: &DockerEngineConfig) -> Result<Vec<String>, Docke
         return Err(DockerEngineError::Invalid(format!(
             "{field} must be at least 1 (omit it for the default, {default})"
         )));
+    }
+    if let Some(prefix) = &config.container_prefix {
+        check_container_prefix(prefix)?;
     }
     if config.ssh_port == Some(0) {
         return Err(DockerEngineError::Invalid(
@@ -341,5 +357,16 @@ mod tests {
         assert!(should_rotate(t0, 3, &s, t0));
         assert!(!should_rotate(t0, 0, &s, t0 + Duration::from_secs(9)));
         assert!(should_rotate(t0, 0, &s, t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn container_prefixes_follow_dockers_rule_for_names() {
+        for good in ["spr", "safe-py-runner", "a", "x_1.2"] {
+            assert!(check_container_prefix(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-x", "a b", "a/b", "é", &"x".repeat(33)] {
+            let err = check_container_prefix(bad).unwrap_err().to_string();
+            assert!(err.starts_with("container_prefix must be"), "{bad}: {err}");
+        }
     }
 }

@@ -75,6 +75,10 @@ pub struct DockerEngineConfig {
     /// names, from the image or its derived `packages`): runs fork with them loaded,
     /// each with its own copy-on-write copy. Checked by `DockerEngine::new`.
     pub preload: Vec<String>,
+    /// What the names of the engine's containers begin with (default `spr`; the Python
+    /// package's `safe_py_runner` uses `safe-py-runner`, the original's). Ownership is
+    /// the managed label's, never the name's.
+    pub container_prefix: Option<String>,
 }
 
 /// Refusals of the engine's configuration (no IO happens in `new`).
@@ -123,6 +127,9 @@ pub struct CleanupSummary {
     pub removed_containers: u32,
     pub removed_images: u32,
 }
+
+/// What container names begin with unless `container_prefix` says otherwise.
+pub const DEFAULT_CONTAINER_PREFIX: &str = "spr";
 
 /// Time past the policy's timeout before the host gives up on a worker that has not
 /// reported (the harness enforces the timeout itself; this is the backstop).
@@ -587,6 +594,11 @@ impl Inner {
             runtime: self.config.runtime.clone(),
             nano_cpus: (cpus * 1e9).round() as i64,
             preload: self.config.preload.clone(),
+            name_prefix: self
+                .config
+                .container_prefix
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CONTAINER_PREFIX.to_string()),
         })
     }
 

@@ -65,6 +65,9 @@ pub(crate) struct ContainerSpec {
     pub arch: Arch,
     /// Modules the harness imports before any request (the plan's `preload`).
     pub preload: Vec<String>,
+    /// The containers' names begin with it (`container_prefix`; not part of the key:
+    /// a name says nothing of what a container runs).
+    pub name_prefix: String,
 }
 
 impl ContainerSpec {
@@ -215,7 +218,7 @@ impl Worker {
         spec: &ContainerSpec,
         labels: HashMap<String, String>,
     ) -> Result<Worker, String> {
-        let name = format!("spr-{}", crate::unique_suffix());
+        let name = format!("{}-{}", spec.name_prefix, crate::unique_suffix());
         let body = create_body(spec, labels).map_err(|e| e.to_string())?;
         let seccomp_denied = isolation::run_filter(spec.arch)
             .map(|p| p.denied)
@@ -511,6 +514,7 @@ mod tests {
             nano_cpus: 1_000_000_000,
             arch: Arch::X86_64,
             preload: Vec::new(),
+            name_prefix: "spr".into(),
         }
     }
 

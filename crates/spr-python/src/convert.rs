@@ -4,10 +4,10 @@
 //! takes), judged as strictly as a policy file; results leave as the `RunnerResult` JSON
 //! every door of spr returns.
 
-use crate::errors::{chain, value_error};
-use pyo3::exceptions::{PyFileNotFoundError, PyValueError};
+use crate::errors::{chain, policy_error, value_error};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use spr_core::{Attachments, FileIn, Json, PolicyError, PolicySource, RunnerPolicy, RunnerResult};
+use spr_core::{Attachments, FileIn, Json, JsonKind, PolicySource, RunnerPolicy, RunnerResult};
 use std::path::PathBuf;
 
 /// A call's policy: JSON text of a policy object, or a policy file, or neither.
@@ -35,8 +35,9 @@ pub(crate) fn parse_policy(text: &str) -> PyResult<RunnerPolicy> {
         spr_core::check_policy_keys("sandbox", sandbox.keys().map(String::as_str))
             .map_err(|e| invalid(chain(&e)))?;
     }
-    let policy: RunnerPolicy = serde_json::from_value(serde_json::Value::Object(map))
-        .map_err(|e| invalid(e.to_string()))?;
+    // The path names the key of a wrong type ("sandbox.max_processes: invalid type ...").
+    let policy: RunnerPolicy = serde_path_to_error::deserialize(serde_json::Value::Object(map))
+        .map_err(|e| invalid(format!("{}: {}", e.path(), e.inner())))?;
     if policy.config_path.is_none() {
         policy.validate().map_err(|e| invalid(chain(&e)))?;
     }
@@ -50,6 +51,25 @@ pub(crate) fn input(text: Option<&str>) -> PyResult<Option<Json>> {
             .map_err(|e| PyValueError::new_err(format!("input_data is not valid JSON: {e}")))
     })
     .transpose()
+}
+
+/// A cell's input: a JSON object, or nothing (an empty object), as for a run.
+pub(crate) fn object_input(text: Option<&str>) -> PyResult<Json> {
+    match input(text)? {
+        None => Ok(empty_object()),
+        Some(json) => match json.kind() {
+            JsonKind::Object => Ok(json),
+            JsonKind::Null => Ok(empty_object()),
+            other => Err(PyValueError::new_err(format!(
+                "input_data must be a JSON object (or null), got {}",
+                other.describe()
+            ))),
+        },
+    }
+}
+
+fn empty_object() -> Json {
+    "{}".parse().expect("an empty object is JSON")
 }
 
 /// Files for the run's scratch (`(path, bytes)`; text was encoded by the caller) and
@@ -67,8 +87,15 @@ pub(crate) fn attachments(files: Vec<(String, Vec<u8>)>, collect: Vec<String>) -
     }
 }
 
-pub(crate) fn result_json(result: &RunnerResult) -> String {
-    serde_json::to_string(result).expect("a RunnerResult always serializes")
+/// A result as three JSON texts: the record without `result` and `value`, then those two.
+/// They are the run's own values, which the caller decodes apart: a Python may refuse one
+/// (an integer of more digits than it converts, nesting deeper than it recurses), and that
+/// must not cost the caller the rest of the result.
+pub(crate) fn result_parts(mut result: RunnerResult) -> (String, String, Option<String>) {
+    let value = result.value.take().map(|v| v.get().to_string());
+    let text = std::mem::replace(&mut result.result, "null".parse().expect("null is JSON"));
+    let record = serde_json::to_string(&result).expect("a RunnerResult always serializes");
+    (record, text.get().to_string(), value)
 }
 
 fn policy_json(policy: &RunnerPolicy) -> String {
@@ -84,12 +111,7 @@ pub(crate) fn default_policy() -> String {
 /// Load and check a TOML policy file; JSON of its policy, `config_path` set to `path`.
 #[pyfunction]
 pub(crate) fn load_policy_file(path: PathBuf) -> PyResult<String> {
-    let policy = RunnerPolicy::from_file(&path).map_err(|e| match &e {
-        PolicyError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            PyFileNotFoundError::new_err(chain(&e))
-        }
-        _ => value_error(&e),
-    })?;
+    let policy = RunnerPolicy::from_file(&path).map_err(|e| policy_error(&e))?;
     policy.validate().map_err(|e| value_error(&e))?;
     Ok(policy_json(&policy))
 }

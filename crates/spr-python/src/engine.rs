@@ -1,19 +1,22 @@
 //! `spr._native.Engine`: a local or Docker engine, its runs, sessions and administration.
 
-use crate::convert::{attachments, input, policy_source, result_json};
-use crate::errors::{run_error, runtime_error, session_error, value_error};
-use crate::runtime::block_on;
+use crate::convert::{attachments, input, policy_source, result_parts};
+use crate::errors::{policy_error, run_error, runtime_error, session_error, value_error};
+use crate::runtime::{block_on, check_process};
 use crate::session::PySession;
 use crate::task::{submit, PyTask};
+use pyo3::exceptions::PyFileNotFoundError;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use spr_core::{
     run_code_with, Attachments, DockerAdminError, DockerEngine, DockerEngineConfig, Engine, Json,
-    LocalEngine, LocalEngineConfig, PolicySource, RunError, RunnerResult,
+    LocalEngine, LocalEngineConfig, LocalEngineError, PolicySource, RunError, RunnerResult,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
 
+// One per engine, behind an `Arc`: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Kind {
     Local(LocalEngine),
     Docker(DockerEngine),
@@ -33,6 +36,52 @@ impl Kind {
 #[pyclass(frozen, name = "Engine", module = "spr._native")]
 pub(crate) struct PyEngine {
     pub(crate) kind: Arc<Kind>,
+    /// The process that made the engine: its workers and its runtime are that process's,
+    /// and a process forked from it cannot use them.
+    pub(crate) pid: u32,
+}
+
+impl Drop for PyEngine {
+    fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            // A forked child dropping its copy of the parent's engine: tearing it down
+            // would act on the parent's workers from a process with no runtime. The
+            // memory goes with the child.
+            std::mem::forget(self.kind.clone());
+        }
+    }
+}
+
+impl PyEngine {
+    fn new(kind: Kind) -> Self {
+        PyEngine {
+            kind: Arc::new(kind),
+            pid: std::process::id(),
+        }
+    }
+
+    /// The engine, refused in a process forked after it was made.
+    fn usable(&self) -> PyResult<&Arc<Kind>> {
+        check_process(self.pid)?;
+        Ok(&self.kind)
+    }
+}
+
+/// Errors of making or preparing a local engine: refused options are `ValueError`, a
+/// missing interpreter or uv `FileNotFoundError` (as the original's missing uv), the rest
+/// `RuntimeError`.
+fn local_error(e: &LocalEngineError) -> PyErr {
+    match e {
+        LocalEngineError::EmptyVenvDir
+        | LocalEngineError::ZeroPoolSize
+        | LocalEngineError::ZeroMaxSessions
+        | LocalEngineError::InvalidPackage(_)
+        | LocalEngineError::InvalidPreload(_) => value_error(e),
+        LocalEngineError::PythonNotFound { .. } | LocalEngineError::UvNotFound => {
+            PyFileNotFoundError::new_err(crate::errors::chain(e))
+        }
+        other => runtime_error(other),
+    }
 }
 
 async fn run(
@@ -47,7 +96,7 @@ async fn run(
 
 fn finish_run(py: Python<'_>, output: Result<RunnerResult, RunError>) -> PyResult<Py<PyAny>> {
     match output {
-        Ok(result) => Ok(result_json(&result).into_pyobject(py)?.into_any().unbind()),
+        Ok(result) => Ok(result_parts(result).into_pyobject(py)?.into_any().unbind()),
         Err(e) => Err(run_error(&e)),
     }
 }
@@ -65,7 +114,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 
 impl PyEngine {
     fn docker_engine(&self) -> PyResult<&DockerEngine> {
-        match &*self.kind {
+        match &**self.usable()? {
             Kind::Docker(e) => Ok(e),
             Kind::Local(_) => Err(PyRuntimeError::new_err(
                 "this is a local engine: container administration needs a Docker engine",
@@ -82,7 +131,6 @@ impl PyEngine {
         preload = Vec::new(), sandbox = None, python = None, max_sessions = None, scratch_dir = None))]
     #[allow(clippy::too_many_arguments)]
     fn local(
-        py: Python<'_>,
         venv_dir: PathBuf,
         venv_manager: &str,
         packages: Vec<String>,
@@ -97,23 +145,16 @@ impl PyEngine {
         config.venv_manager = venv_manager.parse().map_err(PyValueError::new_err)?;
         config.packages = packages;
         config.preload = preload;
-        if let Some(n) = pool_size {
-            config.pool_size = n;
-        }
+        config.pool_size = pool_size;
         if let Some(mode) = sandbox {
             config.sandbox = mode.parse().map_err(PyValueError::new_err)?;
         }
         config.python = python;
-        if let Some(n) = max_sessions {
-            config.max_sessions = n;
-        }
+        config.max_sessions = max_sessions;
         config.scratch_dir = scratch_dir;
-        let engine = py
-            .detach(|| LocalEngine::new(config))
-            .map_err(|e| runtime_error(&e))?;
-        Ok(PyEngine {
-            kind: Arc::new(Kind::Local(engine)),
-        })
+        // Only checks the options: no IO, so no need to let go of the GIL.
+        let engine = LocalEngine::new(config).map_err(|e| local_error(&e))?;
+        Ok(PyEngine::new(Kind::Local(engine)))
     }
 
     /// A Docker engine (no IO until its first use).
@@ -122,7 +163,7 @@ impl PyEngine {
         max_runs = None, ttl_seconds = None, acquire_timeout_seconds = None, docker_host = None,
         docker_context = None, ssh_host = None, ssh_user = None, ssh_port = None,
         ssh_key_path = None, preload = Vec::new(), max_sessions = None, runtime = None,
-        cpus = None))]
+        cpus = None, container_prefix = None))]
     #[allow(clippy::too_many_arguments)]
     fn docker(
         image: Option<String>,
@@ -142,6 +183,7 @@ impl PyEngine {
         max_sessions: Option<usize>,
         runtime: Option<String>,
         cpus: Option<f64>,
+        container_prefix: Option<String>,
     ) -> PyResult<Self> {
         let config = DockerEngineConfig {
             image,
@@ -162,11 +204,10 @@ impl PyEngine {
             prewarm: false,
             max_sessions,
             preload,
+            container_prefix,
         };
         let engine = DockerEngine::new(config).map_err(|e| value_error(&e))?;
-        Ok(PyEngine {
-            kind: Arc::new(Kind::Docker(engine)),
-        })
+        Ok(PyEngine::new(Kind::Docker(engine)))
     }
 
     /// "local" or "docker".
@@ -175,35 +216,35 @@ impl PyEngine {
         self.kind.engine().name()
     }
 
+    /// Prepare the local engine now (find Python, create the venv, install its packages):
+    /// what the original's constructor did. A no-op for a Docker engine, whose image is
+    /// resolved on first use.
+    fn prepare(&self, py: Python<'_>) -> PyResult<()> {
+        let kind = self.usable()?.clone();
+        block_on(py, async move {
+            match &*kind {
+                Kind::Local(e) => e.prepare().await.map_err(|e| local_error(&e)),
+                Kind::Docker(_) => Ok(()),
+            }
+        })?
+    }
+
     /// Start the warm workers (or containers) now, so the first runs are warm too.
     fn warm_up(&self, py: Python<'_>) -> PyResult<()> {
-        let kind = self.kind.clone();
-        let outcome = block_on(py, async move {
-            match &*kind {
-                Kind::Local(e) => e.warm_up().await.map_err(|e| runtime_error(&e)),
-                Kind::Docker(e) => e
-                    .prewarm(&spr_core::RunnerPolicy::default())
-                    .await
-                    .map(|_| ())
-                    .map_err(admin_error),
-            }
-        })?;
-        outcome
+        let kind = self.usable()?.clone();
+        block_on(py, async move {
+            kind.engine().warm_up().await.map_err(|e| runtime_error(&e))
+        })?
     }
 
     /// Stop the idle workers (or containers). Runs in flight finish first.
     fn shutdown(&self, py: Python<'_>) -> PyResult<()> {
-        let kind = self.kind.clone();
-        block_on(py, async move {
-            match &*kind {
-                Kind::Local(e) => e.shutdown().await,
-                Kind::Docker(e) => e.shutdown().await,
-            }
-        })
+        let kind = self.usable()?.clone();
+        block_on(py, async move { kind.engine().shutdown().await })
     }
 
-    /// Run `code`; the `RunnerResult` as JSON text. Refusals (policy, input, files)
-    /// raise `ValueError`.
+    /// Run `code`; the `RunnerResult` as `(record, result, value)` JSON texts (see
+    /// `result_parts`). Refusals (policy, input, files) raise `ValueError`.
     #[pyo3(signature = (code, input_json = None, policy_json = None, policy_file = None,
         files = Vec::new(), collect = Vec::new()))]
     #[allow(clippy::too_many_arguments)]
@@ -216,18 +257,13 @@ impl PyEngine {
         policy_file: Option<PathBuf>,
         files: Vec<(String, Vec<u8>)>,
         collect: Vec<String>,
-    ) -> PyResult<String> {
+    ) -> PyResult<(String, String, Option<String>)> {
+        let kind = self.usable()?.clone();
         let source = policy_source(policy_json, policy_file)?;
         let input = input(input_json)?;
-        let future = run(
-            self.kind.clone(),
-            code,
-            input,
-            source,
-            attachments(files, collect),
-        );
+        let future = run(kind, code, input, source, attachments(files, collect));
         match block_on(py, future)? {
-            Ok(result) => Ok(result_json(&result)),
+            Ok(result) => Ok(result_parts(result)),
             Err(e) => Err(run_error(&e)),
         }
     }
@@ -247,15 +283,10 @@ impl PyEngine {
         files: Vec<(String, Vec<u8>)>,
         collect: Vec<String>,
     ) -> PyResult<PyTask> {
+        let kind = self.usable()?.clone();
         let source = policy_source(policy_json, policy_file)?;
         let input = input(input_json)?;
-        let future = run(
-            self.kind.clone(),
-            code,
-            input,
-            source,
-            attachments(files, collect),
-        );
+        let future = run(kind, code, input, source, attachments(files, collect));
         Ok(submit(future, finish_run, callback))
     }
 
@@ -267,12 +298,12 @@ impl PyEngine {
         policy_json: Option<&str>,
         policy_file: Option<PathBuf>,
     ) -> PyResult<PySession> {
+        let kind = self.usable()?.clone();
         let source = policy_source(policy_json, policy_file)?;
-        let policy = source.resolve().map_err(|e| value_error(&e))?;
-        let kind = self.kind.clone();
+        let policy = source.resolve().map_err(|e| policy_error(&e))?;
         let session = block_on(py, async move { kind.engine().open_session(&policy).await })?
             .map_err(|e| session_error(&e))?;
-        Ok(PySession::new(session))
+        Ok(PySession::new(session, self.pid))
     }
 
     /// Sessions open now.

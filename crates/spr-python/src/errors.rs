@@ -1,57 +1,13 @@
-//! The exceptions the native module raises, and how spr's errors map onto them.
+//! How spr's errors become Python exceptions.
 //!
-//! Refusals of arguments are `ValueError` (the original's choice, and what Python callers
-//! catch); failures of the machinery are `RuntimeError`; session errors get classes of
-//! their own so an agent loop can tell "start a new session" from "try again later".
+//! Refused arguments are `ValueError` (the original's choice, and what Python callers
+//! catch), a policy file that is not there `FileNotFoundError`, failures of the machinery
+//! `RuntimeError`. Session errors are classes of `spr._errors`, defined in Python so that
+//! they pickle and name their module as users import it.
 
-use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use spr_core::{RunError, SessionError as Refusal};
-
-create_exception!(
-    _native,
-    SprError,
-    PyException,
-    "Base class of spr's own exceptions."
-);
-create_exception!(
-    _native,
-    SessionError,
-    SprError,
-    "A session could not be opened or cannot run."
-);
-create_exception!(
-    _native,
-    SessionLostError,
-    SessionError,
-    "The session's process was killed or died; its state is gone."
-);
-create_exception!(
-    _native,
-    TooManySessionsError,
-    SessionError,
-    "The engine's cap on open sessions is reached."
-);
-create_exception!(
-    _native,
-    SessionClosedError,
-    SessionError,
-    "The session was closed."
-);
-
-pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    m.add("SprError", py.get_type::<SprError>())?;
-    m.add("SessionError", py.get_type::<SessionError>())?;
-    m.add("SessionLostError", py.get_type::<SessionLostError>())?;
-    m.add(
-        "TooManySessionsError",
-        py.get_type::<TooManySessionsError>(),
-    )?;
-    m.add("SessionClosedError", py.get_type::<SessionClosedError>())?;
-    Ok(())
-}
+use spr_core::{PolicyError, RunError, SessionError};
 
 /// The message of `e` and its causes, as one line.
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {
@@ -76,21 +32,50 @@ pub(crate) fn runtime_error(e: &dyn std::error::Error) -> PyErr {
     PyRuntimeError::new_err(chain(e))
 }
 
-pub(crate) fn session_error(e: &Refusal) -> PyErr {
+/// An instance of `spr._errors.<class>` carrying `message`.
+fn spr_error(class: &str, message: String) -> PyErr {
+    Python::attach(|py| {
+        let made = py
+            .import("spr._errors")
+            .and_then(|m| m.getattr(class))
+            .and_then(|cls| cls.call1((message,)));
+        match made {
+            Ok(exception) => PyErr::from_value(exception),
+            Err(e) => e,
+        }
+    })
+}
+
+pub(crate) fn closed_error() -> PyErr {
+    spr_error("SessionClosedError", "the session is closed".into())
+}
+
+pub(crate) fn session_error(e: &SessionError) -> PyErr {
     let message = chain(e);
     match e {
-        Refusal::Lost { .. } => SessionLostError::new_err(message),
-        Refusal::TooMany { .. } => TooManySessionsError::new_err(message),
-        Refusal::Unknown { .. } => SessionClosedError::new_err(message),
-        Refusal::BadTtl { .. } => PyValueError::new_err(message),
-        Refusal::Start(_) => SessionError::new_err(message),
+        SessionError::Lost { .. } => spr_error("SessionLostError", message),
+        SessionError::TooMany { .. } => spr_error("TooManySessionsError", message),
+        SessionError::Unknown { .. } => spr_error("SessionClosedError", message),
+        SessionError::BadTtl { .. } => PyValueError::new_err(message),
+        SessionError::Start(_) => spr_error("SessionError", message),
     }
 }
 
-/// A refused run: a session's own errors keep their classes, the rest are bad arguments.
+pub(crate) fn policy_error(e: &PolicyError) -> PyErr {
+    match e {
+        PolicyError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            PyFileNotFoundError::new_err(chain(e))
+        }
+        _ => value_error(e),
+    }
+}
+
+/// A refused run: a session's own errors keep their classes, a missing policy file is
+/// `FileNotFoundError`, the rest are bad arguments.
 pub(crate) fn run_error(e: &RunError) -> PyErr {
     match e {
         RunError::Session(s) => session_error(s),
+        RunError::Policy(p) => policy_error(p),
         other => value_error(other),
     }
 }

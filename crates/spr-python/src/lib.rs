@@ -23,7 +23,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(convert::load_policy_file, m)?)?;
     m.add_function(wrap_pyfunction!(convert::check_policy, m)?)?;
     m.add_function(wrap_pyfunction!(convert::validate_pinned_packages, m)?)?;
-    errors::register(m)?;
     m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! `spr._native.Session`: one sandboxed interpreter whose state persists between cells.
 
-use crate::convert::{attachments, input, result_json};
-use crate::errors::{session_error, SessionClosedError};
-use crate::runtime::{block_on, runtime};
+use crate::convert::{attachments, object_input, result_parts};
+use crate::errors::{closed_error, session_error};
+use crate::runtime::{block_on, check_process, runtime};
 use crate::task::{submit, PyTask};
 use pyo3::prelude::*;
 use spr_core::{Attachments, EngineSession, Json, RunnerResult, SessionError};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 type Shared = Arc<Box<dyn EngineSession>>;
@@ -14,21 +15,34 @@ type Shared = Arc<Box<dyn EngineSession>>;
 #[pyclass(frozen, name = "Session", module = "spr._native")]
 pub(crate) struct PySession {
     session: Mutex<Option<Shared>>,
+    /// Names the session in its errors (engines do not know the names callers give).
+    id: String,
+    /// The process whose engine opened it (see `PyEngine::pid`).
+    pid: u32,
 }
 
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 impl PySession {
-    pub(crate) fn new(session: Box<dyn EngineSession>) -> Self {
+    pub(crate) fn new(session: Box<dyn EngineSession>, pid: u32) -> Self {
         PySession {
             session: Mutex::new(Some(Arc::new(session))),
+            id: format!("py-{}-{}", pid, NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+            pid,
         }
     }
 
     fn open(&self) -> PyResult<Shared> {
+        check_process(self.pid)?;
         self.session
             .lock()
             .expect("session lock")
             .clone()
-            .ok_or_else(|| SessionClosedError::new_err("the session is closed"))
+            .ok_or_else(closed_error)
+    }
+
+    fn named(&self, e: SessionError) -> PyErr {
+        session_error(&e.for_session(&self.id))
     }
 }
 
@@ -41,20 +55,14 @@ async fn cell(
     session.run(&code, &input, &attachments).await
 }
 
-fn finish_cell(py: Python<'_>, output: Result<RunnerResult, SessionError>) -> PyResult<Py<PyAny>> {
-    match output {
-        Ok(result) => Ok(result_json(&result).into_pyobject(py)?.into_any().unbind()),
-        Err(e) => Err(session_error(&e)),
-    }
-}
-
-fn cell_input(text: Option<&str>) -> PyResult<Json> {
-    Ok(input(text)?.unwrap_or_else(|| "{}".parse().expect("an empty object is JSON")))
+fn finish_cell(py: Python<'_>, output: PyResult<RunnerResult>) -> PyResult<Py<PyAny>> {
+    Ok(result_parts(output?).into_pyobject(py)?.into_any().unbind())
 }
 
 #[pymethods]
 impl PySession {
-    /// Run a cell; its `RunnerResult` as JSON text (with `value`, the last expression's).
+    /// Run a cell; its `RunnerResult` as `(record, result, value)` JSON texts (`value`
+    /// is the last expression's).
     #[pyo3(signature = (code, input_json = None, files = Vec::new(), collect = Vec::new()))]
     fn run(
         &self,
@@ -63,16 +71,16 @@ impl PySession {
         input_json: Option<&str>,
         files: Vec<(String, Vec<u8>)>,
         collect: Vec<String>,
-    ) -> PyResult<String> {
+    ) -> PyResult<(String, String, Option<String>)> {
         let future = cell(
             self.open()?,
             code,
-            cell_input(input_json)?,
+            object_input(input_json)?,
             attachments(files, collect),
         );
         match block_on(py, future)? {
-            Ok(result) => Ok(result_json(&result)),
-            Err(e) => Err(session_error(&e)),
+            Ok(result) => Ok(result_parts(result)),
+            Err(e) => Err(self.named(e)),
         }
     }
 
@@ -86,13 +94,21 @@ impl PySession {
         files: Vec<(String, Vec<u8>)>,
         collect: Vec<String>,
     ) -> PyResult<PyTask> {
+        let id = self.id.clone();
         let future = cell(
             self.open()?,
             code,
-            cell_input(input_json)?,
+            object_input(input_json)?,
             attachments(files, collect),
         );
-        Ok(submit(future, finish_cell, callback))
+        let named = async move { future.await.map_err(|e| session_error(&e.for_session(&id))) };
+        Ok(submit(named, finish_cell, callback))
+    }
+
+    /// The name the session's errors give it.
+    #[getter]
+    fn id(&self) -> &str {
+        &self.id
     }
 
     /// True once a cell lost the session (later cells raise `SessionLostError`).
@@ -116,6 +132,7 @@ impl PySession {
 
     /// End the session (after the cell in flight, if any). Closing twice is harmless.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        check_process(self.pid)?;
         let Some(session) = self.session.lock().expect("session lock").take() else {
             return Ok(());
         };
@@ -127,8 +144,14 @@ impl Drop for PySession {
     fn drop(&mut self) {
         // Ending a session talks to its worker; that belongs on the runtime, not on
         // whichever thread the garbage collector happened to run.
-        if let Some(session) = self.session.get_mut().expect("session lock").take() {
+        let Some(session) = self.session.get_mut().expect("session lock").take() else {
+            return;
+        };
+        if self.pid == std::process::id() {
             runtime().spawn(async move { session.close().await });
+        } else {
+            // A forked child's copy: the session's worker is the parent's.
+            std::mem::forget(session);
         }
     }
 }

@@ -21,14 +21,6 @@ RUNTIME_IMAGE = "spr-runtime:latest"
 DATASTACK_DEFAULT = "/opt/spr-datastack"
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers",
-        "bug: a test of a known bug of the package; it fails until the bug is fixed "
-        "(deselect with -m 'not bug')",
-    )
-
-
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 

@@ -359,11 +359,8 @@ def test_shutdown_then_reuse(engine):
 
 
 # --- known bugs (marked `bug`: they fail until fixed) -----------------------------------
-
-
-@pytest.mark.bug
 def test_extra_globals_big_int_is_not_turned_into_a_float(engine):
-    """BUG: an extra_globals integer beyond 64 bits comes back to the code as a float
+    """Was a bug, fixed: an extra_globals integer beyond 64 bits comes back to the code as a float
     (2**70 -> 1.1805916207174113e+21), silently. docs/POLICY.md says the values are
     signed 64-bit integers: it should be refused (ValueError naming the key) or exact."""
     policy = RunnerPolicy(extra_globals={"big": 2**70})
@@ -373,29 +370,20 @@ def test_extra_globals_big_int_is_not_turned_into_a_float(engine):
         assert "big" in str(e)
         return
     assert r.result == ["int", 2**70], r.result
-
-
-@pytest.mark.bug
 def test_sandbox_type_error_names_the_key(engine):
-    """BUG: a wrong type in the sandbox table says only 'invalid type: string "x",
+    """Was a bug, fixed: a wrong type in the sandbox table says only 'invalid type: string "x",
     expected u64', without naming sandbox.max_file_size_mb."""
     with pytest.raises(ValueError, match="max_file_size_mb"):
         RunnerPolicy(sandbox={"max_file_size_mb": "x"}).check()
-
-
-@pytest.mark.bug
 def test_nan_refusals_name_where_the_nan_is(engine):
-    """BUG: NaN in input_data or extra_globals is refused with json's bare 'Out of range
+    """Was a bug, fixed: NaN in input_data or extra_globals is refused with json's bare 'Out of range
     float values are not JSON compliant': neither the argument nor the key is named."""
     with pytest.raises(ValueError, match="input_data"):
         run_code("result = 1", engine, input_data={"a": float("nan")})
     with pytest.raises(ValueError, match="extra_globals"):
         run_code("result = 1", engine, policy=RunnerPolicy(extra_globals={"a": float("inf")}))
-
-
-@pytest.mark.bug
 def test_policy_file_missing_at_run_is_file_not_found(engine, tmp_path):
-    """BUG: docs/PYTHON.md says a missing policy file raises FileNotFoundError, and
+    """Was a bug, fixed: docs/PYTHON.md says a missing policy file raises FileNotFoundError, and
     RunnerPolicy.from_file does; run_code(policy_file=...), engine.session(policy_file=...)
     and a config_path that vanished raise ValueError instead."""
     missing_path = str(tmp_path / "nope.toml")
@@ -405,11 +393,8 @@ def test_policy_file_missing_at_run_is_file_not_found(engine, tmp_path):
         engine.session(policy_file=missing_path)
     with pytest.raises(FileNotFoundError):
         run_code("result = 1", engine, policy=RunnerPolicy(config_path=missing_path))
-
-
-@pytest.mark.bug
 def test_check_reads_the_config_path(tmp_path):
-    """BUG: check() 'checks every field now rather than at the first run', but for a
+    """Was a bug, fixed: check() 'checks every field now rather than at the first run', but for a
     policy with config_path it checks nothing: a missing or invalid file passes, and the
     first run fails."""
     bad = tmp_path / "bad.toml"
@@ -418,9 +403,6 @@ def test_check_reads_the_config_path(tmp_path):
         RunnerPolicy(config_path=str(tmp_path / "nope.toml")).check()
     with pytest.raises(ValueError, match="timeout_seconds"):
         RunnerPolicy(config_path=str(bad)).check()
-
-
-@pytest.mark.bug
 @pytest.mark.parametrize(
     "code",
     [
@@ -432,7 +414,7 @@ def test_check_reads_the_config_path(tmp_path):
     ids=["huge-int", "deep-nesting"],
 )
 def test_a_hostile_result_does_not_raise_in_the_host(engine, code):
-    """BUG: the code decides its result's JSON, and the host's json.loads in
+    """Was a bug, fixed: the code decides its result's JSON, and the host's json.loads in
     RunnerResult._from_json raises on some of it (ValueError: Exceeds the limit (4300
     digits); RecursionError), so run_code raises in the caller instead of returning a
     result, against 'whatever happens once the code runs is in the result, never an
@@ -481,26 +463,20 @@ def test_policy_file_with_a_sandbox_table(engine, tmp_path):
     assert p.timeout_seconds == 3 and p.sandbox.get("max_file_size_mb") == 1
     r = run_code("import pathlib\npathlib.Path('big').write_bytes(b'x' * (2 * 1024 * 1024))", engine, policy=p)
     assert not r.ok, r
-
-
-@pytest.mark.bug
 @pytest.mark.parametrize(
     "kwargs",
     [{"pool_size": 0}, {"pool_size": -1}, {"max_sessions": 0}, {"preload": ["os; import sys"]}],
     ids=["pool0", "pool-negative", "max_sessions0", "preload-not-a-module"],
 )
 def test_bad_local_engine_arguments_are_value_errors(engine, kwargs):
-    """BUG: argument refusals of LocalEngine come out as RuntimeError ('pool_size must be
+    """Was a bug, fixed: argument refusals of LocalEngine come out as RuntimeError ('pool_size must be
     at least 1', 'max_sessions must be at least 1', 'preload: ... is not a module name')
     or OverflowError (a negative pool_size), though the package's rule (src/errors.rs) is
     ValueError for refused arguments, RuntimeError for failures of the machinery."""
     with pytest.raises(ValueError):
         spr.LocalEngine(venv_dir=engine.venv_dir, **kwargs)
-
-
-@pytest.mark.bug
 def test_a_forked_child_can_run_or_fails_promptly(engine):
-    """BUG: once spr's tokio runtime has started in a process, a child forked from it
+    """Was a bug, fixed: once spr's tokio runtime has started in a process, a child forked from it
     (multiprocessing's default 'fork' start method on Linux before Python 3.14, or
     os.fork) hangs forever in its first run, even on an engine of its own: the child
     inherits the runtime's OnceLock but none of its threads. It should either work

@@ -11,18 +11,19 @@ worker, so a run costs milliseconds and nothing of one run reaches the next.
 """
 
 from . import _native
+from ._errors import (
+    SessionClosedError,
+    SessionError,
+    SessionLostError,
+    SprError,
+    TooManySessionsError,
+)
 from ._engines import CleanupSummary, ContainerInfo, DockerEngine, Engine, ImageInfo, LocalEngine
 from ._foreign import ExecutionOutcome, ExecutionRequest
 from ._policy import RunnerPolicy
 from ._result import File, Output, RunnerResult
 from ._run import run_code, run_code_async
 from ._session import Session
-
-SprError = _native.SprError
-SessionError = _native.SessionError
-SessionLostError = _native.SessionLostError
-TooManySessionsError = _native.TooManySessionsError
-SessionClosedError = _native.SessionClosedError
 
 __version__ = _native.VERSION
 

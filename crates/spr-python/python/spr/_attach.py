@@ -51,4 +51,8 @@ def input_arg(input_data: Any) -> Optional[str]:
     (``TypeError`` for what JSON cannot hold, as in the original)."""
     if not input_data:
         return None
-    return json.dumps(input_data, allow_nan=False)
+    try:
+        return json.dumps(input_data, allow_nan=False)
+    except ValueError as exc:
+        # NaN and infinities: JSON has no such numbers.
+        raise ValueError(f"input_data: {exc}") from None

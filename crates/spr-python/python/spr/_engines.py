@@ -42,6 +42,20 @@ def _pinned(packages: Optional[Sequence[str]]) -> List[str]:
     return _native.validate_pinned_packages(list(packages))
 
 
+def _count(name: str, value: Optional[int], *, zero_is_default: bool = False) -> Optional[int]:
+    """A count option: ``None`` is the default; ``0`` too where the original said so
+    (``value or default``); anything else must be a positive integer."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if value == 0 and zero_is_default:
+        return None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1 (omit it for the default), got {value}")
+    return value
+
+
 def _modules(preload: Optional[Sequence[str]]) -> List[str]:
     if preload is None:
         return []
@@ -61,6 +75,9 @@ class Engine:
     __slots__ = ("_native", "__weakref__")
 
     _native: Any
+
+    def __init__(self) -> None:
+        raise TypeError("spr.Engine is the engines' common base: make a LocalEngine or a DockerEngine")
 
     @property
     def kind(self) -> str:
@@ -103,7 +120,8 @@ class LocalEngine(Engine):
     ``packages`` (pinned ``name==version``) installed into it, when missing. Like the
     original, the constructor prepares the venv: a failure raises ``RuntimeError``.
     ``preload`` names modules every worker imports once, before any request, so runs
-    fork with them loaded (each run gets its own copy).
+    fork with them loaded (each run gets its own copy). ``python`` is the interpreter a
+    missing venv is created with (an existing venv keeps its own).
     """
 
     __slots__ = ("venv_dir", "venv_manager", "packages")
@@ -129,25 +147,24 @@ class LocalEngine(Engine):
         self.venv_dir = os.path.expanduser(os.fspath(venv_dir))
         self.venv_manager = venv_manager
         self.packages = pinned
-        self._native = _native.Engine.local(
+        native = _native.Engine.local(
             self.venv_dir,
             venv_manager=venv_manager,
             packages=pinned,
-            pool_size=pool_size,
+            pool_size=_count("pool_size", pool_size),
             preload=_modules(preload),
             sandbox=sandbox,
-            python=python,
-            max_sessions=max_sessions,
-            scratch_dir=scratch_dir,
+            python=None if python is None else os.fspath(python),
+            max_sessions=_count("max_sessions", max_sessions),
+            scratch_dir=None if scratch_dir is None else os.fspath(scratch_dir),
         )
+        # As the original: the venv exists (with its packages) once the constructor returns,
+        # and a failure to make it is the constructor's.
+        native.prepare()
+        self._native = native
 
     def __repr__(self) -> str:
         return f"LocalEngine(venv_dir={self.venv_dir!r})"
-
-
-def _or_none(value: Optional[int]) -> Optional[int]:
-    # The original combined pool overrides as `value or default`: 0 means the default.
-    return value if value else None
 
 
 class DockerEngine(Engine):
@@ -155,7 +172,8 @@ class DockerEngine(Engine):
     ``container_registry``, a full image reference), over the Docker API.
 
     No IO happens in the constructor: the daemon is contacted on first use. ``packages``
-    are baked into a derived, cached image. Administration (``list_containers``,
+    are baked into a derived, cached image. Container names begin with
+    ``container_prefix`` (default ``spr``). Administration (``list_containers``,
     ``stop_container``, ...) touches only containers and images spr manages.
     """
 
@@ -181,6 +199,7 @@ class DockerEngine(Engine):
         max_sessions: Optional[int] = None,
         runtime: Optional[str] = None,
         cpus: Optional[float] = None,
+        container_prefix: Optional[str] = None,
     ) -> None:
         pinned = _pinned(packages)
         self._settings: Dict[str, Any] = dict(
@@ -195,10 +214,12 @@ class DockerEngine(Engine):
             image=container_registry,
             packages=pinned,
             name=name,
-            pool_size=_or_none(pool_size),
-            max_runs=_or_none(max_runs),
-            ttl_seconds=_or_none(ttl_seconds),
-            acquire_timeout_seconds=_or_none(acquire_timeout_seconds),
+            pool_size=_count("pool_size", pool_size, zero_is_default=True),
+            max_runs=_count("max_runs", max_runs, zero_is_default=True),
+            ttl_seconds=_count("ttl_seconds", ttl_seconds, zero_is_default=True),
+            acquire_timeout_seconds=_count(
+                "acquire_timeout_seconds", acquire_timeout_seconds, zero_is_default=True
+            ),
             docker_host=docker_host,
             docker_context=docker_context,
             ssh_host=ssh_host,
@@ -206,9 +227,10 @@ class DockerEngine(Engine):
             ssh_port=ssh_port,
             ssh_key_path=None if ssh_key_path is None else os.fspath(ssh_key_path),
             preload=_modules(preload),
-            max_sessions=max_sessions,
+            max_sessions=_count("max_sessions", max_sessions),
             runtime=runtime,
             cpus=cpus,
+            container_prefix=container_prefix,
         )
 
     def list_containers(self, all_states: bool = False) -> List[ContainerInfo]:

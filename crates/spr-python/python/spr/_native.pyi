@@ -4,12 +4,9 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 VERSION: str
 
-class SprError(Exception): ...
-class SessionError(SprError): ...
-class SessionLostError(SessionError): ...
-class TooManySessionsError(SessionError): ...
-class SessionClosedError(SessionError): ...
-
+#: A result as the native module returns it: the record (JSON, without `result` and
+#: `value`), then the run's `result` and `value` as JSON texts.
+_Parts = Tuple[str, str, Optional[str]]
 _Callback = Callable[[Any, Optional[BaseException]], None]
 _Files = Sequence[Tuple[str, bytes]]
 
@@ -17,12 +14,13 @@ class Task:
     def cancel(self) -> None: ...
 
 class Session:
+    id: str
     lost: bool
     closed: bool
     policy_json: str
     def run(
         self, code: str, input_json: Optional[str] = ..., files: _Files = ..., collect: Sequence[str] = ...
-    ) -> str: ...
+    ) -> _Parts: ...
     def submit(
         self,
         callback: _Callback,
@@ -66,6 +64,7 @@ class Engine:
         max_sessions: Optional[int] = ...,
         runtime: Optional[str] = ...,
         cpus: Optional[float] = ...,
+        container_prefix: Optional[str] = ...,
     ) -> "Engine": ...
     def prepare(self) -> None: ...
     def warm_up(self) -> None: ...
@@ -78,7 +77,7 @@ class Engine:
         policy_file: Optional[str] = ...,
         files: _Files = ...,
         collect: Sequence[str] = ...,
-    ) -> str: ...
+    ) -> _Parts: ...
     def submit(
         self,
         callback: _Callback,

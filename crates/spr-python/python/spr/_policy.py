@@ -93,11 +93,19 @@ class RunnerPolicy:
 
     def to_json(self) -> str:
         """JSON of :meth:`to_dict`; ``TypeError`` for an ``extra_globals`` value JSON cannot hold."""
-        return json.dumps(self.to_dict(), allow_nan=False)
+        data = self.to_dict()
+        try:
+            return json.dumps(data, allow_nan=False)
+        except ValueError as exc:
+            raise ValueError(f"invalid policy: extra_globals: {exc}") from None
 
     def check(self) -> "RunnerPolicy":
-        """Check every field now (``ValueError`` naming the key) rather than at the first run."""
-        _native.check_policy(self.to_json())
+        """Check every field now (``ValueError`` naming the key; ``FileNotFoundError`` for a
+        ``config_path`` that is not there) rather than at the first run."""
+        if self.config_path is not None:
+            _native.load_policy_file(os.fspath(self.config_path))
+        else:
+            _native.check_policy(self.to_json())
         return self
 
 
@@ -125,3 +133,31 @@ def _check_type(name: str, value: Any) -> None:
     elif name in ("extra_globals", "sandbox"):
         if not isinstance(value, dict):
             raise ValueError(f"invalid policy: {name} must be a dict")
+        if name == "extra_globals":
+            _check_numbers(name, value)
+
+
+#: What spr's policy values hold exactly: 64-bit integers (signed, or unsigned above).
+_INT_RANGE = (-(2**63), 2**64 - 1)
+
+
+def _check_numbers(path: str, value: Any) -> None:
+    """Refuse numbers a policy value cannot hold, naming where they are: an integer past
+    64 bits would otherwise arrive as a float, NaN and infinities not at all."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+            raise ValueError(
+                f"invalid policy: {path}: {value} does not fit in 64 bits (pass it in input_data, "
+                "where integers of any size stay exact)"
+            )
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"invalid policy: {path}: {value} is not a JSON number")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_numbers(f"{path}.{key}", item)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_numbers(f"{path}[{index}]", item)

@@ -63,8 +63,16 @@ class RunnerResult:
             self.outputs = []
 
     @classmethod
-    def _from_json(cls, text: str) -> "RunnerResult":
-        raw = json.loads(text)
+    def _from_parts(cls, parts) -> "RunnerResult":
+        """From the native module's ``(record, result, value)`` JSON texts. The run's own
+        values are decoded apart: one this Python refuses (more digits than
+        ``sys.get_int_max_str_digits()``, nesting deeper than it recurses) fails the
+        result with a message, not the caller with an exception."""
+        record, result_text, value_text = parts
+        raw = json.loads(record)
+        problems = []
+        result = _decode(result_text, "result", problems)
+        value = None if value_text is None else _decode(value_text, "value", problems)
         files = [
             File(
                 path=f["path"],
@@ -78,21 +86,34 @@ class RunnerResult:
             Output(mime_type=o["mime_type"], data=base64.b64decode(o.get("data", "")))
             for o in raw.get("outputs") or ()
         ]
+        error = raw.get("error")
+        if problems:
+            error = "; ".join(([error] if error else []) + problems)
         return cls(
-            ok=bool(raw["ok"]),
-            result=raw.get("result"),
+            ok=bool(raw["ok"]) and not problems,
+            result=result,
             stdout=raw.get("stdout", ""),
             stderr=raw.get("stderr", ""),
             timed_out=bool(raw.get("timed_out", False)),
             resource_exceeded=bool(raw.get("resource_exceeded", False)),
-            error=raw.get("error"),
+            error=error,
             exit_code=int(raw.get("exit_code", 0)),
             duration_ms=float(raw.get("duration_ms", 0.0)),
             stdout_truncated=bool(raw.get("stdout_truncated", False)),
             stderr_truncated=bool(raw.get("stderr_truncated", False)),
-            value=raw.get("value"),
+            value=value,
             session_lost=bool(raw.get("session_lost", False)),
             files=files,
             outputs=outputs,
             sandbox=raw.get("sandbox"),
         )
+
+
+def _decode(text: str, what: str, problems: List[str]) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        problems.append(
+            f"The run's {what} cannot be decoded by this Python ({type(exc).__name__}: {exc})"
+        )
+        return None

@@ -57,7 +57,7 @@ def run_code(
     if native is None:
         return _run_other(code, engine, input_data, policy, policy_file, files, collect)
     policy_json, path = _policy_args(policy, policy_file)
-    text = native.run(
+    parts = native.run(
         code,
         input_json=input_arg(input_data),
         policy_json=policy_json,
@@ -65,7 +65,7 @@ def run_code(
         files=files_arg(files),
         collect=collect_arg(collect),
     )
-    return RunnerResult._from_json(text)
+    return RunnerResult._from_parts(parts)
 
 
 async def run_code_async(
@@ -89,7 +89,7 @@ async def run_code_async(
     input_json = input_arg(input_data)
     file_pairs = files_arg(files)
     globs = collect_arg(collect)
-    text = await await_native(
+    parts = await await_native(
         lambda callback: native.submit(
             callback,
             code,
@@ -100,7 +100,7 @@ async def run_code_async(
             collect=globs,
         )
     )
-    return RunnerResult._from_json(text)
+    return RunnerResult._from_parts(parts)
 
 
 def _run_other(code, engine, input_data, policy, policy_file, files, collect) -> RunnerResult:

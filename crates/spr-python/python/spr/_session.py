@@ -44,13 +44,13 @@ class Session:
         collect: Optional[Iterable[str]] = None,
     ) -> RunnerResult:
         """Run a cell. ``result.value`` is its last expression's value."""
-        text = self._native.run(
+        parts = self._native.run(
             code,
             input_json=input_arg(input_data),
             files=files_arg(files),
             collect=collect_arg(collect),
         )
-        return RunnerResult._from_json(text)
+        return RunnerResult._from_parts(parts)
 
     async def run_async(
         self,
@@ -64,10 +64,15 @@ class Session:
         input_json = input_arg(input_data)
         pairs = files_arg(files)
         globs = collect_arg(collect)
-        text = await await_native(
+        parts = await await_native(
             lambda cb: self._native.submit(cb, code, input_json=input_json, files=pairs, collect=globs)
         )
-        return RunnerResult._from_json(text)
+        return RunnerResult._from_parts(parts)
+
+    @property
+    def id(self) -> str:
+        """The name the session's errors give it."""
+        return self._native.id
 
     @property
     def lost(self) -> bool:
