@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 pub(crate) const DEFAULT_MAX_RUNS: u32 = 25;
 pub(crate) const DEFAULT_TTL_SECONDS: u64 = 600;
 pub(crate) const DEFAULT_CPUS: f64 = 1.0;
+/// A container lives at most a year, and a run waits at most a day for one (larger
+/// values overflow the clock's arithmetic long before they mean anything).
+const MAX_TTL_SECONDS: u64 = 365 * 86_400;
+const MAX_ACQUIRE_TIMEOUT_SECONDS: u64 = 86_400;
 
 /// Pool settings after defaults were applied (the original's `DockerPoolSettings`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -140,8 +144,46 @@ pub(crate) fn validate(config: &DockerEngineConfig) -> Result<Vec<String>, Docke
             "{field} must be at least 1 (omit it for the default, {default})"
         )));
     }
+    let limits: [(&str, Option<u64>, u64); 4] = [
+        (
+            "pool_size",
+            config.pool_size.map(|n| n as u64),
+            spr_protocol::MAX_POOL_SIZE as u64,
+        ),
+        (
+            "max_sessions",
+            config.max_sessions.map(|n| n as u64),
+            spr_protocol::MAX_SESSIONS as u64,
+        ),
+        ("ttl_seconds", config.ttl_seconds, MAX_TTL_SECONDS),
+        (
+            "acquire_timeout_seconds",
+            config.acquire_timeout_seconds,
+            MAX_ACQUIRE_TIMEOUT_SECONDS,
+        ),
+    ];
+    for (field, value, max) in limits {
+        if let Some(got) = value.filter(|n| *n > max) {
+            return Err(DockerEngineError::Invalid(format!(
+                "{field} must be at most {max}, got {got}"
+            )));
+        }
+    }
     if let Some(prefix) = &config.container_prefix {
         check_container_prefix(prefix)?;
+    }
+    for (field, value) in [
+        ("ssh_host", &config.ssh_host),
+        ("ssh_user", &config.ssh_user),
+    ] {
+        // ssh would read a leading '-' as an option (`-oProxyCommand=...`).
+        if let Some(v) = value.as_deref().filter(|v| {
+            v.starts_with('-') || v.chars().any(|c| c.is_whitespace() || c.is_control())
+        }) {
+            return Err(DockerEngineError::Invalid(format!(
+                "{field} must not begin with '-' or hold spaces or control characters, got {v:?}"
+            )));
+        }
     }
     if config.ssh_port == Some(0) {
         return Err(DockerEngineError::Invalid(

@@ -418,6 +418,9 @@ pub(crate) fn ssh_args(
         ]);
     }
     args.extend(["-L".into(), format!("{}:{remote}", local.display())]);
+    // The destination is never an option, whatever a host name from a URL or a context
+    // begins with.
+    args.push("--".into());
     args.push(match user {
         Some(u) => format!("{u}@{host}"),
         None => host.to_string(),

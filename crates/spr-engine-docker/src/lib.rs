@@ -412,6 +412,10 @@ impl DockerEngine {
                     undelivered = why;
                     continue;
                 }
+                Err(RunFailure::TooLarge(e)) => {
+                    inner.pool.release(&docker, &spec, worker, true);
+                    return RunnerResult::invalid_request(format!("Refused: the run's code, input_data and files together are too large to send: {e}"));
+                }
                 Err(RunFailure::Died(why)) => {
                     inner.pool.release(&docker, &spec, worker, false);
                     return RunnerResult::infrastructure_error(format!(

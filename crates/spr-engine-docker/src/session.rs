@@ -118,6 +118,11 @@ impl DockerSession {
                 result
             }
             Err(RunFailure::Wedged) => cell.unresponsive(started.elapsed(), "container"),
+            Err(RunFailure::TooLarge(e)) => {
+                // Nothing was sent: the session goes on as it was.
+                *slot = Some(held);
+                RunnerResult::invalid_request(format!("Refused: the run's code, input_data and files together are too large to send: {e}"))
+            }
             Err(RunFailure::NotDelivered(why) | RunFailure::Died(why)) => {
                 cell.failed("container", why)
             }

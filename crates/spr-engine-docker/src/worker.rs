@@ -30,8 +30,9 @@ pub(crate) const HARNESS_PATH: &str = "/opt/spr/spr_harness.py";
 pub(crate) const CONTAINER_USER: &str = "65534:65534";
 pub(crate) const PIDS_LIMIT: i64 = 256;
 pub(crate) const TMPFS_SIZE_MB: u64 = 64;
-/// The size-limited tmpfs the harness makes each run's scratch directory in.
-pub(crate) const SCRATCH_BASE: &str = "/tmp/spr";
+/// The size-limited tmpfs the harness makes each run's scratch directory in: the
+/// container's whole `/tmp`, so a run writes `/tmp/x` as it would on the local engine.
+pub(crate) const SCRATCH_BASE: &str = "/tmp";
 /// The container's /dev/shm: a size-limited tmpfs of its own (POSIX semaphores and
 /// shared memory, which multiprocessing needs), emptied and checked after every run.
 pub(crate) const DEV_SHM: &str = "/dev/shm";
@@ -104,9 +105,9 @@ pub(crate) fn create_body(
     let mut plan = isolation::harness_plan(spec.arch, SCRATCH_BASE, DEV_SHM)?;
     plan.preload = spec.preload.clone();
     let memory = (spec.memory_mb * 1024 * 1024) as i64;
-    // The only writable place is this tmpfs, the harness's scratch base: /tmp itself
-    // stays on the read-only root, so nothing a run writes outside the scratch tree can
-    // survive into the next run (a whole /tmp tmpfs would keep such files).
+    // The only writable places are this tmpfs (the harness's scratch base, /tmp) and
+    // /dev/shm; the harness empties and checks both after every run, so nothing a run
+    // writes anywhere survives into the next run.
     let mut tmpfs = HashMap::new();
     tmpfs.insert(
         SCRATCH_BASE.to_string(),
@@ -179,6 +180,8 @@ pub(crate) enum RunFailure {
     Died(String),
     /// No report within the backstop: the worker is wedged and must be discarded.
     Wedged,
+    /// The request did not fit in a frame: nothing was sent, the worker is unharmed.
+    TooLarge(String),
 }
 
 pub(crate) struct Worker {
@@ -386,8 +389,7 @@ impl Worker {
         if !self.is_alive() {
             return Err(RunFailure::NotDelivered("the container is gone".into()));
         }
-        let frame = encode_frame(&message)
-            .map_err(|e| RunFailure::NotDelivered(format!("cannot encode the run: {e}")))?;
+        let frame = encode_frame(&message).map_err(|e| RunFailure::TooLarge(e.to_string()))?;
         let write = async {
             self.input.write_all(&frame).await?;
             self.input.flush().await

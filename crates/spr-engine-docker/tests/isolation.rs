@@ -67,11 +67,11 @@ import os, time
 os.environ["SPR_VICTIM"] = SECRET
 print("the secret is", SECRET)
 open("secret.txt", "w").write(SECRET)
-open("/tmp/spr/" + SECRET, "w").write(SECRET)
+open("/tmp/" + SECRET, "w").write(SECRET)
 os.mkdir(SECRET)
 open(SECRET + "/" + SECRET, "w").write(SECRET)
 for i in range(300):
-    open("/tmp/spr/%s-%d" % (SECRET, i), "w").close()
+    open("/tmp/%s-%d" % (SECRET, i), "w").close()
     os.mkdir("%s-d%d" % (SECRET, i))
 if os.fork() == 0:
     hold = SECRET * 3
@@ -307,7 +307,7 @@ async fn a_run_finds_nothing_of_an_earlier_run_on_the_same_container() {
 const WRECK: &str = r#"
 import ctypes, os
 out = {}
-base = "/tmp/spr"
+base = "/tmp"
 # Hidden, unlistable directories, in the base and in the run's own directory.
 os.makedirs(base + "/.hidden/inner")
 open(base + "/.hidden/inner/f", "w").write("x")
@@ -356,7 +356,7 @@ result = out
 
 const INSPECT_SCRATCH: &str = r#"
 import os
-base = "/tmp/spr"
+base = "/tmp"
 st = os.statvfs(base)
 def lines(path):
     try:
@@ -390,7 +390,7 @@ async fn a_wrecked_scratch_and_refused_ipc_leave_the_next_run_a_clean_container(
         assert_eq!(out[call], 1, "{call} must fail with EPERM: {out}");
     }
     assert_ne!(out["mqueue_file"], "created", "{out}");
-    assert_eq!(out["chmod /tmp/spr"], 1, "the base is root's: {out}");
+    assert_eq!(out["chmod /tmp"], 1, "the base is root's: {out}");
     let wrecked = container_of(&r);
     for _ in 0..2 {
         let r = engine

@@ -26,7 +26,7 @@ async fn a_live_container_is_hardened() {
     assert_eq!(hc.network_mode.as_deref(), Some("none"));
     assert_eq!(hc.readonly_rootfs, Some(true));
     let tmpfs = hc.tmpfs.expect("tmpfs");
-    let opts = &tmpfs["/tmp/spr"];
+    let opts = &tmpfs["/tmp"];
     for o in ["noexec", "nosuid", "size=64m"] {
         assert!(opts.contains(o), "{opts}");
     }

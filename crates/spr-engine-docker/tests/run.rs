@@ -182,15 +182,17 @@ async fn hostile_code_is_contained() {
         "interfaces, route table lines (header only), EAFNOSUPPORT for AF_INET"
     );
 
-    // Writing: the root, /tmp and /dev are read-only; only the run's scratch is writable.
-    let code = "import os, tempfile\nout = {}\nfor p in ['/opt/x', '/tmp/x', '/x', '/dev/x', '/etc/passwd']:\n    try:\n        open(p, 'a').write('x')\n        out[p] = 'written'\n    except OSError as e:\n        out[p] = e.errno\nopen('mine.txt', 'w').write('ok')\nout['cwd'] = os.getcwd().startswith('/tmp/spr/')\nout['uid'] = os.getuid()\nresult = out";
+    // Writing: the root and /dev are read-only; /tmp (the scratch tmpfs, emptied after
+    // every run) and the run's own directory in it are writable.
+    let code = "import os, tempfile\nout = {}\nfor p in ['/opt/x', '/tmp/x', '/x', '/dev/x', '/etc/passwd']:\n    try:\n        open(p, 'a').write('x')\n        out[p] = 'written'\n    except OSError as e:\n        out[p] = e.errno\nopen('mine.txt', 'w').write('ok')\nout['cwd'] = os.getcwd().startswith('/tmp/')\nout['uid'] = os.getuid()\nresult = out";
     let r = engine.run(code, &Json::null(), &p).await;
     assert!(r.ok, "{r:?}");
     let out = r.result.to_value();
     let out = out.as_object().unwrap();
-    for path in ["/opt/x", "/tmp/x", "/x", "/dev/x", "/etc/passwd"] {
+    for path in ["/opt/x", "/x", "/dev/x", "/etc/passwd"] {
         assert!(out[path].is_number(), "{path} was writable: {out:?}");
     }
+    assert_eq!(out["/tmp/x"], "written", "{out:?}");
     assert_eq!(out["cwd"], true);
     assert_eq!(out["uid"], 65534);
 

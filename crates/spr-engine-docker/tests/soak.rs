@@ -64,7 +64,7 @@ fn case(i: usize) -> (String, Json, RunnerPolicy, Check) {
         ),
         _ => (
             // Leaves files and an orphan behind: the next run must not see them.
-            "import os, time\nopen('/tmp/spr/left', 'w').write('x')\nif os.fork() == 0:\n    time.sleep(60)\nresult = len(os.listdir('/tmp/spr'))".into(),
+            "import os, time\nopen('/tmp/left', 'w').write('x')\nif os.fork() == 0:\n    time.sleep(60)\nresult = len(os.listdir('/tmp'))".into(),
             Json::from_value(&json!({})),
             common::open_policy(),
             Check::Result(json!(2)), // its own directory and the file it just wrote

@@ -38,6 +38,12 @@ pub enum LocalEngineError {
         spr_protocol::DEFAULT_MAX_SESSIONS
     )]
     ZeroMaxSessions,
+    #[error("{field} must be at most {max}, got {got}")]
+    TooMany {
+        field: &'static str,
+        max: usize,
+        got: usize,
+    },
     #[error(transparent)]
     InvalidPackage(#[from] PackageSpecError),
     #[error(transparent)]
@@ -162,6 +168,18 @@ impl LocalEngine {
         }
         if config.max_sessions == Some(0) {
             return Err(LocalEngineError::ZeroMaxSessions);
+        }
+        for (field, value, max) in [
+            ("pool_size", config.pool_size, spr_protocol::MAX_POOL_SIZE),
+            (
+                "max_sessions",
+                config.max_sessions,
+                spr_protocol::MAX_SESSIONS,
+            ),
+        ] {
+            if let Some(got) = value.filter(|n| *n > max) {
+                return Err(LocalEngineError::TooMany { field, max, got });
+            }
         }
         spr_policy::validate_pinned_packages(&config.packages)?;
         validate_preload(&config.preload)?;
@@ -399,6 +417,10 @@ async fn execute(
                 policy.timeout_seconds
             ));
             (result, None)
+        }
+        Err(WorkerError::RequestTooLarge(e)) => {
+            pool.release(lease);
+            (RunnerResult::invalid_request(format!("Refused: the run's code, input_data and files together are too large to send: {e}")), None)
         }
         Err(e) => {
             pool.discard(lease);

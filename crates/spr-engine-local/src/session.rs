@@ -99,6 +99,11 @@ impl LocalSession {
                 held.worker.kill();
                 cell.unresponsive(started.elapsed(), "worker")
             }
+            Err(WorkerError::RequestTooLarge(e)) => {
+                // Nothing was sent: the session goes on as it was.
+                *slot = Some(held);
+                RunnerResult::invalid_request(format!("Refused: the run's code, input_data and files together are too large to send: {e}"))
+            }
             Err(e) => {
                 held.worker.kill();
                 cell.failed("worker", e)

@@ -53,6 +53,9 @@ pub(crate) enum WorkerError {
     Fatal(String),
     #[error("worker sent a bad frame: {0}")]
     Frame(#[from] FrameError),
+    /// The request did not fit in a frame: nothing was sent, the worker is unharmed.
+    #[error("the request is too large to send: {0}")]
+    RequestTooLarge(FrameError),
     #[error("worker sent an unexpected message")]
     Unexpected,
     #[error("worker did not answer within the deadline")]
@@ -222,7 +225,7 @@ impl Worker {
         id: u64,
         deadline: Duration,
     ) -> Result<RunReport, WorkerError> {
-        let frame = encode_frame(&message)?;
+        let frame = encode_frame(&message).map_err(WorkerError::RequestTooLarge)?;
         let exchange = async {
             self.stdin.write_all(&frame).await?;
             self.stdin.flush().await?;

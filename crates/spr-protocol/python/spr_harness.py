@@ -1316,9 +1316,10 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     try:
         if report.get("outcome") != "memory_error" and (collect or "matplotlib.pyplot" in _sys_modules):
             data = attach_outputs(data, scratch, ident, collect, deadline)
-    except BaseException:
-        # User state (a patched module, a hostile figure) cannot cost the report.
-        pass
+    except BaseException as exc:
+        # User state (a patched module, a hostile figure) cannot cost the report; the
+        # caller is told what it lost.
+        note_lost_attachments(exc)
     try:
         write_all(res_w, data)
     except OSError:
@@ -1363,8 +1364,9 @@ def serve_session(plan, request, req_r, res_w, scratch, writable, main, prepared
         if report.get("outcome") != "memory_error" and (collect or "matplotlib.pyplot" in sys.modules):
             try:
                 data = attach_outputs(data, scratch, ident, collect, deadline)
-            except BaseException:
-                pass  # user state (a patched module, a hostile figure) cannot cost the report
+            except BaseException as exc:
+                # User state (a patched module, a hostile figure) cannot cost the report.
+                note_lost_attachments(exc)
         if len(data) > MAX_RESULT_BYTES:
             data = _dumps(
                 {"outcome": "exception", "error": "The result is larger than the %d MiB limit" % (MAX_RESULT_BYTES >> 20)}
@@ -2756,7 +2758,12 @@ def input_globals(policy, input_data):
 
 
 def describe(exc):
-    return "%s: %s" % (type(exc).__name__, exc)
+    # The exception may be of the user's class, with a __str__ that raises.
+    try:
+        text = str(exc)
+    except BaseException:
+        text = "<str() of the exception failed>"
+    return "%s: %s" % (type(exc).__name__, text)
 
 
 def print_user_traceback(exc):
@@ -2939,14 +2946,25 @@ def encode_report(report):
             except (ValueError, TypeError, RecursionError) as exc2:
                 exc = exc2
         return unserializable(report, exc)
-    except (TypeError, RecursionError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # TypeError and RecursionError from json; anything from a result object's own
+        # __str__ (`default=str`), which is user code.
         return unserializable(report, exc)
 
 
 def unserializable(report, exc):
+    if isinstance(exc, (TypeError, ValueError, RecursionError)):
+        try:
+            why = str(exc)
+        except BaseException:
+            why = type(exc).__name__
+    else:
+        why = "str() of a value raised %s" % describe(exc)
     failed = {
         "outcome": "exception",
-        "error": "Result is not JSON-serializable: %s" % (exc,),
+        "error": "Result is not JSON-serializable: %s" % (why,),
     }
     return _dumps(failed).encode("utf-8")
 
@@ -3326,7 +3344,13 @@ def render_figures(budget, seconds, notes):
                     continue
                 budget -= len(data)
                 outputs.append({"mime_type": "image/png", "data": _b2a_base64(data, newline=False).decode("ascii")})
-            plt.close("all")
+            try:
+                plt.close("all")
+            except _RenderTimeout:
+                raise
+            except BaseException as exc:
+                # What was rendered stays rendered; the figures are user state.
+                notes.append("figures: closing them failed: %s" % safe_describe(exc))
         finally:
             _setitimer(signal.ITIMER_REAL, 0)
     except _RenderTimeout:
@@ -3340,6 +3364,14 @@ def render_figures(budget, seconds, notes):
             except Exception:
                 pass
     return outputs
+
+
+def note_lost_attachments(exc):
+    try:
+        sys.stderr.write("spr: the run's files and figures could not be returned: %s\n" % safe_describe(exc))
+        sys.stderr.flush()
+    except BaseException:
+        pass
 
 
 def attach_outputs(data, scratch, ident, collect, deadline):

@@ -294,6 +294,22 @@ class CaptureAndReportTests(unittest.TestCase):
         c.feed(b"abc")
         self.assertEqual((c.text(), c.truncated), ("abc", False))
 
+    def test_an_exception_whose_str_raises_is_still_described(self):
+        class Hostile(Exception):
+            def __str__(self):
+                raise RuntimeError("no")
+
+        self.assertEqual(h.describe(Hostile()), "Hostile: <str() of the exception failed>")
+
+    def test_a_result_whose_str_raises_is_an_unserializable_result(self):
+        class Hostile:
+            def __str__(self):
+                raise RuntimeError("no")
+
+        frame = json.loads(h.encode_report({"outcome": "completed", "result": Hostile()}))
+        self.assertEqual(frame["outcome"], "exception")
+        self.assertIn("str() of a value raised RuntimeError: no", frame["error"])
+
     def run_of(self, started=100.0):
         run = h.Run.__new__(h.Run)
         run.started = started
@@ -487,6 +503,17 @@ class WorkerTests(unittest.TestCase):
         self.assertEqual(r["exit_code"], 0)
         self.assertEqual(r["stdout"], "hi\n")
         self.assertEqual(self.frame(r)["result"], 3 * 10**30)
+
+    def test_code_raising_an_exception_whose_str_raises_gets_a_report(self):
+        code = (
+            "class E(Exception):\n"
+            "    def __str__(self):\n"
+            "        raise RuntimeError('no')\n"
+            "raise E()"
+        )
+        r = self.worker.run(code)
+        self.assertEqual(r["exit_code"], 1, r)
+        self.assertEqual(self.frame(r)["error"], "E: <str() of the exception failed>")
 
     def test_a_forged_report_and_closed_pipes_do_not_hide_a_timeout(self):
         code = (

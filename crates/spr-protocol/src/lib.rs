@@ -36,7 +36,7 @@ pub use plan::{
     ProcMount, RunIsolation, TmpfsMount, LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET,
     LANDLOCK_SCOPE_SIGNAL,
 };
-pub use pool::{default_pool_size, MAX_DEFAULT_POOL_SIZE};
+pub use pool::{default_pool_size, MAX_DEFAULT_POOL_SIZE, MAX_POOL_SIZE, MAX_SESSIONS};
 pub use receipt::{
     CgroupReceipt, FilesystemReceipt, MissingProtection, NamespacesReceipt, RlimitsReceipt,
     SandboxReceipt, SeccompReceipt,

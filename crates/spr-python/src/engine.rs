@@ -76,7 +76,8 @@ fn local_error(e: &LocalEngineError) -> PyErr {
         | LocalEngineError::ZeroPoolSize
         | LocalEngineError::ZeroMaxSessions
         | LocalEngineError::InvalidPackage(_)
-        | LocalEngineError::InvalidPreload(_) => value_error(e),
+        | LocalEngineError::InvalidPreload(_)
+        | LocalEngineError::TooMany { .. } => value_error(e),
         LocalEngineError::PythonNotFound { .. } | LocalEngineError::UvNotFound => {
             PyFileNotFoundError::new_err(crate::errors::chain(e))
         }
@@ -287,7 +288,7 @@ impl PyEngine {
         let source = policy_source(policy_json, policy_file)?;
         let input = input(input_json)?;
         let future = run(kind, code, input, source, attachments(files, collect));
-        Ok(submit(future, finish_run, callback))
+        submit(future, finish_run, callback)
     }
 
     /// Open a session under a policy fixed for its life.

@@ -27,9 +27,13 @@ static RUNTIMES: [OnceLock<(u32, Runtime)>; MAX_FORK_DEPTH] =
     [const { OnceLock::new() }; MAX_FORK_DEPTH];
 const MAX_FORK_DEPTH: usize = 16;
 
-pub(crate) fn runtime() -> &'static Runtime {
-    try_runtime().unwrap_or_else(|| {
-        panic!("spr: more than {MAX_FORK_DEPTH} generations of forked processes used spr")
+pub(crate) fn runtime() -> PyResult<&'static Runtime> {
+    try_runtime().ok_or_else(|| {
+        PyRuntimeError::new_err(format!(
+            "spr cannot start in this process: more than {MAX_FORK_DEPTH} generations of \
+             forked processes used it (start processes with multiprocessing's 'spawn' or \
+             'forkserver' method)"
+        ))
     })
 }
 
@@ -77,7 +81,7 @@ where
     F::Output: Send + 'static,
 {
     let (tx, rx) = mpsc::sync_channel(1);
-    let handle = runtime().spawn(async move {
+    let handle = runtime()?.spawn(async move {
         let _ = tx.send(future.await);
     });
     let mut rx = rx;

@@ -55,10 +55,6 @@ async fn cell(
     session.run(&code, &input, &attachments).await
 }
 
-fn finish_cell(py: Python<'_>, output: PyResult<RunnerResult>) -> PyResult<Py<PyAny>> {
-    Ok(result_parts(output?).into_pyobject(py)?.into_any().unbind())
-}
-
 #[pymethods]
 impl PySession {
     /// Run a cell; its `RunnerResult` as `(record, result, value)` JSON texts (`value`
@@ -101,8 +97,11 @@ impl PySession {
             object_input(input_json)?,
             attachments(files, collect),
         );
-        let named = async move { future.await.map_err(|e| session_error(&e.for_session(&id))) };
-        Ok(submit(named, finish_cell, callback))
+        let finish = move |py: Python<'_>, output: Result<RunnerResult, SessionError>| {
+            let result = output.map_err(|e| session_error(&e.for_session(&id)))?;
+            Ok(result_parts(result).into_pyobject(py)?.into_any().unbind())
+        };
+        submit(future, finish, callback)
     }
 
     /// The name the session's errors give it.
@@ -147,8 +146,8 @@ impl Drop for PySession {
         let Some(session) = self.session.get_mut().expect("session lock").take() else {
             return;
         };
-        if self.pid == std::process::id() {
-            runtime().spawn(async move { session.close().await });
+        if let (true, Ok(runtime)) = (self.pid == std::process::id(), runtime()) {
+            runtime.spawn(async move { session.close().await });
         } else {
             // A forked child's copy: the session's worker is the parent's.
             std::mem::forget(session);

@@ -23,19 +23,18 @@ impl PyTask {
 }
 
 /// Run `future` on the runtime; when it ends, call `callback(value, None)` with what
-/// `finish` made of its output, or `callback(None, exception)`.
-pub(crate) fn submit<F, T>(
-    future: F,
-    finish: fn(Python<'_>, T) -> PyResult<Py<PyAny>>,
-    callback: Py<PyAny>,
-) -> PyTask
+/// `finish` made of its output, or `callback(None, exception)`. Python objects are made
+/// only in `finish`, with the interpreter attached: a call that ends after the
+/// interpreter finalized (a daemon thread's, at exit) is dropped without touching it.
+pub(crate) fn submit<F, T, D>(future: F, finish: D, callback: Py<PyAny>) -> PyResult<PyTask>
 where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
+    D: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
 {
-    let handle = crate::runtime::runtime().spawn(async move {
+    let handle = crate::runtime::runtime()?.spawn(async move {
         let output = future.await;
-        Python::attach(|py| {
+        Python::try_attach(|py| {
             let args = match finish(py, output) {
                 Ok(value) => (value, py.None()),
                 Err(e) => (py.None(), e.into_value(py).into_any()),
@@ -47,7 +46,7 @@ where
             }
         });
     });
-    PyTask {
+    Ok(PyTask {
         handle: Mutex::new(Some(handle.abort_handle())),
-    }
+    })
 }

@@ -502,3 +502,93 @@ def test_a_forked_child_can_run_or_fails_promptly(engine):
     assert not hung, "the forked child hung in run_code for 20 s"
     outcome = queue.get(timeout=5)
     assert outcome == ("ok", 2) or outcome[0] == "raised", outcome
+
+
+def test_a_request_too_large_for_a_frame_is_refused_and_the_worker_kept(engine):
+    big = "a" * (70 << 20)
+    r = spr.run_code("result = len(x)", engine, input_data={"x": big})
+    assert not r.ok and r.exit_code == 2, r
+    assert "too large to send" in r.error
+    assert spr.run_code("result = 1", engine).result == 1
+
+
+def test_a_cell_too_large_for_a_frame_keeps_the_session(engine):
+    with engine.session() as s:
+        s.run("kept = 41")
+        r = s.run("len(x)", {"x": "a" * (70 << 20)})
+        assert not r.ok and not r.session_lost and "too large to send" in r.error, r
+        assert s.run("kept + 1").value == 42
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"pool_size": 2**61}, {"max_sessions": 2**61}, {"pool_size": 257}, {"max_sessions": 4097}],
+)
+def test_counts_beyond_spr_s_bounds_are_value_errors(tmp_path, kwargs):
+    with pytest.raises(ValueError, match="must be at most"):
+        spr.LocalEngine(venv_dir=str(tmp_path / "v"), **kwargs)
+    with pytest.raises(ValueError, match="must be at most"):
+        spr.DockerEngine(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"acquire_timeout_seconds": 2**63}, "acquire_timeout_seconds"),
+        ({"ttl_seconds": 2**70}, "ttl_seconds"),
+        ({"ssh_port": 70000}, "ssh_port"),
+        ({"ssh_host": "-oProxyCommand=x"}, "ssh_host"),
+        ({"ssh_host": "h", "ssh_user": "-x"}, "ssh_user"),
+    ],
+)
+def test_docker_options_out_of_range_name_the_option(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        spr.DockerEngine(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"packages": [1]}, r"packages\[0\]"),
+        ({"preload": [1]}, r"preload\[0\]"),
+        ({"sandbox": 1}, "sandbox"),
+    ],
+)
+def test_wrong_types_name_the_argument(tmp_path, kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        spr.LocalEngine(venv_dir=str(tmp_path / "v"), **kwargs)
+
+
+def test_a_lone_surrogate_names_its_argument(engine):
+    with pytest.raises(ValueError, match="code holds a character"):
+        spr.run_code("result = '\ud800'", engine)
+    with pytest.raises(ValueError, match="allowed_imports holds a character"):
+        spr.run_code("result = 1", engine, policy=spr.RunnerPolicy(allowed_imports=["\ud800"]))
+
+
+def test_the_original_execute_protocol_is_kept(engine):
+    from safe_py_runner.execution import ExecutionRequest
+
+    out = engine.execute(
+        ExecutionRequest(
+            payload={"code": "result = x + 1", "input_data": {"x": 1}, "policy": {"timeout_seconds": 2}},
+            timeout_seconds=2,
+        )
+    )
+    assert out.returncode == 0 and not out.timed_out
+    assert json.loads(out.stdout)["result"] == 2
+
+
+def test_a_subclass_overriding_execute_is_used_by_run_code(engine):
+    from safe_py_runner.execution import ExecutionOutcome
+
+    class Wrapped(spr.LocalEngine):
+        calls = 0
+
+        def execute(self, request):
+            Wrapped.calls += 1
+            return ExecutionOutcome(stdout='{"ok": true, "result": 7}', stderr="", returncode=0, timed_out=False)
+
+    wrapped = Wrapped.__new__(Wrapped)
+    r = spr.run_code("result = 1", wrapped)
+    assert r.ok and r.result == 7 and Wrapped.calls == 1

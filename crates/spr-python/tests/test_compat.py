@@ -43,12 +43,14 @@ def test_top_level_imports():
     assert sorted(safe_py_runner.__all__) == sorted(
         ["RunnerPolicy", "RunnerResult", "run_code", "LocalEngine", "DockerEngine"]
     )
-    assert LocalEngine is spr.LocalEngine and DockerEngine is spr.DockerEngine
+    # The drop-in's DockerEngine is spr's, naming its containers as the original did.
+    assert LocalEngine is spr.LocalEngine and issubclass(DockerEngine, spr.DockerEngine)
     assert RunnerPolicy is spr.RunnerPolicy and RunnerResult is spr.RunnerResult
     assert run_code is spr.run_code
 
 
 def test_submodule_imports():
+    import safe_py_runner
     from safe_py_runner.execution import ExecutionEngine, ExecutionOutcome, ExecutionRequest
     from safe_py_runner.execution.capabilities import (
         BackendCapabilities,
@@ -75,7 +77,8 @@ def test_submodule_imports():
 
     assert EE is ExecutionEngine and EO is ExecutionOutcome and ER is ExecutionRequest
     assert ExecutionOutcome is spr.ExecutionOutcome
-    assert DockerEngine is spr.DockerEngine and LocalEngine is spr.LocalEngine
+    assert issubclass(DockerEngine, spr.DockerEngine) and LocalEngine is spr.LocalEngine
+    assert DockerEngine is safe_py_runner.DockerEngine
     assert run_code is spr.run_code and RunnerPolicy is spr.RunnerPolicy and RunnerResult is spr.RunnerResult
     assert DEFAULT_DOCKER_IMAGE == "spr-runtime:latest"
     assert {CleanupSummary, ContainerInfo, ImageInfo} <= {spr.CleanupSummary, spr.ContainerInfo, spr.ImageInfo}

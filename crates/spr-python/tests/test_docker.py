@@ -152,3 +152,33 @@ def test_a_missing_image_is_an_engine_failure_result(docker_engine):  # the fixt
         eng.shutdown()
     assert not r.ok and r.exit_code == 125
     assert "spr-test-no-such-image:never" in r.error
+
+
+def test_the_drop_in_names_its_containers_as_the_original(docker_engine):
+    import safe_py_runner
+
+    eng = safe_py_runner.DockerEngine(pool_size=1)
+    try:
+        r = safe_py_runner.run_code("result = 1", eng)
+        assert r.ok, r
+        names = [c.name for c in eng.list_containers(all_states=True)]
+        assert any(n.startswith("safe-py-runner-") for n in names), names
+    finally:
+        eng.shutdown()
+
+
+def test_a_run_writes_tmp_and_the_next_run_does_not_see_it(docker_engine):
+    # The original's test_docker_workspace_reset_between_runs, which spr passes.
+    code = "from pathlib import Path\nPath('/tmp/marker').write_text('x')\nresult = 1"
+    first = spr.run_code(code, docker_engine)
+    assert first.ok, first
+    second = spr.run_code(
+        "from pathlib import Path\nresult = Path('/tmp/marker').exists()", docker_engine
+    )
+    assert second.ok and second.result is False, second
+
+
+@pytest.mark.parametrize("prefix", ["", "-x", "a b", "a/b"])
+def test_a_bad_container_prefix_is_refused(prefix):
+    with pytest.raises(ValueError, match="container_prefix"):
+        spr.DockerEngine(container_prefix=prefix)

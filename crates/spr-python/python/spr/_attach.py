@@ -56,3 +56,5 @@ def input_arg(input_data: Any) -> Optional[str]:
     except ValueError as exc:
         # NaN and infinities: JSON has no such numbers.
         raise ValueError(f"input_data: {exc}") from None
+    except RecursionError:
+        raise ValueError("input_data is nested too deeply to send") from None

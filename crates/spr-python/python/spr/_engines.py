@@ -34,17 +34,49 @@ class CleanupSummary:
     removed_images: int
 
 
-def _pinned(packages: Optional[Sequence[str]]) -> List[str]:
-    if packages is None:
+def _strings(name: str, values: Optional[Sequence[str]]) -> List[str]:
+    if values is None:
         return []
-    if isinstance(packages, str):
-        raise TypeError("packages must be a list of 'name==version' strings, not one string")
-    return _native.validate_pinned_packages(list(packages))
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{name} must be a list of strings, not one string")
+    out = list(values)
+    for index, value in enumerate(out):
+        if not isinstance(value, str):
+            raise TypeError(f"{name}[{index}] must be a str, got {type(value).__name__}")
+    return out
 
 
-def _count(name: str, value: Optional[int], *, zero_is_default: bool = False) -> Optional[int]:
+def _pinned(packages: Optional[Sequence[str]]) -> List[str]:
+    return _native.validate_pinned_packages(_strings("packages", packages))
+
+
+def _text(name: str, value: Any) -> Optional[str]:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    return value
+
+
+def _path(name: str, value: Any) -> Optional[str]:
+    """A path argument: str, bytes or path-like."""
+    if value is None:
+        return None
+    try:
+        return os.fsdecode(os.fspath(value))
+    except TypeError:
+        raise TypeError(f"{name} must be a path (str, bytes or os.PathLike), got {type(value).__name__}") from None
+
+
+#: The largest values spr takes (its Rust engines check the same bounds).
+MAX_POOL_SIZE = 256
+MAX_SESSIONS = 4096
+_MAX_COUNT = 2**31 - 1
+
+
+def _count(
+    name: str, value: Optional[int], *, zero_is_default: bool = False, maximum: int = _MAX_COUNT
+) -> Optional[int]:
     """A count option: ``None`` is the default; ``0`` too where the original said so
-    (``value or default``); anything else must be a positive integer."""
+    (``value or default``); anything else must be an integer from 1 to ``maximum``."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
@@ -53,15 +85,15 @@ def _count(name: str, value: Optional[int], *, zero_is_default: bool = False) ->
         return None
     if value < 1:
         raise ValueError(f"{name} must be at least 1 (omit it for the default), got {value}")
+    if value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 
 def _modules(preload: Optional[Sequence[str]]) -> List[str]:
-    if preload is None:
-        return []
     if isinstance(preload, str):
         return [preload]
-    return list(preload)
+    return _strings("preload", preload)
 
 
 class Engine:
@@ -111,6 +143,34 @@ class Engine:
     def open_sessions(self) -> int:
         return self._native.open_sessions()
 
+    def execute(self, request):
+        """The original's engine protocol: run ``request.payload`` (``code``,
+        ``input_data``, ``policy``) and answer an ``ExecutionOutcome`` whose stdout is the
+        original worker's JSON. For code written against that protocol (wrappers, direct
+        calls); ``run_code`` does not go through it."""
+        from ._foreign import ExecutionOutcome
+        from ._policy import FIELDS, RunnerPolicy
+        from ._run import run_code
+
+        payload = dict(request.payload)
+        policy_keys = dict(payload.get("policy") or {})
+        policy = RunnerPolicy(**{k: v for k, v in policy_keys.items() if k in FIELDS})
+        result = run_code(payload.get("code", ""), self, payload.get("input_data"), policy)
+        if result.timed_out:
+            return ExecutionOutcome("", "", 124, True, result.error)
+        if result.exit_code == 125:
+            return ExecutionOutcome("", result.stderr, 125, False, result.error)
+        body = {
+            "ok": result.ok,
+            "result": result.result,
+            "stdout": result.stdout,
+            "stderr": result.stderr,
+            "timed_out": result.timed_out,
+            "resource_exceeded": result.resource_exceeded,
+            "error": result.error,
+        }
+        return ExecutionOutcome(json.dumps(body), "", result.exit_code, False, None)
+
 
 class LocalEngine(Engine):
     """Runs code in fresh processes forked from warm, sandboxed Python workers.
@@ -139,24 +199,26 @@ class LocalEngine(Engine):
         max_sessions: Optional[int] = None,
         scratch_dir: Optional[str] = None,
     ) -> None:
-        if venv_dir is None or not str(venv_dir).strip():
+        venv_dir = _path("venv_dir", venv_dir)
+        if venv_dir is None or not venv_dir.strip():
             raise ValueError("LocalEngine requires a non-empty 'venv_dir'")
         pinned = _pinned(packages)
         if venv_manager not in ("auto", "uv", "python"):
             raise ValueError("venv_manager must be either 'uv' or 'python' (or 'auto')")
-        self.venv_dir = os.path.expanduser(os.fspath(venv_dir))
+        _text("sandbox", sandbox)
+        self.venv_dir = os.path.expanduser(venv_dir)
         self.venv_manager = venv_manager
         self.packages = pinned
         native = _native.Engine.local(
             self.venv_dir,
             venv_manager=venv_manager,
             packages=pinned,
-            pool_size=_count("pool_size", pool_size),
+            pool_size=_count("pool_size", pool_size, maximum=MAX_POOL_SIZE),
             preload=_modules(preload),
             sandbox=sandbox,
-            python=None if python is None else os.fspath(python),
-            max_sessions=_count("max_sessions", max_sessions),
-            scratch_dir=None if scratch_dir is None else os.fspath(scratch_dir),
+            python=_path("python", python),
+            max_sessions=_count("max_sessions", max_sessions, maximum=MAX_SESSIONS),
+            scratch_dir=_path("scratch_dir", scratch_dir),
         )
         # As the original: the venv exists (with its packages) once the constructor returns,
         # and a failure to make it is the constructor's.
@@ -202,6 +264,23 @@ class DockerEngine(Engine):
         container_prefix: Optional[str] = None,
     ) -> None:
         pinned = _pinned(packages)
+        for name, value in [
+            ("container_registry", container_registry),
+            ("name", name),
+            ("docker_host", docker_host),
+            ("docker_context", docker_context),
+            ("ssh_host", ssh_host),
+            ("ssh_user", ssh_user),
+            ("runtime", runtime),
+            ("container_prefix", container_prefix),
+        ]:
+            _text(name, value)
+        if ssh_port is not None and (
+            isinstance(ssh_port, bool) or not isinstance(ssh_port, int) or not 1 <= ssh_port <= 65535
+        ):
+            raise ValueError(f"ssh_port must be between 1 and 65535, got {ssh_port!r}")
+        if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, (int, float))):
+            raise ValueError(f"cpus must be a number of cores, got {cpus!r}")
         self._settings: Dict[str, Any] = dict(
             docker_host=docker_host,
             docker_context=docker_context,
@@ -214,20 +293,20 @@ class DockerEngine(Engine):
             image=container_registry,
             packages=pinned,
             name=name,
-            pool_size=_count("pool_size", pool_size, zero_is_default=True),
+            pool_size=_count("pool_size", pool_size, zero_is_default=True, maximum=MAX_POOL_SIZE),
             max_runs=_count("max_runs", max_runs, zero_is_default=True),
-            ttl_seconds=_count("ttl_seconds", ttl_seconds, zero_is_default=True),
+            ttl_seconds=_count("ttl_seconds", ttl_seconds, zero_is_default=True, maximum=365 * 86400),
             acquire_timeout_seconds=_count(
-                "acquire_timeout_seconds", acquire_timeout_seconds, zero_is_default=True
+                "acquire_timeout_seconds", acquire_timeout_seconds, zero_is_default=True, maximum=86400
             ),
             docker_host=docker_host,
             docker_context=docker_context,
             ssh_host=ssh_host,
             ssh_user=ssh_user,
             ssh_port=ssh_port,
-            ssh_key_path=None if ssh_key_path is None else os.fspath(ssh_key_path),
+            ssh_key_path=_path("ssh_key_path", ssh_key_path),
             preload=_modules(preload),
-            max_sessions=_count("max_sessions", max_sessions),
+            max_sessions=_count("max_sessions", max_sessions, maximum=MAX_SESSIONS),
             runtime=runtime,
             cpus=cpus,
             container_prefix=container_prefix,

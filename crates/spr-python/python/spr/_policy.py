@@ -122,6 +122,8 @@ def _check_type(name: str, value: Any) -> None:
             )
         if value < 0:
             raise ValueError(f"invalid policy: {name} must not be negative, got {value}")
+        if value > 2**63 - 1:
+            raise ValueError(f"invalid policy: {name} is far too large, got {value}")
     elif name in _LISTS:
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
             raise ValueError(f"invalid policy: {name} must be a list of strings")
@@ -130,21 +132,41 @@ def _check_type(name: str, value: Any) -> None:
                 raise ValueError(
                     f"invalid policy: {name} must contain only strings, got {item!r}"
                 )
+            _check_text(name, item)
     elif name in ("extra_globals", "sandbox"):
         if not isinstance(value, dict):
             raise ValueError(f"invalid policy: {name} must be a dict")
         if name == "extra_globals":
-            _check_numbers(name, value)
+            _check_values(name, value, 0)
 
 
 #: What spr's policy values hold exactly: 64-bit integers (signed, or unsigned above).
 _INT_RANGE = (-(2**63), 2**64 - 1)
 
 
-def _check_numbers(path: str, value: Any) -> None:
-    """Refuse numbers a policy value cannot hold, naming where they are: an integer past
-    64 bits would otherwise arrive as a float, NaN and infinities not at all."""
+#: How deep `extra_globals` may nest (spr's JSON reader stops at 128).
+_MAX_DEPTH = 100
+
+
+def _check_text(path: str, text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"invalid policy: {path} holds a character UTF-8 cannot carry "
+            f"({exc.object[exc.start]!r} at index {exc.start})"
+        ) from None
+
+
+def _check_values(path: str, value: Any, depth: int) -> None:
+    """Refuse values a policy cannot hold, naming where they are: an integer past 64
+    bits would otherwise arrive as a float, NaN and infinities not at all."""
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"invalid policy: {path} is nested deeper than {_MAX_DEPTH} levels")
     if isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        _check_text(path, value)
         return
     if isinstance(value, int):
         if not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
@@ -157,7 +179,9 @@ def _check_numbers(path: str, value: Any) -> None:
             raise ValueError(f"invalid policy: {path}: {value} is not a JSON number")
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_numbers(f"{path}.{key}", item)
+            if isinstance(key, str):
+                _check_text(f"{path} key {key!r}", key)
+            _check_values(f"{path}.{key}", item, depth + 1)
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            _check_numbers(f"{path}[{index}]", item)
+            _check_values(f"{path}[{index}]", item, depth + 1)

@@ -20,14 +20,41 @@ def _policy_args(policy: Optional[RunnerPolicy], policy_file: Any):
     if policy is not None and not isinstance(policy, RunnerPolicy):
         raise TypeError(f"policy must be a RunnerPolicy, got {type(policy).__name__}")
     policy_json = None if policy is None else policy.to_json()
-    path = None if policy_file is None else os.fspath(policy_file)
-    return policy_json, path
+    return policy_json, _path_arg(policy_file)
 
 
 def _native_of(engine: Any):
-    if isinstance(engine, Engine):
+    # A subclass that brings its own `execute` is an engine of the original's protocol.
+    if isinstance(engine, Engine) and type(engine).execute is Engine.execute:
         return engine._native
     return None
+
+
+def _check_utf8(**texts: Any) -> None:
+    """After the native module refused a text: name the argument that holds a character
+    UTF-8 cannot carry (a lone surrogate)."""
+    for name, value in texts.items():
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise ValueError(
+                        f"{name} holds a character UTF-8 cannot carry "
+                        f"({exc.object[exc.start]!r} at index {exc.start})"
+                    ) from None
+    raise ValueError("an argument holds a character UTF-8 cannot carry")
+
+
+def _path_arg(policy_file: Any) -> Optional[str]:
+    if policy_file is None:
+        return None
+    try:
+        return os.fsdecode(os.fspath(policy_file))
+    except TypeError:
+        raise TypeError(
+            f"policy_file must be a path (str, bytes or os.PathLike), got {type(policy_file).__name__}"
+        ) from None
 
 
 def run_code(
@@ -57,14 +84,19 @@ def run_code(
     if native is None:
         return _run_other(code, engine, input_data, policy, policy_file, files, collect)
     policy_json, path = _policy_args(policy, policy_file)
-    parts = native.run(
-        code,
-        input_json=input_arg(input_data),
-        policy_json=policy_json,
-        policy_file=path,
-        files=files_arg(files),
-        collect=collect_arg(collect),
-    )
+    file_pairs = files_arg(files)
+    globs = collect_arg(collect)
+    try:
+        parts = native.run(
+            code,
+            input_json=input_arg(input_data),
+            policy_json=policy_json,
+            policy_file=path,
+            files=file_pairs,
+            collect=globs,
+        )
+    except UnicodeEncodeError:
+        _check_utf8(code=code, files=[p for p, _ in file_pairs], collect=globs)
     return RunnerResult._from_parts(parts)
 
 
@@ -89,17 +121,20 @@ async def run_code_async(
     input_json = input_arg(input_data)
     file_pairs = files_arg(files)
     globs = collect_arg(collect)
-    parts = await await_native(
-        lambda callback: native.submit(
-            callback,
-            code,
-            input_json=input_json,
-            policy_json=policy_json,
-            policy_file=path,
-            files=file_pairs,
-            collect=globs,
+    try:
+        parts = await await_native(
+            lambda callback: native.submit(
+                callback,
+                code,
+                input_json=input_json,
+                policy_json=policy_json,
+                policy_file=path,
+                files=file_pairs,
+                collect=globs,
+            )
         )
-    )
+    except UnicodeEncodeError:
+        _check_utf8(code=code, files=[p for p, _ in file_pairs], collect=globs)
     return RunnerResult._from_parts(parts)
 
 

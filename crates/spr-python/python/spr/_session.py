@@ -44,12 +44,18 @@ class Session:
         collect: Optional[Iterable[str]] = None,
     ) -> RunnerResult:
         """Run a cell. ``result.value`` is its last expression's value."""
-        parts = self._native.run(
-            code,
-            input_json=input_arg(input_data),
-            files=files_arg(files),
-            collect=collect_arg(collect),
-        )
+        from ._run import _check_utf8
+
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, got {type(code).__name__}")
+        pairs = files_arg(files)
+        globs = collect_arg(collect)
+        try:
+            parts = self._native.run(
+                code, input_json=input_arg(input_data), files=pairs, collect=globs
+            )
+        except UnicodeEncodeError:
+            _check_utf8(code=code, files=[p for p, _ in pairs], collect=globs)
         return RunnerResult._from_parts(parts)
 
     async def run_async(
@@ -61,6 +67,8 @@ class Session:
         collect: Optional[Iterable[str]] = None,
     ) -> RunnerResult:
         """:meth:`run` for asyncio."""
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, got {type(code).__name__}")
         input_json = input_arg(input_data)
         pairs = files_arg(files)
         globs = collect_arg(collect)
