@@ -357,6 +357,28 @@ fn descendants(pid: u32) -> Vec<u32> {
     all
 }
 
+/// Wait (at most 10 s) until none of `pids` is alive (gone, or a zombie).
+fn wait_until_gone(pids: &[u32]) {
+    let alive = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let state = stat
+                    .rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .next()?
+                    .to_string();
+                Some(state != "Z" && state != "X")
+            })
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pids.iter().any(alive) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Children of every thread of `pid`.
 fn children(pid: u32) -> Vec<u32> {
     let mut kids = Vec::new();
@@ -889,7 +911,11 @@ async fn a_worker_start_that_fails_is_an_engine_error_never_a_weaker_sandbox() {
     // The idle worker goes (its supervisor is a child of this process), so the next
     // run needs a new one, which cannot start while `bin` is unreadable.
     let supervisors = children(std::process::id());
+    let worker_tree: Vec<u32> = supervisors.iter().flat_map(|p| descendants(*p)).collect();
     common::signal(&supervisors, "KILL");
+    // The worker dies with its supervisor, but not at once: a run sent before it is gone
+    // would still be served by it.
+    wait_until_gone(&worker_tree);
     let bin = venv.join("bin");
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o000)).unwrap();
     let failed = run(&engine, "result = 2", RunnerPolicy::default()).await;
