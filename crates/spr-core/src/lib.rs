@@ -64,11 +64,11 @@ pub use spr_policy::{
     Value, MAX_POLICY_FILE_BYTES, PROTECTION_NAMES,
 };
 pub use spr_protocol::{
-    default_pool_size, AttachmentError, Attachments, FileEncoding, FileIn, FileOut, Json, JsonKind,
-    Output, PathProblem, RunnerResult, SandboxReceipt, SessionError, DEFAULT_MAX_SESSIONS,
-    DEFAULT_SESSION_TTL_SECONDS, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT, MAX_COLLECT_GLOBS,
-    MAX_FILES_IN, MAX_FILES_IN_BYTES, MAX_FILES_OUT, MAX_FILES_OUT_BYTES, MAX_OUTPUTS,
-    MAX_OUTPUTS_BYTES, MAX_SESSION_TTL_SECONDS,
+    default_pool_size, message_with_causes, AttachmentError, Attachments, FileEncoding, FileIn,
+    FileOut, Json, JsonKind, Output, PathProblem, RunnerResult, SandboxReceipt, SessionError,
+    DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_TTL_SECONDS, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT,
+    MAX_COLLECT_GLOBS, MAX_FILES_IN, MAX_FILES_IN_BYTES, MAX_FILES_OUT, MAX_FILES_OUT_BYTES,
+    MAX_OUTPUTS, MAX_OUTPUTS_BYTES, MAX_SESSION_TTL_SECONDS,
 };
 
 #[cfg(feature = "docker")]

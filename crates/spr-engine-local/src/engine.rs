@@ -91,17 +91,7 @@ impl LocalEngineError {
 
     /// The message with its causes, for a run's `error` (which has no room for a chain).
     pub(crate) fn with_causes(&self) -> String {
-        let mut text = self.to_string();
-        let mut next = std::error::Error::source(self);
-        while let Some(cause) = next {
-            let cause_text = cause.to_string();
-            if !text.ends_with(&cause_text) {
-                text.push_str(": ");
-                text.push_str(&cause_text);
-            }
-            next = cause.source();
-        }
-        text
+        spr_protocol::message_with_causes(self)
     }
 }
 

@@ -5,6 +5,7 @@
 //! Sans-IO: nothing here reads or writes a file descriptor, so engines (local processes,
 //! Docker attach streams) share one implementation and it is tested without Python.
 
+mod causes;
 mod files;
 mod frame;
 mod harness;
@@ -18,6 +19,7 @@ pub mod seccomp;
 mod session;
 pub mod wire;
 
+pub use causes::message_with_causes;
 pub use files::{
     AttachmentError, Attachments, FileEncoding, FileIn, FileOut, Output, PathProblem,
     MAX_COLLECT_GLOBS, MAX_FILES_IN, MAX_FILES_IN_BYTES, MAX_FILES_OUT, MAX_FILES_OUT_BYTES,

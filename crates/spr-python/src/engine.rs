@@ -60,6 +60,17 @@ impl PyEngine {
         }
     }
 
+    /// One administration call of the Docker engine, with the GIL released.
+    fn admin<T, F, Fut>(&self, py: Python<'_>, call: F) -> PyResult<T>
+    where
+        F: FnOnce(DockerEngine) -> Fut,
+        Fut: std::future::Future<Output = Result<T, DockerAdminError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let engine = self.docker_engine()?.clone();
+        block_on(py, call(engine))?.map_err(admin_error)
+    }
+
     /// The engine, refused in a process forked after it was made.
     fn usable(&self) -> PyResult<&Arc<Kind>> {
         check_process(self.pid)?;
@@ -318,18 +329,17 @@ impl PyEngine {
     /// Managed containers, as JSON (a list of `ContainerInfo` records).
     #[pyo3(signature = (all_states = false))]
     fn list_containers(&self, py: Python<'_>, all_states: bool) -> PyResult<String> {
-        let engine = self.docker_engine()?.clone();
-        block_on(py, async move { engine.list_containers(all_states).await })?
-            .map(|v| to_json(&v))
-            .map_err(admin_error)
+        self.admin(
+            py,
+            move |e| async move { e.list_containers(all_states).await },
+        )
+        .map(|v| to_json(&v))
     }
 
     /// Managed images, as JSON (a list of `ImageInfo` records).
     fn list_images(&self, py: Python<'_>) -> PyResult<String> {
-        let engine = self.docker_engine()?.clone();
-        block_on(py, async move { engine.list_images().await })?
+        self.admin(py, |e| async move { e.list_images().await })
             .map(|v| to_json(&v))
-            .map_err(admin_error)
     }
 
     /// Stop a managed container (`ValueError` for one spr does not manage).
@@ -340,28 +350,22 @@ impl PyEngine {
         container_id: String,
         timeout_seconds: u64,
     ) -> PyResult<()> {
-        let engine = self.docker_engine()?.clone();
-        block_on(py, async move {
-            engine.stop_container(&container_id, timeout_seconds).await
-        })?
-        .map_err(admin_error)
+        self.admin(py, move |e| async move {
+            e.stop_container(&container_id, timeout_seconds).await
+        })
     }
 
     /// Kill a managed container (`ValueError` for one spr does not manage).
     fn kill_container(&self, py: Python<'_>, container_id: String) -> PyResult<()> {
-        let engine = self.docker_engine()?.clone();
-        block_on(
+        self.admin(
             py,
-            async move { engine.kill_container(&container_id).await },
-        )?
-        .map_err(admin_error)
+            move |e| async move { e.kill_container(&container_id).await },
+        )
     }
 
     /// Remove stopped managed containers and unused managed images; JSON of the counts.
     fn cleanup_stale(&self, py: Python<'_>) -> PyResult<String> {
-        let engine = self.docker_engine()?.clone();
-        block_on(py, async move { engine.cleanup_stale().await })?
+        self.admin(py, |e| async move { e.cleanup_stale().await })
             .map(|v| to_json(&v))
-            .map_err(admin_error)
     }
 }

@@ -9,20 +9,7 @@ use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use spr_core::{PolicyError, RunError, SessionError};
 
-/// The message of `e` and its causes, as one line.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use spr_core::message_with_causes as chain;
 
 pub(crate) fn value_error(e: &dyn std::error::Error) -> PyErr {
     PyValueError::new_err(chain(e))

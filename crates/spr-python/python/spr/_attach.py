@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 FileData = Union[str, bytes, bytearray, memoryview]
 Files = Optional[Mapping[str, FileData]]
@@ -58,3 +58,30 @@ def input_arg(input_data: Any) -> Optional[str]:
         raise ValueError(f"input_data: {exc}") from None
     except RecursionError:
         raise ValueError("input_data is nested too deeply to send") from None
+
+
+def call_args(code: Any, input_data: Any, files: Files, collect: Optional[Iterable[str]]) -> Dict[str, Any]:
+    """What every run and cell sends: its code (checked) and its input, files and globs,
+    as the native module takes them."""
+    if not isinstance(code, str):
+        raise TypeError(f"code must be a str, got {type(code).__name__}")
+    return {"input_json": input_arg(input_data), "files": files_arg(files), "collect": collect_arg(collect)}
+
+
+def send(method: Callable[..., Any], *args: Any, code: str, **kwargs: Any) -> Any:
+    """``method(*args, code, **kwargs)``; a text UTF-8 cannot carry (a lone surrogate),
+    which the native module refuses without saying where, is named by argument."""
+    try:
+        return method(*args, code, **kwargs)
+    except UnicodeEncodeError:
+        texts = {"code": code, "files": [p for p, _ in kwargs["files"]], "collect": kwargs["collect"]}
+    for name, value in texts.items():
+        for text in value if isinstance(value, list) else [value]:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(
+                    f"{name} holds a character UTF-8 cannot carry "
+                    f"({exc.object[exc.start]!r} at index {exc.start})"
+                ) from None
+    raise ValueError("an argument holds a character UTF-8 cannot carry")

@@ -66,17 +66,17 @@ def _path(name: str, value: Any) -> Optional[str]:
         raise TypeError(f"{name} must be a path (str, bytes or os.PathLike), got {type(value).__name__}") from None
 
 
-#: The largest values spr takes (its Rust engines check the same bounds).
-MAX_POOL_SIZE = 256
-MAX_SESSIONS = 4096
-_MAX_COUNT = 2**31 - 1
+#: What the native module's integer types hold; the engines themselves refuse what is
+#: out of their range (`pool_size must be at most 256, ...`).
+_U64 = 2**63 - 1
+_U32 = 2**32 - 1
 
 
 def _count(
-    name: str, value: Optional[int], *, zero_is_default: bool = False, maximum: int = _MAX_COUNT
+    name: str, value: Optional[int], *, zero_is_default: bool = False, maximum: int = _U64
 ) -> Optional[int]:
     """A count option: ``None`` is the default; ``0`` too where the original said so
-    (``value or default``); anything else must be an integer from 1 to ``maximum``."""
+    (``value or default``); anything else a positive integer its Rust type holds."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
@@ -213,11 +213,11 @@ class LocalEngine(Engine):
             self.venv_dir,
             venv_manager=venv_manager,
             packages=pinned,
-            pool_size=_count("pool_size", pool_size, maximum=MAX_POOL_SIZE),
+            pool_size=_count("pool_size", pool_size),
             preload=_modules(preload),
             sandbox=sandbox,
             python=_path("python", python),
-            max_sessions=_count("max_sessions", max_sessions, maximum=MAX_SESSIONS),
+            max_sessions=_count("max_sessions", max_sessions),
             scratch_dir=_path("scratch_dir", scratch_dir),
         )
         # As the original: the venv exists (with its packages) once the constructor returns,
@@ -293,11 +293,11 @@ class DockerEngine(Engine):
             image=container_registry,
             packages=pinned,
             name=name,
-            pool_size=_count("pool_size", pool_size, zero_is_default=True, maximum=MAX_POOL_SIZE),
-            max_runs=_count("max_runs", max_runs, zero_is_default=True),
-            ttl_seconds=_count("ttl_seconds", ttl_seconds, zero_is_default=True, maximum=365 * 86400),
+            pool_size=_count("pool_size", pool_size, zero_is_default=True),
+            max_runs=_count("max_runs", max_runs, zero_is_default=True, maximum=_U32),
+            ttl_seconds=_count("ttl_seconds", ttl_seconds, zero_is_default=True),
             acquire_timeout_seconds=_count(
-                "acquire_timeout_seconds", acquire_timeout_seconds, zero_is_default=True, maximum=86400
+                "acquire_timeout_seconds", acquire_timeout_seconds, zero_is_default=True
             ),
             docker_host=docker_host,
             docker_context=docker_context,
@@ -306,7 +306,7 @@ class DockerEngine(Engine):
             ssh_port=ssh_port,
             ssh_key_path=_path("ssh_key_path", ssh_key_path),
             preload=_modules(preload),
-            max_sessions=_count("max_sessions", max_sessions, maximum=MAX_SESSIONS),
+            max_sessions=_count("max_sessions", max_sessions),
             runtime=runtime,
             cpus=cpus,
             container_prefix=container_prefix,

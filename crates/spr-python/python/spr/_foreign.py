@@ -11,6 +11,7 @@ import json
 from typing import Any, Dict, Optional
 
 from ._compat import slotted
+from ._policy import ORIGINAL_FIELDS
 from ._result import RunnerResult
 
 
@@ -33,28 +34,13 @@ class ExecutionOutcome:
     error: Optional[str] = None
 
 
-_PAYLOAD_POLICY_KEYS = (
-    "mode",
-    "timeout_seconds",
-    "memory_limit_mb",
-    "max_output_kb",
-    "allowed_imports",
-    "blocked_imports",
-    "allowed_builtins",
-    "blocked_builtins",
-    "allowed_globals",
-    "blocked_globals",
-    "extra_globals",
-)
-
-
 def run_foreign(engine: Any, code: str, input_data: Any, policy) -> RunnerResult:
     payload = json.loads(
         json.dumps(
             {
                 "code": code,
                 "input_data": input_data or {},
-                "policy": {k: getattr(policy, k) for k in _PAYLOAD_POLICY_KEYS},
+                "policy": {k: getattr(policy, k) for k in ORIGINAL_FIELDS},
             }
         )
     )

@@ -12,8 +12,8 @@ from ._compat import slotted
 
 _DEFAULTS: Dict[str, Any] = json.loads(_native.default_policy())
 
-#: The keys of a policy, in the original's positional order, then spr's own.
-FIELDS = (
+#: The original's policy keys, in its positional order (what its engines were sent).
+ORIGINAL_FIELDS = (
     "mode",
     "timeout_seconds",
     "memory_limit_mb",
@@ -25,9 +25,9 @@ FIELDS = (
     "allowed_globals",
     "blocked_globals",
     "extra_globals",
-    "config_path",
-    "sandbox",
 )
+#: Every key of a policy: the original's, then `config_path`, then spr's own.
+FIELDS = ORIGINAL_FIELDS + ("config_path", "sandbox")
 
 
 def _default(name: str):

@@ -6,7 +6,7 @@ import os
 from typing import Any, Iterable, Mapping, Optional
 
 from ._aio import await_native
-from ._attach import collect_arg, files_arg, input_arg
+from ._attach import call_args, send
 from ._engines import Engine
 from ._policy import RunnerPolicy
 from ._result import RunnerResult
@@ -28,22 +28,6 @@ def _native_of(engine: Any):
     if isinstance(engine, Engine) and type(engine).execute is Engine.execute:
         return engine._native
     return None
-
-
-def _check_utf8(**texts: Any) -> None:
-    """After the native module refused a text: name the argument that holds a character
-    UTF-8 cannot carry (a lone surrogate)."""
-    for name, value in texts.items():
-        for text in value if isinstance(value, list) else [value]:
-            if isinstance(text, str):
-                try:
-                    text.encode("utf-8")
-                except UnicodeEncodeError as exc:
-                    raise ValueError(
-                        f"{name} holds a character UTF-8 cannot carry "
-                        f"({exc.object[exc.start]!r} at index {exc.start})"
-                    ) from None
-    raise ValueError("an argument holds a character UTF-8 cannot carry")
 
 
 def _path_arg(policy_file: Any) -> Optional[str]:
@@ -78,26 +62,12 @@ def run_code(
     Refusals before the run (a bad policy, input or path) raise ``ValueError``; whatever
     happens once the code runs is in the result. The GIL is released while it runs.
     """
-    if not isinstance(code, str):
-        raise TypeError(f"code must be a str, got {type(code).__name__}")
+    kwargs = call_args(code, input_data, files, collect)
     native = _native_of(engine)
     if native is None:
         return _run_other(code, engine, input_data, policy, policy_file, files, collect)
-    policy_json, path = _policy_args(policy, policy_file)
-    file_pairs = files_arg(files)
-    globs = collect_arg(collect)
-    try:
-        parts = native.run(
-            code,
-            input_json=input_arg(input_data),
-            policy_json=policy_json,
-            policy_file=path,
-            files=file_pairs,
-            collect=globs,
-        )
-    except UnicodeEncodeError:
-        _check_utf8(code=code, files=[p for p, _ in file_pairs], collect=globs)
-    return RunnerResult._from_parts(parts)
+    kwargs["policy_json"], kwargs["policy_file"] = _policy_args(policy, policy_file)
+    return RunnerResult._from_parts(send(native.run, code=code, **kwargs))
 
 
 async def run_code_async(
@@ -112,29 +82,12 @@ async def run_code_async(
 ) -> RunnerResult:
     """:func:`run_code` for asyncio: the run proceeds on spr's own threads and the event
     loop stays free. Cancelling the awaiting task kills the run."""
-    if not isinstance(code, str):
-        raise TypeError(f"code must be a str, got {type(code).__name__}")
+    kwargs = call_args(code, input_data, files, collect)
     native = _native_of(engine)
     if native is None:
         raise TypeError("run_code_async needs a spr engine (spr.LocalEngine or spr.DockerEngine)")
-    policy_json, path = _policy_args(policy, policy_file)
-    input_json = input_arg(input_data)
-    file_pairs = files_arg(files)
-    globs = collect_arg(collect)
-    try:
-        parts = await await_native(
-            lambda callback: native.submit(
-                callback,
-                code,
-                input_json=input_json,
-                policy_json=policy_json,
-                policy_file=path,
-                files=file_pairs,
-                collect=globs,
-            )
-        )
-    except UnicodeEncodeError:
-        _check_utf8(code=code, files=[p for p, _ in file_pairs], collect=globs)
+    kwargs["policy_json"], kwargs["policy_file"] = _policy_args(policy, policy_file)
+    parts = await await_native(lambda callback: send(native.submit, callback, code=code, **kwargs))
     return RunnerResult._from_parts(parts)
 
 

@@ -6,7 +6,7 @@ import json
 from typing import Any, Iterable, Mapping, Optional
 
 from ._aio import await_native
-from ._attach import collect_arg, files_arg, input_arg
+from ._attach import call_args, send
 from ._policy import RunnerPolicy
 from ._result import RunnerResult
 
@@ -44,19 +44,8 @@ class Session:
         collect: Optional[Iterable[str]] = None,
     ) -> RunnerResult:
         """Run a cell. ``result.value`` is its last expression's value."""
-        from ._run import _check_utf8
-
-        if not isinstance(code, str):
-            raise TypeError(f"code must be a str, got {type(code).__name__}")
-        pairs = files_arg(files)
-        globs = collect_arg(collect)
-        try:
-            parts = self._native.run(
-                code, input_json=input_arg(input_data), files=pairs, collect=globs
-            )
-        except UnicodeEncodeError:
-            _check_utf8(code=code, files=[p for p, _ in pairs], collect=globs)
-        return RunnerResult._from_parts(parts)
+        kwargs = call_args(code, input_data, files, collect)
+        return RunnerResult._from_parts(send(self._native.run, code=code, **kwargs))
 
     async def run_async(
         self,
@@ -67,14 +56,8 @@ class Session:
         collect: Optional[Iterable[str]] = None,
     ) -> RunnerResult:
         """:meth:`run` for asyncio."""
-        if not isinstance(code, str):
-            raise TypeError(f"code must be a str, got {type(code).__name__}")
-        input_json = input_arg(input_data)
-        pairs = files_arg(files)
-        globs = collect_arg(collect)
-        parts = await await_native(
-            lambda cb: self._native.submit(cb, code, input_json=input_json, files=pairs, collect=globs)
-        )
+        kwargs = call_args(code, input_data, files, collect)
+        parts = await await_native(lambda cb: send(self._native.submit, cb, code=code, **kwargs))
         return RunnerResult._from_parts(parts)
 
     @property
