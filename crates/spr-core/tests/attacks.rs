@@ -196,7 +196,12 @@ fn check(attack: &Attack, bait: &Bait, r: &RunnerResult, host_name: &str) -> Vec
             }),
             "truncated" => (!(r.stdout_truncated || r.stderr_truncated))
                 .then(|| "the flood was not reported as truncated".into()),
-            other => Some(format!("unknown check {other}")),
+            other => match other.strip_prefix("error:") {
+                // The run failed the way the check names, not any way at all.
+                Some(want) => (!r.error.as_deref().unwrap_or("").contains(want))
+                    .then(|| format!("the error is {:?}, not {want:?}", r.error)),
+                None => Some(format!("unknown check {other}")),
+            },
         };
         if let Some(f) = failed {
             failures.push(format!("{} ({}): {f}", attack.name, attack.description));

@@ -55,9 +55,8 @@ fn engine() -> Option<LocalEngine> {
     engine_with(SandboxMode::Auto)
 }
 
-/// The default policy with room for the whole stack: RLIMIT_AS counts address space,
-/// and numpy, pandas, matplotlib and scipy together reserve some 430 MiB of it (far
-/// more than they touch). The Python rules are the default's.
+/// Room for the runs that allow processes and natives: a pool of processes each
+/// importing numpy. The Python rules are the default's.
 fn roomy() -> RunnerPolicy {
     RunnerPolicy {
         memory_limit_mb: 1024,
@@ -66,14 +65,12 @@ fn roomy() -> RunnerPolicy {
     }
 }
 
-/// The default policy's Python rules (import lists, builtins, globals) with limits a
-/// loaded CI machine cannot miss: nextest runs these tests side by side with others,
-/// importing pandas takes a second alone, and pandas with matplotlib comes close to the
-/// default 256 MiB of address space (docs/POLICY.md, "The data stack").
+/// The default policy with a deadline a loaded CI machine cannot miss: nextest runs
+/// these tests side by side with others, and importing the whole stack takes seconds
+/// there. Everything else, memory included, is the default's.
 fn default_rules() -> RunnerPolicy {
     RunnerPolicy {
         timeout_seconds: 20,
-        memory_limit_mb: 384,
         ..RunnerPolicy::default()
     }
 }
@@ -160,7 +157,7 @@ result = {
         r.stderr
     );
 
-    // The whole stack at once, scipy included, with the default Python rules.
+    // The whole stack at once, scipy included, in the default policy's memory.
     let code = r#"
 import numpy as np, pandas as pd, matplotlib.pyplot as plt
 import scipy.stats, scipy.optimize, scipy.linalg
@@ -173,8 +170,30 @@ m = scipy.optimize.minimize(lambda x: (x[0] - 3.0) ** 2, [0.0]).x[0]
 lu, piv = scipy.linalg.lu_factor(np.array([[4.0, 3.0], [6.0, 3.0]]))
 result = [round(float(t.pvalue), 4), round(float(m), 4), float(abs(lu).max())]
 "#;
-    let r = run_on(&engine, code, roomy()).await;
+    let r = run_on(&engine, code, default_rules()).await;
     assert_eq!(ok(&r), serde_json::json!([0.4697, 3.0, 6.0]));
+
+    // The receipt's memory limits are the run's own, and numeric libraries keep to
+    // one thread.
+    let code = r#"
+import resource, threading, numpy, scipy.linalg
+numpy.linalg.inv(numpy.eye(300) * 2.0)
+result = [resource.getrlimit(resource.RLIMIT_DATA)[0] >> 20,
+          resource.getrlimit(resource.RLIMIT_AS)[0] >> 20, threading.active_count()]
+"#;
+    let r = run_on(&engine, code, default_rules()).await;
+    let v = ok(&r);
+    let rl = r
+        .sandbox
+        .as_ref()
+        .and_then(|s| s.rlimits.clone())
+        .expect("rlimits");
+    assert_eq!(rl.data_mb, Some(256), "{rl:?}");
+    assert_eq!(
+        rl.address_space_mb,
+        Some(256 + spr_core::ADDRESS_SPACE_HEADROOM_MB)
+    );
+    assert_eq!(v, serde_json::json!([rl.data_mb, rl.address_space_mb, 1]));
     engine.shutdown().await;
 }
 

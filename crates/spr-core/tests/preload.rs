@@ -82,10 +82,12 @@ result = before + [int(df.a.sum()), float(np.linalg.norm(np.array([3.0, 4.0])))]
             result_of(&r),
             serde_json::json!([true, false, false, 3, 5.0])
         );
-        // The receipt's address-space limit includes what the preload maps.
+        // The receipt's memory limits include what the preload maps.
         let rl = r.sandbox.as_ref().unwrap().rlimits.as_ref().unwrap();
+        assert!(rl.data_mb.unwrap() > policy.memory_limit_mb + 50, "{rl:?}");
         assert!(
-            rl.address_space_mb.unwrap() > policy.memory_limit_mb + 50,
+            rl.address_space_mb.unwrap()
+                > rl.data_mb.unwrap() + spr_core::ADDRESS_SPACE_HEADROOM_MB,
             "{rl:?}"
         );
     }

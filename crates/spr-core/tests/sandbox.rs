@@ -88,7 +88,11 @@ async fn every_result_carries_a_receipt_of_what_was_applied() {
     assert!(s.landlock_abi.unwrap() >= 1);
     assert_eq!(s.seccomp.as_ref().unwrap().mode, "deny-list");
     let rl = s.rlimits.as_ref().unwrap();
-    assert_eq!(rl.address_space_mb, Some(256));
+    assert_eq!(rl.data_mb, Some(256));
+    assert_eq!(
+        rl.address_space_mb,
+        Some(256 + spr_core::ADDRESS_SPACE_HEADROOM_MB)
+    );
     assert_eq!(rl.core_mb, Some(0));
     assert_eq!(rl.processes, Some(64));
     assert_eq!(s.network.as_deref(), Some("none"));

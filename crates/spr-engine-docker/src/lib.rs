@@ -649,6 +649,17 @@ impl Inner {
         }];
         missing.extend(isolation::missing(iso));
         let sb = &policy.sandbox;
+        let mut rlimits = RlimitsReceipt {
+            open_files: Some(sb.max_open_files),
+            file_size_mb: Some(sb.max_file_size_mb),
+            core_mb: Some(0),
+            cpu_seconds: Some(policy.timeout_seconds + 1),
+            // RLIMIT_NPROC would count every process of uid 65534 on the host: the
+            // container's pids limit bounds processes instead.
+            processes: None,
+            ..RlimitsReceipt::default()
+        };
+        rlimits.set_memory(policy.memory_limit_mb, worker.preload.as_deref());
         SandboxReceipt {
             engine: "docker".into(),
             // Docker's defaults: no user namespace unless the daemon remaps users. The
@@ -672,19 +683,7 @@ impl Inner {
                 mode: "deny-list".into(),
                 denied_syscalls: worker.seccomp_denied,
             }),
-            rlimits: Some(RlimitsReceipt {
-                // The harness adds what the preloaded modules map to the policy's memory.
-                address_space_mb: Some(
-                    policy.memory_limit_mb + worker.preload_vm_kb.div_ceil(1024),
-                ),
-                open_files: Some(sb.max_open_files),
-                file_size_mb: Some(sb.max_file_size_mb),
-                core_mb: Some(0),
-                cpu_seconds: Some(policy.timeout_seconds + 1),
-                // RLIMIT_NPROC would count every process of uid 65534 on the host: the
-                // container's pids limit bounds processes instead.
-                processes: None,
-            }),
+            rlimits: Some(rlimits),
             cgroup: Some(CgroupReceipt {
                 version: 0,
                 memory_limit_mb: Some(spec.memory_mb),

@@ -15,7 +15,8 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use spr_protocol::seccomp::Arch;
 use spr_protocol::{
-    encode_frame, FrameDecoder, HostMessage, RunIsolation, RunReport, RunRequest, WorkerMessage,
+    encode_frame, FrameDecoder, HostMessage, PreloadCost, RunIsolation, RunReport, RunRequest,
+    WorkerMessage,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -193,9 +194,9 @@ pub(crate) struct Worker {
     pub isolation: RunIsolation,
     /// How many system calls the runs' seccomp filter denies (for receipts).
     pub seccomp_denied: u32,
-    /// Address space the harness's preloaded modules map, in KiB (each run's RLIMIT_AS
-    /// is the policy's memory plus this; from its greeting).
-    pub preload_vm_kb: u64,
+    /// What the harness's preloaded modules cost (each run's memory limits are the
+    /// policy's plus this; from its greeting).
+    pub preload: Option<Box<PreloadCost>>,
     input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
     messages: mpsc::Receiver<WorkerMessage>,
     alive: Arc<AtomicBool>,
@@ -278,7 +279,7 @@ impl Worker {
             created: Instant::now(),
             runs: 0,
             isolation: RunIsolation::default(),
-            preload_vm_kb: 0,
+            preload: None,
             seccomp_denied: 0,
             input: attached.input,
             messages: rx,
@@ -323,7 +324,7 @@ impl Worker {
                     format!("The container was refused: {e}{}", worker.stderr_note())
                 })?;
                 worker.isolation = h.isolation;
-                worker.preload_vm_kb = h.preload.map_or(0, |p| p.vm_kb);
+                worker.preload = h.preload.map(Box::new);
             }
             WorkerMessage::Fatal { message } => {
                 return Err(format!(

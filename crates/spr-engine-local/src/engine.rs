@@ -465,7 +465,7 @@ fn receipt_for(
     if let (Some(cost), Some(rl)) = (&worker.hello.preload, &mut receipt.rlimits) {
         // The harness gives each run its policy's memory on top of what the
         // preloaded modules map.
-        rl.address_space_mb = rl.address_space_mb.map(|mb| mb + cost.vm_kb.div_ceil(1024));
+        rl.set_memory(policy.memory_limit_mb, Some(cost));
     }
     receipt
 }

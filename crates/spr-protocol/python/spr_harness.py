@@ -107,6 +107,7 @@ _loads = json.loads
 _real_import = builtins.__import__
 _os_write = os.write
 _os_exit = os._exit
+_close = os.close
 # A session's cells may patch `signal`: how its process treats SIGINT between cells must
 # not be theirs to change.
 _set_signal = signal.signal
@@ -888,12 +889,17 @@ class Zygote:
     swept (no user code exists anywhere while a new run's process is made), hands M the
     ends of its pipes, and reports how it ended.
 
-    Messages from M: "K" (kill the current run now), "I" (interrupt it: SIGINT, for a
-    session's cell past its deadline), "P" and "U" (pause a session's process group
-    between its cells, and resume it), "Q" (quit). To M: "R <pid>" with the run's
-    descriptors (request write end, stdout, stderr and result read ends), "I <pid>" once
-    the interrupt is sent, and "X <pid> <wait status> <exit time> <killed> <leftovers>
-    <reset>" once the run and everything it started are gone."""
+    Messages from M: "K <serial>" (kill the current run now), "I <serial>" (interrupt
+    it: SIGINT, for a session's cell past its deadline), "E <serial>" (the run wrote its
+    report and closed its pipes: report its exit as soon as the kernel shows it, see
+    `report_exit_seen`), "P" and "U" (pause a session's process group between its
+    cells, and resume it), "Q" (quit). One naming another run
+    than the current one is stale (it crossed that run's end) and ignored: its pid
+    would not tell, every run's process being pid 2 of this namespace. To M:
+    "R <pid> <serial>" with the run's descriptors (request write end, stdout, stderr and
+    result read ends), "I <serial>" once the interrupt is sent, and "X <pid> <serial>
+    <wait status> <exit time> <killed> <leftovers> <reset>" once the run and everything
+    it started are gone."""
 
     def __init__(self, sock, plan, isolation, base, index=0):
         self.sock = sock
@@ -906,6 +912,7 @@ class Zygote:
         # and spares M.
         self.pid1 = os.getpid() == 1 or os.getppid() == 1
         self.clean_inodes = None
+        self.exit_codes_readable = False
         # PID 1 of a namespace of its own (and allowed to set its pid counter).
         self.renumber = os.getpid() == 1 and plan.pidns
 
@@ -917,6 +924,7 @@ class Zygote:
                 return 0
         if self.plan.fresh != FRESH_NAMESPACES and in_child(self.scrub, 0):
             self.measure_clean()
+        self.exit_codes_readable = self.probe_exit_codes()
         # Numbers of this zygote's runs, distinct from the other zygotes' (scratch names).
         serial = self.index + 1 - self.plan.zygotes
         while True:
@@ -954,12 +962,9 @@ class Zygote:
                 _os_exit(status)
         for fd in (req_r, out_w, err_w, res_w):
             os.close(fd)
+        pidfd = open_pidfd(pid)
         try:
-            pidfd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            pidfd = None
-        try:
-            send_message(self.sock, "R %d" % pid, [req_w, out_r, err_r, res_r])
+            send_message(self.sock, "R %d %d" % (pid, serial), [req_w, out_r, err_r, res_r])
         finally:
             for fd in (req_w, out_r, err_r, res_r):
                 os.close(fd)
@@ -976,6 +981,8 @@ class Zygote:
         killed = False
         keep_going = True
         status = None
+        stat = self.stat_path(pidfd)
+        reported = False
         while status is None:
             for fd, _ev in poller.poll(None if pidfd is not None else 5):
                 if fd != sock_fd:
@@ -983,6 +990,10 @@ class Zygote:
                 text, fds = recv_message(self.sock)
                 for extra in fds:
                     os.close(extra)
+                text, _, target = text.partition(" ")
+                if target and target != str(serial):
+                    # About an earlier run: M sent it before that run's end reached it.
+                    continue
                 if text == "K":
                     killed = self.kill(pid) or killed
                 elif text == "I":
@@ -991,7 +1002,9 @@ class Zygote:
                         os.kill(pid, signal.SIGINT)
                     except OSError:
                         pass
-                    send_message(self.sock, "I %d" % pid)
+                    send_message(self.sock, "I %d" % serial)
+                elif text == "E" and not killed and not reported:
+                    reported = self.report_exit_seen(pid, serial, stat)
                 elif text in ("P", "U"):
                     # Between cells nothing of a session runs: its threads and every
                     # process it started are stopped until the next cell.
@@ -1005,12 +1018,87 @@ class Zygote:
             os.close(pidfd)
         leftovers = sweep_namespace() if self.pid1 else sweep_tree(os.getpid())
         reset = self.reset(serial)
-        if keep_going:
+        if keep_going and not reported:
             send_message(
                 self.sock,
-                "X %d %d %.6f %d %d %d" % (pid, status, exited_at, killed, leftovers, reset),
+                "X %d %d %d %.6f %d %d %d"
+                % (pid, serial, status, exited_at, killed, leftovers, reset),
             )
         return keep_going and reset
+
+    def stat_path(self, pidfd):
+        """The /proc/<pid>/stat of the run's process as this zygote's /proc names it
+        (None where there is none: its exit is then seen when it is reaped). Only where
+        the run has namespaces of its own and this zygote is PID 1 of its namespace:
+        nothing then has to be reset or swept before the report (see
+        `report_exit_seen`)."""
+        if pidfd is None or not self.exit_codes_readable:
+            return None
+        return stat_path_of(pidfd)
+
+    def probe_exit_codes(self):
+        """Whether this zygote's /proc shows it its runs' exit codes: the kernel shows
+        them only to whom it lets trace the process (the same uid and no LSM in the way,
+        for a process that is dumpable, as every run's process makes itself). Probed once
+        with a child of its own; where not, each run's exit is seen when it is reaped."""
+        if not self.pid1 or self.plan.fresh != FRESH_NAMESPACES:
+            return False
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(r)
+                prctl_quiet(PR_SET_DUMPABLE, 1)
+                os.write(w, b"x")
+                time.sleep(ZYGOTE_ANSWER_SECONDS)
+            finally:
+                _os_exit(0)
+        os.close(w)
+        pidfd = open_pidfd(pid)
+        try:
+            os.read(r, 1)
+            path = stat_path_of(pidfd) if pidfd is not None else None
+            fields = read_stat(path) if path else None
+            # 1 is what the kernel shows for the start of code to whom it hides it.
+            return fields is not None and fields[STAT_START_CODE] not in (0, 1)
+        finally:
+            os.close(r)
+            if pidfd is not None:
+                os.close(pidfd)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            os.waitpid(pid, 0)
+
+    def report_exit_seen(self, pid, serial, stat):
+        """M has the run's whole report and every pipe it had is closed. If the kernel
+        shows its process past the point of no return of its exit (exiting, and its
+        address space already released: its exit code is set), kill whatever the run
+        left and report its real wait status now, without waiting for the teardown of
+        its address space and its reaping (they follow, then the sweep, before the next
+        run's process is forked). A process still running (user code that closed the
+        pipes itself) is not reported: its run ends as any other. True if reported."""
+        if stat is None:
+            return False
+        for _ in range(EXIT_SEEN_TRIES):
+            fields = read_stat(stat)
+            if fields is None:
+                return False  # reaped already: the usual X follows
+            # Exiting, and its address space released: its exit code is set by then.
+            if fields[STAT_FLAGS] & PF_EXITING and fields[STAT_VSIZE] == 0:
+                status = fields[STAT_EXIT_CODE]
+                try:
+                    os.kill(-1, signal.SIGKILL)
+                except OSError:
+                    pass
+                send_message(
+                    self.sock,
+                    "X %d %d %d %.6f 0 0 1" % (pid, serial, status, time.monotonic()),
+                )
+                return True
+            time.sleep(EXIT_SEEN_PAUSE_SECONDS)
+        return False
 
     def signal_all(self, pid, signum):
         """Send `signum` to the run's process and everything it started, whatever its
@@ -1124,6 +1212,52 @@ def in_child(fn, *args):
         except InterruptedError:
             continue
         return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+# /proc/<pid>/stat, fields counted from the state (field 3 of proc(5)) on.
+STAT_STATE = 0
+STAT_FLAGS = 6
+STAT_VSIZE = 20
+STAT_START_CODE = 23
+STAT_EXIT_CODE = 49
+PF_EXITING = 0x4
+# How often, and how far apart, Z looks for the exit of a run that closed its pipes (it
+# exits microseconds after; a process still running after this is left to its deadline).
+EXIT_SEEN_TRIES = 5
+EXIT_SEEN_PAUSE_SECONDS = 0.0002
+
+
+def open_pidfd(pid):
+    """A pidfd for `pid`, or None (a kernel before 5.3, or a Python without it)."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def stat_path_of(pidfd):
+    """The /proc/<pid>/stat of the process of `pidfd`, as this process's /proc numbers
+    it, or None."""
+    try:
+        with open("/proc/self/fdinfo/%d" % pidfd, "rb") as f:
+            pid = next(int(line.split()[1]) for line in f if line.startswith(b"Pid:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return "/proc/%d/stat" % pid if pid > 0 else None
+
+
+def read_stat(path):
+    """The fields of a /proc/<pid>/stat after the command, the state first (bytes, the
+    rest ints), or None when the process is gone."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    rest = data[data.rindex(b")") + 2:].split()
+    if len(rest) <= STAT_EXIT_CODE:
+        return None
+    return [rest[0]] + [int(x) for x in rest[1:]]
 
 
 def reap(pid):
@@ -1260,6 +1394,10 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     main = types.ModuleType("__main__")
     sys.modules["__main__"] = main
     reseed_preloaded()
+    # The harness's module globals as they are before any request: restored after user
+    # code (see `execute`). Taken here, while the process waits, with the warm-up.
+    snapshot = dict(globals())
+    warm_run_path()
     write_all(res_w, MARK_ARMED + struct.pack("<Q", int((time.monotonic() - began) * 1e6)))
 
     # Ready: wait for the request. End of stream means M discarded this process.
@@ -1302,7 +1440,7 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     else:
         report, status = execute(
             request.get("code", ""), request.get("input_data"), policy, prepared, writable, main,
-            refused,
+            refused, snapshot,
         )
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -1324,7 +1462,23 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
         write_all(res_w, data)
     except OSError:
         pass
+    let_go_of_pipes(res_w)
     return status
+
+
+def let_go_of_pipes(res_w):
+    """Close this process's ends of M's pipes once its report is written, before it
+    exits: M sees them end at once, not after the kernel has taken the process's address
+    space down (milliseconds for a copy of a zygote with large preloaded modules), and
+    asks Z whether the process is past the point of no return of its exit (see
+    `Zygote.exit_seen`). A copy of a pipe kept elsewhere (a `dup`, a child process) keeps
+    it open, and the run ends as any other. Plain closes, bound at start-up: nothing
+    here may be judged by the audit hook or replaced by user code."""
+    for fd in (1, 2, res_w):
+        try:
+            _close(fd)
+        except OSError:
+            pass
 
 
 def serve_session(plan, request, req_r, res_w, scratch, writable, main, prepared, refused):
@@ -1423,13 +1577,46 @@ def guarded_cell(session, request):
                 report = {"outcome": "exception", "error": "KeyboardInterrupt"}
 
 
+# What `warm_run_path` feeds the harness's own code: constants, never a caller's data.
+WARM_REQUEST = (
+    b'{"type":"run","id":0,"code":"result = None","input_data":{},'
+    b'"policy":{"timeout_seconds":5,"memory_limit_mb":256}}'
+)
+
+
+def warm_run_path():
+    """Walk the harness's request path once with constant data, while the process waits
+    for its request: decoding a request, compiling code, encoding a report. The first
+    time in a forked process each of these writes to pages it shares with its zygote,
+    and each such write copies a page (a few microseconds each, hundreds of them);
+    done now, the copies are off the run's latency. Nothing of it is kept."""
+    try:
+        _loads(WARM_REQUEST.decode("utf-8"))
+        compile("result = None\n", "<warm>", "exec")
+        encode_report({"outcome": "completed", "result": None})
+    except Exception:
+        pass  # a warm-up only: the run itself reports whatever fails
+
+
+# numpy's legacy generator (MT19937): 624 32-bit words of key.
+MT19937_KEY_WORDS = 624
+
+
 def reseed_preloaded():
     """A fork copies random generators with their state: the stdlib's `random`
     reseeds itself in a forked child, numpy's global RandomState does not (it was
     seeded once, when M imported it). Reseeded from the OS in each run's process, so
-    runs never share a sequence."""
+    runs never share a sequence: a key straight from the OS, with no cached Gaussian,
+    which costs a third of `seed()` (that derives its key through numpy's SeedSequence,
+    touching pages of numpy a run may never use)."""
     module = sys.modules.get("numpy.random")
-    if module is not None:
+    if module is None:
+        return
+    try:
+        numpy = sys.modules["numpy"]
+        key = numpy.frombuffer(os.urandom(4 * MT19937_KEY_WORDS), dtype=numpy.uint32)
+        module.set_state(("MT19937", key, MT19937_KEY_WORDS, 0, 0.0))
+    except Exception:
         try:
             module.seed()
         except Exception:
@@ -1507,12 +1694,15 @@ class Run:
 
     __slots__ = (
         "pid", "req_w", "out_r", "err_r", "res_r", "started", "unsent", "marked", "link",
-        "setup_us", "session",
+        "setup_us", "session", "serial",
     )
 
-    def __init__(self, pid, fds, link=None):
+    def __init__(self, pid, fds, link=None, serial=0):
         self.pid = pid
         self.link = link
+        # Its zygote's number for it: unlike its pid (every run's process is pid 2 of
+        # its zygote's namespace), never the same for two runs of one zygote.
+        self.serial = serial
         self.req_w, self.out_r, self.err_r, self.res_r = fds
         os.set_blocking(self.req_w, False)
         self.started = None
@@ -1593,12 +1783,13 @@ class Monitor:
         self.by_fd = {z.sock.fileno(): z for z in zygotes}
         self.isolation = isolation
         self.ready = []  # handed-over run processes, oldest first
-        self.exits = {}  # pid -> parsed X message that arrived before it was awaited
+        # (zygote pid, run serial) -> parsed X message that arrived before it was awaited
+        self.exits = {}
         self.broken = None
         # The session's process, once a cell made it (a worker hosts at most one session;
         # the host gives a session a worker of its own).
         self.session = None
-        self.interrupts = set()  # (zygote pid, run pid) whose SIGINT Z confirmed
+        self.interrupts = set()  # (zygote pid, run serial) whose SIGINT Z confirmed
 
     # -- messages from the zygotes
 
@@ -1611,7 +1802,8 @@ class Monitor:
                 for fd in fds:
                     os.close(fd)
                 raise WorkerBroken("the zygote sent a run without its descriptors")
-            self.ready.append(Run(int(text.split()[1]), fds, link))
+            _r, pid, serial = text.split()
+            self.ready.append(Run(int(pid), fds, link, int(serial)))
             return
         for fd in fds:
             os.close(fd)
@@ -1620,15 +1812,16 @@ class Monitor:
             return
         if text.startswith("X "):
             parts = text.split()
-            pid = int(parts[1])
+            pid, serial = int(parts[1]), int(parts[2])
             info = {
-                "status": int(parts[2]),
-                "at": float(parts[3]),
-                "killed": parts[4] == "1",
-                "leftovers": int(parts[5]),
-                "reset": parts[6] == "1",
+                "status": int(parts[3]),
+                "at": float(parts[4]),
+                "killed": parts[5] == "1",
+                "leftovers": int(parts[6]),
+                "reset": parts[7] == "1",
             }
-            for failed in [r for r in self.ready if r.pid == pid and r.link is link]:
+            key = (link.pid, serial)
+            for failed in [r for r in self.ready if r.serial == serial and r.link is link]:
                 # A process that died waiting for its request: find out why.
                 self.ready.remove(failed)
                 reason = setup_failure(failed)
@@ -1636,7 +1829,7 @@ class Monitor:
                 if reason:
                     self.broken = reason
                 return
-            self.exits[(link.pid, pid)] = info
+            self.exits[key] = info
             return
         raise WorkerBroken("the zygote sent %r" % text[:40])
 
@@ -1752,12 +1945,12 @@ class Monitor:
 
     def discard(self, run):
         """A handed-over process that will not run: its zygote kills it and forks the next."""
-        send_message(run.link.sock, "K")
+        send_message(run.link.sock, "K %d" % run.serial)
         run.close()
         self.await_exit(run)
 
     def await_exit(self, run):
-        key = (run.link.pid, run.pid)
+        key = (run.link.pid, run.serial)
         deadline = time.monotonic() + ZYGOTE_ANSWER_SECONDS
         while key not in self.exits:
             left = deadline - time.monotonic()
@@ -1869,18 +2062,18 @@ class Monitor:
         frame = CellFrame(run, nonce)
         frame.broken = stale
         poller = self.run_poller(run, (run.out_r, run.err_r, run.res_r))
-        key = (run.link.pid, run.pid)
+        key = (run.link.pid, run.serial)
         exit_info = self.exits.pop(key, None)
         interrupted = killed = None
         while exit_info is None and frame.body is None:
             now = time.monotonic()
             if interrupted is None and now >= deadline:
-                send_message(run.link.sock, "I")
+                send_message(run.link.sock, "I %d" % run.serial)
                 interrupted = now
             if killed is None and (
                 frame.broken or (interrupted is not None and now >= interrupted + CELL_INTERRUPT_GRACE_SECONDS)
             ):
-                send_message(run.link.sock, "K")
+                send_message(run.link.sock, "K %d" % run.serial)
                 killed = now
             if killed is not None:
                 if now - killed > ZYGOTE_ANSWER_SECONDS:
@@ -1970,16 +2163,24 @@ class Monitor:
             run.res_r: Capture(MAX_RESULT_BYTES + ARMED_LEN),  # the marker too
         }
         poller = self.run_poller(run, outputs)
-        key = (run.link.pid, run.pid)
+        key = (run.link.pid, run.serial)
         open_fds = set(outputs)
         exit_info = None
         kill_sent = None
+        asked_exit = False
         drain_deadline = None
         while True:
             now = time.monotonic()
             if exit_info is None:
+                if (
+                    not open_fds and not asked_exit and kill_sent is None and now < deadline
+                    and outputs[run.res_r].size > (0 if run.marked else ARMED_LEN)
+                ):
+                    # Report written and every pipe closed: the run is likely exiting.
+                    send_message(run.link.sock, "E %d" % run.serial)
+                    asked_exit = True
                 if kill_sent is None and now >= deadline:
-                    send_message(run.link.sock, "K")
+                    send_message(run.link.sock, "K %d" % run.serial)
                     kill_sent = now
                 if kill_sent is not None and now - kill_sent > ZYGOTE_ANSWER_SECONDS:
                     raise WorkerBroken("the zygote did not confirm killing a run")
@@ -2236,16 +2437,38 @@ def sandbox_knobs(policy):
     )
 
 
+MIB = 1024 * 1024
+# Address space a run may map beyond its memory limit: the code and read-only data of
+# the libraries it loads, and the guard gaps between their segments (numpy, pandas,
+# matplotlib and scipy map some 160 MiB of it). Memory itself is RLIMIT_DATA.
+ADDRESS_SPACE_HEADROOM_MB = 256
+
+
 def rlimit_plan(policy, plan):
     """The (resource, limit) pairs of a run under `policy`, clamped to the hard limits
-    the run's process inherits from the worker."""
+    the run's process inherits from the worker.
+
+    `memory_limit_mb` is the run's RLIMIT_DATA: the private writable memory it may map
+    (heap, arrays, thread stacks), which is what it can take from the host. An
+    address-space limit of that size (the original's) would also count the code of
+    every library loaded and the address space libraries reserve without touching, so
+    that pandas and a matplotlib drawing would not fit in 256 MiB. RLIMIT_AS stays, as a
+    backstop `ADDRESS_SPACE_HEADROOM_MB` above it: it bounds the shared mappings
+    RLIMIT_DATA does not count."""
     if resource is None:
         return ()
-    mem = int(policy.get("memory_limit_mb", 256)) * 1024 * 1024
+    mem = int(policy.get("memory_limit_mb", 256)) * MIB
     timeout = int(policy.get("timeout_seconds", 5))
     max_processes, max_file_mb, max_files = sandbox_knobs(policy)
+    data, space = mem, mem + ADDRESS_SPACE_HEADROOM_MB * MIB
+    if _preload_cost is not None:
+        # Every run's process is forked with the preloaded modules mapped: the policy's
+        # memory is what the run may allocate on top of them.
+        data += _preload_cost["data_kb"] * 1024
+        space += _preload_cost["vm_kb"] * 1024
     limits = [
-        (resource.RLIMIT_AS, mem),
+        (resource.RLIMIT_DATA, data),
+        (resource.RLIMIT_AS, space),
         (resource.RLIMIT_CORE, 0),
         # CPU time: a backstop behind the wall-clock deadline the worker enforces.
         (resource.RLIMIT_CPU, timeout + 1),
@@ -2261,10 +2484,6 @@ def rlimit_plan(policy, plan):
         # Without a private IPC namespace per run, a POSIX message queue would outlive
         # the run: none can be created.
         limits.append((resource.RLIMIT_MSGQUEUE, 0))
-    if _preload_cost is not None:
-        # Every run's process is forked with the preloaded modules mapped: the policy's
-        # memory is what the run may allocate on top of them.
-        limits[0] = (resource.RLIMIT_AS, mem + _preload_cost["vm_kb"] * 1024)
     plan = []
     for which, value in limits:
         try:
@@ -2784,8 +3003,12 @@ def print_user_traceback(exc):
         pass
 
 
-def execute(code, input_data, policy, prepared, writable, main, processes_refused=False):
-    """Run user code in the namespace of module `main`; return (report, exit status)."""
+def execute(
+    code, input_data, policy, prepared, writable, main, processes_refused=False, snapshot=None
+):
+    """Run user code in the namespace of module `main`; return (report, exit status).
+    `snapshot`: this module's globals as they were before the request (taken now if
+    None), restored after user code."""
     g = None
     try:
         try:
@@ -2805,7 +3028,8 @@ def execute(code, input_data, policy, prepared, writable, main, processes_refuse
         # patching them (they are reachable by object-graph walks) cannot change how
         # the run is reported.
         harness_globals = globals()
-        snapshot = dict(harness_globals)
+        if snapshot is None:
+            snapshot = dict(harness_globals)
         install_guard(prepared.guard, writable, processes_refused)
         exc = run_user_code(compiled, g)
         harness_globals.update(snapshot)
@@ -3427,19 +3651,21 @@ class PreloadFailed(Exception):
 _preload_cost = None
 
 
+MEMORY_STATUS_FIELDS = (b"VmSize:", b"VmRSS:", b"VmData:")
+
+
 def memory_status():
-    """(VmSize, VmRSS) of this process in KiB, (0, 0) where /proc cannot say."""
-    vm = rss = 0
+    """(VmSize, VmRSS, VmData) of this process in KiB, zeros where /proc cannot say."""
+    found = dict.fromkeys(MEMORY_STATUS_FIELDS, 0)
     try:
         with open("/proc/self/status", "rb") as f:
             for line in f:
-                if line.startswith(b"VmSize:"):
-                    vm = int(line.split()[1])
-                elif line.startswith(b"VmRSS:"):
-                    rss = int(line.split()[1])
+                key = line.split(None, 1)[0] if line.strip() else b""
+                if key in found:
+                    found[key] = int(line.split()[1])
     except (OSError, ValueError, IndexError):
         pass
-    return vm, rss
+    return tuple(found[k] for k in MEMORY_STATUS_FIELDS)
 
 
 def preload_modules(names):
@@ -3457,7 +3683,7 @@ def preload_modules(names):
     global _preload_cost
     if not names:
         return
-    vm0, rss0 = memory_status()
+    vm0, rss0, data0 = memory_status()
     saved = dict(os.environ)
     private = None
     if "MPLCONFIGDIR" not in os.environ:
@@ -3481,12 +3707,16 @@ def preload_modules(names):
             import shutil
 
             shutil.rmtree(private, ignore_errors=True)
-    vm1, rss1 = memory_status()
+    vm1, rss1, data1 = memory_status()
     _preload_cost = {
         "modules": list(names),
         "vm_kb": max(0, vm1 - vm0),
         "rss_kb": max(0, rss1 - rss0),
+        "data_kb": max(0, data1 - data0),
     }
+
+
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def clean_environ():
@@ -3500,6 +3730,10 @@ def clean_environ():
             "PYTHONIOENCODING": "utf-8",
             # No display in a sandbox: matplotlib draws with Agg (PNG) from the start.
             "MPLBACKEND": "Agg",
+            # One thread for the numeric libraries: a run's CPU-time limit counts every
+            # thread, and each OpenBLAS thread takes its own stack and buffer (some 72
+            # MiB) out of the run's memory, as many threads as the host has cores.
+            **dict.fromkeys(BLAS_THREAD_VARIABLES, "1"),
         }
     )
 
@@ -3581,10 +3815,11 @@ M_ARENA_MAX = -8
 
 
 def one_malloc_arena(k):
-    """A run's memory limit is an address-space limit (RLIMIT_AS), and each malloc arena
-    glibc makes for a thread reserves 64 MiB of it: a run whose libraries start threads
-    (numpy's OpenBLAS) would need far more than it uses, and how much more would depend
-    on timing. One arena, set here and inherited by every run's process."""
+    """Each malloc arena glibc makes for a thread reserves 64 MiB of address space, and
+    a run's address space is limited (RLIMIT_AS, the backstop above its memory limit):
+    a run whose libraries start threads would need more of it than it uses, and how
+    much more would depend on timing. One arena, set here and inherited by every run's
+    process."""
     try:
         k.libc.mallopt(M_ARENA_MAX, 1)
     except (AttributeError, OSError):

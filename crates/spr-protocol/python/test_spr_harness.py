@@ -432,6 +432,38 @@ class PolicyTests(unittest.TestCase):
             self.assertNotIn(absent, g)
         self.assertIsNone(g["result"])
 
+    def test_the_memory_limit_is_private_memory_with_address_space_above_it(self):
+        plan = h.Plan({})
+        limits = dict(h.rlimit_plan(dict(DEFAULT_POLICY, memory_limit_mb=64), plan))
+        hard_data = h.resource.getrlimit(h.resource.RLIMIT_DATA)[1]
+        if hard_data == h.resource.RLIM_INFINITY:
+            self.assertEqual(limits[h.resource.RLIMIT_DATA], 64 << 20)
+        hard_as = h.resource.getrlimit(h.resource.RLIMIT_AS)[1]
+        if hard_as == h.resource.RLIM_INFINITY:
+            self.assertEqual(limits[h.resource.RLIMIT_AS], (64 + h.ADDRESS_SPACE_HEADROOM_MB) << 20)
+
+    def test_the_stat_of_a_process_is_read_by_field(self):
+        fields = h.read_stat("/proc/self/stat")
+        self.assertIn(fields[h.STAT_STATE], (b"R", b"S"))
+        self.assertGreater(fields[h.STAT_VSIZE], 0)
+        self.assertFalse(fields[h.STAT_FLAGS] & h.PF_EXITING)
+        self.assertIsNone(h.read_stat("/proc/0/stat"))
+        if not hasattr(os, "pidfd_open"):
+            return
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(5)
+            os._exit(0)
+        try:
+            fd = os.pidfd_open(pid)
+            try:
+                self.assertEqual(h.stat_path_of(fd), "/proc/%d/stat" % pid)
+            finally:
+                os.close(fd)
+        finally:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+
     def test_only_the_operator_s_policies_are_prepared_ahead(self):
         plan = h.Plan({"policies": [DEFAULT_POLICY]})
         h._prepared.clear()
@@ -1205,7 +1237,29 @@ class PreloadTests(unittest.TestCase):
             r = w.run("import os\nresult = sorted(os.environ)", policy=permissive())
             self.assertEqual(
                 self.frame(r)["result"],
-                ["HOME", "LANG", "MPLBACKEND", "MPLCONFIGDIR", "PATH", "PYTHONIOENCODING", "TMPDIR"],
+                sorted(
+                    ["HOME", "LANG", "MPLBACKEND", "MPLCONFIGDIR", "PATH", "PYTHONIOENCODING", "TMPDIR"]
+                    + list(h.BLAS_THREAD_VARIABLES)
+                ),
+            )
+        finally:
+            w.close()
+
+    def test_a_run_may_allocate_its_memory_on_top_of_what_the_preload_maps(self):
+        w = self.preloaded(self.PROBE)
+        try:
+            cost = w.hello["preload"]
+            self.assertGreaterEqual(cost["data_kb"], 0)
+            r = w.run(
+                "import resource\n"
+                "result = [resource.getrlimit(resource.RLIMIT_DATA)[0],"
+                " resource.getrlimit(resource.RLIMIT_AS)[0]]",
+                policy=dict(permissive(), memory_limit_mb=100),
+            )
+            data, space = self.frame(r)["result"]
+            self.assertEqual(data, (100 << 20) + cost["data_kb"] * 1024)
+            self.assertEqual(
+                space, ((100 + h.ADDRESS_SPACE_HEADROOM_MB) << 20) + cost["vm_kb"] * 1024
             )
         finally:
             w.close()

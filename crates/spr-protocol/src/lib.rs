@@ -41,7 +41,7 @@ pub use plan::{
 pub use pool::{default_pool_size, MAX_DEFAULT_POOL_SIZE, MAX_POOL_SIZE, MAX_SESSIONS};
 pub use receipt::{
     CgroupReceipt, FilesystemReceipt, MissingProtection, NamespacesReceipt, RlimitsReceipt,
-    SandboxReceipt, SeccompReceipt,
+    SandboxReceipt, SeccompReceipt, ADDRESS_SPACE_HEADROOM_MB,
 };
 pub use result::{
     assemble_result, RunnerResult, EXIT_INFRASTRUCTURE, EXIT_TIMEOUT, MAX_RESULT_BYTES,

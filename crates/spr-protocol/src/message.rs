@@ -100,9 +100,10 @@ pub struct Hello {
 }
 
 /// What the monitor measured around the import of the plan's preloaded modules. Every
-/// run's process is forked with them, so the harness adds `vm_kb` to each run's
-/// address-space limit and the local engine adds `rss_kb` to its worker's memory
-/// cgroup: a run can still allocate its policy's memory on top of them.
+/// run's process is forked with them, so the harness adds `data_kb` to each run's
+/// memory limit (RLIMIT_DATA) and `vm_kb` to its address-space limit, and the local
+/// engine adds `rss_kb` to its worker's memory cgroup: a run can still allocate its
+/// policy's memory on top of them.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PreloadCost {
     pub modules: Vec<String>,
@@ -112,6 +113,9 @@ pub struct PreloadCost {
     /// Growth of the monitor's address space (VmSize) over the imports, in KiB.
     #[serde(default)]
     pub vm_kb: u64,
+    /// Growth of the monitor's private writable memory (VmData) over the imports, in KiB.
+    #[serde(default)]
+    pub data_kb: u64,
 }
 
 /// One run: the code, its input and the policy (with `config_path` already resolved).

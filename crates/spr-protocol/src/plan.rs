@@ -103,8 +103,8 @@ pub struct HarnessPlan {
     /// RLIMIT_NPROC counts the run alone (a private user namespace).
     #[serde(default)]
     pub nproc: bool,
-    /// How many zygotes fork runs: with 2, the next run's process is made (and isolated)
-    /// by one while a run of the other executes. Only with `pidns`.
+    /// How many zygotes fork runs: with more than one, the next runs' processes are made
+    /// (and isolated) by the others while a run of one executes. Only with `pidns`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zygotes: Option<u32>,
     /// Each zygote is PID 1 of a PID namespace of its own.

@@ -4,6 +4,7 @@
 //! flag `false`) when the protection was not in force, and `missing` says why. Facts
 //! that only one engine knows (a container name, a runtime) go in `details`.
 
+use crate::message::PreloadCost;
 use crate::plan::RunIsolation;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -95,9 +96,20 @@ pub struct SeccompReceipt {
     pub denied_syscalls: u32,
 }
 
+/// Address space a run may map beyond its memory limit, in MiB: room for the code and
+/// read-only data of the libraries it loads (the harness's `ADDRESS_SPACE_HEADROOM_MB`).
+pub const ADDRESS_SPACE_HEADROOM_MB: u64 = 256;
+
 /// Resource limits of the run's process (`None`: not set).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RlimitsReceipt {
+    /// RLIMIT_DATA, the run's memory: the policy's `memory_limit_mb`, plus the private
+    /// memory of the preloaded modules every run's process is forked with.
+    #[serde(default)]
+    pub data_mb: Option<u64>,
+    /// RLIMIT_AS, a backstop [`ADDRESS_SPACE_HEADROOM_MB`] above the memory limit (plus
+    /// the preload's address space): it bounds the shared mappings RLIMIT_DATA does not
+    /// count.
     pub address_space_mb: Option<u64>,
     pub open_files: Option<u64>,
     pub file_size_mb: Option<u64>,
@@ -105,6 +117,20 @@ pub struct RlimitsReceipt {
     pub cpu_seconds: Option<u64>,
     /// RLIMIT_NPROC; only set where it counts the run alone (a private user namespace).
     pub processes: Option<u64>,
+}
+
+impl RlimitsReceipt {
+    /// Sets the two memory limits the harness derives from a policy's
+    /// `memory_limit_mb` and the worker's preload.
+    pub fn set_memory(&mut self, memory_limit_mb: u64, preload: Option<&PreloadCost>) {
+        let (data_kb, vm_kb) = preload.map_or((0, 0), |p| (p.data_kb, p.vm_kb));
+        self.data_mb = Some(memory_limit_mb.saturating_add(data_kb.div_ceil(1024)));
+        self.address_space_mb = Some(
+            memory_limit_mb
+                .saturating_add(ADDRESS_SPACE_HEADROOM_MB)
+                .saturating_add(vm_kb.div_ceil(1024)),
+        );
+    }
 }
 
 /// Control-group limits (`None`: that controller was not available).

@@ -173,6 +173,11 @@ pub const DENIED: &[&str] = &[
     "modify_ldt",
     "process_madvise",
     "process_mrelease",
+    // A memfd's pages are memory no rlimit of the run counts (RLIMIT_FSIZE bounds one
+    // file, RLIMIT_NOFILE how many: 16 GiB by default) and no tmpfs size bounds; a run
+    // that needs shared memory has /dev/shm, size-limited. It also serves to exec code
+    // that never touched a filesystem.
+    "memfd_create",
 ];
 
 /// Calls that act on a process named by its first argument: a run may aim them only at
@@ -254,6 +259,7 @@ const SYSCALLS: &[(&str, Option<u32>, Option<u32>)] = &[
     ("modify_ldt", Some(154), None),
     ("process_madvise", Some(440), Some(440)),
     ("process_mrelease", Some(448), Some(448)),
+    ("memfd_create", Some(319), Some(279)),
     ("prlimit64", Some(302), Some(261)),
     ("setpriority", Some(141), Some(140)),
     ("sched_setparam", Some(142), Some(118)),

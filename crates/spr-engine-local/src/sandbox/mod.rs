@@ -88,11 +88,13 @@ impl Layout {
     }
 }
 
-/// Zygotes of a namespaced worker: while a run of one executes, the other holds the next
-/// run's process ready (isolated, in PID, mount and IPC namespaces of its own).
-const ZYGOTES: u32 = 2;
+/// Zygotes of a namespaced worker: while a run of one executes, the others hold the next
+/// runs' processes ready (isolated, in PID, mount and IPC namespaces of their own). Three,
+/// not two: with a large preload, a zygote's reaping of its last run and fork of its next
+/// take longer than a short run, and back-to-back runs would wait for them.
+const ZYGOTES: u32 = 3;
 /// Tasks of a worker's user namespace besides the run's: the harness's monitor, each
-/// zygote, and the next run's process held by the other zygote; the harness adds the
+/// zygote, and the next runs' processes held by the other zygotes; the harness adds the
 /// same to RLIMIT_NPROC.
 pub(crate) const NAMESPACE_OVERHEAD_TASKS: u64 = 2 * ZYGOTES as u64;
 /// Extra host memory a worker's cgroup allows beyond the run's own limit: the harness's

@@ -99,14 +99,16 @@ impl WorkerSandbox {
 /// policy); RLIMIT_NPROC only inside a private user namespace.
 pub(crate) fn rlimits(policy: &RunnerPolicy, namespaced: bool) -> RlimitsReceipt {
     let sb = &policy.sandbox;
-    RlimitsReceipt {
-        address_space_mb: Some(policy.memory_limit_mb),
+    let mut receipt = RlimitsReceipt {
         open_files: Some(sb.max_open_files),
         file_size_mb: Some(sb.max_file_size_mb),
         core_mb: Some(0),
         cpu_seconds: Some(policy.timeout_seconds + 1),
         processes: namespaced.then_some(sb.max_processes),
-    }
+        ..RlimitsReceipt::default()
+    };
+    receipt.set_memory(policy.memory_limit_mb, None);
+    receipt
 }
 
 /// The receipt of a run on an engine whose sandbox is off.

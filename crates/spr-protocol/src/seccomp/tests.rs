@@ -188,7 +188,7 @@ fn calls_on_other_processes_may_only_aim_at_the_run_itself() {
         assert_eq!(run2(&p, arch, ioprio, 1, 0), ALLOW);
         assert_eq!(run2(&p, arch, ioprio, 1, 7), DENY);
         assert_eq!(run2(&p, arch, ioprio, 3, 0), DENY); // IOPRIO_WHO_USER
-        for name in ["process_madvise", "process_mrelease"] {
+        for name in ["process_madvise", "process_mrelease", "memfd_create"] {
             assert_eq!(run(&p, arch, nr(arch, name), 0), DENY, "{name}");
         }
         // The zygote keeps them (it never runs user code).
