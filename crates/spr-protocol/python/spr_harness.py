@@ -981,7 +981,8 @@ class Zygote:
         killed = False
         keep_going = True
         status = None
-        stat = self.stat_path(pidfd)
+        # Where the exit of the run can be seen before it is reaped (`report_exit_seen`).
+        stat = stat_path_of(pidfd) if pidfd is not None and self.exit_codes_readable else None
         reported = False
         while status is None:
             for fd, _ev in poller.poll(None if pidfd is not None else 5):
@@ -1026,21 +1027,14 @@ class Zygote:
             )
         return keep_going and reset
 
-    def stat_path(self, pidfd):
-        """The /proc/<pid>/stat of the run's process as this zygote's /proc names it
-        (None where there is none: its exit is then seen when it is reaped). Only where
-        the run has namespaces of its own and this zygote is PID 1 of its namespace:
-        nothing then has to be reset or swept before the report (see
-        `report_exit_seen`)."""
-        if pidfd is None or not self.exit_codes_readable:
-            return None
-        return stat_path_of(pidfd)
-
     def probe_exit_codes(self):
-        """Whether this zygote's /proc shows it its runs' exit codes: the kernel shows
-        them only to whom it lets trace the process (the same uid and no LSM in the way,
-        for a process that is dumpable, as every run's process makes itself). Probed once
-        with a child of its own; where not, each run's exit is seen when it is reaped."""
+        """Whether runs' exits can be reported before they are reaped: only where the run
+        has namespaces of its own and this zygote is PID 1 of its namespace (nothing to
+        reset, and kill(-1) reaches all the run left), and where this zygote's /proc shows
+        it its runs' exit codes (the kernel shows them only to whom it lets trace the
+        process: the same uid and no LSM in the way, for a dumpable process, as every
+        run's process makes itself). Probed once with a child of its own; where not,
+        each run's exit is seen when it is reaped."""
         if not self.pid1 or self.plan.fresh != FRESH_NAMESPACES:
             return False
         r, w = os.pipe()
@@ -1471,7 +1465,7 @@ def let_go_of_pipes(res_w):
     exits: M sees them end at once, not after the kernel has taken the process's address
     space down (milliseconds for a copy of a zygote with large preloaded modules), and
     asks Z whether the process is past the point of no return of its exit (see
-    `Zygote.exit_seen`). A copy of a pipe kept elsewhere (a `dup`, a child process) keeps
+    `Zygote.report_exit_seen`). A copy of a pipe kept elsewhere (a `dup`, a child process) keeps
     it open, and the run ends as any other. Plain closes, bound at start-up: nothing
     here may be judged by the audit hook or replaced by user code."""
     for fd in (1, 2, res_w):
