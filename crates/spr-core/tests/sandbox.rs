@@ -88,7 +88,9 @@ async fn every_result_carries_a_receipt_of_what_was_applied() {
     assert!(s.landlock_abi.unwrap() >= 1);
     assert_eq!(s.seccomp.as_ref().unwrap().mode, "deny-list");
     let rl = s.rlimits.as_ref().unwrap();
-    assert_eq!(rl.data_mb, Some(256));
+    // The policy's 256 MiB on top of what the interpreter and the harness hold.
+    let data = rl.data_mb.unwrap();
+    assert!((257..=256 + 64).contains(&data), "{rl:?}");
     assert_eq!(
         rl.address_space_mb,
         Some(256 + spr_core::ADDRESS_SPACE_HEADROOM_MB)

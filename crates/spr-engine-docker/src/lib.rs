@@ -659,7 +659,11 @@ impl Inner {
             processes: None,
             ..RlimitsReceipt::default()
         };
-        rlimits.set_memory(policy.memory_limit_mb, worker.preload.as_deref());
+        rlimits.set_memory(
+            policy.memory_limit_mb,
+            worker.base_data_kb,
+            worker.preload.as_deref(),
+        );
         SandboxReceipt {
             engine: "docker".into(),
             // Docker's defaults: no user namespace unless the daemon remaps users. The

@@ -197,6 +197,8 @@ pub(crate) struct Worker {
     /// What the harness's preloaded modules cost (each run's memory limits are the
     /// policy's plus this; from its greeting).
     pub preload: Option<Box<PreloadCost>>,
+    /// The harness's own memory before any preload (from its greeting), in KiB.
+    pub base_data_kb: u64,
     input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
     messages: mpsc::Receiver<WorkerMessage>,
     alive: Arc<AtomicBool>,
@@ -280,6 +282,7 @@ impl Worker {
             runs: 0,
             isolation: RunIsolation::default(),
             preload: None,
+            base_data_kb: 0,
             seccomp_denied: 0,
             input: attached.input,
             messages: rx,
@@ -325,6 +328,7 @@ impl Worker {
                 })?;
                 worker.isolation = h.isolation;
                 worker.preload = h.preload.map(Box::new);
+                worker.base_data_kb = h.base_data_kb;
             }
             WorkerMessage::Fatal { message } => {
                 return Err(format!(

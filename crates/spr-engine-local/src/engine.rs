@@ -462,10 +462,15 @@ fn receipt_for(
     } else {
         sandbox::receipt_off(policy, sandbox.missing(), &worker.sandbox.isolation)
     };
-    if let (Some(cost), Some(rl)) = (&worker.hello.preload, &mut receipt.rlimits) {
+    if let Some(rl) = &mut receipt.rlimits {
         // The harness gives each run its policy's memory on top of what the
-        // preloaded modules map.
-        rl.set_memory(policy.memory_limit_mb, Some(cost));
+        // interpreter, the harness and the preloaded modules map.
+        let hello = &worker.hello;
+        rl.set_memory(
+            policy.memory_limit_mb,
+            hello.base_data_kb,
+            hello.preload.as_ref(),
+        );
     }
     receipt
 }

@@ -162,6 +162,7 @@ impl Worker {
                 pid: 0,
                 isolation: Default::default(),
                 preload: None,
+                base_data_kb: 0,
             },
             sandbox: ws,
             lifeline: Some(lifeline_w),

@@ -4,7 +4,8 @@ use crate::{PolicyError, RunnerPolicy, Value};
 
 /// `timeout_seconds`: a run of zero seconds is meaningless; a day is a generous ceiling.
 pub const TIMEOUT_SECONDS_RANGE: (u64, u64) = (1, 86_400);
-/// `memory_limit_mb`: CPython itself does not start below about 16 MB of address space.
+/// `memory_limit_mb`: what a run's code may allocate on top of the interpreter; ordinary
+/// code does not run in less than 16 MiB.
 pub const MEMORY_LIMIT_MB_RANGE: (u64, u64) = (16, 1_048_576);
 /// `max_output_kb`: 0 means "keep no output", which is a valid choice.
 pub const MAX_OUTPUT_KB_RANGE: (u64, u64) = (0, 1_048_576);

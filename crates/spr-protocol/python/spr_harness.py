@@ -1867,6 +1867,7 @@ class Monitor:
                 "pid": os.getpid(),
                 "isolation": self.isolation.summary(),
                 "preload": _preload_cost,
+                "base_data_kb": _base_data_kb,
             },
         )
         harden()
@@ -2442,8 +2443,9 @@ def rlimit_plan(policy, plan):
     """The (resource, limit) pairs of a run under `policy`, clamped to the hard limits
     the run's process inherits from the worker.
 
-    `memory_limit_mb` is the run's RLIMIT_DATA: the private writable memory it may map
-    (heap, arrays, thread stacks), which is what it can take from the host. An
+    `memory_limit_mb` is the run's RLIMIT_DATA: the private writable memory its code may
+    map (heap, arrays, thread stacks) on top of what the interpreter, this harness and
+    the preloaded modules hold when it starts; that is what it can take from the host. An
     address-space limit of that size (the original's) would also count the code of
     every library loaded and the address space libraries reserve without touching, so
     that pandas and a matplotlib drawing would not fit in 256 MiB. RLIMIT_AS stays, as a
@@ -2454,12 +2456,15 @@ def rlimit_plan(policy, plan):
     mem = int(policy.get("memory_limit_mb", 256)) * MIB
     timeout = int(policy.get("timeout_seconds", 5))
     max_processes, max_file_mb, max_files = sandbox_knobs(policy)
-    data, space = mem, mem + ADDRESS_SPACE_HEADROOM_MB * MIB
+    # Every run's process is forked with the interpreter, this harness and the preloaded
+    # modules mapped: the policy's memory is what the run may allocate on top of them.
+    # In whole MiB, rounded up, as the host's receipt says them.
+    data_kb, vm_kb = _base_data_kb, 0
     if _preload_cost is not None:
-        # Every run's process is forked with the preloaded modules mapped: the policy's
-        # memory is what the run may allocate on top of them.
-        data += _preload_cost["data_kb"] * 1024
-        space += _preload_cost["vm_kb"] * 1024
+        data_kb += _preload_cost["data_kb"]
+        vm_kb += _preload_cost["vm_kb"]
+    data = mem + -(-data_kb // 1024) * MIB
+    space = mem + (ADDRESS_SPACE_HEADROOM_MB + -(-vm_kb // 1024)) * MIB
     limits = [
         (resource.RLIMIT_DATA, data),
         (resource.RLIMIT_AS, space),
@@ -3643,6 +3648,9 @@ class PreloadFailed(Exception):
 
 # What the plan's preloaded modules cost (set once in M, before the zygotes exist).
 _preload_cost = None
+# M's own private writable memory (VmData, KiB) before the preload: the interpreter and
+# this harness, which every run's process has mapped before its code starts.
+_base_data_kb = 0
 
 
 MEMORY_STATUS_FIELDS = (b"VmSize:", b"VmRSS:", b"VmData:")
@@ -3660,6 +3668,14 @@ def memory_status():
     except (OSError, ValueError, IndexError):
         pass
     return tuple(found[k] for k in MEMORY_STATUS_FIELDS)
+
+
+def measure_base_memory():
+    """Note what the interpreter and the harness hold before any preload, so that a
+    run's `memory_limit_mb` is what its code may allocate on top of them (see
+    `rlimit_plan`)."""
+    global _base_data_kb
+    _base_data_kb = memory_status()[2]
 
 
 def preload_modules(names):
@@ -3771,6 +3787,7 @@ def main(argv):
     base_read_roots()
     resolve_writable_roots(plan, base)
     clean_environ()
+    measure_base_memory()
     try:
         preload_modules(plan.preload)
     except PreloadFailed as exc:

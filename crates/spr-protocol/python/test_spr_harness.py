@@ -434,13 +434,27 @@ class PolicyTests(unittest.TestCase):
 
     def test_the_memory_limit_is_private_memory_with_address_space_above_it(self):
         plan = h.Plan({})
-        limits = dict(h.rlimit_plan(dict(DEFAULT_POLICY, memory_limit_mb=64), plan))
+        saved = h._base_data_kb, h._preload_cost
         hard_data = h.resource.getrlimit(h.resource.RLIMIT_DATA)[1]
-        if hard_data == h.resource.RLIM_INFINITY:
-            self.assertEqual(limits[h.resource.RLIMIT_DATA], 64 << 20)
         hard_as = h.resource.getrlimit(h.resource.RLIMIT_AS)[1]
-        if hard_as == h.resource.RLIM_INFINITY:
-            self.assertEqual(limits[h.resource.RLIMIT_AS], (64 + h.ADDRESS_SPACE_HEADROOM_MB) << 20)
+        # (base KiB, preload KiB of VmData and VmSize) -> (RLIMIT_DATA, RLIMIT_AS) in MiB
+        cases = [
+            ((0, None), (64, 64 + h.ADDRESS_SPACE_HEADROOM_MB)),
+            # The interpreter's and harness's own memory, rounded up to whole MiB.
+            ((18000, None), (64 + 18, 64 + h.ADDRESS_SPACE_HEADROOM_MB)),
+            ((18000, (10000, 30000)), (64 + 28, 64 + h.ADDRESS_SPACE_HEADROOM_MB + 30)),
+        ]
+        try:
+            for (base, preload), (data_mb, space_mb) in cases:
+                h._base_data_kb = base
+                h._preload_cost = None if preload is None else {"data_kb": preload[0], "vm_kb": preload[1]}
+                limits = dict(h.rlimit_plan(dict(DEFAULT_POLICY, memory_limit_mb=64), plan))
+                if hard_data == h.resource.RLIM_INFINITY:
+                    self.assertEqual(limits[h.resource.RLIMIT_DATA], data_mb << 20, (base, preload))
+                if hard_as == h.resource.RLIM_INFINITY:
+                    self.assertEqual(limits[h.resource.RLIMIT_AS], space_mb << 20, (base, preload))
+        finally:
+            h._base_data_kb, h._preload_cost = saved
 
     def test_the_stat_of_a_process_is_read_by_field(self):
         fields = h.read_stat("/proc/self/stat")
@@ -1257,9 +1271,11 @@ class PreloadTests(unittest.TestCase):
                 policy=dict(permissive(), memory_limit_mb=100),
             )
             data, space = self.frame(r)["result"]
-            self.assertEqual(data, (100 << 20) + cost["data_kb"] * 1024)
+            own_kb = w.hello["base_data_kb"] + cost["data_kb"]
+            self.assertGreater(w.hello["base_data_kb"], 0)
+            self.assertEqual(data, (100 + -(-own_kb // 1024)) << 20)
             self.assertEqual(
-                space, ((100 + h.ADDRESS_SPACE_HEADROOM_MB) << 20) + cost["vm_kb"] * 1024
+                space, (100 + h.ADDRESS_SPACE_HEADROOM_MB + -(-cost["vm_kb"] // 1024)) << 20
             )
         finally:
             w.close()

@@ -97,6 +97,10 @@ pub struct Hello {
     /// when nothing was preloaded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preload: Option<PreloadCost>,
+    /// The monitor's private writable memory (VmData) before any preload, in KiB: the
+    /// interpreter and the harness. A run's memory limit is its policy's on top of it.
+    #[serde(default)]
+    pub base_data_kb: u64,
 }
 
 /// What the monitor measured around the import of the plan's preloaded modules. Every
@@ -239,6 +243,7 @@ mod tests {
             pid: 42,
             isolation: RunIsolation::default(),
             preload: None,
+            base_data_kb: 18_000,
         });
         insta::assert_json_snapshot!("hello", hello);
         let report = WorkerMessage::Report(RunReport {

@@ -121,9 +121,16 @@ pub struct RlimitsReceipt {
 
 impl RlimitsReceipt {
     /// Sets the two memory limits the harness derives from a policy's
-    /// `memory_limit_mb` and the worker's preload.
-    pub fn set_memory(&mut self, memory_limit_mb: u64, preload: Option<&PreloadCost>) {
+    /// `memory_limit_mb`, the worker's own memory before any preload (`base_data_kb`,
+    /// from its greeting) and its preload.
+    pub fn set_memory(
+        &mut self,
+        memory_limit_mb: u64,
+        base_data_kb: u64,
+        preload: Option<&PreloadCost>,
+    ) {
         let (data_kb, vm_kb) = preload.map_or((0, 0), |p| (p.data_kb, p.vm_kb));
+        let data_kb = data_kb.saturating_add(base_data_kb);
         self.data_mb = Some(memory_limit_mb.saturating_add(data_kb.div_ceil(1024)));
         self.address_space_mb = Some(
             memory_limit_mb

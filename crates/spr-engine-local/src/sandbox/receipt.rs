@@ -107,7 +107,8 @@ pub(crate) fn rlimits(policy: &RunnerPolicy, namespaced: bool) -> RlimitsReceipt
         processes: namespaced.then_some(sb.max_processes),
         ..RlimitsReceipt::default()
     };
-    receipt.set_memory(policy.memory_limit_mb, None);
+    // The worker's own memory is added once its greeting is known (`receipt_for`).
+    receipt.set_memory(policy.memory_limit_mb, 0, None);
     receipt
 }
 
