@@ -22,6 +22,11 @@ const FIRST_TIMEOUT: Duration = Duration::from_secs(900);
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// The issue's bar for the snippet with pandas preloaded.
 pub const TARGET_P50_MS: f64 = 6.0;
+/// The pause between the runs of the paced phase: long enough for each run to find the
+/// worker idle (the previous run's process gone, the next ones ready).
+const PACED_GAP: Duration = Duration::from_millis(20);
+/// /proc/stat counts in USER_HZ, 100 on every Linux architecture.
+const USER_HZ: f64 = 100.0;
 
 /// The pinned data-stack venv, when this machine has it.
 fn datastack() -> Option<PathBuf> {
@@ -83,6 +88,8 @@ pub struct Measured {
     pub runs: usize,
     pub latency: Summary,
     pub server: Option<Summary>,
+    /// Busy CPU time of the whole machine per measured run (every core, /proc/stat).
+    pub cpu_ms: Option<f64>,
 }
 
 /// The policy of every run: the default, unless pandas cannot be imported under it (before issue 11's
@@ -109,17 +116,43 @@ fn default_policy_imports_pandas(server: &mut Server) -> Result<bool, Error> {
     Ok(check(&resp, "probe", 3).is_ok())
 }
 
+/// Busy time of every core since boot, in ms (user, nice, system, irq and softirq:
+/// neither idle, I/O wait nor the time a hypervisor stole).
+fn machine_busy_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let busy: f64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| fields.get(i)).sum();
+    Some(busy * 1000.0 / USER_HZ)
+}
+
 fn measure(
     server: &mut Server,
     tag: &str,
     runs: usize,
     (code, expected): (&str, i64),
     policy: &Option<Value>,
+    pause: Duration,
 ) -> Result<Measured, Error> {
-    eprintln!("bench: {tag}: {WARMUP} warm-up runs, then {runs} sequential runs of {code:?}");
+    eprintln!(
+        "bench: {tag}: {WARMUP} warm-up runs, then {runs} sequential runs of {code:?}, {} ms apart",
+        pause.as_millis()
+    );
     let mut latency = Vec::with_capacity(runs);
     let mut reported = Vec::with_capacity(runs);
+    let mut busy_at_start = None;
     for i in 0..WARMUP + runs {
+        if i == WARMUP {
+            busy_at_start = machine_busy_ms();
+        }
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
         let id = format!("{tag}{i}");
         let start = Instant::now();
         server.send_request(&request(&id, code, policy))?;
@@ -131,10 +164,17 @@ fn measure(
             reported.extend(ms);
         }
     }
+    // With no pause the machine's busy time is the runs' (and the client's, which is
+    // small); a paced phase would count whatever else ran while it slept.
+    let cpu_ms = match (busy_at_start, machine_busy_ms()) {
+        (Some(a), Some(b)) if pause.is_zero() && runs > 0 => Some((b - a) / runs as f64),
+        _ => None,
+    };
     Ok(Measured {
         runs,
         latency: summarize(&latency),
         server: (!reported.is_empty()).then(|| summarize(&reported)),
+        cpu_ms,
     })
 }
 
@@ -157,7 +197,15 @@ pub struct Context<'a> {
     pub load: (String, String),
 }
 
-pub fn table(cx: &Context, with: &Measured, trivial: &Measured, without: &Measured) -> String {
+/// The rows of one bench: `with` back-to-back runs preloaded, `paced` the same with a pause
+/// before each, `trivial` `result = 2 + 2` preloaded, `without` runs that import pandas.
+pub fn table(
+    cx: &Context,
+    with: &Measured,
+    paced: &Measured,
+    trivial: &Measured,
+    without: &Measured,
+) -> String {
     let (source, policy) = (cx.source, cx.policy);
     let verdict = if with.latency.p50 <= TARGET_P50_MS {
         "met"
@@ -208,6 +256,26 @@ pub fn table(cx: &Context, with: &Measured, trivial: &Measured, without: &Measur
             String::new(),
         ));
     }
+    if let Some(cpu) = with.cpu_ms {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        rows.push((
+            "machine CPU per run, preloaded".into(),
+            ms(cpu),
+            format!(
+                "every core's busy time over the runs: back-to-back runs cannot average under {} on {cores} cores",
+                ms(cpu / cores as f64)
+            ),
+        ));
+    }
+    rows.push((
+        format!("latency p50, preloaded, {} ms apart", PACED_GAP.as_millis()),
+        ms(paced.latency.p50),
+        format!(
+            "{} runs, each finding the worker idle; p99 {}",
+            paced.runs,
+            ms(paced.latency.p99)
+        ),
+    ));
     rows.push((
         "latency p50 of `result = 2 + 2`, pandas preloaded".into(),
         ms(trivial.latency.p50),
@@ -288,13 +356,36 @@ pub fn run(root: &Path, bin: &Path, args: &Args, raw: &[String]) -> Result<(), E
         args.runs.min(MAX_RUNS_WITHOUT),
         SNIPPET,
         &policy,
+        Duration::ZERO,
     )?;
     if let Err(e) = server.finish() {
         eprintln!("bench: warning: {}", e.message());
     }
     let mut server = Server::start(&mut serve(true))?;
-    let with = measure(&mut server, "p", args.runs, SNIPPET, &policy)?;
-    let trivial = measure(&mut server, "t", args.runs.min(200), TRIVIAL, &policy)?;
+    let with = measure(
+        &mut server,
+        "p",
+        args.runs,
+        SNIPPET,
+        &policy,
+        Duration::ZERO,
+    )?;
+    let paced = measure(
+        &mut server,
+        "q",
+        args.runs.min(200),
+        SNIPPET,
+        &policy,
+        PACED_GAP,
+    )?;
+    let trivial = measure(
+        &mut server,
+        "t",
+        args.runs.min(200),
+        TRIVIAL,
+        &policy,
+        Duration::ZERO,
+    )?;
     let python = bench::python_version(&mut server);
     if let Err(e) = server.finish() {
         eprintln!("bench: warning: {}", e.message());
@@ -305,7 +396,7 @@ pub fn run(root: &Path, bin: &Path, args: &Args, raw: &[String]) -> Result<(), E
         policy: &policy_note,
         load: (load_before, load_average()),
     };
-    let table = table(&cx, &with, &trivial, &without);
+    let table = table(&cx, &with, &paced, &trivial, &without);
     let command = format!("cargo xtask bench {}", raw.join(" "));
     let machine = bench::machine(&python);
     println!("\npandas, {} engine, {machine}\n\n{table}", args.engine);
@@ -328,6 +419,7 @@ mod tests {
             runs: samples.len(),
             latency: summarize(samples),
             server: Some(summarize(samples)),
+            cpu_ms: Some(12.0),
         }
     }
 
@@ -358,8 +450,17 @@ mod tests {
         let t = table(
             &cx,
             &measured(&[4.0, 5.0]),
+            &measured(&[3.5]),
             &measured(&[3.0]),
             &measured(&[400.0, 500.0]),
+        );
+        assert!(
+            t.contains("| latency p50, preloaded, 20 ms apart | 3.50 ms |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| machine CPU per run, preloaded | 12.00 ms |"),
+            "{t}"
         );
         assert!(
             t.contains("| load average (1 min) before / after | 0.5 / 0.7 |"),
@@ -373,6 +474,7 @@ mod tests {
         let t = table(
             &cx,
             &measured(&[7.0]),
+            &measured(&[3.0]),
             &measured(&[3.0]),
             &measured(&[400.0]),
         );
