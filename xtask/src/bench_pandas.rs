@@ -25,8 +25,9 @@ pub const TARGET_P50_MS: f64 = 6.0;
 /// The pause between the runs of the paced phase: long enough for each run to find the
 /// worker idle (the previous run's process gone, the next ones ready).
 const PACED_GAP: Duration = Duration::from_millis(20);
-/// /proc/stat counts in USER_HZ, 100 on every Linux architecture.
-const USER_HZ: f64 = 100.0;
+/// Fewer runs than this make the CPU figure mostly rounding: /proc/stat counts in ticks
+/// (10 ms at the usual 100 per second).
+const MIN_RUNS_FOR_CPU: usize = 50;
 
 /// The pinned data-stack venv, when this machine has it.
 fn datastack() -> Option<PathBuf> {
@@ -88,8 +89,16 @@ pub struct Measured {
     pub runs: usize,
     pub latency: Summary,
     pub server: Option<Summary>,
-    /// Busy CPU time of the whole machine per measured run (every core, /proc/stat).
-    pub cpu_ms: Option<f64>,
+    /// The whole machine's CPU time over the measured runs (None: not measured).
+    pub cpu: Option<Cpu>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cpu {
+    /// Busy time of every core per run (/proc/stat).
+    pub ms_per_run: f64,
+    /// The machine's online cores.
+    pub cores: usize,
 }
 
 /// The policy of every run: the default, unless pandas cannot be imported under it (before issue 11's
@@ -116,19 +125,36 @@ fn default_policy_imports_pandas(server: &mut Server) -> Result<bool, Error> {
     Ok(check(&resp, "probe", 3).is_ok())
 }
 
-/// Busy time of every core since boot, in ms (user, nice, system, irq and softirq:
-/// neither idle, I/O wait nor the time a hypervisor stole).
-fn machine_busy_ms() -> Option<f64> {
+/// The clock ticks per second /proc/stat counts in (`getconf CLK_TCK`; 100 where it
+/// cannot say, as on every common architecture).
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .filter(|&t: &f64| t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// (busy ticks of every online core since boot, the number of those cores), from
+/// /proc/stat: user, nice, system, irq and softirq; neither idle, I/O wait nor the time
+/// a hypervisor stole.
+fn machine_busy_ticks() -> Option<(f64, usize)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<f64> = stat
-        .lines()
+    let mut lines = stat.lines();
+    let fields: Vec<f64> = lines
         .next()?
         .split_whitespace()
         .skip(1)
         .map(|f| f.parse().ok())
         .collect::<Option<_>>()?;
     let busy: f64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| fields.get(i)).sum();
-    Some(busy * 1000.0 / USER_HZ)
+    let cores = lines
+        .filter(|l| l.starts_with("cpu") && l[3..].starts_with(|c: char| c.is_ascii_digit()))
+        .count();
+    Some((busy, cores.max(1)))
 }
 
 fn measure(
@@ -148,7 +174,7 @@ fn measure(
     let mut busy_at_start = None;
     for i in 0..WARMUP + runs {
         if i == WARMUP {
-            busy_at_start = machine_busy_ms();
+            busy_at_start = machine_busy_ticks();
         }
         if !pause.is_zero() {
             std::thread::sleep(pause);
@@ -166,15 +192,20 @@ fn measure(
     }
     // With no pause the machine's busy time is the runs' (and the client's, which is
     // small); a paced phase would count whatever else ran while it slept.
-    let cpu_ms = match (busy_at_start, machine_busy_ms()) {
-        (Some(a), Some(b)) if pause.is_zero() && runs > 0 => Some((b - a) / runs as f64),
+    let cpu = match (busy_at_start, machine_busy_ticks()) {
+        (Some((a, cores)), Some((b, _))) if pause.is_zero() && runs >= MIN_RUNS_FOR_CPU => {
+            Some(Cpu {
+                ms_per_run: (b - a) * 1000.0 / clock_ticks() / runs as f64,
+                cores,
+            })
+        }
         _ => None,
     };
     Ok(Measured {
         runs,
         latency: summarize(&latency),
         server: (!reported.is_empty()).then(|| summarize(&reported)),
-        cpu_ms,
+        cpu,
     })
 }
 
@@ -256,14 +287,14 @@ pub fn table(
             String::new(),
         ));
     }
-    if let Some(cpu) = with.cpu_ms {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(cpu) = &with.cpu {
         rows.push((
             "machine CPU per run, preloaded".into(),
-            ms(cpu),
+            ms(cpu.ms_per_run),
             format!(
-                "every core's busy time over the runs: back-to-back runs cannot average under {} on {cores} cores",
-                ms(cpu / cores as f64)
+                "every core's busy time over the runs: back-to-back runs cannot average under {} on {} cores",
+                ms(cpu.ms_per_run / cpu.cores as f64),
+                cpu.cores
             ),
         ));
     }
@@ -362,7 +393,7 @@ pub fn run(root: &Path, bin: &Path, args: &Args, raw: &[String]) -> Result<(), E
         eprintln!("bench: warning: {}", e.message());
     }
     let mut server = Server::start(&mut serve(true))?;
-    let with = measure(
+    let mut with = measure(
         &mut server,
         "p",
         args.runs,
@@ -370,6 +401,11 @@ pub fn run(root: &Path, bin: &Path, args: &Args, raw: &[String]) -> Result<(), E
         &policy,
         Duration::ZERO,
     )?;
+    if args.engine != "local" {
+        // The runs' CPU is then a daemon's, perhaps on another machine or under a
+        // container's CPU quota: this machine's busy time would not say it.
+        with.cpu = None;
+    }
     let paced = measure(
         &mut server,
         "q",
@@ -419,7 +455,10 @@ mod tests {
             runs: samples.len(),
             latency: summarize(samples),
             server: Some(summarize(samples)),
-            cpu_ms: Some(12.0),
+            cpu: Some(Cpu {
+                ms_per_run: 12.0,
+                cores: 2,
+            }),
         }
     }
 
@@ -459,7 +498,7 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("| machine CPU per run, preloaded | 12.00 ms |"),
+            t.contains("| machine CPU per run, preloaded | 12.00 ms | every core's busy time over the runs: back-to-back runs cannot average under 6.00 ms on 2 cores |"),
             "{t}"
         );
         assert!(

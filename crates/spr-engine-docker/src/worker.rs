@@ -38,15 +38,16 @@ pub(crate) const SCRATCH_BASE: &str = "/tmp";
 /// shared memory, which multiprocessing needs), emptied and checked after every run.
 pub(crate) const DEV_SHM: &str = "/dev/shm";
 pub(crate) const DEV_SHM_SIZE_MB: u64 = 64;
-/// Memory beyond the policy's per-run limit, for the worker itself and the tmpfs.
+/// Memory beyond the policy's per-run limit, for the worker itself (some 25 MiB, and the
+/// harness's own ~18 MiB a run may write on top of its policy's memory) and the tmpfs.
 /// The pages of the scratch and /dev/shm tmpfs mounts count against the container's
 /// memory limit: a run that fills them and its memory ends its container, not another's.
-pub(crate) const MEMORY_HEADROOM_MB: u64 = 64;
+pub(crate) const MEMORY_HEADROOM_MB: u64 = 96;
 pub(crate) const MIN_CONTAINER_MEMORY_MB: u64 = 128;
 /// More headroom for containers whose harness preloads modules: they stay resident in
 /// the container's memory for its life (the data stack: about 80 MiB for pandas, 150
 /// MiB with matplotlib and scipy), and a run may still allocate its policy's memory on
-/// top of them (the harness raises each run's RLIMIT_AS by what they map).
+/// top of them (the harness raises each run's RLIMIT_DATA and RLIMIT_AS by what they map).
 pub(crate) const PRELOAD_HEADROOM_MB: u64 = 256;
 /// How long a new container may take to greet (gVisor in ptrace mode is slow to start).
 const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
@@ -88,9 +89,10 @@ impl ContainerSpec {
     }
 }
 
-/// Container memory for a policy: the per-run limit (enforced per run by RLIMIT_AS in
-/// the harness) plus headroom (more with preloaded modules), at least 128 MiB, rounded
-/// up to a power of two so that policies with nearby limits share containers.
+/// Container memory for a policy: the per-run limit (enforced per run by RLIMIT_DATA in
+/// the harness, on top of what the run's process is forked with) plus headroom (more
+/// with preloaded modules), at least 128 MiB, rounded up to a power of two so that
+/// policies with nearby limits share containers.
 pub(crate) fn memory_class_mb(policy_mb: u64, preload: bool) -> u64 {
     let headroom = MEMORY_HEADROOM_MB + if preload { PRELOAD_HEADROOM_MB } else { 0 };
     (policy_mb.saturating_add(headroom))
@@ -529,7 +531,7 @@ mod tests {
     fn memory_classes() {
         assert_eq!(memory_class_mb(0, false), 128);
         assert_eq!(memory_class_mb(32, false), 128);
-        assert_eq!(memory_class_mb(64, false), 128);
+        assert_eq!(memory_class_mb(64, false), 256);
         assert_eq!(memory_class_mb(65, false), 256);
         assert_eq!(memory_class_mb(256, false), 512);
         assert_eq!(memory_class_mb(1024, false), 2048);

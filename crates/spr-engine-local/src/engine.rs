@@ -451,7 +451,10 @@ fn receipt_for(
 ) -> SandboxReceipt {
     let mut receipt = if sandbox.active() {
         let ws = &worker.sandbox;
-        let preload_kb = worker.hello.preload.as_ref().map_or(0, |p| p.rss_kb);
+        // A run may allocate its policy's memory on top of what its process is forked
+        // with, and may also write (and so copy) the harness's own pages.
+        let hello = &worker.hello;
+        let preload_kb = hello.preload.as_ref().map_or(0, |p| p.rss_kb) + hello.base_data_kb;
         let limits = ws.cgroup.as_ref().map(|cg| {
             cg.set_limits(
                 sandbox.cgroup_memory_bytes(policy, preload_kb),

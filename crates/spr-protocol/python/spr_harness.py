@@ -3648,8 +3648,8 @@ class PreloadFailed(Exception):
 
 # What the plan's preloaded modules cost (set once in M, before the zygotes exist).
 _preload_cost = None
-# M's own private writable memory (VmData, KiB) before the preload: the interpreter and
-# this harness, which every run's process has mapped before its code starts.
+# M's private writable memory (VmData, KiB) besides the preload's, once it is ready to
+# fork: every run's process has it mapped before its code starts.
 _base_data_kb = 0
 
 
@@ -3671,11 +3671,14 @@ def memory_status():
 
 
 def measure_base_memory():
-    """Note what the interpreter and the harness hold before any preload, so that a
-    run's `memory_limit_mb` is what its code may allocate on top of them (see
-    `rlimit_plan`)."""
+    """Note what M holds besides the preload once it is ready to fork (the interpreter,
+    this harness, what the preload's imports left after the trim), so that a run's
+    `memory_limit_mb` is what its code may allocate on top of everything its process is
+    forked with (see `rlimit_plan`). Measured last, before the policies are prepared:
+    their rlimits depend on it."""
     global _base_data_kb
-    _base_data_kb = memory_status()[2]
+    preload_kb = _preload_cost["data_kb"] if _preload_cost is not None else 0
+    _base_data_kb = max(0, memory_status()[2] - preload_kb)
 
 
 def preload_modules(names):
@@ -3787,7 +3790,6 @@ def main(argv):
     base_read_roots()
     resolve_writable_roots(plan, base)
     clean_environ()
-    measure_base_memory()
     try:
         preload_modules(plan.preload)
     except PreloadFailed as exc:
@@ -3805,6 +3807,7 @@ def main(argv):
         prepare_run_streams()
     except OSError:
         pass  # each run's process makes its own
+    measure_base_memory()
     prepare_known(plan)
     # Everything so far lives as long as the worker: keep the collector (here and in
     # every run's process) from walking it, and so from writing to its pages.

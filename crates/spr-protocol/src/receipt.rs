@@ -104,10 +104,11 @@ pub const ADDRESS_SPACE_HEADROOM_MB: u64 = 256;
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RlimitsReceipt {
     /// RLIMIT_DATA, the run's memory: the policy's `memory_limit_mb`, plus the private
-    /// memory of the preloaded modules every run's process is forked with.
+    /// memory every run's process is forked with (the interpreter's and harness's, the
+    /// hello's `base_data_kb`, and the preloaded modules').
     #[serde(default)]
     pub data_mb: Option<u64>,
-    /// RLIMIT_AS, a backstop [`ADDRESS_SPACE_HEADROOM_MB`] above the memory limit (plus
+    /// RLIMIT_AS, a backstop [`ADDRESS_SPACE_HEADROOM_MB`] above the policy's memory (plus
     /// the preload's address space): it bounds the shared mappings RLIMIT_DATA does not
     /// count.
     pub address_space_mb: Option<u64>,
