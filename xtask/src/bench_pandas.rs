@@ -393,35 +393,16 @@ pub fn run(root: &Path, bin: &Path, args: &Args, raw: &[String]) -> Result<(), E
         eprintln!("bench: warning: {}", e.message());
     }
     let mut server = Server::start(&mut serve(true))?;
-    let mut with = measure(
-        &mut server,
-        "p",
-        args.runs,
-        SNIPPET,
-        &policy,
-        Duration::ZERO,
-    )?;
+    let mut phase =
+        |tag, runs, snippet, pause| measure(&mut server, tag, runs, snippet, &policy, pause);
+    let mut with = phase("p", args.runs, SNIPPET, Duration::ZERO)?;
     if args.engine != "local" {
         // The runs' CPU is then a daemon's, perhaps on another machine or under a
         // container's CPU quota: this machine's busy time would not say it.
         with.cpu = None;
     }
-    let paced = measure(
-        &mut server,
-        "q",
-        args.runs.min(200),
-        SNIPPET,
-        &policy,
-        PACED_GAP,
-    )?;
-    let trivial = measure(
-        &mut server,
-        "t",
-        args.runs.min(200),
-        TRIVIAL,
-        &policy,
-        Duration::ZERO,
-    )?;
+    let paced = phase("q", args.runs.min(200), SNIPPET, PACED_GAP)?;
+    let trivial = phase("t", args.runs.min(200), TRIVIAL, Duration::ZERO)?;
     let python = bench::python_version(&mut server);
     if let Err(e) = server.finish() {
         eprintln!("bench: warning: {}", e.message());

@@ -199,7 +199,7 @@ pub(crate) struct Worker {
     /// What the harness's preloaded modules cost (each run's memory limits are the
     /// policy's plus this; from its greeting).
     pub preload: Option<Box<PreloadCost>>,
-    /// The harness's own memory before any preload (from its greeting), in KiB.
+    /// The harness's own private memory besides the preload's (from its greeting), in KiB.
     pub base_data_kb: u64,
     input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
     messages: mpsc::Receiver<WorkerMessage>,

@@ -454,10 +454,10 @@ fn receipt_for(
         // A run may allocate its policy's memory on top of what its process is forked
         // with, and may also write (and so copy) the harness's own pages.
         let hello = &worker.hello;
-        let preload_kb = hello.preload.as_ref().map_or(0, |p| p.rss_kb) + hello.base_data_kb;
+        let forked_kb = hello.preload.as_ref().map_or(0, |p| p.rss_kb) + hello.base_data_kb;
         let limits = ws.cgroup.as_ref().map(|cg| {
             cg.set_limits(
-                sandbox.cgroup_memory_bytes(policy, preload_kb),
+                sandbox.cgroup_memory_bytes(policy, forked_kb),
                 policy.sandbox.max_processes + sandbox::NAMESPACE_OVERHEAD_TASKS,
             )
         });
@@ -466,8 +466,9 @@ fn receipt_for(
         sandbox::receipt_off(policy, sandbox.missing(), &worker.sandbox.isolation)
     };
     if let Some(rl) = &mut receipt.rlimits {
-        // The harness gives each run its policy's memory on top of what the
-        // interpreter, the harness and the preloaded modules map.
+        // The one place the memory limits are set: the harness gives each run its
+        // policy's memory on top of what the interpreter, the harness and the preloaded
+        // modules map.
         let hello = &worker.hello;
         rl.set_memory(
             policy.memory_limit_mb,

@@ -2439,6 +2439,11 @@ MIB = 1024 * 1024
 ADDRESS_SPACE_HEADROOM_MB = 256
 
 
+def ceil_mib(kb):
+    """KiB in whole MiB, rounded up (as the host's receipt rounds them)."""
+    return -(-kb // 1024)
+
+
 def rlimit_plan(policy, plan):
     """The (resource, limit) pairs of a run under `policy`, clamped to the hard limits
     the run's process inherits from the worker.
@@ -2449,8 +2454,8 @@ def rlimit_plan(policy, plan):
     address-space limit of that size (the original's) would also count the code of
     every library loaded and the address space libraries reserve without touching, so
     that pandas and a matplotlib drawing would not fit in 256 MiB. RLIMIT_AS stays, as a
-    backstop `ADDRESS_SPACE_HEADROOM_MB` above it: it bounds the shared mappings
-    RLIMIT_DATA does not count."""
+    backstop `ADDRESS_SPACE_HEADROOM_MB` above the policy's memory (and the preload's
+    address space): it bounds the shared mappings RLIMIT_DATA does not count."""
     if resource is None:
         return ()
     mem = int(policy.get("memory_limit_mb", 256)) * MIB
@@ -2458,13 +2463,12 @@ def rlimit_plan(policy, plan):
     max_processes, max_file_mb, max_files = sandbox_knobs(policy)
     # Every run's process is forked with the interpreter, this harness and the preloaded
     # modules mapped: the policy's memory is what the run may allocate on top of them.
-    # In whole MiB, rounded up, as the host's receipt says them.
     data_kb, vm_kb = _base_data_kb, 0
     if _preload_cost is not None:
         data_kb += _preload_cost["data_kb"]
         vm_kb += _preload_cost["vm_kb"]
-    data = mem + -(-data_kb // 1024) * MIB
-    space = mem + (ADDRESS_SPACE_HEADROOM_MB + -(-vm_kb // 1024)) * MIB
+    data = mem + ceil_mib(data_kb) * MIB
+    space = mem + (ADDRESS_SPACE_HEADROOM_MB + ceil_mib(vm_kb)) * MIB
     limits = [
         (resource.RLIMIT_DATA, data),
         (resource.RLIMIT_AS, space),

@@ -97,8 +97,9 @@ pub struct Hello {
     /// when nothing was preloaded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preload: Option<PreloadCost>,
-    /// The monitor's private writable memory (VmData) before any preload, in KiB: the
-    /// interpreter and the harness. A run's memory limit is its policy's on top of it.
+    /// The monitor's private writable memory (VmData) besides the preload's, in KiB, once
+    /// it is ready to fork: the interpreter and the harness. A run's memory limit is its
+    /// policy's on top of it (and of the preload's `data_kb`).
     #[serde(default)]
     pub base_data_kb: u64,
 }

@@ -122,7 +122,7 @@ pub struct RlimitsReceipt {
 
 impl RlimitsReceipt {
     /// Sets the two memory limits the harness derives from a policy's
-    /// `memory_limit_mb`, the worker's own memory before any preload (`base_data_kb`,
+    /// `memory_limit_mb`, the worker's own memory besides the preload's (`base_data_kb`,
     /// from its greeting) and its preload.
     pub fn set_memory(
         &mut self,

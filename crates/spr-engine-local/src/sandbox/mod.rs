@@ -352,9 +352,9 @@ impl Context {
     /// The memory limit of the worker's cgroup for a run with `policy`, in a worker
     /// whose preloaded modules take `preload_kb` (the monitor's resident growth over
     /// their import; the runs share those pages until they write them).
-    pub(crate) fn cgroup_memory_bytes(&self, policy: &RunnerPolicy, preload_kb: u64) -> u64 {
+    pub(crate) fn cgroup_memory_bytes(&self, policy: &RunnerPolicy, forked_kb: u64) -> u64 {
         ((policy.memory_limit_mb + WORKER_OVERHEAD_MB + self.scratch_mb + SHM_MB) << 20)
-            + (preload_kb << 10)
+            + (forked_kb << 10)
     }
 }
 

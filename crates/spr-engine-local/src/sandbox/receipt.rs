@@ -96,20 +96,18 @@ impl WorkerSandbox {
 }
 
 /// The rlimits the harness sets in every run's process (it applies them from the same
-/// policy); RLIMIT_NPROC only inside a private user namespace.
+/// policy); RLIMIT_NPROC only inside a private user namespace. The two memory limits
+/// depend on the worker's greeting too: the engine's `receipt_for` sets them.
 pub(crate) fn rlimits(policy: &RunnerPolicy, namespaced: bool) -> RlimitsReceipt {
     let sb = &policy.sandbox;
-    let mut receipt = RlimitsReceipt {
+    RlimitsReceipt {
         open_files: Some(sb.max_open_files),
         file_size_mb: Some(sb.max_file_size_mb),
         core_mb: Some(0),
         cpu_seconds: Some(policy.timeout_seconds + 1),
         processes: namespaced.then_some(sb.max_processes),
         ..RlimitsReceipt::default()
-    };
-    // The worker's own memory is added once its greeting is known (`receipt_for`).
-    receipt.set_memory(policy.memory_limit_mb, 0, None);
-    receipt
+    }
 }
 
 /// The receipt of a run on an engine whose sandbox is off.
