@@ -186,6 +186,12 @@ pub struct EngineOpts {
     /// loaded; each run still imports it itself, under its policy. Repeatable.
     #[arg(long = "preload", value_name = "MOD")]
     pub preload: Vec<String>,
+    /// Python to run once in every warm worker after the preloads (e.g. 'import pandas
+    /// as pd; pd.DataFrame({"a": [1]}).a.sum()'): what the modules set up on first use
+    /// is then ready in every run, and what it writes is copied while each run's process
+    /// waits. Operator code, with the worker's privileges: never a caller's input.
+    #[arg(long, value_name = "CODE")]
+    pub warmup: Option<String>,
     /// Number of warm workers (containers for --engine docker), at least 1 [default:
     /// min(cores, 4); spr run: 1].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -275,6 +281,7 @@ impl EngineOpts {
                 }
                 config.packages = self.packages.clone();
                 config.preload = self.preload.clone();
+                config.warmup = self.warmup.clone();
                 if let Some(mode) = self.sandbox {
                     config.sandbox = mode.into();
                 }
@@ -294,6 +301,7 @@ impl EngineOpts {
                     image: self.image.clone(),
                     packages: self.docker_packages.clone(),
                     preload: self.preload.clone(),
+                    warmup: self.warmup.clone(),
                     pool_size,
                     max_sessions,
                     ..conn.docker_config()
@@ -367,6 +375,7 @@ mod tests {
             packages: vec![],
             sandbox: None,
             preload: vec![],
+            warmup: None,
             pool_size: None,
             max_sessions: None,
             image: Some("x".into()),

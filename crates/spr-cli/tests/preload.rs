@@ -1,6 +1,7 @@
 //! `--preload MOD`: the flag reaches the engine (`spr run` with the pinned data stack),
 //! a bad name is a usage-time engine error, and the Docker-only and local-only checks
-//! leave it alone (it applies to both engines).
+//! leave it alone (it applies to both engines). `--warmup CODE` runs once in the worker
+//! after the preload: runs see what it left, and a failing one is named.
 
 mod common;
 
@@ -49,6 +50,22 @@ result = [loaded, int(pd.DataFrame({"a": [1, 2]}).a.sum())]
     assert_eq!(result["result"], false, "{result}");
 }
 
+/// `spr run --json --venv-dir <venv> <args> -c 'result = 1'`, which must fail to start its
+/// worker (exit 125): the result's error.
+fn worker_failure(venv: &std::path::Path, args: &[&str]) -> String {
+    let out = run(
+        spr()
+            .args(["run", "--json", "--venv-dir"])
+            .arg(venv)
+            .args(args)
+            .args(["-c", "result = 1"]),
+        None,
+    );
+    assert_eq!(code(&out), 125, "{}", render(&out, &[]));
+    let result: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    result["error"].as_str().unwrap().to_string()
+}
+
 #[test]
 fn a_bad_preload_is_refused_and_a_missing_module_named() {
     let Some(venv) = datastack() else { return };
@@ -68,16 +85,7 @@ fn a_bad_preload_is_refused_and_a_missing_module_named() {
         "{err}"
     );
 
-    let out = run(
-        spr()
-            .args(["run", "--json", "--venv-dir"])
-            .arg(&venv)
-            .args(["--preload", "spr_no_such_module", "-c", "result = 1"]),
-        None,
-    );
-    assert_eq!(code(&out), 125, "{}", render(&out, &[]));
-    let result: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let error = result["error"].as_str().unwrap();
+    let error = worker_failure(&venv, &["--preload", "spr_no_such_module"]);
     assert!(
         error.contains(
             "could not preload module 'spr_no_such_module': ModuleNotFoundError: No module named 'spr_no_such_module'"
@@ -87,9 +95,46 @@ fn a_bad_preload_is_refused_and_a_missing_module_named() {
 }
 
 #[test]
-fn preload_is_an_option_of_every_engine_command() {
+fn preload_and_warmup_are_options_of_every_engine_command() {
     for command in [&["run"][..], &["serve"], &["mcp"]] {
         let out = run(spr().args(command).arg("--help"), None);
         assert!(stdout(&out).contains("--preload <MOD>"), "{command:?}");
+        assert!(stdout(&out).contains("--warmup <CODE>"), "{command:?}");
     }
+}
+
+#[test]
+fn run_with_a_warm_up_sees_what_it_left_and_a_failing_one_is_named() {
+    let Some(venv) = datastack() else { return };
+    let warmup = "import pandas as pd\npd.spr_warm = int(pd.DataFrame({'a': [2, 3]}).a.sum())";
+    let out = run(
+        spr()
+            .args(["run", "--json", "--venv-dir"])
+            .arg(&venv)
+            .args(["--preload", "pandas", "--warmup", warmup, "-c"])
+            .arg("import pandas as pd\nresult = pd.spr_warm"),
+        None,
+    );
+    assert_eq!(code(&out), 0, "{}", render(&out, &[]));
+    let result: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(result["result"], 5, "{result}");
+
+    let error = worker_failure(&venv, &["--warmup", "import spr_no_such_module"]);
+    assert!(
+        error.contains(
+            "the warm-up failed: ModuleNotFoundError: No module named 'spr_no_such_module'"
+        ),
+        "{error}"
+    );
+
+    let out = run(
+        spr()
+            .args(["run", "--venv-dir"])
+            .arg(&venv)
+            .args(["--warmup", " ", "-c", "result = 1"]),
+        None,
+    );
+    assert_eq!(code(&out), 125, "{}", render(&out, &[]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warmup: the code is empty"), "{err}");
 }

@@ -1,7 +1,10 @@
 //! Preloaded packages on the local engine, sandbox on: the pinned data stack imported
 //! once in the warm worker, usable by runs, and fresh in every run (what one run changes
 //! in a preloaded module never reaches the next); the policy still judges the run's own
-//! imports and its memory; bad names and failing imports are clear engine errors.
+//! imports and its memory; bad names and failing imports are clear engine errors. The
+//! operator's warm-up runs once, before any request: what it leaves in the modules every
+//! run sees, what a run changes still never reaches the next, and a bad one is a clear
+//! error.
 
 mod common;
 
@@ -28,9 +31,18 @@ fn datastack() -> Option<PathBuf> {
 }
 
 fn engine(venv: PathBuf, preload: &[&str]) -> Result<LocalEngine, LocalEngineError> {
+    warmed(venv, preload, None)
+}
+
+fn warmed(
+    venv: PathBuf,
+    preload: &[&str],
+    warmup: Option<&str>,
+) -> Result<LocalEngine, LocalEngineError> {
     let mut config = LocalEngineConfig::new(venv);
     config.pool_size = Some(1);
     config.preload = preload.iter().map(|s| s.to_string()).collect();
+    config.warmup = warmup.map(str::to_string);
     LocalEngine::new(config)
 }
 
@@ -295,4 +307,88 @@ async fn a_module_that_raises_at_import_is_a_clear_engine_error() {
         "{r:#?}"
     );
     engine.shutdown().await;
+}
+
+/// A warm-up that uses pandas the way runs do, and leaves a mark a run can see.
+const WARMUP: &str = r#"
+import pandas as pd
+df = pd.DataFrame({"x": [1.5, 2.5], "y": ["p", "q"]})
+df.x.mean()
+pd.spr_warmed = int(df.x.sum())
+"#;
+
+#[tokio::test]
+async fn the_warm_up_runs_once_before_any_run_and_runs_stay_fresh() {
+    let Some(venv) = datastack() else { return };
+    let engine = warmed(venv, &["pandas"], Some(WARMUP)).unwrap();
+    if !sandboxed(&engine).await {
+        return;
+    }
+    let policy = RunnerPolicy::default();
+    // The warm-up's own names are gone; what it set in the module is there, as in M.
+    let look = r#"
+import pandas as pd
+result = [
+    getattr(pd, "spr_warmed", None),
+    "df" in globals(),
+    hasattr(pd, "spr_added"),
+    int(pd.DataFrame({"a": [1, 2]}).a.sum()),
+]
+pd.spr_added = "this run's"
+pd.spr_warmed = -1
+"#;
+    for _ in 0..4 {
+        let got = result_of(&run_on(&engine, look, policy.clone()).await);
+        assert_eq!(got, serde_json::json!([4, false, false, 3]));
+    }
+    // A run that writes far more than the warm-up did is unaffected by the pre-copied
+    // pages, and so is its memory limit.
+    let big = r#"
+import pandas as pd
+df = pd.DataFrame({"a": range(200_000)})
+result = int(df.a.sum())
+"#;
+    let got = result_of(&run_on(&engine, big, policy.clone()).await);
+    assert_eq!(got, serde_json::json!(19_999_900_000_i64));
+    let r = run_on(&engine, "x = bytearray(300 * 1024 * 1024)", policy.clone()).await;
+    assert!(!r.ok && r.resource_exceeded, "{r:#?}");
+    engine.shutdown().await;
+}
+
+#[test]
+fn a_bad_warm_up_is_refused_when_the_engine_is_made() {
+    for (code, want) in [
+        ("  \n", "warmup: the code is empty"),
+        (
+            "x = 1\0",
+            "warmup: the code contains a NUL character (at byte 5)",
+        ),
+    ] {
+        let err = warmed(common::shared_venv(), &[], Some(code)).unwrap_err();
+        assert!(matches!(err, LocalEngineError::InvalidWarmup(_)), "{err:?}");
+        assert!(err.to_string().starts_with(want), "{err}");
+    }
+    let big = "#".repeat(spr_core::MAX_WARMUP_BYTES + 1);
+    let err = warmed(common::shared_venv(), &[], Some(&big)).unwrap_err();
+    assert!(err.to_string().contains("more than the 65536"), "{err}");
+}
+
+#[tokio::test]
+async fn a_warm_up_that_fails_or_leaves_threads_is_a_clear_engine_error() {
+    for (code, want) in [
+        ("1 / 0", "the warm-up failed: ZeroDivisionError: division by zero"),
+        ("def f(:\n", "the warm-up failed: SyntaxError"),
+        (
+            "import threading, time\nthreading.Thread(target=time.sleep, args=(60,), daemon=True).start()",
+            "the warm-up left 1 threads running besides the main one",
+        ),
+    ] {
+        let engine = warmed(common::shared_venv(), &["json"], Some(code)).unwrap();
+        engine.prepare().await.expect("the test venv can be prepared");
+        let r = run_on(&engine, "result = 1", RunnerPolicy::default()).await;
+        assert!(!r.ok, "{r:#?}");
+        assert_eq!(r.exit_code, spr_core::EXIT_INFRASTRUCTURE);
+        assert!(r.error.as_deref().unwrap_or("").contains(want), "{code}: {r:#?}");
+        engine.shutdown().await;
+    }
 }

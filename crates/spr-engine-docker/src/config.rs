@@ -211,6 +211,8 @@ pub(crate) fn validate(config: &DockerEngineConfig) -> Result<Vec<String>, Docke
     }
     spr_protocol::validate_preload(&config.preload)
         .map_err(|e| DockerEngineError::Invalid(e.to_string()))?;
+    spr_protocol::validate_warmup(config.warmup.as_deref())
+        .map_err(|e| DockerEngineError::Invalid(e.to_string()))?;
     validate_pinned_packages(&config.packages).map_err(DockerEngineError::Invalid)
 }
 

@@ -75,6 +75,11 @@ pub struct DockerEngineConfig {
     /// names, from the image or its derived `packages`): runs fork with them loaded,
     /// each with its own copy-on-write copy. Checked by `DockerEngine::new`.
     pub preload: Vec<String>,
+    /// Python the harness of every container runs once after the preload, before any
+    /// request: what the modules set up on first use is then in every run's process,
+    /// and the memory it writes is copied while each run's process waits. Operator
+    /// code, never a caller's. Checked by `DockerEngine::new`.
+    pub warmup: Option<String>,
     /// What the names of the engine's containers begin with (default `spr`; the Python
     /// package's `safe_py_runner` uses `safe-py-runner`, the original's). Ownership is
     /// the managed label's, never the name's.
@@ -593,11 +598,12 @@ impl Inner {
             image_id: image.id,
             memory_mb: worker::memory_class_mb(
                 policy.memory_limit_mb,
-                !self.config.preload.is_empty(),
+                !self.config.preload.is_empty() || self.config.warmup.is_some(),
             ),
             runtime: self.config.runtime.clone(),
             nano_cpus: (cpus * 1e9).round() as i64,
             preload: self.config.preload.clone(),
+            warmup: self.config.warmup.clone(),
             name_prefix: self
                 .config
                 .container_prefix

@@ -68,6 +68,8 @@ pub(crate) struct ContainerSpec {
     pub arch: Arch,
     /// Modules the harness imports before any request (the plan's `preload`).
     pub preload: Vec<String>,
+    /// Code the harness runs once after the preload (the plan's `warmup`).
+    pub warmup: Option<String>,
     /// The containers' names begin with it (`container_prefix`; not part of the key:
     /// a name says nothing of what a container runs).
     pub name_prefix: String,
@@ -76,7 +78,7 @@ pub(crate) struct ContainerSpec {
 impl ContainerSpec {
     /// Short stable hash of the spec, for the `dev.spr.pool` label.
     pub fn key_hash(&self) -> String {
-        let text = format!(
+        let mut text = format!(
             "{}|{}|{}|{}|{}|{}",
             self.endpoint,
             self.image_id,
@@ -85,6 +87,12 @@ impl ContainerSpec {
             self.nano_cpus,
             self.preload.join(",")
         );
+        // Only with a warm-up, so that the keys of the containers without one stay as
+        // they were.
+        if let Some(code) = &self.warmup {
+            text.push('|');
+            text.push_str(&crate::config::sha256_hex(code.as_bytes()));
+        }
         crate::config::sha256_hex(text.as_bytes())[..16].to_string()
     }
 }
@@ -107,6 +115,7 @@ pub(crate) fn create_body(
 ) -> Result<ContainerCreateBody, IsolationError> {
     let mut plan = isolation::harness_plan(spec.arch, SCRATCH_BASE, DEV_SHM)?;
     plan.preload = spec.preload.clone();
+    plan.warmup = spec.warmup.clone();
     let memory = (spec.memory_mb * 1024 * 1024) as i64;
     // The only writable places are this tmpfs (the harness's scratch base, /tmp) and
     // /dev/shm; the harness empties and checks both after every run, so nothing a run
@@ -523,6 +532,7 @@ mod tests {
             nano_cpus: 1_000_000_000,
             arch: Arch::X86_64,
             preload: Vec::new(),
+            warmup: None,
             name_prefix: "spr".into(),
         }
     }

@@ -1,6 +1,8 @@
 //! Preloaded modules in the Docker engine: pandas from PyPI baked into the derived image,
 //! imported once by each container's harness, fresh in every run of the container, still
-//! under the policy; a module that fails to import is a clear engine error.
+//! under the policy; a module that fails to import is a clear engine error. The
+//! operator's warm-up runs once in each container: its runs see what it left, stay fresh
+//! from each other, and a bad warm-up is refused or named.
 
 mod common;
 
@@ -72,6 +74,20 @@ result = [pd.get_option("display.max_rows"), hasattr(pd, "spr_added"),
     engine.shutdown().await;
 }
 
+/// The error of a run on an engine whose containers cannot start (exit code 125).
+async fn start_failure(config: DockerEngineConfig) -> String {
+    let engine = DockerEngine::new(DockerEngineConfig {
+        pool_size: Some(1),
+        ..config
+    })
+    .unwrap();
+    let r = engine.run("result = 1", &Json::null(), &policy()).await;
+    assert!(!r.ok);
+    assert_eq!(r.exit_code, 125);
+    engine.shutdown().await;
+    r.error.unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_preload_that_fails_is_a_clear_engine_error() {
     let Some(probe) = engine(config(1)).await else {
@@ -80,19 +96,59 @@ async fn a_preload_that_fails_is_a_clear_engine_error() {
     probe.shutdown().await;
     let err = DockerEngine::new(pandas_config(&["pandas", "pandas"])).unwrap_err();
     assert_eq!(err.to_string(), "preload: 'pandas' is listed twice");
-    let engine = DockerEngine::new(DockerEngineConfig {
+    let error = start_failure(DockerEngineConfig {
         preload: vec!["spr_no_such_module".into()],
-        pool_size: Some(1),
         ..Default::default()
     })
-    .unwrap();
-    let r = engine.run("result = 1", &Json::null(), &policy()).await;
-    assert!(!r.ok);
-    assert_eq!(r.exit_code, 125);
-    let error = r.error.unwrap_or_default();
+    .await;
     assert!(
         error.contains("could not preload module 'spr_no_such_module': ModuleNotFoundError"),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_warm_up_runs_once_in_each_container_and_runs_stay_fresh() {
+    let Some(probe) = engine(config(1)).await else {
+        return;
+    };
+    probe.shutdown().await;
+    let err = DockerEngine::new(DockerEngineConfig {
+        warmup: Some("\n".into()),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "warmup: the code is empty (leave the warm-up unset for none)"
+    );
+    let engine = DockerEngine::new(DockerEngineConfig {
+        warmup: Some(
+            "import pandas as pd\npd.spr_warm = int(pd.DataFrame({'a': [2, 3]}).a.sum())".into(),
+        ),
+        ..pandas_config(&["pandas"])
+    })
+    .unwrap();
+    let code = "import pandas as pd\nresult = [getattr(pd, 'spr_warm', None), 'pd' in dir()]\npd.spr_warm = -1";
+    let mut containers = Vec::new();
+    for _ in 0..3 {
+        let r = engine.run(code, &Json::null(), &policy()).await;
+        assert_eq!(r.result, json!([5, true]), "{r:?}");
+        containers.push(container_of(&r));
+    }
+    assert!(
+        containers.windows(2).all(|w| w[0] == w[1]),
+        "{containers:?}"
+    );
     engine.shutdown().await;
+
+    let error = start_failure(DockerEngineConfig {
+        warmup: Some("raise RuntimeError('warm-up broke')".into()),
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        error.contains("the warm-up failed: RuntimeError: warm-up broke"),
+        "{error}"
+    );
 }

@@ -11,8 +11,8 @@ use crate::worker::Worker;
 use crate::worker::{WorkerError, WorkerSpec};
 use spr_policy::{PackageSpecError, RunnerPolicy};
 use spr_protocol::{
-    assemble_result, validate_preload, Attachments, Json, MissingProtection, PreloadError,
-    RunRequest, RunnerResult, SandboxReceipt, SessionError,
+    assemble_result, validate_preload, validate_warmup, Attachments, Json, MissingProtection,
+    PreloadError, RunRequest, RunnerResult, SandboxReceipt, SessionError, WarmupError,
 };
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +48,8 @@ pub enum LocalEngineError {
     InvalidPackage(#[from] PackageSpecError),
     #[error(transparent)]
     InvalidPreload(#[from] PreloadError),
+    #[error(transparent)]
+    InvalidWarmup(#[from] WarmupError),
     #[error(
         "Python was not found ({looked_for}); install python3 or set the interpreter explicitly"
     )]
@@ -173,6 +175,7 @@ impl LocalEngine {
         }
         spr_policy::validate_pinned_packages(&config.packages)?;
         validate_preload(&config.preload)?;
+        validate_warmup(config.warmup.as_deref())?;
         let pool_size = config
             .pool_size
             .unwrap_or_else(spr_protocol::default_pool_size);
@@ -530,6 +533,7 @@ fn prepare(config: &LocalEngineConfig, pool_size: usize) -> Result<Prepared, Loc
         sandbox: sandbox.clone(),
         known_policies: vec![RunnerPolicy::default()],
         preload: config.preload.clone(),
+        warmup: config.warmup.clone(),
     };
     Ok(Prepared {
         pool: Pool::new(spec, pool_size),

@@ -31,6 +31,8 @@ pub(crate) struct WorkerSpec {
     pub known_policies: Vec<RunnerPolicy>,
     /// Modules every worker imports before it forks its zygotes (validated).
     pub preload: Vec<String>,
+    /// Code every worker runs once after the preload (validated).
+    pub warmup: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +104,7 @@ impl Worker {
             spec.known_policies.clone(),
         );
         setup.plan.preload = spec.preload.clone();
+        setup.plan.warmup = spec.warmup.clone();
         let mut cmd = Command::new(&spec.python);
         cmd.arg("-I")
             .arg("-B")

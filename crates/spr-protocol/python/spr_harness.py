@@ -231,6 +231,9 @@ class Plan:
     preload      module names the operator configured, imported once in M before it forks
                  its zygotes: every run's process is forked with them loaded, each with
                  its own copy-on-write copy (see `preload_modules`).
+    warmup       Python code the operator configured, run once in M after the preload,
+                 and whose writes each run's process copies while it waits
+                 (`learn_prefault`). Operator code, like the preload, never a caller's.
     """
 
     def __init__(self, data):
@@ -278,6 +281,9 @@ class Plan:
         self.oom_score_adj = data.get("oom_score_adj")
         self.policies = list(data.get("policies") or [])
         self.preload = [str(name) for name in data.get("preload") or []]
+        self.warmup = data.get("warmup") or None
+        if self.warmup is not None and not isinstance(self.warmup, str):
+            raise ValueError("plan: warmup is not a string")
         for name in self.preload:
             if not all(part.isidentifier() for part in name.split(".")):
                 raise ValueError("plan: preload entry %r is not a module name" % name)
@@ -366,7 +372,8 @@ class Kernel:
         self.zero = ctypes.c_uint(0)
         # Looked up now, in M: ctypes resolves and caches a function on first use, and
         # every run's process would otherwise pay for that itself.
-        for name in ("syscall", "prctl", "mount", "unshare", "capset", "capget"):
+        libc.madvise.restype = ctypes.c_int
+        for name in ("syscall", "prctl", "mount", "unshare", "capset", "capget", "madvise"):
             getattr(libc, name)
         self.cap_header_type = ctypes.c_uint32 * 2
         self.cap_data_type = ctypes.c_uint32 * 6
@@ -398,6 +405,11 @@ class Kernel:
     def bind_read_only(self, path):
         self.mount(path, path, None, MS_BIND | MS_REC, None)
         self.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+
+    def madvise(self, start, length, advice):
+        c = self.ct
+        if self.libc.madvise(c.c_void_p(start), c.c_size_t(length), c.c_int(advice)) != 0:
+            self._fail("madvise")
 
     def write_sysctl(self, name, value):
         """Write a sysctl of this process's namespaces (/proc/sys/<name>)."""
@@ -1393,6 +1405,7 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     snapshot = dict(globals())
     warm_run_path()
     write_all(res_w, MARK_ARMED + struct.pack("<Q", int((time.monotonic() - began) * 1e6)))
+    prefault(k, req_r)
 
     # Ready: wait for the request. End of stream means M discarded this process.
     body = read_frame_bytes(req_r)
@@ -3685,7 +3698,17 @@ def measure_base_memory():
     _base_data_kb = max(0, memory_status()[2] - preload_kb)
 
 
-def preload_modules(names):
+WARMUP_FILENAME = "<warm-up>"
+
+
+def thread_count():
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
+def preload_modules(names, warmup=None):
     """Import the operator's modules in M, before any zygote or request exists: this is
     the operator's code (like the venv it comes from), never a caller's. Each run's
     process is a fork of a zygote forked from here, so it finds them in `sys.modules`
@@ -3696,9 +3719,14 @@ def preload_modules(names):
     Import-time writes go to a private directory made for the imports and removed
     after them (matplotlib builds its font cache in MPLCONFIGDIR): the environment runs
     get stays exactly what `clean_environ` made. Raises PreloadFailed naming the module
-    and the exception."""
+    and the exception.
+
+    Then the operator's warm-up, if any, runs once in a namespace of its own that is
+    dropped after it: what the modules set up lazily on first use (submodules imported
+    on demand, caches, specialized bytecode) is then in the memory every run is forked
+    with, counted in the preload's cost. Raises PreloadFailed naming its exception."""
     global _preload_cost
-    if not names:
+    if not names and not warmup:
         return
     vm0, rss0, data0 = memory_status()
     saved = dict(os.environ)
@@ -3717,6 +3745,18 @@ def preload_modules(names):
                 raise PreloadFailed(
                     "could not preload module '%s': %s" % (name, describe(exc))
                 ) from exc
+        if warmup:
+            try:
+                exec(compile(warmup, WARMUP_FILENAME, "exec"), {"__name__": "__warmup__"})
+            except BaseException as exc:
+                raise PreloadFailed("the warm-up failed: %s" % describe(exc)) from exc
+            threads = thread_count()
+            if threads > 1:
+                # Every run's process is a fork of M, and a fork copies no thread (nor
+                # any lock one of them held).
+                raise PreloadFailed(
+                    "the warm-up left %d threads running besides the main one" % (threads - 1)
+                )
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -3731,6 +3771,189 @@ def preload_modules(names):
         "rss_kb": max(0, rss1 - rss0),
         "data_kb": max(0, data1 - data0),
     }
+
+
+MADV_COLLAPSE = 25
+HUGE_PAGE = 2 << 20
+PAGE = 4096
+# A 2 MiB range becomes one huge page only when nearly all of it is in use already: the
+# kernel fills the rest with zeroes, and that memory would be the worker's for good.
+HUGE_PAGE_MIN_PRESENT = (HUGE_PAGE // PAGE) // 2
+
+
+def collapse_to_huge_pages(k):
+    """Map M's private anonymous memory (the heap the imports built) with 2 MiB pages
+    where whole aligned 2 MiB of it are in use, once, before any zygote exists. Every
+    run's process is a fork of it, and a fork copies (and an exit drops) one entry per
+    2 MiB page instead of 512; a run's first write to one copies 4 KiB only, as before.
+    Best effort: a kernel without MADV_COLLAPSE (before 6.1), or a range it cannot
+    collapse, keeps its small pages. Returns the KiB now in huge pages."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            maps = f.read().splitlines()
+        pagemap = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    collapsed = 0
+    try:
+        for start, end in private_writable_ranges(maps, anonymous=True):
+            lo = -(-start // HUGE_PAGE) * HUGE_PAGE
+            for at in range(lo, end - HUGE_PAGE + 1, HUGE_PAGE):
+                if present_pages(pagemap, at) < HUGE_PAGE_MIN_PRESENT:
+                    continue
+                try:
+                    k.madvise(at, HUGE_PAGE, MADV_COLLAPSE)
+                except OSError as exc:
+                    if exc.errno == errno.EINVAL:
+                        return collapsed  # no MADV_COLLAPSE here: nothing else will do
+                    continue
+                collapsed += HUGE_PAGE // 1024
+    finally:
+        os.close(pagemap)
+    return collapsed
+
+
+MADV_POPULATE_WRITE = 23
+PAGEMAP_PRESENT = 1 << 63
+PAGEMAP_EXCLUSIVE = 1 << 56
+# How long the second run of the warm-up, in `learn_prefault`, may take.
+LEARN_SECONDS = 60
+# How many ranges the waiting process pre-faults between two looks for its request.
+PREFAULT_BATCH = 16
+# The pages a run typically writes, as (start, length) ranges: learned once in M from
+# the operator's warm-up (`learn_prefault`), never from a run.
+_prefault = ()
+
+
+def learn_prefault(code):
+    """Run the request path and the operator's warm-up once more in a forked child of M
+    and note the pages the child had to copy or allocate (those /proc/self/pagemap shows
+    in memory and mapped by the child alone). A run that uses the preloaded modules the
+    way the warm-up does writes mostly the same pages, at the same addresses (every run's
+    process is a fork of the same memory): each one's process copies them while it waits
+    for its request (`prefault`), so that the run itself finds them copied. Learned from
+    constant operator code only: what a run writes must never shape a later run's process.
+    Best effort: where the kernel cannot say or cannot pre-fault, nothing is learned."""
+    global _prefault
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            # It ran once already; if a second time hangs, the worker still starts.
+            signal.alarm(LEARN_SECONDS)
+            warm_run_path()
+            exec(compile(code, WARMUP_FILENAME, "exec"), {"__name__": "__warmup__"})
+            write_all(w, b"".join(struct.pack("<QQ", *span) for span in written_pages()))
+        except BaseException:
+            pass
+        finally:
+            _os_exit(0)
+    os.close(w)
+    try:
+        data = read_to_end(r)
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    spans = tuple(struct.iter_unpack("<QQ", data[: len(data) - len(data) % 16]))
+    if spans and can_prefault():
+        _prefault = spans
+
+
+def read_to_end(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def can_prefault():
+    """Whether this kernel has MADV_POPULATE_WRITE (5.14), tried on a page of M's heap."""
+    import ctypes
+
+    page = bytearray(2 * PAGE)
+    address = ctypes.addressof((ctypes.c_char * len(page)).from_buffer(page))
+    try:
+        kernel().madvise(address - address % PAGE + PAGE, PAGE, MADV_POPULATE_WRITE)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
+def written_pages():
+    """(start, length) of the runs of pages of this process's writable private mappings
+    that are in memory and mapped by it alone: what it copied or allocated since it was
+    forked."""
+    with open("/proc/self/maps", "rb") as f:
+        maps = f.read().splitlines()
+    spans = []
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for start, end in private_writable_ranges(maps):
+            entries = memoryview(os.pread(fd, (end - start) // PAGE * 8, start // PAGE * 8))
+            first = None
+            for i, entry in enumerate(entries.cast("Q")):
+                mine = entry & PAGEMAP_PRESENT and entry & PAGEMAP_EXCLUSIVE
+                if mine and first is None:
+                    first = i
+                elif not mine and first is not None:
+                    spans.append((start + first * PAGE, (i - first) * PAGE))
+                    first = None
+            if first is not None:
+                spans.append((start + first * PAGE, end - start - first * PAGE))
+    finally:
+        os.close(fd)
+    return spans
+
+
+def prefault(k, req_r):
+    """Copy the pages a run typically writes (`learn_prefault`) while this process waits
+    for its request, a few ranges at a time, and stop as soon as the request is there:
+    the copies are off the run's latency when the worker has time, and never in its way
+    when it has not."""
+    spans = _prefault
+    if not spans:
+        return
+    c = k.ct
+    madvise = k.libc.madvise
+    advice = c.c_int(MADV_POPULATE_WRITE)
+    poller = select.poll()
+    poller.register(req_r, select.POLLIN)
+    for i in range(0, len(spans), PREFAULT_BATCH):
+        if poller.poll(0):
+            return
+        for start, length in spans[i : i + PREFAULT_BATCH]:
+            # A range this process no longer has writable fails alone: nothing to copy.
+            madvise(c.c_void_p(start), c.c_size_t(length), advice)
+
+
+def private_writable_ranges(maps, anonymous=False):
+    """(start, end) of the writable private mappings in /proc/<pid>/maps lines; with
+    `anonymous`, only those of no file (the brk heap, what malloc and Python's allocator
+    mapped)."""
+    for line in maps:
+        fields = line.split()
+        if len(fields) < 5 or fields[1][:2] != b"rw" or fields[1][3:4] != b"p":
+            continue
+        if anonymous and len(fields) > 5 and fields[5] != b"[heap]":
+            continue
+        start, _, end = fields[0].partition(b"-")
+        yield int(start, 16), int(end, 16)
+
+
+def present_pages(pagemap, start):
+    """How many of the 4 KiB pages of the 2 MiB at `start` are in memory (bit 63 of each
+    /proc/self/pagemap entry)."""
+    count = HUGE_PAGE // PAGE
+    try:
+        data = os.pread(pagemap, count * 8, (start // PAGE) * 8)
+    except OSError:
+        return 0
+    if len(data) != count * 8:
+        return 0
+    return sum(1 for entry in memoryview(data).cast("Q") if entry >> 63)
 
 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -3795,12 +4018,12 @@ def main(argv):
     resolve_writable_roots(plan, base)
     clean_environ()
     try:
-        preload_modules(plan.preload)
+        preload_modules(plan.preload, plan.warmup)
     except PreloadFailed as exc:
         child_failed()
         write_frame(wfd, {"type": "fatal", "message": str(exc)})
         return 5
-    if plan.preload:
+    if plan.preload or plan.warmup:
         # What the imports freed goes back to the system: every page M holds is copied
         # (as a page-table entry) by each fork of a run and dropped by its exit.
         try:
@@ -3816,6 +4039,9 @@ def main(argv):
     # Everything so far lives as long as the worker: keep the collector (here and in
     # every run's process) from walking it, and so from writing to its pages.
     gc.freeze()
+    collapse_to_huge_pages(k)
+    if plan.warmup:
+        learn_prefault(plan.warmup)
 
     zygotes = []
     try:

@@ -1281,6 +1281,211 @@ class PreloadTests(unittest.TestCase):
             w.close()
 
 
+def page_of(buf, offset=0):
+    """The address of the page holding byte `offset` of a writable buffer."""
+    import ctypes
+
+    address = ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf)) + offset
+    return address - address % h.PAGE
+
+
+def in_spans(address, spans):
+    return any(start <= address < start + length for start, length in spans)
+
+
+def in_child(fn):
+    """fn() evaluated in a forked child, its value (JSON) back through a pipe."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.write(w, json.dumps(fn()).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = h.read_to_end(r)
+    os.close(r)
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+def exclusive(address):
+    """Whether this process's page at `address` is in memory and mapped by it alone."""
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        (entry,) = struct.unpack("<Q", os.pread(fd, 8, address // h.PAGE * 8))
+    finally:
+        os.close(fd)
+    return bool(entry & h.PAGEMAP_PRESENT and entry & h.PAGEMAP_EXCLUSIVE)
+
+
+MAP_NORESERVE = 0x4000  # Linux's, which Python's mmap module names only from 3.12
+
+
+def thp_can_collapse():
+    """MADV_COLLAPSE exists (Linux 6.1) and transparent huge pages are not off."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            if "[never]" in f.read():
+                return False
+    except OSError:
+        return False
+    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    return (major, minor) >= (6, 1)
+
+
+class MemoryLayoutTests(unittest.TestCase):
+    """What M does to its memory so that forks and runs copy less: huge pages, and the
+    pages a run typically writes learned from the warm-up and copied before the request."""
+
+    def setUp(self):
+        self.addCleanup(setattr, h, "_prefault", h._prefault)
+
+    def test_written_pages_are_what_a_fork_copied_or_allocated(self):
+        buf = bytearray(64 * h.PAGE)  # its own mapping, every page written here
+        for i in range(0, len(buf), h.PAGE):
+            buf[i] = 1
+
+        def child():
+            buf[3 * h.PAGE] = 2
+            buf[10 * h.PAGE + 5] = 2
+            return h.written_pages()
+
+        spans = in_child(child)
+        self.assertTrue(in_spans(page_of(buf, 3 * h.PAGE), spans), spans)
+        self.assertTrue(in_spans(page_of(buf, 10 * h.PAGE), spans))
+        for untouched in (5, 20, 40):
+            self.assertFalse(in_spans(page_of(buf, untouched * h.PAGE), spans))
+
+    def test_the_warm_ups_pages_are_copied_while_a_run_waits(self):
+        h._spr_test_buffer = buf = bytearray(64 * h.PAGE)
+        self.addCleanup(delattr, h, "_spr_test_buffer")
+        for i in range(0, len(buf), h.PAGE):
+            buf[i] = 1
+        h._prefault = ()
+        h.learn_prefault("import spr_harness\nspr_harness._spr_test_buffer[%d] = 3\n" % (7 * h.PAGE))
+        self.assertTrue(h._prefault, "nothing learned")
+        self.assertTrue(in_spans(page_of(buf, 7 * h.PAGE), h._prefault))
+        # The warm-up ran in a child: this process's buffer is as it was.
+        self.assertEqual(buf[7 * h.PAGE], 1)
+
+        def waiting_run():
+            r, w = os.pipe()
+            before = exclusive(page_of(buf, 7 * h.PAGE))
+            h.prefault(h.kernel(), r)
+            return [before, exclusive(page_of(buf, 7 * h.PAGE)), exclusive(page_of(buf, 30 * h.PAGE))]
+
+        self.assertEqual(in_child(waiting_run), [False, True, False])
+
+    def test_the_pre_fault_stops_as_soon_as_the_request_is_there(self):
+        calls = []
+
+        class Libc:
+            def madvise(self, start, length, advice):
+                calls.append((start.value, length.value, advice.value))
+                return 0
+
+        class K:
+            import ctypes as ct
+
+            libc = Libc()
+
+        h._prefault = tuple((i * h.PAGE, h.PAGE) for i in range(1, 100))
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        self.addCleanup(os.close, w)
+        h.prefault(K(), r)
+        self.assertEqual(len(calls), 99)
+        self.assertEqual(calls[0], (h.PAGE, h.PAGE, h.MADV_POPULATE_WRITE))
+        calls.clear()
+        os.write(w, b"x")
+        h.prefault(K(), r)
+        self.assertEqual(calls, [])
+
+    def test_nothing_is_learned_from_a_warm_up_that_fails(self):
+        h._prefault = ()
+        h.learn_prefault("raise ValueError('no')")
+        self.assertEqual(h._prefault, ())
+
+    def test_full_ranges_become_huge_pages_and_sparse_ones_do_not(self):
+        import mmap
+
+        half = 8 << 20
+        # One mapping that merges with no other (MAP_NORESERVE): its first half written
+        # whole, its second one page in each 2 MiB.
+        region = mmap.mmap(
+            -1, 2 * half, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_NORESERVE
+        )
+        self.addCleanup(region.close)
+        for i in range(0, half, h.PAGE):
+            region[i] = 1
+        for i in range(half, 2 * half, h.HUGE_PAGE):
+            region[i] = 1
+        start = page_of(region)
+
+        def child():
+            collapsed = h.collapse_to_huge_pages(h.kernel())
+            found = {}
+            with open("/proc/self/smaps") as f:
+                mine = False
+                for line in f:
+                    first = line.split()[0]
+                    if "-" in first and not first.endswith(":"):
+                        mine = int(first.split("-")[0], 16) == start
+                    elif mine and first in ("AnonHugePages:", "Rss:"):
+                        found[first] = int(line.split()[1])
+            return [collapsed, found, region[h.PAGE], region[half + 1]]
+
+        collapsed, found, a, b = in_child(child)
+        self.assertEqual((a, b), (1, 0), "the contents are kept")
+        # The sparse half was not filled in: it holds its 4 pages, no 8 MiB.
+        self.assertLess(found["Rss:"], half // 1024 + 2048, found)
+        if not thp_can_collapse():
+            if os.environ.get("CI"):
+                self.fail("CI needs MADV_COLLAPSE (Linux 6.1, transparent huge pages not off)")
+            self.skipTest("no MADV_COLLAPSE here (Linux 6.1, transparent huge pages not off)")
+        # The mapping need not start on a 2 MiB boundary: at least 3 of the 4 huge pages.
+        self.assertGreaterEqual(found["AnonHugePages:"], 3 * 2048, found)
+        self.assertGreaterEqual(collapsed, found["AnonHugePages:"])
+
+    def test_a_run_sees_what_the_warm_up_left_and_not_what_a_run_did(self):
+        w = Worker(
+            "--plan",
+            json.dumps({"preload": ["colorsys"], "warmup": "import colorsys\ncolorsys.WARMED = 1\nx = 2"}),
+        )
+        try:
+            self.assertEqual(w.hello["type"], "hello")
+            code = (
+                "import colorsys\n"
+                "result = [getattr(colorsys, 'WARMED', None), 'x' in globals()]\n"
+                "colorsys.WARMED = 2"
+            )
+            for _ in range(3):
+                r = w.run(code, policy=permissive())
+                self.assertEqual(json.loads(r["child_frame"])["result"], [1, False], r)
+        finally:
+            w.close()
+
+    def test_a_warm_up_that_fails_stops_the_worker_with_its_exception(self):
+        for code, want in (
+            ("1/0", "the warm-up failed: ZeroDivisionError: division by zero"),
+            ("def (", "the warm-up failed: SyntaxError"),
+        ):
+            w = Worker("--plan", json.dumps({"warmup": code}))
+            try:
+                self.assertEqual(w.hello["type"], "fatal")
+                self.assertIn(want, w.hello["message"])
+            finally:
+                self.assertNotEqual(w.close(), 0)
+
+    def test_the_plans_warm_up_is_text(self):
+        self.assertIsNone(h.Plan({}).warmup)
+        self.assertEqual(h.Plan({"warmup": "x = 1"}).warmup, "x = 1")
+        with self.assertRaises(ValueError):
+            h.Plan({"warmup": ["x"]})
+
+
 class ProcessFilterWorkerTests(unittest.TestCase):
     """A worker whose plan has a process filter (here one that allows everything: the
     real filter is tested from Rust, under the sandbox)."""

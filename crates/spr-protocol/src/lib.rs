@@ -34,9 +34,9 @@ pub use message::{
     WorkerMessage,
 };
 pub use plan::{
-    denies_processes, validate_preload, DevShm, Freshness, HarnessPlan, LandlockPlan, PreloadError,
-    ProcMount, RunIsolation, TmpfsMount, LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET,
-    LANDLOCK_SCOPE_SIGNAL,
+    denies_processes, validate_preload, validate_warmup, DevShm, Freshness, HarnessPlan,
+    LandlockPlan, PreloadError, ProcMount, RunIsolation, TmpfsMount, WarmupError,
+    LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET, LANDLOCK_SCOPE_SIGNAL, MAX_WARMUP_BYTES,
 };
 pub use pool::{default_pool_size, MAX_DEFAULT_POOL_SIZE, MAX_POOL_SIZE, MAX_SESSIONS};
 pub use receipt::{

@@ -120,6 +120,12 @@ pub struct HarnessPlan {
     /// copy-on-write copy of them). Validated by the engine (`validate_preload`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub preload: Vec<String>,
+    /// Python the operator asked for, run once in the monitor after the preload: what it
+    /// sets up lazily is in every run's process from the start, and the pages it writes
+    /// are copied while each run's process waits. Validated by the engine
+    /// (`validate_warmup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<String>,
 }
 
 impl HarnessPlan {
@@ -136,6 +142,40 @@ pub enum PreloadError {
     NotAModuleName { name: String },
     #[error("preload: '{name}' is listed twice")]
     Duplicate { name: String },
+}
+
+/// The largest warm-up an engine accepts: it travels in the harness's command line.
+pub const MAX_WARMUP_BYTES: usize = 64 * 1024;
+
+/// Why a warm-up was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WarmupError {
+    #[error("warmup: the code is empty (leave the warm-up unset for none)")]
+    Empty,
+    #[error("warmup: {bytes} bytes of code, more than the {max} a warm-up may have")]
+    TooLarge { bytes: usize, max: usize },
+    #[error("warmup: the code contains a NUL character (at byte {at})")]
+    Nul { at: usize },
+}
+
+/// Check an engine's warm-up code: present, at most [`MAX_WARMUP_BYTES`], and no NUL (the
+/// interpreter's compiler refuses one). Whether it runs is known only when the first
+/// worker starts: a failing warm-up fails the worker, naming its exception.
+pub fn validate_warmup(code: Option<&str>) -> Result<(), WarmupError> {
+    let Some(code) = code else { return Ok(()) };
+    if code.trim().is_empty() {
+        return Err(WarmupError::Empty);
+    }
+    if code.len() > MAX_WARMUP_BYTES {
+        return Err(WarmupError::TooLarge {
+            bytes: code.len(),
+            max: MAX_WARMUP_BYTES,
+        });
+    }
+    if let Some(at) = code.find('\0') {
+        return Err(WarmupError::Nul { at });
+    }
+    Ok(())
 }
 
 /// Check an engine's preload list: each entry a dotted name of Python identifiers
@@ -277,6 +317,7 @@ mod tests {
             oom_score_adj: Some(1000),
             policies: vec![RunnerPolicy::default()],
             preload: vec!["pandas".into(), "matplotlib.pyplot".into()],
+            warmup: Some("import pandas as pd\npd.DataFrame()".into()),
         };
         let back: HarnessPlan = serde_json::from_str(&plan.to_arg()).unwrap();
         assert_eq!(back, plan);
@@ -321,6 +362,29 @@ mod tests {
             Err(PreloadError::Duplicate {
                 name: "numpy".into()
             })
+        );
+    }
+
+    #[test]
+    fn warmups_are_checked() {
+        assert_eq!(validate_warmup(None), Ok(()));
+        assert_eq!(
+            validate_warmup(Some("import pandas as pd\npd.DataFrame()")),
+            Ok(())
+        );
+        assert_eq!(validate_warmup(Some(" \n\t")), Err(WarmupError::Empty));
+        assert_eq!(
+            validate_warmup(Some("x = 1\0")),
+            Err(WarmupError::Nul { at: 5 })
+        );
+        let big = "#".repeat(MAX_WARMUP_BYTES + 1);
+        let err = validate_warmup(Some(&big)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "warmup: {} bytes of code, more than the {MAX_WARMUP_BYTES} a warm-up may have",
+                MAX_WARMUP_BYTES + 1
+            )
         );
     }
 

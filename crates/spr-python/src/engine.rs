@@ -88,6 +88,7 @@ fn local_error(e: &LocalEngineError) -> PyErr {
         | LocalEngineError::ZeroMaxSessions
         | LocalEngineError::InvalidPackage(_)
         | LocalEngineError::InvalidPreload(_)
+        | LocalEngineError::InvalidWarmup(_)
         | LocalEngineError::TooMany { .. } => value_error(e),
         LocalEngineError::PythonNotFound { .. } | LocalEngineError::UvNotFound => {
             PyFileNotFoundError::new_err(crate::errors::chain(e))
@@ -140,7 +141,8 @@ impl PyEngine {
     /// A local engine over the venv at `venv_dir` (created, with `packages`, when missing).
     #[staticmethod]
     #[pyo3(signature = (venv_dir, venv_manager = "auto", packages = Vec::new(), pool_size = None,
-        preload = Vec::new(), sandbox = None, python = None, max_sessions = None, scratch_dir = None))]
+        preload = Vec::new(), sandbox = None, python = None, max_sessions = None, scratch_dir = None,
+        warmup = None))]
     #[allow(clippy::too_many_arguments)]
     fn local(
         venv_dir: PathBuf,
@@ -152,11 +154,13 @@ impl PyEngine {
         python: Option<PathBuf>,
         max_sessions: Option<usize>,
         scratch_dir: Option<PathBuf>,
+        warmup: Option<String>,
     ) -> PyResult<Self> {
         let mut config = LocalEngineConfig::new(venv_dir);
         config.venv_manager = venv_manager.parse().map_err(PyValueError::new_err)?;
         config.packages = packages;
         config.preload = preload;
+        config.warmup = warmup;
         config.pool_size = pool_size;
         if let Some(mode) = sandbox {
             config.sandbox = mode.parse().map_err(PyValueError::new_err)?;
@@ -175,7 +179,7 @@ impl PyEngine {
         max_runs = None, ttl_seconds = None, acquire_timeout_seconds = None, docker_host = None,
         docker_context = None, ssh_host = None, ssh_user = None, ssh_port = None,
         ssh_key_path = None, preload = Vec::new(), max_sessions = None, runtime = None,
-        cpus = None, container_prefix = None))]
+        cpus = None, container_prefix = None, warmup = None))]
     #[allow(clippy::too_many_arguments)]
     fn docker(
         image: Option<String>,
@@ -196,6 +200,7 @@ impl PyEngine {
         runtime: Option<String>,
         cpus: Option<f64>,
         container_prefix: Option<String>,
+        warmup: Option<String>,
     ) -> PyResult<Self> {
         let config = DockerEngineConfig {
             image,
@@ -216,6 +221,7 @@ impl PyEngine {
             prewarm: false,
             max_sessions,
             preload,
+            warmup,
             container_prefix,
         };
         let engine = DockerEngine::new(config).map_err(|e| value_error(&e))?;

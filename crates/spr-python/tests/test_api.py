@@ -465,8 +465,14 @@ def test_policy_file_with_a_sandbox_table(engine, tmp_path):
     assert not r.ok, r
 @pytest.mark.parametrize(
     "kwargs",
-    [{"pool_size": 0}, {"pool_size": -1}, {"max_sessions": 0}, {"preload": ["os; import sys"]}],
-    ids=["pool0", "pool-negative", "max_sessions0", "preload-not-a-module"],
+    [
+        {"pool_size": 0},
+        {"pool_size": -1},
+        {"max_sessions": 0},
+        {"preload": ["os; import sys"]},
+        {"warmup": "  "},
+    ],
+    ids=["pool0", "pool-negative", "max_sessions0", "preload-not-a-module", "warmup-empty"],
 )
 def test_bad_local_engine_arguments_are_value_errors(engine, kwargs):
     """Was a bug, fixed: argument refusals of LocalEngine come out as RuntimeError ('pool_size must be
@@ -552,6 +558,7 @@ def test_docker_options_out_of_range_name_the_option(kwargs, match):
         ({"packages": [1]}, r"packages\[0\]"),
         ({"preload": [1]}, r"preload\[0\]"),
         ({"sandbox": 1}, "sandbox"),
+        ({"warmup": b"x = 1"}, "warmup"),
     ],
 )
 def test_wrong_types_name_the_argument(tmp_path, kwargs, match):
@@ -592,3 +599,25 @@ def test_a_subclass_overriding_execute_is_used_by_run_code(engine):
     wrapped = Wrapped.__new__(Wrapped)
     r = spr.run_code("result = 1", wrapped)
     assert r.ok and r.result == 7 and Wrapped.calls == 1
+
+
+def test_the_warm_up_runs_once_in_the_worker_before_any_run(engine):
+    warmed = spr.LocalEngine(
+        venv_dir=engine.venv_dir, pool_size=1, preload=["colorsys"], warmup="import colorsys\ncolorsys.WARM = 7"
+    )
+    try:
+        for _ in range(2):
+            r = spr.run_code(
+                "import colorsys\nresult = colorsys.WARM\ncolorsys.WARM = 0",
+                warmed,
+                policy=spr.RunnerPolicy(blocked_imports=[]),
+            )
+            assert r.ok and r.result == 7, r
+    finally:
+        warmed.shutdown()
+    broken = spr.LocalEngine(venv_dir=engine.venv_dir, pool_size=1, warmup="1/0")
+    try:
+        r = spr.run_code("result = 1", broken)
+        assert not r.ok and "the warm-up failed: ZeroDivisionError" in (r.error or ""), r
+    finally:
+        broken.shutdown()

@@ -180,8 +180,10 @@ class LocalEngine(Engine):
     ``packages`` (pinned ``name==version``) installed into it, when missing. Like the
     original, the constructor prepares the venv: a failure raises ``RuntimeError``.
     ``preload`` names modules every worker imports once, before any request, so runs
-    fork with them loaded (each run gets its own copy). ``python`` is the interpreter a
-    missing venv is created with (an existing venv keeps its own).
+    fork with them loaded (each run gets its own copy). ``warmup`` is Python every worker
+    runs once after them (your code, never a caller's): what the modules set up on first
+    use is then ready in every run. ``python`` is the interpreter a missing venv is
+    created with (an existing venv keeps its own).
     """
 
     __slots__ = ("venv_dir", "venv_manager", "packages")
@@ -198,6 +200,7 @@ class LocalEngine(Engine):
         python: Optional[str] = None,
         max_sessions: Optional[int] = None,
         scratch_dir: Optional[str] = None,
+        warmup: Optional[str] = None,
     ) -> None:
         venv_dir = _path("venv_dir", venv_dir)
         if venv_dir is None or not venv_dir.strip():
@@ -206,6 +209,7 @@ class LocalEngine(Engine):
         if venv_manager not in ("auto", "uv", "python"):
             raise ValueError("venv_manager must be either 'uv' or 'python' (or 'auto')")
         _text("sandbox", sandbox)
+        _text("warmup", warmup)
         self.venv_dir = os.path.expanduser(venv_dir)
         self.venv_manager = venv_manager
         self.packages = pinned
@@ -219,6 +223,7 @@ class LocalEngine(Engine):
             python=_path("python", python),
             max_sessions=_count("max_sessions", max_sessions),
             scratch_dir=_path("scratch_dir", scratch_dir),
+            warmup=warmup,
         )
         # As the original: the venv exists (with its packages) once the constructor returns,
         # and a failure to make it is the constructor's.
@@ -262,6 +267,7 @@ class DockerEngine(Engine):
         runtime: Optional[str] = None,
         cpus: Optional[float] = None,
         container_prefix: Optional[str] = None,
+        warmup: Optional[str] = None,
     ) -> None:
         pinned = _pinned(packages)
         for name, value in [
@@ -273,6 +279,7 @@ class DockerEngine(Engine):
             ("ssh_user", ssh_user),
             ("runtime", runtime),
             ("container_prefix", container_prefix),
+            ("warmup", warmup),
         ]:
             _text(name, value)
         if ssh_port is not None and (
@@ -310,6 +317,7 @@ class DockerEngine(Engine):
             runtime=runtime,
             cpus=cpus,
             container_prefix=container_prefix,
+            warmup=warmup,
         )
 
     def list_containers(self, all_states: bool = False) -> List[ContainerInfo]:

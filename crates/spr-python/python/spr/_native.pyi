@@ -44,6 +44,7 @@ class Engine:
         python: Optional[str] = ...,
         max_sessions: Optional[int] = ...,
         scratch_dir: Optional[str] = ...,
+        warmup: Optional[str] = ...,
     ) -> "Engine": ...
     @staticmethod
     def docker(
@@ -65,6 +66,7 @@ class Engine:
         runtime: Optional[str] = ...,
         cpus: Optional[float] = ...,
         container_prefix: Optional[str] = ...,
+        warmup: Optional[str] = ...,
     ) -> "Engine": ...
     def prepare(self) -> None: ...
     def warm_up(self) -> None: ...
