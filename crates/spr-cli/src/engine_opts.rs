@@ -186,10 +186,11 @@ pub struct EngineOpts {
     /// loaded; each run still imports it itself, under its policy. Repeatable.
     #[arg(long = "preload", value_name = "MOD")]
     pub preload: Vec<String>,
-    /// Python to run once in every warm worker after the preloads (e.g. 'import pandas
-    /// as pd; pd.DataFrame({"a": [1]}).a.sum()'): what the modules set up on first use
-    /// is then ready in every run, and what it writes is copied while each run's process
-    /// waits. Operator code, with the worker's privileges: never a caller's input.
+    /// Python to run in every warm worker after the preloads, before any request (e.g.
+    /// 'import pandas as pd; pd.DataFrame({"a": [1]}).a.sum()'): what the modules set up
+    /// on first use is then ready in every run, and the pages it writes are copied while
+    /// each run's process waits. It runs twice at start (the second time to learn those
+    /// pages). Operator code, with the worker's privileges: never a caller's input.
     #[arg(long, value_name = "CODE")]
     pub warmup: Option<String>,
     /// Number of warm workers (containers for --engine docker), at least 1 [default:

@@ -75,7 +75,7 @@ pub struct DockerEngineConfig {
     /// names, from the image or its derived `packages`): runs fork with them loaded,
     /// each with its own copy-on-write copy. Checked by `DockerEngine::new`.
     pub preload: Vec<String>,
-    /// Python the harness of every container runs once after the preload, before any
+    /// Python the harness of every container runs after the preload, before any
     /// request: what the modules set up on first use is then in every run's process,
     /// and the memory it writes is copied while each run's process waits. Operator
     /// code, never a caller's. Checked by `DockerEngine::new`.

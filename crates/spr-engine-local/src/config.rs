@@ -57,12 +57,14 @@ pub struct LocalEngineConfig {
     /// own copy-on-write copy, so what a run changes in them never reaches the next.
     /// A run still imports them itself, under its policy. Checked by `LocalEngine::new`.
     pub preload: Vec<String>,
-    /// Python run once in every warm worker after the preload, before any request
-    /// (e.g. `import pandas as pd; pd.DataFrame({"a": [1]}).a.sum()`): what the modules
-    /// set up on first use is then in every run's process from the start, and the memory
-    /// it writes is copied while each run's process waits, not while it runs. Operator
-    /// code with the worker's privileges, never a caller's; what it leaves in the modules
-    /// every run sees. Checked by `LocalEngine::new`; a warm-up that fails fails the worker.
+    /// Python run in every warm worker after the preload, before any request (e.g.
+    /// `import pandas as pd; pd.DataFrame({"a": [1]}).a.sum()`): what the modules set up
+    /// on first use is then in every run's process from the start, and the memory it
+    /// writes is copied while each run's process waits, not while it runs (a second run of
+    /// it, in a throwaway child, learns which). Operator code with the worker's privileges,
+    /// never a caller's; what it leaves in the modules every run sees. Checked by
+    /// `LocalEngine::new`; a warm-up that fails, or leaves a thread, an open file or a
+    /// child process, fails the worker (docs/BACKENDS.md, "The warm-up").
     pub warmup: Option<String>,
 }
 

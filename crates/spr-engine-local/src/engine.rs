@@ -457,7 +457,9 @@ fn receipt_for(
         // A run may allocate its policy's memory on top of what its process is forked
         // with, and may also write (and so copy) the harness's own pages.
         let hello = &worker.hello;
-        let forked_kb = hello.preload.as_ref().map_or(0, |p| p.rss_kb) + hello.base_data_kb;
+        let forked_kb = hello.preload.as_ref().map_or(0, |p| p.rss_kb)
+            + hello.base_data_kb
+            + sandbox::memory_layout_kb(&hello.memory);
         let limits = ws.cgroup.as_ref().map(|cg| {
             cg.set_limits(
                 sandbox.cgroup_memory_bytes(policy, forked_kb),

@@ -166,6 +166,7 @@ impl Worker {
                 isolation: Default::default(),
                 preload: None,
                 base_data_kb: 0,
+                memory: Default::default(),
             },
             sandbox: ws,
             lifeline: Some(lifeline_w),

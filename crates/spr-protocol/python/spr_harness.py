@@ -1881,6 +1881,7 @@ class Monitor:
                 "isolation": self.isolation.summary(),
                 "preload": _preload_cost,
                 "base_data_kb": _base_data_kb,
+                "memory": _memory_layout,
             },
         )
         harden()
@@ -3701,11 +3702,124 @@ def measure_base_memory():
 WARMUP_FILENAME = "<warm-up>"
 
 
+# How long the warm-up took in M (the second run, in `learn_prefault`, is timed from it).
+_warmup_seconds = 0.0
+
+
+def run_warmup(code):
+    """Run the operator's warm-up in M, in a namespace of its own, and put back what of
+    M's process state it may change: the working directory, the umask, signal handlers.
+    What it printed is dropped (flushed to M's null stdout, never into a run's pipe).
+    Raises PreloadFailed naming its exception, or the threads it left running: every
+    run's process is a fork of M, and a fork copies no thread (nor any lock one held)."""
+    global _warmup_seconds
+    try:
+        cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        cwd = None
+    umask = os.umask(0o077)
+    os.umask(umask)
+    handlers = {}
+    for signum in signal.valid_signals():
+        try:
+            handlers[signum] = signal.getsignal(signum)
+        except (OSError, ValueError):
+            pass
+    began = time.monotonic()
+    try:
+        exec(compile(code, WARMUP_FILENAME, "exec"), {"__name__": "__warmup__"})
+    except BaseException as exc:
+        raise PreloadFailed("the warm-up failed: %s" % describe(exc)) from exc
+    finally:
+        _warmup_seconds = time.monotonic() - began
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        if cwd is not None:
+            try:
+                os.fchdir(cwd)
+            finally:
+                os.close(cwd)
+        os.umask(umask)
+        for signum, handler in handlers.items():
+            try:
+                signal.signal(signum, handler)
+            except (OSError, ValueError, TypeError):
+                pass
+    threads = thread_count()
+    if threads > 1:
+        raise PreloadFailed(
+            "the warm-up left %s running besides the main one"
+            % plural(threads - 1, "thread", "threads")
+        )
+
+
+def plural(n, one, many):
+    return "%d %s" % (n, one if n == 1 else many)
+
+
 def thread_count():
     try:
         return len(os.listdir("/proc/self/task"))
     except OSError:
         return 1
+
+
+def shareable_state():
+    """What of M every run's process would share rather than copy: its open files (a file
+    offset is shared by every process that inherited it), its shared writable mappings,
+    its child processes."""
+    fds = {}
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            fds[int(name)] = os.readlink("/proc/self/fd/" + name)
+        except (OSError, ValueError):
+            pass
+    shared = set()
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 5 and fields[1][1:2] == b"w" and fields[1][3:4] == b"s":
+                    name = fields[5] if len(fields) > 5 else fields[0]
+                    shared.add((fields[0], name.decode("utf-8", "replace")))
+    except OSError:
+        pass
+    children = set()
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open("/proc/self/task/%s/children" % tid) as f:
+                children.update(f.read().split())
+    except OSError:
+        pass
+    return fds, shared, children
+
+
+def check_nothing_shared(before):
+    """Raise PreloadFailed if the preload or the warm-up left M with an open file, a
+    shared writable mapping or a child process it did not have: every run's process would
+    inherit the same one, and what one run did with it a later run could see."""
+    fds0, shared0, children0 = before
+    fds1, shared1, children1 = shareable_state()
+    # The listing's own descriptor is gone by now; any other new one was left open.
+    left = sorted(
+        "fd %d (%s)" % (fd, target)
+        for fd, target in fds1.items()
+        if fd not in fds0 and os.path.exists("/proc/self/fd/%d" % fd)
+    )
+    left += sorted("a shared mapping of %s" % name for _, name in shared1 - shared0)
+    left += sorted("process %s" % pid for pid in children1 - children0)
+    if left:
+        raise PreloadFailed(
+            "the preload and warm-up left %s: every run would share %s with the others"
+            % (", ".join(left), "them" if len(left) > 1 else "it")
+        )
 
 
 def preload_modules(names, warmup=None):
@@ -3729,6 +3843,7 @@ def preload_modules(names, warmup=None):
     if not names and not warmup:
         return
     vm0, rss0, data0 = memory_status()
+    before = shareable_state()
     saved = dict(os.environ)
     private = None
     if "MPLCONFIGDIR" not in os.environ:
@@ -3746,17 +3861,8 @@ def preload_modules(names, warmup=None):
                     "could not preload module '%s': %s" % (name, describe(exc))
                 ) from exc
         if warmup:
-            try:
-                exec(compile(warmup, WARMUP_FILENAME, "exec"), {"__name__": "__warmup__"})
-            except BaseException as exc:
-                raise PreloadFailed("the warm-up failed: %s" % describe(exc)) from exc
-            threads = thread_count()
-            if threads > 1:
-                # Every run's process is a fork of M, and a fork copies no thread (nor
-                # any lock one of them held).
-                raise PreloadFailed(
-                    "the warm-up left %d threads running besides the main one" % (threads - 1)
-                )
+            run_warmup(warmup)
+        check_nothing_shared(before)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -3774,76 +3880,128 @@ def preload_modules(names, warmup=None):
 
 
 MADV_COLLAPSE = 25
-HUGE_PAGE = 2 << 20
-PAGE = 4096
-# A 2 MiB range becomes one huge page only when nearly all of it is in use already: the
-# kernel fills the rest with zeroes, and that memory would be the worker's for good.
+
+
+def system_page_size():
+    try:
+        return os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 4096
+
+
+def pmd_size():
+    """The size of the kernel's huge pages (2 MiB on x86-64 and on arm64 with 4 KiB pages)."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 2 << 20
+
+
+PAGE = system_page_size()
+HUGE_PAGE = pmd_size()
+# A huge page is made of a range only when at least half of it is in use already: the
+# kernel fills the rest with zeroes, and that memory is the worker's for good.
 HUGE_PAGE_MIN_PRESENT = (HUGE_PAGE // PAGE) // 2
+# Ranges refused with EINVAL before any succeeded: then the kernel has no MADV_COLLAPSE.
+COLLAPSE_TRIES = 3
+# What M's memory holds once it is ready to fork, in KiB (the hello's `memory`).
+_memory_layout = {"huge_pages_kb": 0, "huge_pages_filled_kb": 0, "prefault_kb": 0}
 
 
 def collapse_to_huge_pages(k):
-    """Map M's private anonymous memory (the heap the imports built) with 2 MiB pages
-    where whole aligned 2 MiB of it are in use, once, before any zygote exists. Every
-    run's process is a fork of it, and a fork copies (and an exit drops) one entry per
-    2 MiB page instead of 512; a run's first write to one copies 4 KiB only, as before.
+    """Map M's private anonymous memory (the heap the imports built) with huge pages where
+    an aligned huge page's worth of it is at least half in use, once, before any zygote
+    exists. Every run's process is a fork of it, and a fork copies (and an exit drops) one
+    entry per huge page instead of 512; a run's first write to one still copies 4 KiB.
     Best effort: a kernel without MADV_COLLAPSE (before 6.1), or a range it cannot
-    collapse, keeps its small pages. Returns the KiB now in huge pages."""
+    collapse, keeps its small pages. Returns (KiB now in huge pages, KiB of them that
+    were not in use and the kernel filled)."""
     try:
         with open("/proc/self/maps", "rb") as f:
             maps = f.read().splitlines()
         pagemap = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return 0
-    collapsed = 0
+        return 0, 0
+    collapsed = filled = refused = 0
     try:
         for start, end in private_writable_ranges(maps, anonymous=True):
             lo = -(-start // HUGE_PAGE) * HUGE_PAGE
             for at in range(lo, end - HUGE_PAGE + 1, HUGE_PAGE):
-                if present_pages(pagemap, at) < HUGE_PAGE_MIN_PRESENT:
+                present = present_pages(pagemap, at)
+                if present < HUGE_PAGE_MIN_PRESENT:
                     continue
                 try:
                     k.madvise(at, HUGE_PAGE, MADV_COLLAPSE)
                 except OSError as exc:
                     if exc.errno == errno.EINVAL:
-                        return collapsed  # no MADV_COLLAPSE here: nothing else will do
+                        # Not this mapping (VM_NOHUGEPAGE), or not this kernel.
+                        refused += 1
+                        if not collapsed and refused >= COLLAPSE_TRIES:
+                            return 0, 0
+                        break
                     continue
                 collapsed += HUGE_PAGE // 1024
+                filled += (HUGE_PAGE // PAGE - present) * PAGE // 1024
     finally:
         os.close(pagemap)
-    return collapsed
+    return collapsed, filled
 
 
 MADV_POPULATE_WRITE = 23
 PAGEMAP_PRESENT = 1 << 63
+PAGEMAP_FILE = 1 << 61
 PAGEMAP_EXCLUSIVE = 1 << 56
-# How long the second run of the warm-up, in `learn_prefault`, may take.
-LEARN_SECONDS = 60
-# How many ranges the waiting process pre-faults between two looks for its request.
+# How long the second run of the warm-up, in `learn_prefault`, may take: a few times the
+# first, within limits well inside the host's wait for the worker's greeting.
+LEARN_MIN_SECONDS = 2.0
+LEARN_MAX_SECONDS = 10.0
+# How many ranges the waiting process pre-faults between two looks for its request, and
+# how large one may be.
 PREFAULT_BATCH = 16
+PREFAULT_SPAN_BYTES = 256 << 10
+# At most this much is pre-faulted in each run's process, whatever the warm-up wrote.
+PREFAULT_MAX_BYTES = 32 << 20
+# How many pagemap entries `written_pages` reads at once.
+PAGEMAP_CHUNK = 1 << 16
 # The pages a run typically writes, as (start, length) ranges: learned once in M from
 # the operator's warm-up (`learn_prefault`), never from a run.
 _prefault = ()
 
 
-def learn_prefault(code):
+def learn_prefault(code, first_seconds):
     """Run the request path and the operator's warm-up once more in a forked child of M
     and note the pages the child had to copy or allocate (those /proc/self/pagemap shows
-    in memory and mapped by the child alone). A run that uses the preloaded modules the
-    way the warm-up does writes mostly the same pages, at the same addresses (every run's
-    process is a fork of the same memory): each one's process copies them while it waits
-    for its request (`prefault`), so that the run itself finds them copied. Learned from
-    constant operator code only: what a run writes must never shape a later run's process.
-    Best effort: where the kernel cannot say or cannot pre-fault, nothing is learned."""
+    in memory, anonymous and mapped by the child alone), after it gave back what it freed.
+    A run that uses the preloaded modules the way the warm-up does writes mostly the same
+    pages, at the same addresses (every run's process is a fork of the same memory): each
+    one's process copies them while it waits for its request (`prefault`), so that the
+    run itself finds them copied. Learned from constant operator code only, before any
+    zygote exists: what a run writes must never shape a later run's process. Best effort:
+    where the kernel cannot say or cannot pre-fault, or the second run of the warm-up
+    takes too long, nothing is learned. Returns the KiB learned."""
     global _prefault
-    r, w = os.pipe()
-    pid = os.fork()
+    limit = min(LEARN_MAX_SECONDS, max(LEARN_MIN_SECONDS, 5 * first_seconds + 1))
+    try:
+        r, w = os.pipe()
+    except OSError:
+        return 0
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        return 0
     if pid == 0:
         try:
             os.close(r)
-            # It ran once already; if a second time hangs, the worker still starts.
-            signal.alarm(LEARN_SECONDS)
             warm_run_path()
             exec(compile(code, WARMUP_FILENAME, "exec"), {"__name__": "__warmup__"})
+            gc.collect()
+            try:
+                kernel().libc.malloc_trim(0)
+            except (AttributeError, OSError):
+                pass
             write_all(w, b"".join(struct.pack("<QQ", *span) for span in written_pages()))
         except BaseException:
             pass
@@ -3851,13 +4009,42 @@ def learn_prefault(code):
             _os_exit(0)
     os.close(w)
     try:
-        data = read_to_end(r)
+        data = read_until(r, time.monotonic() + limit)
     finally:
         os.close(r)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
         os.waitpid(pid, 0)
-    spans = tuple(struct.iter_unpack("<QQ", data[: len(data) - len(data) % 16]))
-    if spans and can_prefault():
-        _prefault = spans
+    if data is None or not can_prefault():
+        return 0
+    spans = []
+    total = 0
+    for start, length in struct.iter_unpack("<QQ", data[: len(data) - len(data) % 16]):
+        length = min(length, PREFAULT_MAX_BYTES - total)
+        for at in range(start, start + length, PREFAULT_SPAN_BYTES):
+            spans.append((at, min(PREFAULT_SPAN_BYTES, start + length - at)))
+        total += length
+        if total >= PREFAULT_MAX_BYTES:
+            break
+    _prefault = tuple(spans)
+    return total // 1024
+
+
+def read_until(fd, deadline):
+    """Everything written to `fd` until its end, or None if that takes past `deadline`."""
+    chunks = []
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not poller.poll(left * 1000):
+            return None
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def read_to_end(fd):
@@ -3884,25 +4071,29 @@ def can_prefault():
 
 def written_pages():
     """(start, length) of the runs of pages of this process's writable private mappings
-    that are in memory and mapped by it alone: what it copied or allocated since it was
-    forked."""
+    that are in memory, anonymous (not a file's page cache) and mapped by it alone: what
+    it copied or allocated since it was forked."""
     with open("/proc/self/maps", "rb") as f:
         maps = f.read().splitlines()
     spans = []
     fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
     try:
         for start, end in private_writable_ranges(maps):
-            entries = memoryview(os.pread(fd, (end - start) // PAGE * 8, start // PAGE * 8))
             first = None
-            for i, entry in enumerate(entries.cast("Q")):
-                mine = entry & PAGEMAP_PRESENT and entry & PAGEMAP_EXCLUSIVE
-                if mine and first is None:
-                    first = i
-                elif not mine and first is not None:
-                    spans.append((start + first * PAGE, (i - first) * PAGE))
-                    first = None
+            for base in range(start, end, PAGEMAP_CHUNK * PAGE):
+                count = min(PAGEMAP_CHUNK, (end - base) // PAGE)
+                entries = memoryview(os.pread(fd, count * 8, base // PAGE * 8)).cast("Q")
+                for i, entry in enumerate(entries):
+                    at = base + i * PAGE
+                    mine = entry & PAGEMAP_PRESENT and entry & PAGEMAP_EXCLUSIVE
+                    if mine and not entry & PAGEMAP_FILE:
+                        if first is None:
+                            first = at
+                    elif first is not None:
+                        spans.append((first, at - first))
+                        first = None
             if first is not None:
-                spans.append((start + first * PAGE, end - start - first * PAGE))
+                spans.append((first, end - first))
     finally:
         os.close(fd)
     return spans
@@ -3944,8 +4135,8 @@ def private_writable_ranges(maps, anonymous=False):
 
 
 def present_pages(pagemap, start):
-    """How many of the 4 KiB pages of the 2 MiB at `start` are in memory (bit 63 of each
-    /proc/self/pagemap entry)."""
+    """How many of the pages of the huge page's worth at `start` are in memory (bit 63 of
+    each /proc/self/pagemap entry)."""
     count = HUGE_PAGE // PAGE
     try:
         data = os.pread(pagemap, count * 8, (start // PAGE) * 8)
@@ -4039,9 +4230,7 @@ def main(argv):
     # Everything so far lives as long as the worker: keep the collector (here and in
     # every run's process) from walking it, and so from writing to its pages.
     gc.freeze()
-    collapse_to_huge_pages(k)
-    if plan.warmup:
-        learn_prefault(plan.warmup)
+    lay_out_memory(plan, k)
 
     zygotes = []
     try:
@@ -4053,6 +4242,23 @@ def main(argv):
     isolation.close()
     monitor = Monitor(rfd, wfd, zygotes, isolation)
     return monitor.serve(lambda: harden_monitor(plan, isolation))
+
+
+def lay_out_memory(plan, k):
+    """Huge pages for M's heap, and what each run's process copies while it waits (see
+    `collapse_to_huge_pages` and `learn_prefault`), before any zygote exists. Both read
+    /proc/self/pagemap, which a process that is not dumpable cannot open unless it is root
+    (a Docker worker's harness is not): M is dumpable for them, as it was until the
+    preload, and no run exists yet to read it."""
+    prctl_quiet(PR_SET_DUMPABLE, 1)
+    try:
+        huge, filled = collapse_to_huge_pages(k)
+        _memory_layout["huge_pages_kb"] = huge
+        _memory_layout["huge_pages_filled_kb"] = filled
+        if plan.warmup:
+            _memory_layout["prefault_kb"] = learn_prefault(plan.warmup, _warmup_seconds)
+    finally:
+        prctl_quiet(PR_SET_DUMPABLE, 0)
 
 
 M_ARENA_MAX = -8

@@ -1364,7 +1364,10 @@ class MemoryLayoutTests(unittest.TestCase):
         for i in range(0, len(buf), h.PAGE):
             buf[i] = 1
         h._prefault = ()
-        h.learn_prefault("import spr_harness\nspr_harness._spr_test_buffer[%d] = 3\n" % (7 * h.PAGE))
+        learned = h.learn_prefault(
+            "import spr_harness\nspr_harness._spr_test_buffer[%d] = 3\n" % (7 * h.PAGE), 0.0
+        )
+        self.assertGreaterEqual(learned, 4)
         self.assertTrue(h._prefault, "nothing learned")
         self.assertTrue(in_spans(page_of(buf, 7 * h.PAGE), h._prefault))
         # The warm-up ran in a child: this process's buffer is as it was.
@@ -1405,8 +1408,35 @@ class MemoryLayoutTests(unittest.TestCase):
 
     def test_nothing_is_learned_from_a_warm_up_that_fails(self):
         h._prefault = ()
-        h.learn_prefault("raise ValueError('no')")
+        self.assertEqual(h.learn_prefault("raise ValueError('no')", 0.0), 0)
         self.assertEqual(h._prefault, ())
+
+    def test_a_second_run_of_the_warm_up_that_hangs_costs_seconds_and_teaches_nothing(self):
+        h._prefault = ()
+        began = time.monotonic()
+        # The child finds the mark the first run left, and sleeps.
+        h._spr_test_seen = True
+        self.addCleanup(delattr, h, "_spr_test_seen")
+        code = "import spr_harness, time\nif getattr(spr_harness, '_spr_test_seen', False):\n    time.sleep(60)\n"
+        self.assertEqual(h.learn_prefault(code, 0.0), 0)
+        self.assertLess(time.monotonic() - began, h.LEARN_MIN_SECONDS + 3)
+        self.assertEqual(h._prefault, ())
+
+    def test_learned_spans_are_small_and_their_sum_is_capped(self):
+        h._spr_test_big = buf = bytearray(4 * h.PREFAULT_SPAN_BYTES)
+        self.addCleanup(delattr, h, "_spr_test_big")
+        for i in range(0, len(buf), h.PAGE):
+            buf[i] = 1
+        code = (
+            "import spr_harness\nb = spr_harness._spr_test_big\n"
+            "for i in range(0, len(b), %d):\n    b[i] = 2\n" % h.PAGE
+        )
+        self.assertGreaterEqual(h.learn_prefault(code, 0.0), len(buf) // 1024)
+        self.assertTrue(all(length <= h.PREFAULT_SPAN_BYTES for _, length in h._prefault))
+        self.addCleanup(setattr, h, "PREFAULT_MAX_BYTES", h.PREFAULT_MAX_BYTES)
+        h.PREFAULT_MAX_BYTES = 64 * h.PAGE
+        self.assertEqual(h.learn_prefault(code, 0.0), 64 * h.PAGE // 1024)
+        self.assertEqual(sum(length for _, length in h._prefault), 64 * h.PAGE)
 
     def test_full_ranges_become_huge_pages_and_sparse_ones_do_not(self):
         import mmap
@@ -1425,8 +1455,8 @@ class MemoryLayoutTests(unittest.TestCase):
         start = page_of(region)
 
         def child():
-            collapsed = h.collapse_to_huge_pages(h.kernel())
-            found = {}
+            collapsed, filled = h.collapse_to_huge_pages(h.kernel())
+            found = {"filled": filled}
             with open("/proc/self/smaps") as f:
                 mine = False
                 for line in f:
@@ -1441,6 +1471,7 @@ class MemoryLayoutTests(unittest.TestCase):
         self.assertEqual((a, b), (1, 0), "the contents are kept")
         # The sparse half was not filled in: it holds its 4 pages, no 8 MiB.
         self.assertLess(found["Rss:"], half // 1024 + 2048, found)
+        self.assertLessEqual(found["filled"], collapsed // 2)
         if not thp_can_collapse():
             if os.environ.get("CI"):
                 self.fail("CI needs MADV_COLLAPSE (Linux 6.1, transparent huge pages not off)")
@@ -1475,6 +1506,53 @@ class MemoryLayoutTests(unittest.TestCase):
             w = Worker("--plan", json.dumps({"warmup": code}))
             try:
                 self.assertEqual(w.hello["type"], "fatal")
+                self.assertIn(want, w.hello["message"])
+            finally:
+                self.assertNotEqual(w.close(), 0)
+
+    def test_the_greeting_says_what_was_laid_out(self):
+        w = Worker(
+            "--plan",
+            json.dumps({"preload": ["colorsys"], "warmup": "import colorsys\ncolorsys.hsv_to_rgb(0.5, 0.5, 0.5)"}),
+        )
+        try:
+            memory = w.hello["memory"]
+            self.assertGreater(memory["prefault_kb"], 0, memory)
+            if thp_can_collapse():
+                self.assertGreater(memory["huge_pages_kb"], 0, memory)
+                self.assertLessEqual(memory["huge_pages_filled_kb"], memory["huge_pages_kb"] // 2)
+            elif os.environ.get("CI"):
+                self.fail("CI needs MADV_COLLAPSE")
+        finally:
+            w.close()
+
+    def test_what_the_warm_up_printed_never_reaches_a_run(self):
+        w = Worker(
+            "--plan",
+            json.dumps({"warmup": "import sys, os\nprint('warm-up says hi')\nsys.stderr.write('and here')\nos.chdir('/')\nos.umask(0)"}),
+        )
+        try:
+            r = w.run("import os\nm = os.umask(0o22)\nresult = [os.getcwd() != '/', m]", policy=permissive())
+            self.assertNotIn("warm-up says hi", r["stdout"])
+            self.assertNotIn("and here", r["stderr"])
+            self.assertEqual(json.loads(r["child_frame"])["result"][0], True, r)
+            self.assertNotEqual(json.loads(r["child_frame"])["result"][1], 0, r)
+        finally:
+            w.close()
+
+    def test_a_warm_up_that_leaves_something_every_run_would_share_stops_the_worker(self):
+        for code, want in (
+            ("import tempfile\nkeep = tempfile.TemporaryFile()\nimport colorsys\ncolorsys.keep = keep", "left fd "),
+            ("import mmap, colorsys\ncolorsys.keep = mmap.mmap(-1, 4096)", "left a shared mapping of "),
+            ("import subprocess, colorsys\ncolorsys.keep = subprocess.Popen(['sleep', '30'])", "left process "),
+            (
+                "import threading, time\nthreading.Thread(target=time.sleep, args=(30,), daemon=True).start()",
+                "the warm-up left 1 thread running besides the main one",
+            ),
+        ):
+            w = Worker("--plan", json.dumps({"warmup": code}))
+            try:
+                self.assertEqual(w.hello["type"], "fatal", code)
                 self.assertIn(want, w.hello["message"])
             finally:
                 self.assertNotEqual(w.close(), 0)

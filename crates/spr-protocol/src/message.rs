@@ -102,6 +102,26 @@ pub struct Hello {
     /// policy's on top of it (and of the preload's `data_kb`).
     #[serde(default)]
     pub base_data_kb: u64,
+    /// How the monitor laid out its memory before forking (absent from older harnesses).
+    #[serde(default)]
+    pub memory: MemoryLayout,
+}
+
+/// What the monitor did to its memory once it was ready to fork: huge pages for its heap,
+/// and the pages each run's process copies while it waits (learned from the warm-up).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MemoryLayout {
+    /// The monitor's memory now in huge pages, in KiB.
+    #[serde(default)]
+    pub huge_pages_kb: u64,
+    /// The part of those huge pages that was not in use, which the kernel filled with
+    /// zeroes: resident memory the monitor gained, in KiB.
+    #[serde(default)]
+    pub huge_pages_filled_kb: u64,
+    /// What each run's process copies before its request, in KiB: resident memory of
+    /// every waiting run's process.
+    #[serde(default)]
+    pub prefault_kb: u64,
 }
 
 /// What the monitor measured around the import of the plan's preloaded modules. Every
@@ -245,6 +265,11 @@ mod tests {
             isolation: RunIsolation::default(),
             preload: None,
             base_data_kb: 18_000,
+            memory: MemoryLayout {
+                huge_pages_kb: 8192,
+                huge_pages_filled_kb: 1024,
+                prefault_kb: 2800,
+            },
         });
         insta::assert_json_snapshot!("hello", hello);
         let report = WorkerMessage::Report(RunReport {

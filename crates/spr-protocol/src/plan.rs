@@ -144,7 +144,9 @@ pub enum PreloadError {
     Duplicate { name: String },
 }
 
-/// The largest warm-up an engine accepts: it travels in the harness's command line.
+/// The largest warm-up an engine accepts, as it is written into the harness's plan (a JSON
+/// string, escaped): the plan is one argument of the harness's command line, which Linux
+/// limits to 128 KiB.
 pub const MAX_WARMUP_BYTES: usize = 64 * 1024;
 
 /// Why a warm-up was refused.
@@ -152,23 +154,24 @@ pub const MAX_WARMUP_BYTES: usize = 64 * 1024;
 pub enum WarmupError {
     #[error("warmup: the code is empty (leave the warm-up unset for none)")]
     Empty,
-    #[error("warmup: {bytes} bytes of code, more than the {max} a warm-up may have")]
+    #[error("warmup: the code takes {bytes} bytes in the worker's plan (JSON-escaped), more than the {max} a warm-up may have")]
     TooLarge { bytes: usize, max: usize },
     #[error("warmup: the code contains a NUL character (at byte {at})")]
     Nul { at: usize },
 }
 
-/// Check an engine's warm-up code: present, at most [`MAX_WARMUP_BYTES`], and no NUL (the
-/// interpreter's compiler refuses one). Whether it runs is known only when the first
+/// Check an engine's warm-up code: present, at most [`MAX_WARMUP_BYTES`] once escaped for
+/// the plan, and no NUL (the interpreter's compiler refuses one). Whether it runs is known only when the first
 /// worker starts: a failing warm-up fails the worker, naming its exception.
 pub fn validate_warmup(code: Option<&str>) -> Result<(), WarmupError> {
     let Some(code) = code else { return Ok(()) };
     if code.trim().is_empty() {
         return Err(WarmupError::Empty);
     }
-    if code.len() > MAX_WARMUP_BYTES {
+    let escaped = serde_json::to_string(code).map_or(usize::MAX, |s| s.len());
+    if escaped > MAX_WARMUP_BYTES {
         return Err(WarmupError::TooLarge {
-            bytes: code.len(),
+            bytes: escaped,
             max: MAX_WARMUP_BYTES,
         });
     }
@@ -377,12 +380,15 @@ mod tests {
             validate_warmup(Some("x = 1\0")),
             Err(WarmupError::Nul { at: 5 })
         );
-        let big = "#".repeat(MAX_WARMUP_BYTES + 1);
-        let err = validate_warmup(Some(&big)).unwrap_err();
+        // Counted as the plan carries it: quotes and escapes included.
+        let fits = "#".repeat(MAX_WARMUP_BYTES - 2);
+        assert_eq!(validate_warmup(Some(&fits)), Ok(()));
+        let newlines = format!("x{}", "\n".repeat(MAX_WARMUP_BYTES / 2 - 1));
+        let err = validate_warmup(Some(&newlines)).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
-                "warmup: {} bytes of code, more than the {MAX_WARMUP_BYTES} a warm-up may have",
+                "warmup: the code takes {} bytes in the worker's plan (JSON-escaped), more than the {MAX_WARMUP_BYTES} a warm-up may have",
                 MAX_WARMUP_BYTES + 1
             )
         );

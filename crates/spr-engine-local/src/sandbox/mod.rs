@@ -97,6 +97,13 @@ const ZYGOTES: u32 = 3;
 /// zygote, and the next runs' processes held by the other zygotes; the harness adds the
 /// same to RLIMIT_NPROC.
 pub(crate) const NAMESPACE_OVERHEAD_TASKS: u64 = 2 * ZYGOTES as u64;
+/// What the monitor's memory layout adds to its worker's resident memory, in KiB: the
+/// zeroes its huge pages were filled with, and the pages every run's process waiting in a
+/// zygote (and the run itself) copied before its request.
+pub(crate) fn memory_layout_kb(layout: &spr_protocol::MemoryLayout) -> u64 {
+    layout.huge_pages_filled_kb + layout.prefault_kb * (u64::from(ZYGOTES) + 1)
+}
+
 /// Extra host memory a worker's cgroup allows beyond the run's own limit: the harness's
 /// monitor and zygote.
 const WORKER_OVERHEAD_MB: u64 = 96;

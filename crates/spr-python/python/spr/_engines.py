@@ -181,7 +181,7 @@ class LocalEngine(Engine):
     original, the constructor prepares the venv: a failure raises ``RuntimeError``.
     ``preload`` names modules every worker imports once, before any request, so runs
     fork with them loaded (each run gets its own copy). ``warmup`` is Python every worker
-    runs once after them (your code, never a caller's): what the modules set up on first
+    runs after them (your code, never a caller's): what the modules set up on first
     use is then ready in every run. ``python`` is the interpreter a missing venv is
     created with (an existing venv keeps its own).
     """
