@@ -174,6 +174,15 @@ def read_exact(fd, n):
     return b"".join(chunks)
 
 
+def read_to_end(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
 def read_frame_bytes(fd):
     """One frame's body, or None at end of stream."""
     header = read_exact(fd, 4)
@@ -759,13 +768,7 @@ def children_of(pid):
     except OSError:
         return []
     try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return [int(p) for p in b"".join(chunks).split()]
+        return [int(p) for p in read_to_end(fd).split()]
     except (OSError, ValueError):
         return []
     finally:
@@ -3791,14 +3794,8 @@ def shareable_state():
                     shared.add((fields[0], name.decode("utf-8", "replace")))
     except OSError:
         pass
-    children = set()
-    try:
-        for tid in os.listdir("/proc/self/task"):
-            with open("/proc/self/task/%s/children" % tid) as f:
-                children.update(f.read().split())
-    except OSError:
-        pass
-    return fds, shared, children
+    # M's main thread's children: a thread left running fails the warm-up on its own.
+    return fds, shared, set(children_of(os.getpid()))
 
 
 def check_nothing_shared(before):
@@ -4047,15 +4044,6 @@ def read_until(fd, deadline):
         chunks.append(chunk)
 
 
-def read_to_end(fd):
-    chunks = []
-    while True:
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
 def can_prefault():
     """Whether this kernel has MADV_POPULATE_WRITE (5.14), tried on a page of M's heap."""
     import ctypes
@@ -4082,8 +4070,7 @@ def written_pages():
             first = None
             for base in range(start, end, PAGEMAP_CHUNK * PAGE):
                 count = min(PAGEMAP_CHUNK, (end - base) // PAGE)
-                entries = memoryview(os.pread(fd, count * 8, base // PAGE * 8)).cast("Q")
-                for i, entry in enumerate(entries):
+                for i, entry in enumerate(pagemap_entries(fd, base, count)):
                     at = base + i * PAGE
                     mine = entry & PAGEMAP_PRESENT and entry & PAGEMAP_EXCLUSIVE
                     if mine and not entry & PAGEMAP_FILE:
@@ -4134,17 +4121,22 @@ def private_writable_ranges(maps, anonymous=False):
         yield int(start, 16), int(end, 16)
 
 
-def present_pages(pagemap, start):
-    """How many of the pages of the huge page's worth at `start` are in memory (bit 63 of
-    each /proc/self/pagemap entry)."""
-    count = HUGE_PAGE // PAGE
+def pagemap_entries(pagemap, start, count):
+    """The /proc/self/pagemap entries (64-bit words) of `count` pages from `start`, fewer
+    where the kernel gives fewer, none where it cannot read them."""
     try:
-        data = os.pread(pagemap, count * 8, (start // PAGE) * 8)
+        data = os.pread(pagemap, count * 8, start // PAGE * 8)
     except OSError:
+        return ()
+    return memoryview(data[: len(data) - len(data) % 8]).cast("Q")
+
+
+def present_pages(pagemap, start):
+    """How many of the pages of the huge page's worth at `start` are in memory."""
+    entries = pagemap_entries(pagemap, start, HUGE_PAGE // PAGE)
+    if len(entries) != HUGE_PAGE // PAGE:
         return 0
-    if len(data) != count * 8:
-        return 0
-    return sum(1 for entry in memoryview(data).cast("Q") if entry >> 63)
+    return sum(1 for entry in entries if entry & PAGEMAP_PRESENT)
 
 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
