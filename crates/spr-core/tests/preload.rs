@@ -67,6 +67,16 @@ async fn sandboxed(engine: &LocalEngine) -> bool {
     )
 }
 
+/// The default policy without import or builtin checks (the kernel sandbox still applies):
+/// for probes that read the run's own /proc entries.
+fn unchecked() -> RunnerPolicy {
+    RunnerPolicy {
+        blocked_imports: vec![],
+        blocked_builtins: vec![],
+        ..RunnerPolicy::default()
+    }
+}
+
 fn result_of(r: &spr_core::RunnerResult) -> serde_json::Value {
     assert!(r.ok, "run failed: {r:#?}");
     r.result.to_value()
@@ -348,11 +358,7 @@ pd.spr_warmed = -1
     // faults without the warm-up, about 70 with it), and the monitor's heap is in huge
     // pages.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let open = RunnerPolicy {
-        blocked_imports: vec![],
-        blocked_builtins: vec![],
-        ..RunnerPolicy::default()
-    };
+    let open = unchecked();
     let got = result_of(&run_on(&engine, FAULTS_AND_HUGE_PAGES, open).await);
     assert!(got[0].as_u64().unwrap() < 300, "{got}");
     assert!(got[1].as_u64().unwrap() >= 2048, "{got}");
@@ -406,4 +412,60 @@ async fn a_warm_up_that_fails_or_leaves_threads_is_a_clear_engine_error() {
         assert!(r.error.as_deref().unwrap_or("").contains(want), "{code}: {r:#?}");
         engine.shutdown().await;
     }
+}
+
+/// A warm-up that draws text: matplotlib keeps the font it used open, and every run reads
+/// its own opening of it (where one run seeks is not where the next one reads).
+const DRAWING_WARMUP: &str = r#"
+import io
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots()
+ax.plot([1, 2, 3])
+ax.set_title("warm")
+fig.savefig(io.BytesIO(), format="png")
+plt.close(fig)
+"#;
+
+#[tokio::test]
+async fn a_warm_up_that_draws_text_leaves_each_run_its_own_font_file() {
+    let Some(venv) = datastack() else { return };
+    let engine = warmed(venv, &["matplotlib.pyplot"], Some(DRAWING_WARMUP)).unwrap();
+    if !sandboxed(&engine).await {
+        return;
+    }
+    let open = unchecked();
+    let look = r#"
+import os
+fonts = {}
+for name in os.listdir("/proc/self/fd"):
+    try:
+        target = os.readlink("/proc/self/fd/" + name)
+    except OSError:
+        continue
+    if target.endswith(".ttf"):
+        fonts[os.path.basename(target)] = os.lseek(int(name), 0, os.SEEK_CUR)
+        os.lseek(int(name), 0, os.SEEK_END)
+result = fonts
+"#;
+    let first = result_of(&run_on(&engine, look, open.clone()).await);
+    assert!(
+        first.as_object().is_some_and(|f| !f.is_empty()),
+        "the warm-up's font is open in the run: {first}"
+    );
+    for _ in 0..3 {
+        assert_eq!(result_of(&run_on(&engine, look, open.clone()).await), first);
+    }
+    // Drawing text in a run still works, and the figure comes back.
+    let draw = r#"
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots()
+ax.bar(["a", "b"], [3, 5])
+ax.set_title("a run's title")
+result = len(fig.axes)
+"#;
+    let r = run_on(&engine, draw, RunnerPolicy::default()).await;
+    assert_eq!(result_of(&r), serde_json::json!(1));
+    assert_eq!(r.outputs.len(), 1, "{r:#?}");
+    assert_eq!(r.outputs[0].mime_type, "image/png");
+    engine.shutdown().await;
 }

@@ -169,3 +169,43 @@ result = {"squares": squares, "cubes": cubes, "seen": seen, "shm_mb": st.f_block
     }
     engine.shutdown().await;
 }
+
+/// A warm-up that draws text leaves matplotlib's font open in each container's monitor;
+/// every run reads its own opening of it (one run's seek is not the next run's offset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_up_that_draws_text_leaves_each_run_its_own_font_file() {
+    let Some(probe) = datastack_engine().await else {
+        return;
+    };
+    probe.shutdown().await;
+    let engine = DockerEngine::new(DockerEngineConfig {
+        packages: PINS.iter().map(|p| p.to_string()).collect(),
+        name: Some("itest-datastack-warm".into()),
+        pool_size: Some(1),
+        max_runs: Some(100),
+        preload: vec!["matplotlib.pyplot".into()],
+        warmup: Some(
+            "import io\nimport matplotlib.pyplot as plt\nfig, ax = plt.subplots()\n\
+             ax.set_title('warm')\nfig.savefig(io.BytesIO(), format='png')\nplt.close(fig)"
+                .into(),
+        ),
+        ..Default::default()
+    })
+    .expect("a valid config");
+    let open = RunnerPolicy {
+        blocked_imports: vec![],
+        blocked_builtins: vec![],
+        ..roomy(RunnerPolicy::default())
+    };
+    let look = "import os\nfonts = {}\nfor n in os.listdir('/proc/self/fd'):\n    try:\n        t = os.readlink('/proc/self/fd/' + n)\n    except OSError:\n        continue\n    if t.endswith('.ttf'):\n        fonts[os.path.basename(t)] = os.lseek(int(n), 0, 1)\n        os.lseek(int(n), 0, 2)\nresult = fonts";
+    let first = ok(&run(&engine, look, &open).await);
+    assert!(first.as_object().is_some_and(|f| !f.is_empty()), "{first}");
+    for _ in 0..2 {
+        assert_eq!(ok(&run(&engine, look, &open).await), first);
+    }
+    let draw = "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.set_title('a run')\nresult = 1";
+    let r = run(&engine, draw, &roomy(RunnerPolicy::default())).await;
+    assert_eq!(ok(&r), json!(1));
+    assert_eq!(r.outputs.len(), 1, "{r:?}");
+    engine.shutdown().await;
+}

@@ -35,6 +35,7 @@ import binascii
 import builtins
 import codecs
 import errno
+import fcntl
 import fnmatch
 import gc
 import io
@@ -1353,6 +1354,7 @@ def run_process(plan, isolation, base, serial, req_r, out_w, err_w, res_w, zpid,
     """A run's process, forked from Z: isolate, wait for the request, run it."""
     global _kernel
     began = time.monotonic()
+    reopen_shared_files()
     if not pid1:
         # If Z dies (its worker was killed), the run dies with it; in a namespace the
         # death of M, PID 1, takes every process with it anyway.
@@ -3798,18 +3800,68 @@ def shareable_state():
     return fds, shared, set(children_of(os.getpid()))
 
 
+# Read-only regular files the preload or the warm-up left open (matplotlib keeps open
+# each font it drew text with), as (fd, path, device, inode, offset, close-on-exec):
+# every run's process opens its own (`reopen_shared_files`), so no two share an offset.
+_reopened = ()
+
+
+def reopenable(fd, target):
+    """The `_reopened` entry for a descriptor that a run's process can replace by its own
+    opening of the same file: a regular file, opened for reading only, that its path
+    still names. None for anything else (written files, directories, pipes, sockets)."""
+    try:
+        st = os.fstat(fd)
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        named = os.stat(target)
+        offset = os.lseek(fd, 0, os.SEEK_CUR)
+        cloexec = not os.get_inheritable(fd)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode) or flags & (os.O_ACCMODE | O_PATH) != os.O_RDONLY:
+        return None
+    if (named.st_dev, named.st_ino) != (st.st_dev, st.st_ino):
+        return None
+    return (fd, target, st.st_dev, st.st_ino, offset, cloexec)
+
+
+def reopen_shared_files():
+    """First thing in a run's process: give each of `_reopened` a file description of
+    its own, at the offset M left it at, so that what this run reads (and where it
+    seeks) stays its own. A file that is gone or was replaced since reads as empty
+    (/dev/null) rather than through M's description."""
+    for fd, path, dev, ino, offset, cloexec in _reopened:
+        new = None
+        try:
+            new = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+            st = os.fstat(new)
+            if (st.st_dev, st.st_ino) != (dev, ino):
+                raise OSError(errno.ESTALE, "replaced")
+            os.lseek(new, offset, os.SEEK_SET)
+        except OSError:
+            if new is not None:
+                os.close(new)
+            new = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        os.dup2(new, fd, inheritable=not cloexec)
+        os.close(new)
+
+
 def check_nothing_shared(before):
-    """Raise PreloadFailed if the preload or the warm-up left M with an open file, a
-    shared writable mapping or a child process it did not have: every run's process would
-    inherit the same one, and what one run did with it a later run could see."""
+    """Raise PreloadFailed if the preload or the warm-up left M with an open file (but
+    one `reopenable`), a shared writable mapping or a child process it did not have:
+    every run's process would inherit the same one, and what one run did with it a
+    later run could see."""
+    global _reopened
     fds0, shared0, children0 = before
     fds1, shared1, children1 = shareable_state()
     # The listing's own descriptor is gone by now; any other new one was left open.
-    left = sorted(
-        "fd %d (%s)" % (fd, target)
+    opened = sorted(
+        (fd, target)
         for fd, target in fds1.items()
         if fd not in fds0 and os.path.exists("/proc/self/fd/%d" % fd)
     )
+    reopened = [reopenable(fd, target) for fd, target in opened]
+    left = ["fd %d (%s)" % opened[i] for i, entry in enumerate(reopened) if entry is None]
     left += sorted("a shared mapping of %s" % name for _, name in shared1 - shared0)
     left += sorted("process %s" % pid for pid in children1 - children0)
     if left:
@@ -3817,6 +3869,7 @@ def check_nothing_shared(before):
             "the preload and warm-up left %s: every run would share %s with the others"
             % (", ".join(left), "them" if len(left) > 1 else "it")
         )
+    _reopened = tuple(reopened)
 
 
 def preload_modules(names, warmup=None):

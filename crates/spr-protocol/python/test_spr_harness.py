@@ -1335,6 +1335,13 @@ def thp_can_collapse():
     return (major, minor) >= (6, 1)
 
 
+def each_run_gives(test, worker, code, want, runs=3):
+    """Run `code` (permissive policy) a few times on `worker`: each run's result is `want`."""
+    for _ in range(runs):
+        r = worker.run(code, policy=permissive())
+        test.assertEqual(json.loads(r["child_frame"])["result"], want, r)
+
+
 class MemoryLayoutTests(unittest.TestCase):
     """What M does to its memory so that forks and runs copy less: huge pages, and the
     pages a run typically writes learned from the warm-up and copied before the request."""
@@ -1492,9 +1499,7 @@ class MemoryLayoutTests(unittest.TestCase):
                 "result = [getattr(colorsys, 'WARMED', None), 'x' in globals()]\n"
                 "colorsys.WARMED = 2"
             )
-            for _ in range(3):
-                r = w.run(code, policy=permissive())
-                self.assertEqual(json.loads(r["child_frame"])["result"], [1, False], r)
+            each_run_gives(self, w, code, [1, False])
         finally:
             w.close()
 
@@ -1556,6 +1561,66 @@ class MemoryLayoutTests(unittest.TestCase):
                 self.assertIn(want, w.hello["message"])
             finally:
                 self.assertNotEqual(w.close(), 0)
+
+    def test_a_file_the_warm_up_left_open_for_reading_is_each_runs_own(self):
+        # matplotlib keeps the fonts it drew with open: each run reads its own opening.
+        with tempfile.NamedTemporaryFile("wb", suffix=".ttf", delete=False) as f:
+            f.write(b"0123456789")
+        self.addCleanup(os.unlink, f.name)
+        warmup = "import colorsys\ncolorsys.keep = open(%r, 'rb', buffering=0)\ncolorsys.keep.read(3)" % f.name
+        w = Worker("--plan", json.dumps({"warmup": warmup}))
+        try:
+            self.assertEqual(w.hello["type"], "hello", w.hello)
+            look = (
+                "import colorsys, os\nk = colorsys.keep\n"
+                "result = [os.lseek(k.fileno(), 0, 1), k.read(2).decode(), os.get_inheritable(k.fileno())]\n"
+                "os.lseek(k.fileno(), 9, 0)"
+            )
+            each_run_gives(self, w, look, [3, "34", False])
+        finally:
+            w.close()
+        # Replaced since the worker started: the run reads nothing rather than M's copy.
+        with tempfile.NamedTemporaryFile("wb", delete=False) as g:
+            g.write(b"abcdef")
+        self.addCleanup(os.unlink, g.name)
+        warmup = "import colorsys\ncolorsys.keep = open(%r, 'rb', buffering=0)" % g.name
+        w = Worker("--plan", json.dumps({"warmup": warmup}))
+        try:
+            os.unlink(g.name)
+            with open(g.name, "wb") as again:
+                again.write(b"other")
+            # The next run's process may be forked (and have reopened it) already; the one
+            # after it is forked after the change.
+            for _ in range(2):
+                r = w.run("import colorsys\nresult = colorsys.keep.read().decode()", policy=permissive())
+            self.assertEqual(json.loads(r["child_frame"])["result"], "", r)
+        finally:
+            w.close()
+
+    def test_only_a_read_only_regular_file_is_reopened(self):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        path = os.path.join(d, "f")
+        with open(path, "wb") as f:
+            f.write(b"x")
+        ro = os.open(path, os.O_RDONLY)
+        rw = os.open(path, os.O_RDWR)
+        dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        r, w_ = os.pipe()
+        gone = os.open(path, os.O_RDONLY)
+        try:
+            entry = h.reopenable(ro, path)
+            self.assertEqual(entry[:2], (ro, path))
+            self.assertEqual(entry[4:], (0, True))  # os.open: close-on-exec
+            self.assertIsNone(h.reopenable(rw, path))
+            self.assertIsNone(h.reopenable(dfd, d))
+            self.assertIsNone(h.reopenable(r, "pipe:[1]"))
+            os.unlink(path)
+            self.assertIsNone(h.reopenable(gone, path + " (deleted)"))
+            self.assertIsNone(h.reopenable(gone, path))
+        finally:
+            for fd in (ro, rw, dfd, r, w_, gone):
+                os.close(fd)
 
     def test_the_plans_warm_up_is_text(self):
         self.assertIsNone(h.Plan({}).warmup)
