@@ -250,8 +250,23 @@ impl EngineOpts {
             Some((flag, engine)) => Err(CliError::usage(format!(
                 "{flag} only applies to --engine {engine}"
             ))),
-            None => Ok(()),
+            None => self.check_preload_and_warmup(),
         }
+    }
+
+    /// `--preload` names and `--warmup` code, refused before anything starts (a server
+    /// would otherwise serve, and fail every request with the same error), and the way
+    /// `build` would refuse them: exit 125 for the local engine (its contract, from when
+    /// `new` prepared the venv), a usage error for the Docker engine's options.
+    fn check_preload_and_warmup(&self) -> Result<(), CliError> {
+        let refused = |cause: Box<dyn std::error::Error + Send + Sync>| match self.engine {
+            EngineKind::Local => {
+                CliError::infrastructure("the local engine could not be prepared").caused_by(cause)
+            }
+            EngineKind::Docker => CliError::usage("invalid Docker engine options").caused_by(cause),
+        };
+        spr_protocol::validate_preload(&self.preload).map_err(|e| refused(e.into()))?;
+        spr_protocol::validate_warmup(self.warmup.as_deref()).map_err(|e| refused(e.into()))
     }
 
     /// Build the engine, ready to run: a local engine is prepared here (its venv

@@ -137,4 +137,32 @@ fn run_with_a_warm_up_sees_what_it_left_and_a_failing_one_is_named() {
     assert_eq!(code(&out), 125, "{}", render(&out, &[]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("warmup: the code is empty"), "{err}");
+    // The servers refuse it before serving, as `run` does, rather than fail every request.
+    let huge = "#".repeat(70_000);
+    for (door, bad, says) in [
+        (
+            &["serve", "--stdio"][..],
+            &["--warmup", " "][..],
+            "warmup: the code is empty",
+        ),
+        (
+            &["mcp"][..],
+            &["--warmup", &huge][..],
+            "more than the 65536 a warm-up may have",
+        ),
+        (
+            &["serve", "--stdio"][..],
+            &["--preload", "os; x"][..],
+            "preload: 'os; x' is not a module name",
+        ),
+    ] {
+        let out = run(
+            spr().args(door).arg("--venv-dir").arg(&venv).args(bad),
+            Some(b"{\"id\": 1, \"code\": \"result = 1\"}\n"),
+        );
+        assert_eq!(code(&out), 125, "{door:?} {bad:?}: {}", render(&out, &[]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{door:?}: {err}");
+        assert!(out.stdout.is_empty(), "{door:?}: nothing was served");
+    }
 }

@@ -68,6 +68,24 @@ async fn values_that_json_cannot_hold_come_back_as_strings() {
 }
 
 #[tokio::test]
+async fn lone_surrogates_come_back_replaced_and_the_result_stays_valid_json() {
+    // Python strings may hold an unpaired surrogate (bytes decoded with surrogateescape);
+    // a strict JSON reader refuses one, so it comes back as U+FFFD. Pairs and emoji stay.
+    let r = run(
+        "result = {'\\udc80': ['\\udcff', b'a\\xffb'.decode('utf-8', 'surrogateescape'), '\\ud83d\\ude00', '😀', 'back\\\\ud800slash']}",
+    )
+    .await;
+    assert!(r.ok, "{r:?}");
+    let value: serde_json::Value = serde_json::from_str(r.result.get()).expect("valid JSON");
+    assert_eq!(
+        value,
+        json!({"\u{fffd}": ["\u{fffd}", "a\u{fffd}b", "😀", "😀", "back\\ud800slash"]})
+    );
+    let r = run("raise ValueError('bad \\udcff byte')").await;
+    assert_eq!(r.error.as_deref(), Some("ValueError: bad \u{fffd} byte"));
+}
+
+#[tokio::test]
 async fn dict_keys_are_converted_like_json_does() {
     let r = run("result = {1: 'a', None: 2}").await;
     assert_eq!(r.result, json!({"1": "a", "null": 2}));

@@ -154,7 +154,7 @@ def harness_hash():
 
 
 def write_frame(fd, message):
-    body = _dumps(message, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    body = paired_surrogates(_dumps(message, separators=(",", ":"), allow_nan=False)).encode("utf-8")
     write_all(fd, len(body).to_bytes(4, "big") + body)
 
 
@@ -887,8 +887,13 @@ def send_message(sock, text, fds=()):
 
 
 def recv_message(sock, max_fds=4):
-    """(text, fds); text is "" when the peer is gone."""
-    data, ancdata, _flags, _addr = sock.recvmsg(256, socket.CMSG_SPACE(max_fds * 4))
+    """(text, fds); text is "" when the peer is gone. A peer that closed its end with
+    messages of ours unread in it (a zygote that stopped without reading M's last "E")
+    makes the kernel report ECONNRESET once, before the messages it had sent: read on."""
+    try:
+        data, ancdata, _flags, _addr = sock.recvmsg(256, socket.CMSG_SPACE(max_fds * 4))
+    except ConnectionResetError:
+        data, ancdata, _flags, _addr = sock.recvmsg(256, socket.CMSG_SPACE(max_fds * 4))
     fds = []
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -1772,11 +1777,15 @@ RUN_FRAME_PREFIX = b'{"type":"run",'
 class ZygoteLink:
     """M's side of one zygote: its pid and socket."""
 
-    __slots__ = ("pid", "sock")
+    __slots__ = ("pid", "sock", "ending", "gone")
 
     def __init__(self, pid, sock):
         self.pid = pid
         self.sock = sock
+        # It reported a run whose writes it could not make fresh: it stops after that
+        # report, and its end of the socket closing is then expected.
+        self.ending = False
+        self.gone = False
 
 
 class Monitor:
@@ -1808,6 +1817,10 @@ class Monitor:
     def handle_zygote_message(self, link):
         text, fds = recv_message(link.sock)
         if not text:
+            if link.ending:
+                # The worker retires with the report of that zygote's last run.
+                link.gone = True
+                return
             raise WorkerBroken("a zygote exited")
         if text.startswith("R "):
             if len(fds) != 4:
@@ -1832,6 +1845,7 @@ class Monitor:
                 "leftovers": int(parts[6]),
                 "reset": parts[7] == "1",
             }
+            link.ending = not info["reset"]
             key = (link.pid, serial)
             for failed in [r for r in self.ready if r.serial == serial and r.link is link]:
                 # A process that died waiting for its request: find out why.
@@ -1847,7 +1861,7 @@ class Monitor:
 
     def pump(self, timeout):
         """Handle the zygotes' messages for at most `timeout` seconds."""
-        ready, _, _ = select.select([z.sock for z in self.zygotes], [], [], max(timeout, 0))
+        ready, _, _ = select.select([z.sock for z in self.zygotes if not z.gone], [], [], max(timeout, 0))
         for sock in ready:
             self.handle_zygote_message(self.by_fd[sock.fileno()])
 
@@ -2021,7 +2035,10 @@ class Monitor:
             if ev & (select.POLLHUP | select.POLLERR):
                 raise HostGone()
         elif fd in self.by_fd:
-            self.handle_zygote_message(self.by_fd[fd])
+            link = self.by_fd[fd]
+            self.handle_zygote_message(link)
+            if link.gone:
+                poller.unregister(fd)
         elif fd == run.req_w:
             run.send_more()
             if not run.sending():
@@ -2159,7 +2176,11 @@ class Monitor:
                 report["signal"] = os.WTERMSIG(status)
             else:
                 report["exit_code"] = os.WEXITSTATUS(status)
-            report["timed_out"] = report["timed_out"] or exit_info["killed"]
+            # Killed for writing what no harness writes on its result pipe: that is not
+            # a timeout, whatever the kill looks like.
+            refused = frame.broken and not stale
+            report["timed_out"] = report["timed_out"] or (exit_info["killed"] and not refused)
+            report["frame_refused"] = refused
             report["leftover_processes"] = exit_info["leftovers"]
             report["retire"] = not exit_info["reset"]
         return bounded(report, out, err)
@@ -3181,14 +3202,14 @@ def json_safe(value, seen=None):
 
 def encode_report(report):
     try:
-        return _dumps(report, default=str, allow_nan=False).encode("utf-8")
+        return paired_surrogates(_dumps(report, default=str, allow_nan=False)).encode("utf-8")
     except ValueError as exc:
         if "Out of range float" in str(exc):
             try:
                 report["result"] = json_safe(report.get("result"))
                 if "value" in report:
                     report["value"] = json_safe(report["value"])
-                return _dumps(report, default=str, allow_nan=False).encode("utf-8")
+                return paired_surrogates(_dumps(report, default=str, allow_nan=False)).encode("utf-8")
             except (ValueError, TypeError, RecursionError) as exc2:
                 exc = exc2
         return unserializable(report, exc)
@@ -3198,6 +3219,36 @@ def encode_report(report):
         # TypeError and RecursionError from json; anything from a result object's own
         # __str__ (`default=str`), which is user code.
         return unserializable(report, exc)
+
+
+def paired_surrogates(text):
+    """`text` (JSON from `json.dumps`, which escapes every non-ASCII character) with each
+    unpaired UTF-16 surrogate in its strings replaced by U+FFFD. Python strings may hold
+    one (`'\\udcff'`, bytes decoded with `surrogateescape`) and json writes it as a lone
+    `\\udXXX` escape, which strict JSON readers refuse: the host would fail to read the
+    report, a client reading the result would fail after it. Text without a `\\ud` escape
+    (nearly every report) is returned as it is."""
+    if "\\ud" not in text:
+        return text
+    return _dumps(_without_lone_surrogates(_loads(text)), allow_nan=False)
+
+
+def _without_lone_surrogates(value):
+    if isinstance(value, str):
+        if value.isascii():
+            return value
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            # Through UTF-16, a high and low surrogate next to each other pair up; any
+            # other surrogate is one code unit the decoder replaces.
+            return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, list):
+        return [_without_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def unserializable(report, exc):
@@ -3212,7 +3263,7 @@ def unserializable(report, exc):
         "outcome": "exception",
         "error": "Result is not JSON-serializable: %s" % (why,),
     }
-    return _dumps(failed).encode("utf-8")
+    return paired_surrogates(_dumps(failed)).encode("utf-8")
 
 
 # ---------------------------------------------------------------------------------
@@ -3417,7 +3468,20 @@ def collect_files(scratch, ident, globs, budget, notes):
     finally:
         _os_close(root)
     if state["stopped"]:
-        notes.append("collect: stopped after %d entries or %d files" % (MAX_COLLECT_ENTRIES, MAX_FILES_OUT))
+        if len(found) >= MAX_FILES_OUT:
+            notes.append("collect: stopped at %d files, the most a run returns" % MAX_FILES_OUT)
+        else:
+            notes.append("collect: stopped after looking at %d entries, the most a run looks at" % MAX_COLLECT_ENTRIES)
+    cut = [f for f in found if f["truncated"]]
+    if cut:
+        notes.append(
+            "collect: %s cut to fit the %d bytes the collected files may hold together%s"
+            % (
+                cut[0]["path"] if len(cut) == 1 else "%s and %d more %s" % (cut[0]["path"], len(cut) - 1, "file" if len(cut) == 2 else "files"),
+                budget,
+                "" if len(cut) == 1 else " (see each file's `truncated`)",
+            )
+        )
     return found
 
 
@@ -3713,7 +3777,8 @@ _warmup_seconds = 0.0
 
 def run_warmup(code):
     """Run the operator's warm-up in M, in a namespace of its own, and put back what of
-    M's process state it may change: the working directory, the umask, signal handlers.
+    M's process state it may change: the working directory, the umask, signal handlers
+    (and the signal mask, in `preload_modules`).
     What it printed is dropped (flushed to M's null stdout, never into a run's pipe).
     Raises PreloadFailed naming its exception, or the threads it left running: every
     run's process is a fork of M, and a fork copies no thread (nor any lock one held)."""
@@ -3862,6 +3927,13 @@ def check_nothing_shared(before):
     )
     reopened = [reopenable(fd, target) for fd, target in opened]
     left = ["fd %d (%s)" % opened[i] for i, entry in enumerate(reopened) if entry is None]
+    # A descriptor M had that now names something else (dup2 over it) is a new one too,
+    # never reopened: it may have been M's own pipe to the host.
+    left += sorted(
+        "fd %d (%s, where M had %s)" % (fd, target, fds0[fd])
+        for fd, target in fds1.items()
+        if fd in fds0 and fds0[fd] != target and os.path.exists("/proc/self/fd/%d" % fd)
+    )
     left += sorted("a shared mapping of %s" % name for _, name in shared1 - shared0)
     left += sorted("process %s" % pid for pid in children1 - children0)
     if left:
@@ -3895,6 +3967,9 @@ def preload_modules(names, warmup=None):
     vm0, rss0, data0 = memory_status()
     before = shareable_state()
     saved = dict(os.environ)
+    # Every run's process inherits M's signal mask: a blocked SIGINT would keep a session's
+    # cell from being interrupted.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
     private = None
     if "MPLCONFIGDIR" not in os.environ:
         try:
@@ -3914,6 +3989,7 @@ def preload_modules(names, warmup=None):
             run_warmup(warmup)
         check_nothing_shared(before)
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.environ.clear()
         os.environ.update(saved)
         if private is not None:

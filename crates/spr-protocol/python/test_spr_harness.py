@@ -783,9 +783,17 @@ class AttachmentTests(unittest.TestCase):
             f.write(b"a" * 3000)
         with open(os.path.join(self.scratch, "b.bin"), "wb") as f:
             f.write(b"b" * 3000)
-        files, _ = self.collect(["*.bin"], budget=4000)
+        files, notes = self.collect(["*.bin"], budget=4000)
         self.assertEqual([(f["size"], f["truncated"]) for f in files], [(3000, False), (3000, True)])
         self.assertEqual(len(__import__("base64").b64decode(files[1]["content"])), 1000)
+        self.assertEqual(notes, ["collect: b.bin cut to fit the 4000 bytes the collected files may hold together"])
+        with open(os.path.join(self.scratch, "c.bin"), "wb") as f:
+            f.write(b"c" * 10)
+        _, notes = self.collect(["*.bin"], budget=4000)
+        self.assertEqual(
+            notes,
+            ["collect: b.bin and 1 more file cut to fit the 4000 bytes the collected files may hold together (see each file's `truncated`)"],
+        )
 
     def test_a_directory_of_many_names_is_not_walked_past_the_cap(self):
         os.mkdir(os.path.join(self.scratch, "many"))
@@ -798,7 +806,7 @@ class AttachmentTests(unittest.TestCase):
         finally:
             h.MAX_COLLECT_ENTRIES = saved
         self.assertLessEqual(len(files), 50)
-        self.assertIn("stopped after 50 entries", notes[-1])
+        self.assertIn("stopped after looking at 50 entries", notes[-1])
 
     def test_names_the_host_would_refuse_are_skipped_not_sent(self):
         for name in (b"latin-\xe9.txt", b"new\nline.txt", b"ok.txt"):
@@ -968,6 +976,42 @@ class FigureTests(unittest.TestCase):
 
 
 
+class ZygoteLinkTests(unittest.TestCase):
+    def test_a_zygote_gone_with_our_message_unread_is_gone_not_an_error(self):
+        m, z = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            h.send_message(m, "E 1")  # never read by the zygote
+            h.send_message(z, "X 2 1 0 0.0 0 0 0")
+            z.close()
+            # The kernel reports ECONNRESET first, then what the zygote had sent.
+            self.assertEqual(h.recv_message(m), ("X 2 1 0 0.0 0 0 0", []))
+            self.assertEqual(h.recv_message(m), ("", []))
+        finally:
+            m.close()
+
+    def test_the_end_of_a_zygote_that_said_it_stops_is_not_a_failure(self):
+        m, z = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        link = h.ZygoteLink(2, m)
+        monitor = h.Monitor.__new__(h.Monitor)
+        monitor.ready, monitor.exits, monitor.broken = [], {}, None
+        try:
+            h.send_message(z, "X 7 3 0 0.0 0 0 0")  # reset failed: the zygote stops
+            z.close()
+            monitor.handle_zygote_message(link)
+            self.assertTrue(link.ending)
+            self.assertIn((2, 3), monitor.exits)
+            monitor.handle_zygote_message(link)
+            self.assertTrue(link.gone)
+            # One that did not say so is a broken worker.
+            other = h.ZygoteLink(3, socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)[0])
+            other.sock.shutdown(socket.SHUT_RDWR)
+            with self.assertRaises(h.WorkerBroken):
+                monitor.handle_zygote_message(other)
+            other.sock.close()
+        finally:
+            m.close()
+
+
 class SessionTests(unittest.TestCase):
     def setUp(self):
         self.worker = Worker()
@@ -1027,6 +1071,24 @@ class SessionTests(unittest.TestCase):
         # The worker itself goes on: a new cell gets a new, empty session.
         r = self.worker.cell("'kept' in globals()")
         self.assertFalse(self.frame(r)["value"])
+
+    def test_a_cell_that_writes_on_its_result_pipe_loses_the_session_without_a_timeout(self):
+        code = (
+            "import os, stat, fcntl\n"
+            "for fd in range(3, 256):\n"
+            "    try:\n"
+            "        st = os.fstat(fd)\n"
+            "    except OSError:\n"
+            "        continue\n"
+            "    if stat.S_ISFIFO(st.st_mode) and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:\n"
+            "        os.write(fd, b'\\x00\\x00\\x00\\x10junkjunkjunkjunk')\n"
+            "import time\ntime.sleep(3)\n"
+        )
+        r = self.worker.cell(code, policy=permissive(timeout_seconds=5))
+        self.assertTrue(r["session_lost"], r)
+        self.assertTrue(r["frame_refused"], r)
+        self.assertFalse(r["timed_out"], r)
+        self.assertLess(r["duration_ms"], 2500, r)
 
     def test_a_session_process_that_exits_is_lost(self):
         r = self.worker.cell("import os\nos._exit(3)", policy=permissive())
@@ -1534,14 +1596,23 @@ class MemoryLayoutTests(unittest.TestCase):
     def test_what_the_warm_up_printed_never_reaches_a_run(self):
         w = Worker(
             "--plan",
-            json.dumps({"warmup": "import sys, os\nprint('warm-up says hi')\nsys.stderr.write('and here')\nos.chdir('/')\nos.umask(0)"}),
+            json.dumps({
+                "warmup": "import sys, os, signal\nprint('warm-up says hi')\nsys.stderr.write('and here')\n"
+                "os.chdir('/')\nos.umask(0)\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})"
+            }),
         )
         try:
-            r = w.run("import os\nm = os.umask(0o22)\nresult = [os.getcwd() != '/', m]", policy=permissive())
+            r = w.run(
+                "import os, signal\nm = os.umask(0o22)\n"
+                "result = [os.getcwd() != '/', m, sorted(signal.pthread_sigmask(signal.SIG_BLOCK, ()))]",
+                policy=permissive(),
+            )
             self.assertNotIn("warm-up says hi", r["stdout"])
             self.assertNotIn("and here", r["stderr"])
-            self.assertEqual(json.loads(r["child_frame"])["result"][0], True, r)
-            self.assertNotEqual(json.loads(r["child_frame"])["result"][1], 0, r)
+            got = json.loads(r["child_frame"])["result"]
+            self.assertEqual(got[0], True, r)
+            self.assertNotEqual(got[1], 0, r)
+            self.assertEqual(got[2], [], r)
         finally:
             w.close()
 

@@ -262,6 +262,8 @@ pub enum PathProblem {
     Control,
     #[error("the path is longer than {MAX_PATH_BYTES} bytes")]
     TooLong,
+    #[error("the glob is longer than {MAX_GLOB_BYTES} bytes")]
+    GlobTooLong,
     #[error("a segment is longer than {MAX_SEGMENT_BYTES} bytes")]
     SegmentTooLong,
     #[error("the path is deeper than {MAX_PATH_DEPTH} segments")]
@@ -295,7 +297,10 @@ fn check_path(path: &str, glob: bool) -> Result<(), PathProblem> {
     if path.contains('\\') {
         return Err(PathProblem::Backslash);
     }
-    if path.len() > if glob { MAX_GLOB_BYTES } else { MAX_PATH_BYTES } {
+    if glob && path.len() > MAX_GLOB_BYTES {
+        return Err(PathProblem::GlobTooLong);
+    }
+    if path.len() > MAX_PATH_BYTES {
         return Err(PathProblem::TooLong);
     }
     let segments: Vec<&str> = path.split('/').collect();

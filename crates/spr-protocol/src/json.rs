@@ -138,6 +138,21 @@ impl Json {
         deepest
     }
 
+    /// The same value when a strict reader can read it back, else its lossy
+    /// [`Json::to_value`]. Text from outside (a worker's report) may hold a lone surrogate
+    /// escape (`"\udcff"`): valid JSON syntax that serde_json, and so every Rust client,
+    /// refuses to read. Text without a `\ud` escape is returned as it is, unparsed.
+    pub fn readable(self) -> Json {
+        let bytes = self.get().as_bytes();
+        let suspect = bytes
+            .windows(3)
+            .any(|w| w[0] == b'\\' && w[1] == b'u' && matches!(w[2], b'd' | b'D'));
+        if !suspect || serde_json::from_str::<serde_json::Value>(self.get()).is_ok() {
+            return self;
+        }
+        Json::from_value(&self.to_value())
+    }
+
     /// The same value without insignificant whitespace; numbers and strings keep their
     /// exact text.
     pub fn compact(&self) -> Json {
@@ -559,6 +574,22 @@ mod tests {
         assert_eq!(v.nesting_depth(), 2);
         assert_eq!(j(r#""[[[""#).nesting_depth(), 0);
         assert_eq!(j("3").compact().get(), "3");
+    }
+
+    #[test]
+    fn readable_replaces_lone_surrogates_and_keeps_everything_else() {
+        assert_eq!(
+            j(r#"["\udcff", "a\ud800"]"#).readable().get(),
+            "[\"\u{fffd}\",\"a\u{fffd}\"]"
+        );
+        for text in [
+            r#""\ud83d\ude00""#,
+            r#""back\\ud800slash""#,
+            "10000000000000000000000",
+            r#"{"a": 1}"#,
+        ] {
+            assert_eq!(j(text).readable().get(), text);
+        }
     }
 
     #[test]

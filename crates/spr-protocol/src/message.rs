@@ -198,6 +198,10 @@ pub struct RunReport {
     /// The session's process ended during the cell: the session's state is gone.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub session_lost: bool,
+    /// The session's process was killed for writing on its result pipe what the harness
+    /// never writes (user code writing on the pipe itself).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frame_refused: bool,
 }
 
 /// How user code ended, as the child's harness saw it.

@@ -412,7 +412,9 @@ pub fn tool_result(result: &RunnerResult, policy: &RunnerPolicy) -> CallToolResu
     } else {
         CallToolResult::error(text)
     };
-    out.structured_content = Some(serde_json::to_value(result).expect("results serialize"));
+    // A result's raw JSON is made readable when it is built (`Json::readable`); were it
+    // still not, the call is answered with the text alone rather than not at all.
+    out.structured_content = serde_json::to_value(result).ok();
     out
 }
 

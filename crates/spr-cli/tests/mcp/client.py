@@ -107,6 +107,12 @@ async def run_checks(client: Client, max_timeout: int) -> None:
     check(structured.get("exit_code") == 124, "a timeout exits 124", structured)
     check(time.monotonic() - started < 15, "the run stopped long before its sleep ended", time.monotonic() - started)
 
+    # A string with a lone surrogate (bytes decoded with surrogateescape) is answered,
+    # with U+FFFD in its place: JSON readers refuse a lone surrogate escape.
+    result = await call(client, {"code": "result = ['\\udcff', b'a\\xffb'.decode('utf-8', 'surrogateescape')]"})
+    structured = result.structured_content or {}
+    check(structured.get("result") == ["\ufffd", "a\ufffdb"], "a lone surrogate comes back as U+FFFD", structured)
+
     # An exception comes back as text a model can read.
     result = await call(client, {"code": "x = 1 / 0"})
     check(result.is_error is True and "ZeroDivisionError" in text_of(result), "the exception is in the text", text_of(result))

@@ -74,8 +74,9 @@ fn every_bad_path_is_refused_naming_index_path_and_problem() {
 #[test]
 fn every_bad_glob_is_refused_naming_index_glob_and_problem() {
     let mut lines = Vec::new();
+    let long = "*".repeat(1025);
     for glob in [
-        "", "/abs/*", "../*", "out/../x", "./x", "a//b", "a**", "**b/x", "x[ab", "c:\\x",
+        "", "/abs/*", "../*", "out/../x", "./x", "a//b", "a**", "**b/x", "x[ab", "c:\\x", &long,
     ] {
         let a = Attachments {
             files: Vec::new(),

@@ -136,7 +136,7 @@ pub fn assemble_result(report: &RunReport, policy: &RunnerPolicy) -> RunnerResul
             Ok(Some(c)) if alive_cell && !report.timed_out => c
                 .value
                 .as_ref()
-                .map(Json::compact)
+                .map(|v| v.compact().readable())
                 .unwrap_or_else(Json::null),
             _ => Json::null(),
         });
@@ -163,6 +163,15 @@ pub fn assemble_result(report: &RunReport, policy: &RunnerPolicy) -> RunnerResul
     if alive_cell {
         return cell_result(out, report, child, policy);
     }
+    if report.cell && report.frame_refused {
+        out.exit_code = 1;
+        out.error = Some(
+            "The session's process wrote on its result pipe what spr never writes there: \
+             the session was killed and its state is lost"
+                .into(),
+        );
+        return out;
+    }
     if let Some(signal) = report.signal {
         out.exit_code = -signal;
         let memory = matches!(&child, Ok(Some(c)) if c.outcome == ChildOutcome::MemoryError);
@@ -185,6 +194,11 @@ pub fn assemble_result(report: &RunReport, policy: &RunnerPolicy) -> RunnerResul
         out.exit_code = 1;
     }
     if report.child_frame_overflow {
+        // The code ran, but spr refused what it returned: a failure of the run's own,
+        // whatever status its process ended with.
+        if out.exit_code == 0 {
+            out.exit_code = 1;
+        }
         out.error = Some(format!(
             "The result is larger than the {} MiB limit",
             MAX_RESULT_BYTES >> 20
@@ -210,7 +224,7 @@ pub fn assemble_result(report: &RunReport, policy: &RunnerPolicy) -> RunnerResul
                 out.ok = true;
                 // The harness writes `json.dumps` separators (", "); compact text keeps
                 // results as terse as `Value` printed them, with every digit intact.
-                out.result = child.result.compact();
+                out.result = child.result.compact().readable();
             } else {
                 out.error = Some(format!(
                     "Process exited with code {code} after reporting success"
@@ -218,7 +232,7 @@ pub fn assemble_result(report: &RunReport, policy: &RunnerPolicy) -> RunnerResul
             }
         }
         ChildOutcome::Exit => {
-            out.result = child.result.compact();
+            out.result = child.result.compact().readable();
             out.ok = code == 0 && child.exit_status == Some(0);
             if !out.ok {
                 out.error = Some(child.error.unwrap_or_else(|| format!("SystemExit: {code}")));
@@ -264,7 +278,7 @@ fn cell_result(
             return out;
         }
     };
-    out.result = child.result.compact();
+    out.result = child.result.compact().readable();
     match child.outcome {
         ChildOutcome::Completed => {
             out.ok = true;

@@ -232,3 +232,48 @@ fn a_result_without_files_keeps_the_original_keys() {
         "{json}"
     );
 }
+
+#[test]
+fn a_result_too_large_to_carry_is_a_failure_of_the_run() {
+    let mut big = report(Some(0), None);
+    big.child_frame_overflow = true;
+    let r = assemble_result(&big, &RunnerPolicy::default());
+    assert!(!r.ok);
+    assert_eq!(r.exit_code, 1);
+    assert_eq!(
+        r.error.as_deref(),
+        Some("The result is larger than the 16 MiB limit")
+    );
+    // A status of its own is kept.
+    let mut big = report(Some(3), None);
+    big.child_frame_overflow = true;
+    assert_eq!(assemble_result(&big, &RunnerPolicy::default()).exit_code, 3);
+}
+
+#[test]
+fn a_result_with_a_lone_surrogate_escape_is_made_readable() {
+    let frame = r#"{"outcome": "completed", "result": ["\udcff", "\ud83d\ude00"]}"#;
+    let r = assemble_result(&report(Some(0), Some(frame)), &RunnerPolicy::default());
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.result.get(), "[\"\u{fffd}\",\"\u{1f600}\"]");
+    assert!(serde_json::to_value(&r).is_ok());
+}
+
+#[test]
+fn a_session_killed_for_writing_on_its_result_pipe_is_not_a_timeout() {
+    let mut lost = report(None, None);
+    lost.cell = true;
+    lost.signal = Some(9);
+    lost.session_lost = true;
+    lost.frame_refused = true;
+    let r = assemble_result(&lost, &RunnerPolicy::default());
+    assert!(!r.ok && !r.timed_out && r.session_lost, "{r:?}");
+    assert_eq!(r.exit_code, 1);
+    assert!(
+        r.error
+            .as_deref()
+            .unwrap()
+            .contains("wrote on its result pipe"),
+        "{r:?}"
+    );
+}

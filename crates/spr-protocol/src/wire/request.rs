@@ -124,6 +124,8 @@ pub enum RequestErrorKind {
     NotUtf8(#[source] std::str::Utf8Error),
     #[error("not valid JSON: {0}")]
     NotJson(#[source] serde_json::Error),
+    #[error("not valid JSON: a string holds an unpaired UTF-16 surrogate escape (\\ud800 to \\udfff without its pair) at line {line} column {column}; strings must be valid Unicode")]
+    LoneSurrogate { line: usize, column: usize },
     #[error("a request must be a JSON object, got {}", .0.describe())]
     NotObject(JsonKind),
     #[error("unknown key \"{}\" (expected {})", super::loggable(.key), .expected.join(", "))]
@@ -187,9 +189,19 @@ fn wrong(key: &'static str, expected: &'static str, got: &Value) -> RequestError
 
 /// The request's members, read in one pass (the text must outlive them).
 fn read_raw(text: &str) -> Result<RawRequest<'_>, RequestError> {
+    let parsed: RawLine = serde_json::from_str(text).map_err(|e| {
+        // serde_json calls every unpaired surrogate escape a "leading" one.
+        let kind = if e.to_string().contains("surrogate") {
+            RequestErrorKind::LoneSurrogate {
+                line: e.line(),
+                column: e.column(),
+            }
+        } else {
+            RequestErrorKind::NotJson(e)
+        };
+        fail(&salvaged_id(text), kind)
+    })?;
     let null = Json::null();
-    let parsed: RawLine =
-        serde_json::from_str(text).map_err(|e| fail(&null, RequestErrorKind::NotJson(e)))?;
     match parsed {
         RawLine::Object(raw) => Ok(raw),
         RawLine::Other(kind) => Err(fail(&null, RequestErrorKind::NotObject(kind))),
@@ -486,6 +498,37 @@ struct RawRequest<'a> {
     /// Every key the request has, sorted, so the first one refused is the same whatever
     /// the order of the request. Which are allowed depends on the door and the op.
     keys: BTreeSet<String>,
+}
+
+/// The `"id"` of a line that is not valid JSON as a whole, when it comes before the first
+/// error (a client sends it first, as a rule): so that the refusal still reaches the
+/// caller waiting on that id. Null when it cannot be read.
+fn salvaged_id(text: &str) -> Json {
+    struct IdSeeker<'a, 'de>(&'a mut Option<&'de RawValue>);
+
+    impl<'de> Visitor<'de> for IdSeeker<'_, 'de> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == "id" {
+                    *self.0 = Some(map.next_value()?);
+                } else {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    let mut id = None;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let _ = de::Deserializer::deserialize_map(&mut de, IdSeeker(&mut id));
+    id.map(Json::from).unwrap_or_default()
 }
 
 impl<'de> Deserialize<'de> for RawLine<'de> {

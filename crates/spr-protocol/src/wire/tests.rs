@@ -63,6 +63,11 @@ fn every_bad_request_is_named() {
         (Door::Stdio, r#"{"code": "x", "input_data": [1]}"#),
         (Door::Stdio, r#"{"id": 1, "code": "x"} x"#),
         (Door::Stdio, r#"{"id": 1, "code": "x""#),
+        (
+            Door::Stdio,
+            r#"{"id": "b", "code": "x", "files": [{"path": "\udc00", "content": "x"}]}"#,
+        ),
+        (Door::Stdio, r#"{"code": "x\ud800", "id": 7}"#),
         (Door::Stdio, deep.as_str()),
     ] {
         let err = refuse(text, door);
