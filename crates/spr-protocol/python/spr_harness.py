@@ -42,6 +42,7 @@ import io
 import json
 import linecache
 import os
+import re
 import select
 import signal
 import socket
@@ -3228,9 +3229,14 @@ def paired_surrogates(text):
     `\\udXXX` escape, which strict JSON readers refuse: the host would fail to read the
     report, a client reading the result would fail after it. Text without a `\\ud` escape
     (nearly every report) is returned as it is."""
-    if "\\ud" not in text:
+    if "\\ud" not in text or not any(len(m.group()) == 6 for m in _SURROGATE_ESCAPES.finditer(text)):
         return text
     return _dumps(_without_lone_surrogates(_loads(text)), allow_nan=False)
+
+
+# In json.dumps text: an escaped backslash (so that the scan stays aligned on escapes),
+# a surrogate pair, or a surrogate escape alone (the only 6-character match).
+_SURROGATE_ESCAPES = re.compile(r"\\\\|\\ud[89ab][0-9a-f]{2}\\ud[c-f][0-9a-f]{2}|\\ud[89a-f][0-9a-f]{2}")
 
 
 def _without_lone_surrogates(value):

@@ -294,6 +294,20 @@ class CaptureAndReportTests(unittest.TestCase):
         c.feed(b"abc")
         self.assertEqual((c.text(), c.truncated), ("abc", False))
 
+    def test_unpaired_surrogates_are_replaced_and_everything_else_left_as_it_is(self):
+        data = h.encode_report({"outcome": "completed", "result": {"\udc80": ["\udcff", "a\ud800", "😀", "back\\ud800"]}})
+        self.assertEqual(
+            json.loads(data)["result"], {"\ufffd": ["\ufffd", "a\ufffd", "😀", "back\\ud800"]}
+        )
+        # Strict: every string it holds is valid Unicode (this raises on a lone surrogate).
+        json.dumps(json.loads(data), ensure_ascii=False).encode("utf-8")
+        # Text with pairs or escaped backslashes only is not re-encoded at all.
+        for text in ('"\\ud83d\\ude00"', '"back\\\\ud800"', "[1, 2]"):
+            self.assertIs(h.paired_surrogates(text), text)
+        # Deep nesting without a lone surrogate is not walked.
+        deep = "[" * 5000 + '"\\ud83d\\ude00"' + "]" * 5000
+        self.assertIs(h.paired_surrogates(deep), deep)
+
     def test_an_exception_whose_str_raises_is_still_described(self):
         class Hostile(Exception):
             def __str__(self):
