@@ -1682,6 +1682,15 @@ class MemoryLayoutTests(unittest.TestCase):
         finally:
             w.close()
 
+    def test_more_files_left_open_than_runs_reopen_stop_the_worker(self):
+        warmup = "import colorsys\ncolorsys.keep = [open(%r, 'rb') for _ in range(65)]" % h.__file__
+        w = Worker("--plan", json.dumps({"warmup": warmup}))
+        try:
+            self.assertEqual(w.hello["type"], "fatal", w.hello)
+            self.assertIn("65 files open for reading (each run reopens at most 64)", w.hello["message"])
+        finally:
+            self.assertNotEqual(w.close(), 0)
+
     def test_only_a_read_only_regular_file_is_reopened(self):
         d = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, d)
