@@ -1862,9 +1862,13 @@ class Monitor:
 
     def pump(self, timeout):
         """Handle the zygotes' messages for at most `timeout` seconds."""
-        ready, _, _ = select.select([z.sock for z in self.zygotes if not z.gone], [], [], max(timeout, 0))
-        for sock in ready:
-            self.handle_zygote_message(self.by_fd[sock.fileno()])
+        # poll, not select: a descriptor number past 1023 is not an error for it.
+        poller = select.poll()
+        for z in self.zygotes:
+            if not z.gone:
+                poller.register(z.sock.fileno(), select.POLLIN)
+        for fd, _ev in poller.poll(max(timeout, 0) * 1000.0):
+            self.handle_zygote_message(self.by_fd[fd])
 
     def wait_ready(self):
         """The next run's process, once a zygote has handed one over."""
@@ -3845,8 +3849,8 @@ def thread_count():
 
 def shareable_state():
     """What of M every run's process would share rather than copy: its open files (a file
-    offset is shared by every process that inherited it), its shared writable mappings,
-    its child processes."""
+    offset is shared by every process that inherited it), its shared mappings that are or
+    may become writable, its child processes."""
     fds = {}
     try:
         names = os.listdir("/proc/self/fd")
@@ -3859,12 +3863,20 @@ def shareable_state():
             pass
     shared = set()
     try:
-        with open("/proc/self/maps", "rb") as f:
+        with open("/proc/self/smaps", "rb") as f:
+            vma = None
             for line in f:
-                fields = line.split()
-                if len(fields) >= 5 and fields[1][1:2] == b"w" and fields[1][3:4] == b"s":
+                if line.startswith(b"VmFlags:"):
+                    # A shared mapping that is, or may be made (mprotect), writable: "mw"
+                    # is only missing where the file was opened read-only.
+                    flags = line.split()[1:]
+                    if vma is not None and b"sh" in flags and b"mw" in flags:
+                        shared.add(vma)
+                    vma = None
+                elif b"-" in line.split(b" ", 1)[0] and not line.split(b" ", 1)[0].endswith(b":"):
+                    fields = line.split()
                     name = fields[5] if len(fields) > 5 else fields[0]
-                    shared.add((fields[0], name.decode("utf-8", "replace")))
+                    vma = (fields[0], name.decode("utf-8", "replace"))
     except OSError:
         pass
     # M's main thread's children: a thread left running fails the warm-up on its own.

@@ -1634,6 +1634,11 @@ class MemoryLayoutTests(unittest.TestCase):
         for code, want in (
             ("import tempfile\nkeep = tempfile.TemporaryFile()\nimport colorsys\ncolorsys.keep = keep", "left fd "),
             ("import mmap, colorsys\ncolorsys.keep = mmap.mmap(-1, 4096)", "left a shared mapping of "),
+            # Read-only now, but a run could mprotect it writable.
+            (
+                "import mmap, colorsys\ncolorsys.keep = mmap.mmap(-1, 4096, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)",
+                "left a shared mapping of ",
+            ),
             ("import subprocess, colorsys\ncolorsys.keep = subprocess.Popen(['sleep', '30'])", "left process "),
             (
                 "import threading, time\nthreading.Thread(target=time.sleep, args=(30,), daemon=True).start()",

@@ -143,14 +143,11 @@ impl Json {
     /// escape (`"\udcff"`): valid JSON syntax that serde_json, and so every Rust client,
     /// refuses to read. Text without a `\ud` escape is returned as it is, unparsed.
     pub fn readable(self) -> Json {
-        let bytes = self.get().as_bytes();
-        let suspect = bytes
-            .windows(3)
-            .any(|w| w[0] == b'\\' && w[1] == b'u' && matches!(w[2], b'd' | b'D'));
-        if !suspect || serde_json::from_str::<serde_json::Value>(self.get()).is_ok() {
-            return self;
+        if has_lone_surrogate_escape(self.get()) {
+            Json::from_value(&self.to_value())
+        } else {
+            self
         }
-        Json::from_value(&self.to_value())
     }
 
     /// The same value without insignificant whitespace; numbers and strings keep their
@@ -330,6 +327,41 @@ fn same_value(a: &RawValue, b: &RawValue, depth: usize) -> bool {
             _ => false,
         },
     }
+}
+
+/// Whether JSON text holds a `\uXXXX` escape of a UTF-16 surrogate that is not half of
+/// a pair. Escaped backslashes are skipped, so `"\\ud800"` (a backslash, then text) is
+/// not one.
+fn has_lone_surrogate_escape(text: &str) -> bool {
+    fn unit(b: &[u8]) -> Option<u16> {
+        let hex = std::str::from_utf8(b.get(..4)?).ok()?;
+        u16::from_str_radix(hex, 16).ok()
+    }
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if b.get(i + 1) != Some(&b'u') {
+            i += 2;
+            continue;
+        }
+        match b.get(i + 2..).and_then(unit) {
+            Some(0xD800..=0xDBFF) => {
+                let paired = b.get(i + 6..i + 8) == Some(b"\\u".as_slice())
+                    && matches!(b.get(i + 8..).and_then(unit), Some(0xDC00..=0xDFFF));
+                if !paired {
+                    return true;
+                }
+                i += 12;
+            }
+            Some(0xDC00..=0xDFFF) => return true,
+            _ => i += 6,
+        }
+    }
+    false
 }
 
 /// [`Json::to_value`] for text that `Value` cannot parse whole.
@@ -590,6 +622,17 @@ mod tests {
         ] {
             assert_eq!(j(text).readable().get(), text);
         }
+        // Pairs alone are never re-parsed: deep nesting and big integers stay exact.
+        let deep = format!(
+            "{}[10000000000000000000000, \"\\ud83d\\ude00\"]{}",
+            "[".repeat(300),
+            "]".repeat(300)
+        );
+        assert_eq!(j(&deep).readable().get(), deep);
+        assert_eq!(
+            j(r#""\uDBFF\uDFFF x \ud800""#).readable().get(),
+            "\"\u{10ffff} x \u{fffd}\""
+        );
     }
 
     #[test]

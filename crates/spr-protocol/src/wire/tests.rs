@@ -68,6 +68,8 @@ fn every_bad_request_is_named() {
             r#"{"id": "b", "code": "x", "files": [{"path": "\udc00", "content": "x"}]}"#,
         ),
         (Door::Stdio, r#"{"code": "x\ud800", "id": 7}"#),
+        (Door::Stdio, r#"{"id": "\ud800", bad}"#),
+        (Door::Stdio, r#"{"id": 1e999, bad}"#),
         (Door::Stdio, deep.as_str()),
     ] {
         let err = refuse(text, door);
