@@ -155,7 +155,7 @@ def harness_hash():
 
 
 def write_frame(fd, message):
-    body = paired_surrogates(_dumps(message, separators=(",", ":"), allow_nan=False)).encode("utf-8")
+    body = _dumps(message, separators=(",", ":"), allow_nan=False).encode("utf-8")
     write_all(fd, len(body).to_bytes(4, "big") + body)
 
 
@@ -3231,8 +3231,10 @@ def paired_surrogates(text):
     unpaired UTF-16 surrogate in its strings replaced by U+FFFD. Python strings may hold
     one (`'\\udcff'`, bytes decoded with `surrogateescape`) and json writes it as a lone
     `\\udXXX` escape, which strict JSON readers refuse: the host would fail to read the
-    report, a client reading the result would fail after it. Text without a `\\ud` escape
-    (nearly every report) is returned as it is."""
+    report, a client reading the result would fail after it. Text without an unpaired
+    one (nearly every report, pairs and escaped backslashes included) is returned as it
+    is. Applied where the run's process encodes its report, the one place user values
+    become JSON; M's frames carry that text inside strings, and the host checks it again."""
     if "\\ud" not in text or not any(len(m.group()) == 6 for m in _SURROGATE_ESCAPES.finditer(text)):
         return text
     return _dumps(_without_lone_surrogates(_loads(text)), allow_nan=False)
@@ -3873,7 +3875,7 @@ def shareable_state():
                     if vma is not None and b"sh" in flags and b"mw" in flags:
                         shared.add(vma)
                     vma = None
-                elif b"-" in line.split(b" ", 1)[0] and not line.split(b" ", 1)[0].endswith(b":"):
+                elif not line.split(b" ", 1)[0].endswith(b":"):  # a mapping's own line
                     fields = line.split()
                     name = fields[5] if len(fields) > 5 else fields[0]
                     vma = (fields[0], name.decode("utf-8", "replace"))

@@ -990,6 +990,18 @@ class FigureTests(unittest.TestCase):
 
 
 
+def write_on_every_fd(payload):
+    """Cell code that writes `payload` (a Python expression) on every descriptor past
+    stderr it can write to: the result pipe among them."""
+    return (
+        "for fd in range(3, 64):\n"
+        "    try:\n"
+        "        os.write(fd, %s)\n"
+        "    except OSError:\n"
+        "        pass\n" % payload
+    )
+
+
 class ZygoteLinkTests(unittest.TestCase):
     def test_a_zygote_gone_with_our_message_unread_is_gone_not_an_error(self):
         m, z = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -1087,17 +1099,7 @@ class SessionTests(unittest.TestCase):
         self.assertFalse(self.frame(r)["value"])
 
     def test_a_cell_that_writes_on_its_result_pipe_loses_the_session_without_a_timeout(self):
-        code = (
-            "import os, stat, fcntl\n"
-            "for fd in range(3, 256):\n"
-            "    try:\n"
-            "        st = os.fstat(fd)\n"
-            "    except OSError:\n"
-            "        continue\n"
-            "    if stat.S_ISFIFO(st.st_mode) and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:\n"
-            "        os.write(fd, b'\\x00\\x00\\x00\\x10junkjunkjunkjunk')\n"
-            "import time\ntime.sleep(3)\n"
-        )
+        code = "import os, time\n" + write_on_every_fd("b'\\x00\\x00\\x00\\x10junkjunkjunkjunk'") + "time.sleep(3)\n"
         r = self.worker.cell(code, policy=permissive(timeout_seconds=5))
         self.assertTrue(r["session_lost"], r)
         self.assertTrue(r["frame_refused"], r)
@@ -1143,12 +1145,8 @@ class SessionTests(unittest.TestCase):
             "import os, json, time\n"
             "fake = json.dumps({'outcome': 'completed', 'result': 'FORGED', 'value': 'FORGED'}).encode()\n"
             "frame = len(fake).to_bytes(4, 'big') + fake\n"
-            "for fd in range(3, 64):\n"
-            "    try:\n"
-            "        os.write(fd, frame)\n"
-            "    except OSError:\n"
-            "        pass\n"
-            "while True:\n"
+            + write_on_every_fd("frame")
+            + "while True:\n"
             "    time.sleep(0.01)\n"
         )
         r = self.worker.cell(forge, policy=permissive(timeout_seconds=1))
