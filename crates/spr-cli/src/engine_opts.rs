@@ -362,20 +362,20 @@ pub fn default_venv_dir() -> Option<PathBuf> {
 }
 
 /// Start the engine's warm workers now, so the first requests do not pay for them. A
-/// failure is not fatal: each run reports it in its own result.
-pub async fn warm_up(engine: &dyn Engine) {
-    if let Err(e) = engine.warm_up().await {
-        let mut text = e.to_string();
-        let mut next = std::error::Error::source(&e);
-        while let Some(cause) = next {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            next = cause.source();
-        }
-        crate::output::stderr(&format!(
-            "spr: warning: could not warm up workers: {text}\n"
-        ));
+/// failure that may pass is a warning (each run reports it in its own result); one of the
+/// operator's `--preload` or `--warmup`, which every worker would repeat, is the error.
+pub async fn warm_up(engine: &dyn Engine) -> Result<(), CliError> {
+    let Err(e) = engine.warm_up().await else {
+        return Ok(());
+    };
+    if e.is_preload_failure() {
+        return Err(CliError::infrastructure("the --preload or --warmup failed").caused_by(e));
     }
+    crate::output::stderr(&format!(
+        "spr: warning: could not warm up workers: {}\n",
+        spr_protocol::message_with_causes(&e)
+    ));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! `--preload MOD`: the flag reaches the engine (`spr run` with the pinned data stack),
 //! a bad name is a usage-time engine error, and the Docker-only and local-only checks
 //! leave it alone (it applies to both engines). `--warmup CODE` runs once in the worker
-//! after the preload: runs see what it left, and a failing one is named.
+//! after the preload: runs see what it left, and a failing one is named (a server whose
+//! workers fail in it stops with that error).
 
 mod common;
 
-use common::{code, render, run, spr, stdout};
+use common::{code, render, run, run_within_holding_stdin, spr, stdout};
 use std::path::PathBuf;
 
 /// The pinned data stack (`.ci/datastack-setup.sh`), a failure under CI when missing.
@@ -165,4 +166,63 @@ fn run_with_a_warm_up_sees_what_it_left_and_a_failing_one_is_named() {
         assert!(err.contains(says), "{door:?}: {err}");
         assert!(out.stdout.is_empty(), "{door:?}: nothing was served");
     }
+}
+
+#[test]
+fn a_server_whose_warm_up_or_preload_fails_in_the_worker_stops_naming_it() {
+    let Some(venv) = datastack() else { return };
+    for (door, bad, says) in [
+        (
+            &["serve", "--stdio"][..],
+            &["--warmup", "1 +"][..],
+            "the warm-up failed: SyntaxError: invalid syntax",
+        ),
+        (
+            &["serve", "--http", "127.0.0.1:0"][..],
+            &["--preload", "spr_no_such_module"][..],
+            "could not preload module 'spr_no_such_module'",
+        ),
+        (
+            &["mcp"][..],
+            &["--warmup", "raise RuntimeError('spr warm-up')"][..],
+            "the warm-up failed: RuntimeError: spr warm-up",
+        ),
+        (
+            &["mcp", "--http", "127.0.0.1:0"][..],
+            &["--preload", "spr_no_such_module"][..],
+            "No module named 'spr_no_such_module'",
+        ),
+    ] {
+        let out = run_within_holding_stdin(
+            spr().args(door).arg("--venv-dir").arg(&venv).args(bad),
+            std::time::Duration::from_secs(60),
+        );
+        assert_eq!(code(&out), 125, "{door:?} {bad:?}: {}", render(&out, &[]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("error: the server stopped: the --preload or --warmup failed"),
+            "{door:?}: {err}"
+        );
+        assert!(err.contains(says), "{door:?}: {err}");
+    }
+
+    // A request that was waiting for the engine is answered with the failure first.
+    let out = run(
+        spr()
+            .args(["serve", "--stdio", "--venv-dir"])
+            .arg(&venv)
+            .args(["--warmup", "1 +"]),
+        Some(b"{\"id\": 7, \"code\": \"result = 1\"}\n"),
+    );
+    assert_eq!(code(&out), 125, "{}", render(&out, &[]));
+    let answer: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(answer["id"], 7, "{answer}");
+    assert_eq!(answer["exit_code"], 125, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("the warm-up failed"),
+        "{answer}"
+    );
 }

@@ -46,6 +46,18 @@ pub enum WarmUpError {
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl WarmUpError {
+    /// Whether the engine's workers failed in the operator's `preload` or `warmup`: no
+    /// worker started with these options can serve, so a server should not start.
+    pub fn is_preload_failure(&self) -> bool {
+        match self {
+            #[cfg(feature = "local")]
+            WarmUpError::Workers(e) => e.is_preload_failure(),
+            _ => false,
+        }
+    }
+}
+
 /// An open session of an engine: one sandboxed interpreter whose globals, imports and
 /// files persist from one run to the next. Dropping it ends it.
 pub trait EngineSession: Send + Sync {

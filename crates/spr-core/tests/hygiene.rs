@@ -1,4 +1,4 @@
-//! Host hygiene of the local engine: descriptors the starting process left open reach no worker or run, every process of a run dies within a second of its host (SIGKILL included), the engine's directory is fresh, private and never adopted, a dead engine's directory is removed by the next, socket families a policy does not need are refused, a worker start that fails is an error and never a weaker sandbox, and the receipt is honest about the user mapping.
+//! Host hygiene of the local engine: descriptors the starting process left open reach no worker or run, every process of a run dies within a second of its host (SIGKILL included), the engine's directory is fresh, private and never adopted, a dead engine's directory is removed by the next, socket families a policy does not need are refused, a worker start that fails is an error and never a weaker sandbox, the receipt is honest about the user mapping, and files a root run made immutable are wiped all the same.
 //!
 //! Tests that need a second process (an engine holder to SIGKILL, a process started
 //! with an inherited descriptor) re-run this test binary with `SPR_HYGIENE_ROLE` set:
@@ -779,6 +779,62 @@ for name, family in families.items():
             out[name] = e.errno
 result = out
 "#;
+
+/// Root without the sandbox keeps CAP_LINUX_IMMUTABLE: a run can make its files
+/// immutable or append-only. The scrub clears the flags, so the next run finds its
+/// scratch empty and nothing is left on the host once the engine stops.
+#[tokio::test]
+async fn files_a_root_run_without_the_sandbox_made_immutable_are_wiped_all_the_same() {
+    if !is_root() {
+        eprintln!("skipped: only root (CAP_LINUX_IMMUTABLE) can make a file immutable");
+        return;
+    }
+    let parent = test_dir("immutable");
+    let mut cfg = config(1, SandboxMode::Off);
+    cfg.scratch_dir = Some(parent.clone());
+    let engine = LocalEngine::new(cfg).unwrap();
+    let freeze = r#"
+import fcntl, os, struct
+def flag(path, value):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.ioctl(fd, 0x40086602, struct.pack("i", value) + bytes(4))
+    finally:
+        os.close(fd)
+open("frozen", "w").write("left for the next run")
+os.mkdir("appending")
+open("appending/inside", "w").write("x")
+try:
+    flag("frozen", 0x10)
+    flag("appending", 0x20)
+    result = "set"
+except OSError as exc:
+    result = "the filesystem has no flags: %s" % exc
+"#;
+    let set = run(&engine, freeze, permissive(10)).await;
+    assert!(set.ok, "{set:?}");
+    if set.result != json!("set") {
+        eprintln!("skipped: {}", set.result);
+        engine.shutdown().await;
+        return;
+    }
+    let next = run(
+        &engine,
+        "import os\nresult = sorted(os.listdir('.'))",
+        permissive(10),
+    )
+    .await;
+    assert_eq!(next.result, json!([]), "{next:?}");
+    engine.shutdown().await;
+    // The engine's directory goes with the engine.
+    drop(engine);
+    assert!(
+        entries(&parent).is_empty(),
+        "left on the host: {:?}",
+        entries(&parent)
+    );
+    std::fs::remove_dir(&parent).unwrap();
+}
 
 #[tokio::test]
 async fn socket_families_a_policy_does_not_need_are_refused() {

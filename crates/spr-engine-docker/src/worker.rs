@@ -341,7 +341,7 @@ impl Worker {
                 worker.preload = h.preload.map(Box::new);
                 worker.base_data_kb = h.base_data_kb;
             }
-            WorkerMessage::Fatal { message } => {
+            WorkerMessage::Fatal { message, .. } => {
                 return Err(format!(
                     "The container's harness could not start: {message}{}",
                     worker.stderr_note()
@@ -430,7 +430,7 @@ impl Worker {
                 // A late report of an earlier run cannot happen (runs are sequential and
                 // a worker that missed its backstop is discarded), but skip it if it does.
                 Ok(Some(WorkerMessage::Report(_))) => continue,
-                Ok(Some(WorkerMessage::Fatal { message })) => {
+                Ok(Some(WorkerMessage::Fatal { message, .. })) => {
                     return Err(RunFailure::Died(format!("the harness failed: {message}")))
                 }
                 Ok(Some(other)) => {

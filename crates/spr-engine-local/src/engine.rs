@@ -91,6 +91,18 @@ impl LocalEngineError {
         }
     }
 
+    /// Whether a worker failed in its preload or warm-up: every worker of this engine
+    /// would fail the same way (the options are wrong, not the moment).
+    pub fn is_preload_failure(&self) -> bool {
+        match self {
+            LocalEngineError::Worker(e) => matches!(
+                e.downcast_ref::<crate::worker::WorkerError>(),
+                Some(crate::worker::WorkerError::PreloadFailed(_))
+            ),
+            _ => false,
+        }
+    }
+
     /// The message with its causes, for a run's `error` (which has no room for a chain).
     pub(crate) fn with_causes(&self) -> String {
         spr_protocol::message_with_causes(self)

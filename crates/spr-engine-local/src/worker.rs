@@ -4,8 +4,8 @@ use crate::sandbox::{self, Context, Layout, WorkerSandbox};
 use crate::scratch::{ScratchRoot, WorkerDir};
 use spr_policy::RunnerPolicy;
 use spr_protocol::{
-    encode_frame, harness_hash, FrameDecoder, FrameError, Freshness, HarnessPlan, Hello,
-    HostMessage, RunReport, RunRequest, WorkerMessage, PROTOCOL_VERSION,
+    encode_frame, harness_hash, FatalCause, FrameDecoder, FrameError, Freshness, HarnessPlan,
+    Hello, HostMessage, RunReport, RunRequest, WorkerMessage, PROTOCOL_VERSION,
 };
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -53,6 +53,10 @@ pub(crate) enum WorkerError {
     Exited(String),
     #[error("worker reported a fatal error: {0}")]
     Fatal(String),
+    /// The preload or the warm-up failed: every worker started with the same options
+    /// fails the same way.
+    #[error("worker reported a fatal error: {0}")]
+    PreloadFailed(String),
     #[error("worker sent a bad frame: {0}")]
     Frame(#[from] FrameError),
     /// The request did not fit in a frame: nothing was sent, the worker is unharmed.
@@ -66,6 +70,15 @@ pub(crate) enum WorkerError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Sandbox(String),
+}
+
+impl WorkerError {
+    fn fatal(message: String, cause: Option<FatalCause>) -> Self {
+        match cause {
+            Some(FatalCause::Preload) => WorkerError::PreloadFailed(message),
+            None => WorkerError::Fatal(message),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -181,7 +194,9 @@ impl Worker {
             }
             Ok(Err(e)) => return Err(e),
             Ok(Ok(WorkerMessage::Hello(hello))) => hello,
-            Ok(Ok(WorkerMessage::Fatal { message })) => return Err(WorkerError::Fatal(message)),
+            Ok(Ok(WorkerMessage::Fatal { message, cause })) => {
+                return Err(WorkerError::fatal(message, cause))
+            }
             Ok(Ok(_)) => return Err(WorkerError::Unexpected),
         };
         if hello.protocol_version != PROTOCOL_VERSION {
@@ -236,7 +251,7 @@ impl Worker {
             self.stdin.flush().await?;
             match self.read_message().await? {
                 WorkerMessage::Report(report) if report.id == id => Ok(report),
-                WorkerMessage::Fatal { message } => Err(WorkerError::Fatal(message)),
+                WorkerMessage::Fatal { message, cause } => Err(WorkerError::fatal(message, cause)),
                 _ => Err(WorkerError::Unexpected),
             }
         };

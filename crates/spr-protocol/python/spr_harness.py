@@ -848,6 +848,14 @@ def wipe_dir(base):
 def _wipe(path, dev):
     try:
         os.chmod(path, 0o700)
+    except PermissionError:
+        # Immutable: only a run with CAP_LINUX_IMMUTABLE (root without the sandbox)
+        # can have made it so, and M, as that same user, can undo it.
+        if unfreeze(path):
+            try:
+                os.chmod(path, 0o700)
+            except OSError:
+                pass
     except OSError:
         pass
     try:
@@ -864,15 +872,54 @@ def _wipe(path, dev):
             continue
         if stat.S_ISDIR(st.st_mode):
             _wipe(child, dev)
-            try:
-                os.rmdir(child)
-            except OSError:
-                pass
+            remove = os.rmdir
         else:
-            try:
-                os.unlink(child)
-            except OSError:
-                pass
+            remove = os.unlink
+        try:
+            remove(child)
+        except PermissionError:
+            # The child or this directory is immutable or append-only.
+            if unfreeze(child, st) | unfreeze(path):
+                try:
+                    remove(child)
+                except OSError:
+                    pass
+        except OSError:
+            pass
+
+
+FS_IOC_GETFLAGS = 0x80086601
+FS_IOC_SETFLAGS = 0x40086602
+FS_APPEND_FL = 0x00000020
+FS_IMMUTABLE_FL = 0x00000010
+
+
+def unfreeze(path, st=None):
+    """Clear the immutable and append-only flags of a regular file or directory (only
+    these carry them: an ioctl on anything else goes to its driver, so nothing else is
+    opened). True when a flag was cleared."""
+    try:
+        st = st or os.lstat(path)
+    except OSError:
+        return False
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        # The kernel reads and writes an int, whatever the request number's size says.
+        flags = struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytes(8))[:4])[0]
+        frozen = FS_IMMUTABLE_FL | FS_APPEND_FL
+        if not flags & frozen:
+            return False
+        fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("i", flags & ~frozen) + bytes(4))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------
@@ -3742,7 +3789,8 @@ def attach_outputs(data, scratch, ident, collect, deadline):
 
 
 class PreloadFailed(Exception):
-    pass
+    """The plan's preload or warm-up cannot give a worker its runs may share: the same
+    plan fails the same way in every worker."""
 
 
 # What the plan's preloaded modules cost (set once in M, before the zygotes exist).
@@ -4358,7 +4406,8 @@ def main(argv):
         preload_modules(plan.preload, plan.warmup)
     except PreloadFailed as exc:
         child_failed()
-        write_frame(wfd, {"type": "fatal", "message": str(exc)})
+        # The cause tells the host that every worker with this plan fails the same way.
+        write_frame(wfd, {"type": "fatal", "message": str(exc), "cause": "preload"})
         return 5
     if plan.preload or plan.warmup:
         # What the imports freed goes back to the system: every page M holds is copied

@@ -5,6 +5,7 @@ report and its bounds, output capture, the scratch wipe, descriptor passing) are
 in process; the worker as a whole is driven as a real subprocess speaking frames, with no
 sandbox (the kernel layer is tested from Rust)."""
 
+import fcntl
 import json
 import os
 import select
@@ -399,6 +400,37 @@ class HygieneTests(unittest.TestCase):
         self.assertTrue(h.wipe_dir(base))
         self.assertEqual(os.listdir(base), [])
         self.assertTrue(os.path.exists("/etc/passwd"))
+        os.rmdir(base)
+
+    def test_wipe_clears_the_immutable_and_append_only_flags_a_root_run_set(self):
+        base = tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+        frozen = os.path.join(base, "frozen")
+        with open(frozen, "w") as f:
+            f.write("left")
+        appending = os.path.join(base, "appending")
+        os.mkdir(appending)
+        open(os.path.join(appending, "inside"), "w").close()
+
+        def set_flag(path, flag):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                fcntl.ioctl(fd, h.FS_IOC_SETFLAGS, struct.pack("i", flag) + bytes(4))
+            finally:
+                os.close(fd)
+
+        try:
+            set_flag(frozen, h.FS_IMMUTABLE_FL)
+        except OSError as exc:
+            os.unlink(frozen)
+            shutil.rmtree(base)
+            # Nobody here can make a file immutable (no CAP_LINUX_IMMUTABLE, or a
+            # filesystem without the flags): then no run can either.
+            self.skipTest("cannot set FS_IMMUTABLE_FL here: %s" % exc)
+        set_flag(appending, h.FS_APPEND_FL)
+        set_flag(base, h.FS_IMMUTABLE_FL)
+        self.assertTrue(h.wipe_dir(base))
+        self.assertEqual(os.listdir(base), [])
+        self.assertFalse(h.unfreeze(base), "the base's own flag was cleared on the way")
         os.rmdir(base)
 
     def test_descriptors_cross_between_processes_with_their_message(self):
@@ -1316,6 +1348,7 @@ class PreloadTests(unittest.TestCase):
             try:
                 self.assertEqual(w.hello["type"], "fatal")
                 self.assertIn("could not preload module '%s': %s" % (name, exc), w.hello["message"])
+                self.assertEqual(w.hello.get("cause"), "preload", "the host stops a server on it")
             finally:
                 self.assertNotEqual(w.close(), 0)
 
@@ -1586,6 +1619,7 @@ class MemoryLayoutTests(unittest.TestCase):
             try:
                 self.assertEqual(w.hello["type"], "fatal")
                 self.assertIn(want, w.hello["message"])
+                self.assertEqual(w.hello.get("cause"), "preload")
             finally:
                 self.assertNotEqual(w.close(), 0)
 

@@ -30,8 +30,8 @@ pub use frame::{encode_frame, FrameDecoder, FrameError, FRAME_HEADER_LEN, MAX_FR
 pub use harness::{harness_hash, HARNESS_FILE_NAME, HARNESS_SOURCE};
 pub use json::{Json, JsonKind};
 pub use message::{
-    ChildOutcome, ChildReport, Hello, HostMessage, MemoryLayout, PreloadCost, RunReport,
-    RunRequest, WorkerMessage,
+    ChildOutcome, ChildReport, FatalCause, Hello, HostMessage, MemoryLayout, PreloadCost,
+    RunReport, RunRequest, WorkerMessage,
 };
 pub use plan::{
     denies_processes, validate_preload, validate_warmup, DevShm, Freshness, HarnessPlan,

@@ -81,7 +81,23 @@ pub enum WorkerMessage {
     /// What the worker observed of one run.
     Report(RunReport),
     /// The worker cannot go on (it exits after sending this).
-    Fatal { message: String },
+    Fatal {
+        message: String,
+        /// What failed, when the worker knows it is not chance: a preload or warm-up
+        /// failure will fail again in every worker started with the same options.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<FatalCause>,
+    },
+}
+
+/// Why a worker could not go on, when that is known to be the options it was started
+/// with rather than chance (absent: any other failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FatalCause {
+    /// A `--preload` module could not be imported, or the `--warmup` code failed or
+    /// left the worker in a state its runs may not share.
+    Preload,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,6 +263,29 @@ pub struct ChildReport {
 mod tests {
     use super::*;
     use crate::encode_frame;
+
+    #[test]
+    fn a_fatal_frame_names_a_preload_failure_and_is_read_without_a_cause_too() {
+        let read = |text: &str| serde_json::from_str::<WorkerMessage>(text).unwrap();
+        assert_eq!(
+            read(r#"{"type": "fatal", "message": "m", "cause": "preload"}"#),
+            WorkerMessage::Fatal {
+                message: "m".into(),
+                cause: Some(FatalCause::Preload)
+            }
+        );
+        assert_eq!(
+            read(r#"{"type": "fatal", "message": "m"}"#),
+            WorkerMessage::Fatal {
+                message: "m".into(),
+                cause: None
+            }
+        );
+        assert!(serde_json::from_str::<WorkerMessage>(
+            r#"{"type": "fatal", "message": "m", "cause": "chance"}"#
+        )
+        .is_err());
+    }
 
     #[test]
     fn wire_shapes_are_stable() {

@@ -18,6 +18,7 @@ use super::admission::{self, Places};
 use super::server::{ProfileChoice, SprMcp};
 use crate::error::{CliError, Exit};
 use crate::front::{self, error_response, loggable, Profiles, Token, TokenLayerState};
+use crate::serve::EngineSlot;
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{from_fn_with_state, Next};
@@ -45,6 +46,7 @@ pub async fn serve(
     token: Option<Token>,
     profiles: Profiles,
     server: SprMcp,
+    slot: &EngineSlot,
 ) -> Result<Exit, CliError> {
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(true)
@@ -67,7 +69,7 @@ pub async fn serve(
     );
     let router = router(service, profiles, token, places);
 
-    let open = front::serve_until(listener, router, crate::interrupted()).await;
+    let open = front::serve_until(listener, router, slot.stopping()).await;
     // Cancel every call in flight (their workers are freed) and the SDK's streams, then
     // let the connections close; a client that holds one open does not hold the exit
     // for long.

@@ -72,9 +72,12 @@ pub async fn run(args: McpArgs, conn: &DockerConnOpts) -> Result<Exit, CliError>
     drop(slot.start());
     let server = server::SprMcp::new(profiles.clone(), fixed, slot.clone());
     let outcome = match listener {
-        None => stdio::serve(server).await,
-        Some(listener) => http::serve(listener, token, profiles, server).await,
+        None => stdio::serve(server, &slot).await,
+        Some(listener) => http::serve(listener, token, profiles, server, &slot).await,
     };
     slot.shutdown().await;
-    outcome
+    match slot.unusable() {
+        Some(err) => Err(err),
+        None => outcome,
+    }
 }

@@ -4,6 +4,7 @@
 
 use super::server::SprMcp;
 use crate::error::{CliError, Exit};
+use crate::serve::EngineSlot;
 use rmcp::service::ServerInitializeError;
 use rmcp::ServiceExt;
 use std::time::Duration;
@@ -11,8 +12,8 @@ use std::time::Duration;
 /// How long a stopped server waits for its calls to notice the cancellation.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
-pub async fn serve(server: SprMcp) -> Result<Exit, CliError> {
-    let interrupted = crate::interrupted();
+pub async fn serve(server: SprMcp, slot: &EngineSlot) -> Result<Exit, CliError> {
+    let interrupted = slot.stopping();
     tokio::pin!(interrupted);
     // Non-blocking pipes where the client gave pipes (the usual case), so that a pending
     // read does not hold a blocking thread and cancelling it is immediate.

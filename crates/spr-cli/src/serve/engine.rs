@@ -24,6 +24,10 @@ pub struct EngineSlot {
     sessions: tokio::sync::OnceCell<Arc<Sessions>>,
     opts: EngineOpts,
     conn: DockerConnOpts,
+    /// Set when the engine's workers failed in the operator's `--preload` or `--warmup`:
+    /// no worker started with these options can serve, so the server stops (see
+    /// [`EngineSlot::stopping`]) rather than fail every request.
+    unusable: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl EngineSlot {
@@ -33,7 +37,26 @@ impl EngineSlot {
             sessions: tokio::sync::OnceCell::new(),
             opts,
             conn,
+            unusable: tokio::sync::watch::Sender::new(None),
         })
+    }
+
+    /// Resolves on SIGINT or SIGTERM, or when the engine turned out unusable: what a
+    /// server's loop stops on.
+    pub async fn stopping(&self) {
+        let mut unusable = self.unusable.subscribe();
+        tokio::select! {
+            () = crate::interrupted() => {}
+            _ = unusable.wait_for(Option::is_some) => {}
+        }
+    }
+
+    /// The error a server that stopped because its engine is unusable exits with.
+    pub fn unusable(&self) -> Option<CliError> {
+        let message = self.unusable.borrow().clone()?;
+        Some(CliError::infrastructure(format!(
+            "the server stopped: {message}"
+        )))
     }
 
     /// Start building now, in the background.
@@ -51,7 +74,10 @@ impl EngineSlot {
                 match self.opts.build(&self.conn, None).await {
                     Ok(engine) => {
                         if self.opts.warms_up() {
-                            engine_opts::warm_up(&*engine).await;
+                            if let Err(err) = engine_opts::warm_up(&*engine).await {
+                                self.unusable.send_replace(Some(err.one_line()));
+                                return Err(err);
+                            }
                         }
                         if last.is_some() {
                             tracing::info!("the engine started after an earlier failure");

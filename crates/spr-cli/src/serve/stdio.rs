@@ -81,7 +81,7 @@ pub async fn run(args: ServeArgs, conn: &DockerConnOpts) -> Result<Exit, CliErro
     let mut reader = BufReader::with_capacity(64 << 10, tokio::io::stdin());
     let mut buf = Vec::new();
     let mut line_no: u64 = 0;
-    let interrupted = crate::interrupted();
+    let interrupted = slot.stopping();
     tokio::pin!(interrupted);
     let mut was_interrupted = false;
 
@@ -169,7 +169,9 @@ pub async fn run(args: ServeArgs, conn: &DockerConnOpts) -> Result<Exit, CliErro
         }
     }
 
-    if was_interrupted {
+    // An unusable engine stops the server as the end of input does: the runs in
+    // flight are answered (with its failure).
+    if was_interrupted && slot.unusable().is_none() {
         tasks.abort_all();
         slot.shutdown().await;
         return Ok(Exit::Interrupted);
@@ -180,7 +182,10 @@ pub async fn run(args: ServeArgs, conn: &DockerConnOpts) -> Result<Exit, CliErro
     let _ = writer.await;
     let _ = init.await;
     slot.shutdown().await;
-    Ok(Exit::Ok)
+    match slot.unusable() {
+        Some(err) => Err(err),
+        None => Ok(Exit::Ok),
+    }
 }
 
 /// Carry out one accepted line; returns its response line.

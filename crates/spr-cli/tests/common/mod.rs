@@ -142,21 +142,37 @@ pub fn responses(out: &Output) -> Vec<serde_json::Value> {
 /// Run with empty standard input, killing `spr` and failing the test if it has not exited
 /// within `limit` (for commands that must not hang, such as reading a FIFO).
 pub fn run_within(cmd: &mut Command, limit: std::time::Duration) -> Output {
+    exit_within(cmd, false, limit)
+}
+
+/// [`run_within`] with standard input held open (a client that sends nothing and never
+/// leaves): `spr` must exit by itself.
+pub fn run_within_holding_stdin(cmd: &mut Command, limit: std::time::Duration) -> Output {
+    exit_within(cmd, true, limit)
+}
+
+fn exit_within(cmd: &mut Command, hold_stdin: bool, limit: std::time::Duration) -> Output {
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if hold_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spr starts");
+    let stdin = child.stdin.take();
     let deadline = std::time::Instant::now() + limit;
     while child.try_wait().expect("spr can be waited on").is_none() {
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            let _ = child.wait();
-            panic!("spr did not exit within {limit:?}");
+            let out = child.wait_with_output().expect("spr finishes");
+            panic!("spr did not exit within {limit:?}: {}", render(&out, &[]));
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    drop(stdin);
     child.wait_with_output().expect("spr finishes")
 }
 

@@ -121,6 +121,9 @@ pub async fn run(
     // An engine still being built is left to the runtime's shutdown; a built one stops.
     init.abort();
     slot.shutdown().await;
+    if let Some(err) = slot.unusable() {
+        return Err(err);
+    }
     match stopped {
         server::Stopped::Drained => {
             tracing::info!("drained: every run answered, the engine stopped");

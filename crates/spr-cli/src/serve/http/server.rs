@@ -22,7 +22,7 @@ pub enum Stopped {
 }
 
 pub async fn serve(listener: TcpListener, router: Router, app: Arc<App>) -> Stopped {
-    let open = front::serve_until(listener, router, crate::interrupted()).await;
+    let open = front::serve_until(listener, router, app.slot.stopping()).await;
     let (in_flight, queued) = (app.limits.in_flight(), app.limits.queued());
     tracing::info!(
         in_flight,
