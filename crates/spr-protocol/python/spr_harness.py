@@ -845,47 +845,98 @@ def wipe_dir(base):
         return False
 
 
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def _wipe(path, dev):
+    """Remove what `path` holds, depth first, one directory descriptor open at a time
+    and every name relative to it: a run's tree may be deeper than Python's recursion
+    limit or PATH_MAX allows a path to be. Every process of the run is gone by now, so
+    nothing moves under the walk. Names it cannot remove (another filesystem, a failure)
+    are left and make `wipe_dir` report the directory not empty."""
+    _make_enterable(None, path)
     try:
-        os.chmod(path, 0o700)
+        fd = os.open(path, DIR_FLAGS)
+    except OSError:
+        return
+    # The names of the directories walked into, each with the names its walk left.
+    above = []
+    left = set()
+    try:
+        while True:
+            child = None
+            for name in os.listdir(fd):
+                if name in left:
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except OSError:
+                    left.add(name)
+                    continue
+                if st.st_dev != dev:
+                    left.add(name)
+                elif stat.S_ISDIR(st.st_mode):
+                    _make_enterable(fd, name)
+                    try:
+                        child = os.open(name, DIR_FLAGS, dir_fd=fd)
+                    except OSError:
+                        left.add(name)
+                        continue
+                    break
+                elif not _remove(fd, name, os.unlink):
+                    left.add(name)
+            if child is not None:
+                os.close(fd)
+                fd = child
+                above.append((name, left))
+                left = set()
+                continue
+            if not above:
+                return
+            parent = os.open("..", DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            name, left = above.pop()
+            if not _remove(fd, name, os.rmdir):
+                left.add(name)
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+
+
+def _make_enterable(dirfd, name):
+    """Mode 0700 for directory `name` (relative to `dirfd`, or a path when None): the
+    run owns what it made, so M can always give itself access back."""
+    try:
+        os.chmod(name, 0o700, dir_fd=dirfd)
     except PermissionError:
         # Immutable: only a run with CAP_LINUX_IMMUTABLE (root without the sandbox)
         # can have made it so, and M, as that same user, can undo it.
-        if unfreeze(path):
+        if unfreeze(dirfd, name):
             try:
-                os.chmod(path, 0o700)
+                os.chmod(name, 0o700, dir_fd=dirfd)
             except OSError:
                 pass
     except OSError:
         pass
+
+
+def _remove(dirfd, name, remove):
     try:
-        names = os.listdir(path)
+        remove(name, dir_fd=dirfd)
+        return True
+    except PermissionError:
+        # The entry or its directory is immutable or append-only.
+        if unfreeze(dirfd, name) | _unfreeze_fd(dirfd):
+            try:
+                remove(name, dir_fd=dirfd)
+                return True
+            except OSError:
+                pass
     except OSError:
-        return
-    for name in names:
-        child = os.path.join(path, name)
-        try:
-            st = os.lstat(child)
-        except OSError:
-            continue
-        if st.st_dev != dev:
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            _wipe(child, dev)
-            remove = os.rmdir
-        else:
-            remove = os.unlink
-        try:
-            remove(child)
-        except PermissionError:
-            # The child or this directory is immutable or append-only.
-            if unfreeze(child, st) | unfreeze(path):
-                try:
-                    remove(child)
-                except OSError:
-                    pass
-        except OSError:
-            pass
+        pass
+    return False
 
 
 FS_IOC_GETFLAGS = 0x80086601
@@ -894,20 +945,28 @@ FS_APPEND_FL = 0x00000020
 FS_IMMUTABLE_FL = 0x00000010
 
 
-def unfreeze(path, st=None):
-    """Clear the immutable and append-only flags of a regular file or directory (only
-    these carry them: an ioctl on anything else goes to its driver, so nothing else is
-    opened). True when a flag was cleared."""
+def unfreeze(dirfd, name):
+    """Clear the immutable and append-only flags of regular file or directory `name`
+    (relative to `dirfd`, or a path when None). Only these carry the flags: an ioctl
+    on anything else goes to its driver, so nothing else is opened. True when a flag
+    was cleared."""
     try:
-        st = st or os.lstat(path)
+        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
     except OSError:
         return False
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
         return False
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
     except OSError:
         return False
+    try:
+        return _unfreeze_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def _unfreeze_fd(fd):
     try:
         # The kernel reads and writes an int, whatever the request number's size says.
         flags = struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytes(8))[:4])[0]
@@ -918,8 +977,6 @@ def unfreeze(path, st=None):
         return True
     except OSError:
         return False
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------

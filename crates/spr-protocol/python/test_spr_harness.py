@@ -402,6 +402,36 @@ class HygieneTests(unittest.TestCase):
         self.assertTrue(os.path.exists("/etc/passwd"))
         os.rmdir(base)
 
+    def test_wipe_empties_a_tree_deeper_than_the_recursion_limit_and_path_max(self):
+        base = tempfile.mkdtemp()
+        fd = os.open(base, os.O_RDONLY)
+        try:
+            for _ in range(sys.getrecursionlimit() + 1500):  # some 5000 bytes of path
+                os.mkdir("dd", dir_fd=fd)
+                inner = os.open("dd", os.O_RDONLY, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+            with open(os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "w") as f:
+                f.write("x")
+        finally:
+            os.close(fd)
+        self.assertTrue(h.wipe_dir(base))
+        self.assertEqual(os.listdir(base), [])
+        os.rmdir(base)
+
+    def test_wipe_leaves_what_it_cannot_remove_and_says_so(self):
+        base = tempfile.mkdtemp()
+        os.makedirs(os.path.join(base, "a", "b"))
+        open(os.path.join(base, "a", "b", "f"), "w").close()
+        open(os.path.join(base, "g"), "w").close()
+        # Another device number stands in for a mount below the base: nothing of it is
+        # entered or removed.
+        h._wipe(base, os.lstat(base).st_dev + 1)
+        self.assertEqual(sorted(os.listdir(base)), ["a", "g"])
+        self.assertTrue(os.path.exists(os.path.join(base, "a", "b", "f")))
+        self.assertTrue(h.wipe_dir(base))
+        os.rmdir(base)
+
     def test_wipe_clears_the_immutable_and_append_only_flags_a_root_run_set(self):
         base = tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
         frozen = os.path.join(base, "frozen")
@@ -430,7 +460,7 @@ class HygieneTests(unittest.TestCase):
         set_flag(base, h.FS_IMMUTABLE_FL)
         self.assertTrue(h.wipe_dir(base))
         self.assertEqual(os.listdir(base), [])
-        self.assertFalse(h.unfreeze(base), "the base's own flag was cleared on the way")
+        self.assertFalse(h.unfreeze(None, base), "the base's own flag was cleared on the way")
         os.rmdir(base)
 
     def test_descriptors_cross_between_processes_with_their_message(self):
