@@ -1223,3 +1223,25 @@ fn session_runs_bring_files_that_stay_and_collect_them() {
     );
     assert_eq!(post(&runs, r#"{"code": "len(rows)"}"#).json["value"], 3);
 }
+
+/// A server whose workers fail in the operator's `--warmup` stops (exit 125, naming the
+/// failure) even while a client holds a request it never finishes sending: no signal is
+/// coming to cut such a drain short, so a grace does.
+#[test]
+fn a_server_whose_warm_up_fails_stops_though_a_client_holds_a_request_half_sent() {
+    let mut server = Server::start(&[
+        "--warmup",
+        "import time\ntime.sleep(2)\nraise RuntimeError('spr late warm-up')",
+    ]);
+    let mut held = RawConnection::open(&server);
+    held.writer
+        .write_all(
+            b"POST /v1/runs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{\"code\":",
+        )
+        .unwrap();
+    assert_eq!(server.wait_exit(), Some(125), "{}", server.log());
+    server.log_when("the failure", |log| {
+        log.contains("error: the server stopped: the --preload or --warmup failed")
+            && log.contains("the warm-up failed: RuntimeError: spr late warm-up")
+    });
+}

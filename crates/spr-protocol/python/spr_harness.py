@@ -413,6 +413,11 @@ class Kernel:
         if self.libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) != 0:
             self._fail("mount %s" % target)
 
+    def umount_detached(self, path):
+        """Detach the mount at `path` (never following a symbolic link at its end)."""
+        if self.libc.umount2(os.fsencode(path), MNT_DETACH | UMOUNT_NOFOLLOW) != 0:
+            self._fail("umount %s" % path)
+
     def bind_read_only(self, path):
         self.mount(path, path, None, MS_BIND | MS_REC, None)
         self.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
@@ -832,8 +837,9 @@ def reap_all():
 
 def wipe_dir(base):
     """Empty `base` whatever modes the run left behind (it owns everything it made, so
-    it can always be made writable again), without crossing into another filesystem (a
-    bind mount below it holds the host's files). Returns True when `base` is empty."""
+    it can always be made writable again), without crossing into another filesystem or
+    mount (a bind mount below it holds the host's files). Returns True when `base` is
+    empty."""
     try:
         dev = os.lstat(base).st_dev
     except OSError:
@@ -846,6 +852,45 @@ def wipe_dir(base):
 
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
+
+
+def mount_id(fd):
+    """The id of the mount `fd` is on, or None where /proc does not say."""
+    try:
+        with open("/proc/self/fdinfo/%d" % fd, "rb") as f:
+            for line in f:
+                if line.startswith(b"mnt_id:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _same_mount(dirfd, name, mount):
+    """Whether directory `name` (relative to `dirfd`) is on `mount` rather than a mount
+    of its own. A run that could mount (root without the sandbox) may have bound a host
+    directory there, and the device number of a bind mount is its source's. Such a
+    mount is detached where M may (then the directory under it is wiped); else it stays,
+    untouched, and the scratch is reported not empty."""
+    if mount is None:
+        return True
+    for _ in range(8):  # mounts stacked on one another
+        try:
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dirfd)
+        except OSError:
+            return False
+        try:
+            if mount_id(fd) == mount:
+                return True
+        finally:
+            os.close(fd)
+        try:
+            kernel().umount_detached("/proc/self/fd/%d/%s" % (dirfd, name))
+        except OSError:
+            return False
+    return False
 
 
 def _wipe(path, dev):
@@ -859,6 +904,7 @@ def _wipe(path, dev):
         fd = os.open(path, DIR_FLAGS)
     except OSError:
         return
+    mount = mount_id(fd)
     # The names of the directories walked into, each with the names its walk left.
     above = []
     left = set()
@@ -876,6 +922,9 @@ def _wipe(path, dev):
                 if st.st_dev != dev:
                     left.add(name)
                 elif stat.S_ISDIR(st.st_mode):
+                    if not _same_mount(fd, name, mount):
+                        left.add(name)
+                        continue
                     _make_enterable(fd, name)
                     try:
                         child = os.open(name, DIR_FLAGS, dir_fd=fd)
@@ -883,7 +932,7 @@ def _wipe(path, dev):
                         left.add(name)
                         continue
                     break
-                elif not _remove(fd, name, os.unlink):
+                elif not _remove(fd, name, os.unlink, mount):
                     left.add(name)
             if child is not None:
                 os.close(fd)
@@ -897,7 +946,7 @@ def _wipe(path, dev):
             os.close(fd)
             fd = parent
             name, left = above.pop()
-            if not _remove(fd, name, os.rmdir):
+            if not _remove(fd, name, os.rmdir, mount):
                 left.add(name)
     except OSError:
         return
@@ -913,7 +962,7 @@ def _make_enterable(dirfd, name):
     except PermissionError:
         # Immutable: only a run with CAP_LINUX_IMMUTABLE (root without the sandbox)
         # can have made it so, and M, as that same user, can undo it.
-        if unfreeze(dirfd, name):
+        if unfreeze(dirfd, name, mount_id(dirfd) if dirfd is not None else None):
             try:
                 os.chmod(name, 0o700, dir_fd=dirfd)
             except OSError:
@@ -922,13 +971,13 @@ def _make_enterable(dirfd, name):
         pass
 
 
-def _remove(dirfd, name, remove):
+def _remove(dirfd, name, remove, mount):
     try:
         remove(name, dir_fd=dirfd)
         return True
     except PermissionError:
         # The entry or its directory is immutable or append-only.
-        if unfreeze(dirfd, name) | _unfreeze_fd(dirfd):
+        if unfreeze(dirfd, name, mount) | _unfreeze_fd(dirfd):
             try:
                 remove(name, dir_fd=dirfd)
                 return True
@@ -945,11 +994,13 @@ FS_APPEND_FL = 0x00000020
 FS_IMMUTABLE_FL = 0x00000010
 
 
-def unfreeze(dirfd, name):
+def unfreeze(dirfd, name, mount=None):
     """Clear the immutable and append-only flags of regular file or directory `name`
-    (relative to `dirfd`, or a path when None). Only these carry the flags: an ioctl
-    on anything else goes to its driver, so nothing else is opened. True when a flag
-    was cleared."""
+    (relative to `dirfd`, or a path when None), when it is on `mount` (if given) and a
+    file has no other name: the flags of a file bound or linked from outside the
+    scratch are not the run's to lose. Only these types carry the flags: an ioctl on
+    anything else goes to its driver, so nothing else is opened. True when a flag was
+    cleared."""
     try:
         st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
     except OSError:
@@ -961,6 +1012,10 @@ def unfreeze(dirfd, name):
     except OSError:
         return False
     try:
+        if mount is not None and mount_id(fd) != mount:
+            return False
+        if stat.S_ISREG(st.st_mode) and os.fstat(fd).st_nlink != 1:
+            return False
         return _unfreeze_fd(fd)
     finally:
         os.close(fd)

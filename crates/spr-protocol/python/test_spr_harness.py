@@ -463,6 +463,58 @@ class HygieneTests(unittest.TestCase):
         self.assertFalse(h.unfreeze(None, base), "the base's own flag was cleared on the way")
         os.rmdir(base)
 
+    def test_wipe_never_enters_a_bind_mount_of_the_same_filesystem(self):
+        base = tempfile.mkdtemp()
+        victim = tempfile.mkdtemp()
+        os.chmod(victim, 0o755)
+        with open(os.path.join(victim, "keep"), "w") as f:
+            f.write("precious")
+        bound = os.path.join(base, "bound")
+        os.mkdir(bound)
+        try:
+            h.kernel().mount(victim, bound, None, h.MS_BIND, None)
+        except OSError as exc:
+            shutil.rmtree(base)
+            shutil.rmtree(victim)
+            # Nothing here may mount (not root of this mount namespace): no run can.
+            self.skipTest("cannot bind-mount here: %s" % exc)
+        try:
+            self.assertEqual(os.lstat(bound).st_dev, os.lstat(base).st_dev, "the same device")
+            self.assertTrue(h.wipe_dir(base), "the mount was detached, then wiped")
+            self.assertEqual(os.listdir(base), [])
+            self.assertEqual(os.listdir(victim), ["keep"])
+            self.assertEqual(stat.S_IMODE(os.stat(victim).st_mode), 0o755)
+        finally:
+            if os.path.ismount(bound):
+                h.kernel().umount_detached(bound)
+            shutil.rmtree(base)
+            shutil.rmtree(victim)
+
+    def test_wipe_keeps_the_flags_of_a_file_also_named_outside_the_scratch(self):
+        base = tempfile.mkdtemp()
+        outside = tempfile.mkdtemp()
+        victim = os.path.join(outside, "victim")
+        with open(victim, "w") as f:
+            f.write("x")
+        os.link(victim, os.path.join(base, "link"))
+        fd = os.open(victim, os.O_RDONLY)
+        try:
+            fcntl.ioctl(fd, h.FS_IOC_SETFLAGS, struct.pack("i", h.FS_IMMUTABLE_FL) + bytes(4))
+        except OSError as exc:
+            os.close(fd)
+            shutil.rmtree(base)
+            shutil.rmtree(outside)
+            self.skipTest("cannot set FS_IMMUTABLE_FL here: %s" % exc)
+        try:
+            self.assertFalse(h.wipe_dir(base), "the link stays, and the scrub says so")
+            flags = struct.unpack("i", fcntl.ioctl(fd, h.FS_IOC_GETFLAGS, bytes(8))[:4])[0]
+            self.assertTrue(flags & h.FS_IMMUTABLE_FL, "the other name's flag is kept")
+        finally:
+            fcntl.ioctl(fd, h.FS_IOC_SETFLAGS, struct.pack("i", 0) + bytes(4))
+            os.close(fd)
+            shutil.rmtree(base)
+            shutil.rmtree(outside)
+
     def test_descriptors_cross_between_processes_with_their_message(self):
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         r, w = os.pipe()

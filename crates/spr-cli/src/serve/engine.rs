@@ -13,6 +13,10 @@ use std::time::Duration;
 /// every two seconds (plus the build's own time).
 pub const ENGINE_RETRY_BACKOFF: Duration = Duration::from_secs(2);
 
+/// How long a server whose engine is unusable waits for its connections to close (a
+/// client holding one open does not hold the exit).
+pub const UNUSABLE_GRACE: Duration = Duration::from_secs(2);
+
 /// The engine, built in the background so that a server answers bad requests at once
 /// even while a venv is being created. Every run waits on the same build; a failed build
 /// is retried by a later request once [`ENGINE_RETRY_BACKOFF`] has passed, so the server
@@ -48,6 +52,20 @@ impl EngineSlot {
         tokio::select! {
             () = crate::interrupted() => {}
             _ = unusable.wait_for(Option::is_some) => {}
+        }
+    }
+
+    /// What ends a server's drain early: a second SIGINT or SIGTERM, or, when the
+    /// engine is unusable (and so no operator is about to send one), a grace of
+    /// [`UNUSABLE_GRACE`] for the answers in flight.
+    pub async fn drain_cut_short(&self) {
+        let mut unusable = self.unusable.subscribe();
+        tokio::select! {
+            () = crate::interrupted() => {}
+            () = async {
+                let _ = unusable.wait_for(Option::is_some).await;
+                tokio::time::sleep(UNUSABLE_GRACE).await;
+            } => {}
         }
     }
 

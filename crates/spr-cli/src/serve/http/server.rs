@@ -32,8 +32,11 @@ pub async fn serve(listener: TcpListener, router: Router, app: Arc<App>) -> Stop
     // Before the connections are told to close: a queued request is answered 503, and
     // its connection closes after that answer.
     app.limits.close();
-    if open.close(crate::interrupted()).await {
+    if open.close(app.slot.drain_cut_short()).await {
         Stopped::Drained
+    } else if app.slot.unusable().is_some() {
+        tracing::warn!("stopping without waiting longer for the connections still open");
+        Stopped::Forced
     } else {
         tracing::warn!("a second signal: stopping without waiting for the runs in flight");
         Stopped::Forced
