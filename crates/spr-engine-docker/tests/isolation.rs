@@ -416,26 +416,38 @@ async fn a_wrecked_scratch_and_refused_ipc_leave_the_next_run_a_clean_container(
     engine.shutdown().await;
 }
 
-/// A tree deeper than the zygote's wipe can follow cannot be made fresh: the container
-/// is retired, never handed to the next run.
+/// A tree deeper than Python's recursion limit and PATH_MAX (made with `mkdir` and
+/// `chdir`) is emptied all the same: the next run gets the same container, clean, with
+/// its tmpfs's space back. (The scrub once recursed and failed on it, retiring the
+/// container.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scratch_that_cannot_be_emptied_retires_the_container() {
+async fn a_tree_deeper_than_any_path_is_wiped_and_the_container_kept() {
     let Some(engine) = engine(config(1)).await else {
         return;
     };
     let deep =
-        "import os\nfor _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\nresult = 'deep'";
+        "import os\nfor _ in range(2500):\n    os.mkdir('dd')\n    os.chdir('dd')\nopen('leaf', 'w').write('x' * 4096)\nresult = 'deep'";
     let r = engine.run(deep, &Json::null(), &permissive(20)).await;
-    println!("deep: {r:?}");
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.result, json!("deep"));
     let first = container_of(&r);
     let next = engine
         .run(INSPECT_SCRATCH, &Json::null(), &permissive(5))
         .await;
     assert!(next.ok, "{next:?}");
-    assert_ne!(container_of(&next), first, "the container was retired");
-    assert_eq!(next.result.to_value()["entries"], true, "{next:?}");
-    assert!(r.ok, "{r:?}");
-    assert_eq!(r.result, json!("deep"));
+    assert_eq!(
+        container_of(&next),
+        first,
+        "the container was made clean, kept"
+    );
+    let mut out = next.result.to_value();
+    let free_mb = out["free_mb"].take().as_u64().unwrap();
+    assert!(
+        free_mb >= 63,
+        "the tmpfs is empty again: {free_mb} MiB free"
+    );
+    assert_eq!(out["entries"], true, "{next:?}");
+    assert_eq!(out["own"], json!([]), "{next:?}");
     engine.shutdown().await;
 }
 
