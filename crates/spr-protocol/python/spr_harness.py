@@ -905,49 +905,48 @@ def _wipe(path, dev):
     except OSError:
         return
     mount = mount_id(fd)
-    # The names of the directories walked into, each with the names its walk left.
+    # Where the walk is in each directory above this one: its name in its parent, and
+    # the parent's listing with the position after it. Each directory is listed once.
     above = []
-    left = set()
     try:
+        names = os.listdir(fd)
+        at = 0
         while True:
             child = None
-            for name in os.listdir(fd):
-                if name in left:
-                    continue
+            while at < len(names):
+                name = names[at]
+                at += 1
                 try:
                     st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 except OSError:
-                    left.add(name)
                     continue
                 if st.st_dev != dev:
-                    left.add(name)
-                elif stat.S_ISDIR(st.st_mode):
-                    if not _same_mount(fd, name, mount):
-                        left.add(name)
-                        continue
-                    _make_enterable(fd, name)
-                    try:
-                        child = os.open(name, DIR_FLAGS, dir_fd=fd)
-                    except OSError:
-                        left.add(name)
-                        continue
-                    break
-                elif not _remove(fd, name, os.unlink, mount):
-                    left.add(name)
+                    continue
+                if not stat.S_ISDIR(st.st_mode):
+                    _remove(fd, name, os.unlink, mount)
+                    continue
+                if not _same_mount(fd, name, mount):
+                    continue
+                _make_enterable(fd, name)
+                try:
+                    child = os.open(name, DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    continue
+                break
             if child is not None:
                 os.close(fd)
                 fd = child
-                above.append((name, left))
-                left = set()
+                above.append((name, names, at))
+                names = os.listdir(fd)
+                at = 0
                 continue
             if not above:
                 return
             parent = os.open("..", DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = parent
-            name, left = above.pop()
-            if not _remove(fd, name, os.rmdir, mount):
-                left.add(name)
+            name, names, at = above.pop()
+            _remove(fd, name, os.rmdir, mount)
     except OSError:
         return
     finally:

@@ -419,6 +419,28 @@ class HygieneTests(unittest.TestCase):
         self.assertEqual(os.listdir(base), [])
         os.rmdir(base)
 
+    def test_wipe_empties_a_wide_tree_listing_each_directory_once(self):
+        base = tempfile.mkdtemp()
+        for i in range(300):
+            os.makedirs(os.path.join(base, "d%d" % i, "e"))
+            open(os.path.join(base, "d%d" % i, "e", "f"), "w").close()
+            open(os.path.join(base, "g%d" % i), "w").close()
+        listed = []
+        real = os.listdir
+
+        def counting(path="."):
+            listed.append(path)
+            return real(path)
+
+        h.os.listdir = counting
+        try:
+            h._wipe(base, os.lstat(base).st_dev)
+        finally:
+            h.os.listdir = real
+        self.assertEqual(os.listdir(base), [])
+        self.assertEqual(len(listed), 1 + 300 * 2, "each directory once (not again after each child)")
+        os.rmdir(base)
+
     def test_wipe_leaves_what_it_cannot_remove_and_says_so(self):
         base = tempfile.mkdtemp()
         os.makedirs(os.path.join(base, "a", "b"))
