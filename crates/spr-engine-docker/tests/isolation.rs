@@ -375,6 +375,21 @@ result = {
 }
 "#;
 
+/// What `INSPECT_SCRATCH` found is a clean container: the run's directory alone in an
+/// empty tmpfs with its space back, and no IPC objects.
+fn assert_clean_scratch(r: &RunnerResult) {
+    let mut out = r.result.to_value();
+    let free_mb = out["free_mb"].take().as_u64().unwrap();
+    assert!(
+        free_mb >= 63,
+        "the tmpfs is empty again: {free_mb} MiB free"
+    );
+    assert_eq!(
+        out,
+        json!({"entries": true, "own": [], "free_mb": null, "shm": 0, "msg": 0, "sem": 0, "mqueue": []}),
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrecked_scratch_and_refused_ipc_leave_the_next_run_a_clean_container() {
     let Some(engine) = engine(config(1)).await else {
@@ -402,16 +417,7 @@ async fn a_wrecked_scratch_and_refused_ipc_leave_the_next_run_a_clean_container(
             wrecked,
             "the container was made clean, not replaced"
         );
-        let mut out = r.result.to_value();
-        let free_mb = out["free_mb"].take().as_u64().unwrap();
-        assert!(
-            free_mb >= 63,
-            "the tmpfs is empty again: {free_mb} MiB free"
-        );
-        assert_eq!(
-            out,
-            json!({"entries": true, "own": [], "free_mb": null, "shm": 0, "msg": 0, "sem": 0, "mqueue": []}),
-        );
+        assert_clean_scratch(&r);
     }
     engine.shutdown().await;
 }
@@ -440,14 +446,7 @@ async fn a_tree_deeper_than_any_path_is_wiped_and_the_container_kept() {
         first,
         "the container was made clean, kept"
     );
-    let mut out = next.result.to_value();
-    let free_mb = out["free_mb"].take().as_u64().unwrap();
-    assert!(
-        free_mb >= 63,
-        "the tmpfs is empty again: {free_mb} MiB free"
-    );
-    assert_eq!(out["entries"], true, "{next:?}");
-    assert_eq!(out["own"], json!([]), "{next:?}");
+    assert_clean_scratch(&next);
     engine.shutdown().await;
 }
 

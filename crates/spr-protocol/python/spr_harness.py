@@ -856,16 +856,22 @@ MNT_DETACH = 2
 UMOUNT_NOFOLLOW = 8
 
 
-def mount_id(fd):
-    """The id of the mount `fd` is on, or None where /proc does not say."""
+def fdinfo_field(fd, key):
+    """The integer field `key` (bytes, with its colon) of /proc/self/fdinfo/<fd>, or
+    None where /proc does not say."""
     try:
         with open("/proc/self/fdinfo/%d" % fd, "rb") as f:
             for line in f:
-                if line.startswith(b"mnt_id:"):
+                if line.startswith(key):
                     return int(line.split()[1])
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def mount_id(fd):
+    """The id of the mount `fd` is on, or None."""
+    return fdinfo_field(fd, b"mnt_id:")
 
 
 def _same_mount(dirfd, name, mount):
@@ -1412,12 +1418,8 @@ def open_pidfd(pid):
 def stat_path_of(pidfd):
     """The /proc/<pid>/stat of the process of `pidfd`, as this process's /proc numbers
     it, or None."""
-    try:
-        with open("/proc/self/fdinfo/%d" % pidfd, "rb") as f:
-            pid = next(int(line.split()[1]) for line in f if line.startswith(b"Pid:"))
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-    return "/proc/%d/stat" % pid if pid > 0 else None
+    pid = fdinfo_field(pidfd, b"Pid:")
+    return "/proc/%d/stat" % pid if pid is not None and pid > 0 else None
 
 
 def read_stat(path):
