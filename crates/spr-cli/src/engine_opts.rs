@@ -330,10 +330,13 @@ impl EngineOpts {
     }
 
     /// Whether a server starts the engine's pool before its first request: the local
-    /// engine's workers, yes; Docker containers are started by the runs that need them
-    /// (a server does not fill a daemon with containers it may never use).
+    /// engine's workers, yes; Docker containers only with a `--preload` or `--warmup`
+    /// (the operator asked for warm containers, and one that fails them must stop the
+    /// server at start rather than fail every request). Otherwise the runs that need
+    /// containers start them: a server does not fill a daemon with containers it may
+    /// never use.
     pub fn warms_up(&self) -> bool {
-        self.engine == EngineKind::Local
+        self.engine == EngineKind::Local || !self.preload.is_empty() || self.warmup.is_some()
     }
 
     /// How many runs `serve` keeps in flight: the engine's pool, so requests queue in

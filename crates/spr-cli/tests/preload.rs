@@ -226,3 +226,43 @@ fn a_server_whose_warm_up_or_preload_fails_in_the_worker_stops_naming_it() {
         "{answer}"
     );
 }
+
+/// With `--engine docker`, a `--preload` or `--warmup` makes the server start its
+/// containers at start, so one that fails them stops it as on the local engine.
+#[test]
+fn a_docker_server_whose_containers_fail_the_preload_stops_naming_it() {
+    for (door, bad, says) in [
+        (
+            &["serve", "--stdio"][..],
+            &["--preload", "spr_no_such_module"][..],
+            "No module named 'spr_no_such_module'",
+        ),
+        (
+            &["mcp"][..],
+            &["--warmup", "raise RuntimeError('spr warm-up')"][..],
+            "the warm-up failed: RuntimeError: spr warm-up",
+        ),
+    ] {
+        let out = run_within_holding_stdin(
+            spr()
+                .args(door)
+                .args(["--engine", "docker", "--pool-size", "1"])
+                .args(bad),
+            std::time::Duration::from_secs(120),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("not reachable") || err.contains("was not found") {
+            common::require(
+                false,
+                &format!("a Docker daemon and the runtime image ({err})"),
+            );
+            return;
+        }
+        assert_eq!(code(&out), 125, "{door:?} {bad:?}: {}", render(&out, &[]));
+        assert!(
+            err.contains("error: the server stopped: the --preload or --warmup failed"),
+            "{door:?}: {err}"
+        );
+        assert!(err.contains(says), "{door:?}: {err}");
+    }
+}

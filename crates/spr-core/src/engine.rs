@@ -53,6 +53,8 @@ impl WarmUpError {
         match self {
             #[cfg(feature = "local")]
             WarmUpError::Workers(e) => e.is_preload_failure(),
+            #[cfg(feature = "docker")]
+            WarmUpError::Docker(spr_engine_docker::DockerAdminError::Preload(_)) => true,
             _ => false,
         }
     }

@@ -62,22 +62,17 @@ async fn an_unreachable_daemon_is_the_typed_warm_up_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_up_fills_the_pool_that_runs_use_and_shutdown_empties_it() {
-    let docker = DockerEngine::new(DockerEngineConfig {
+    let Some((docker, engine)) = on_daemon(DockerEngineConfig {
         pool_size: Some(1),
         ..DockerEngineConfig::default()
     })
-    .unwrap();
-    if let Err(e) = docker.ping().await {
-        common::require(false, &format!("a Docker daemon ({e})"));
+    .await
+    else {
         return;
-    }
-    let engine: Arc<dyn Engine> = Arc::new(docker.clone());
+    };
     match engine.warm_up().await {
         Ok(()) => {}
-        Err(WarmUpError::Docker(DockerAdminError::Api(e))) if e.contains("was not found") => {
-            common::require(false, &format!("the runtime image ({e})"));
-            return;
-        }
+        Err(e) if image_missing(&e) => return,
         Err(e) => panic!("{e}: {:?}", std::error::Error::source(&e)),
     }
     let idle = docker.idle_containers();
@@ -93,4 +88,63 @@ async fn warm_up_fills_the_pool_that_runs_use_and_shutdown_empties_it() {
     assert_eq!(used, idle[0], "the run used the warmed container");
     engine.shutdown().await;
     assert!(docker.idle_containers().is_empty());
+}
+
+/// A `preload` every container fails is the typed warm-up error a server stops on
+/// (`is_preload_failure`), naming the module, and leaves no container behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preload_every_container_fails_is_the_typed_warm_up_error() {
+    const PREFIX: &str = "spr-test-bad-preload";
+    let Some((docker, engine)) = on_daemon(DockerEngineConfig {
+        pool_size: Some(2),
+        preload: vec!["spr_no_such_module".into()],
+        container_prefix: Some(PREFIX.into()),
+        ..DockerEngineConfig::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let err = engine.warm_up().await.unwrap_err();
+    match &err {
+        e if image_missing(e) => return,
+        WarmUpError::Docker(DockerAdminError::Preload(message)) => assert!(
+            message.contains("No module named 'spr_no_such_module'"),
+            "{message}"
+        ),
+        other => panic!("{other}: {:?}", std::error::Error::source(other)),
+    }
+    assert!(err.is_preload_failure(), "{err:?}");
+    assert!(docker.idle_containers().is_empty());
+    let left: Vec<_> = docker
+        .list_containers(true)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.name.trim_start_matches('/').starts_with(PREFIX))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    engine.shutdown().await;
+}
+
+/// An engine of `config` on the default daemon (also as a `dyn Engine`), or None when
+/// there is no daemon (the test is skipped locally, failed under CI).
+async fn on_daemon(config: DockerEngineConfig) -> Option<(DockerEngine, Arc<dyn Engine>)> {
+    let docker = DockerEngine::new(config).unwrap();
+    if let Err(e) = docker.ping().await {
+        common::require(false, &format!("a Docker daemon ({e})"));
+        return None;
+    }
+    Some((docker.clone(), Arc::new(docker)))
+}
+
+/// Whether `err` says the runtime image is missing (the test is then skipped locally;
+/// under CI this fails it).
+fn image_missing(err: &WarmUpError) -> bool {
+    match err {
+        WarmUpError::Docker(DockerAdminError::Api(e)) if e.contains("was not found") => {
+            !common::require(false, &format!("the runtime image ({e})"))
+        }
+        _ => false,
+    }
 }

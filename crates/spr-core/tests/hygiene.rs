@@ -965,8 +965,14 @@ async fn a_worker_start_that_fails_is_an_engine_error_never_a_weaker_sandbox() {
     let engine = LocalEngine::new(cfg).unwrap();
     let first = run(&engine, "result = 1", RunnerPolicy::default()).await;
     // The idle worker goes (its supervisor is a child of this process), so the next
-    // run needs a new one, which cannot start while `bin` is unreadable.
-    let supervisors = children(std::process::id());
+    // run needs a new one, which cannot start while `bin` is unreadable. Only this
+    // engine's: the tests share this process (under `cargo test`), and another test's
+    // children (a role of its own) are children of it too.
+    let ours = common::pids_with(&venv.display().to_string());
+    let supervisors: Vec<u32> = children(std::process::id())
+        .into_iter()
+        .filter(|p| descendants(*p).iter().any(|d| ours.contains(d)))
+        .collect();
     let worker_tree: Vec<u32> = supervisors.iter().flat_map(|p| descendants(*p)).collect();
     common::signal(&supervisors, "KILL");
     // The worker dies with its supervisor, but not at once: a run sent before it is gone

@@ -23,7 +23,7 @@ use crate::endpoint::Connection;
 use crate::image::{ImageRef, LABEL_ENGINE, LABEL_MANAGED, LABEL_OWNER, LABEL_POOL};
 use crate::isolation::IsolationError;
 use crate::pool::Pool;
-use crate::worker::{ContainerSpec, RunFailure, Worker};
+use crate::worker::{ContainerSpec, RunFailure, SpawnError, Worker};
 use bollard::Docker;
 use spr_policy::RunnerPolicy;
 use spr_protocol::{
@@ -107,6 +107,10 @@ pub enum DockerAdminError {
     Unreachable(String),
     #[error("{0}")]
     Api(String),
+    /// A new container's harness failed in the engine's `preload` or `warmup`: every
+    /// container this engine starts would fail the same way.
+    #[error("{0}")]
+    Preload(String),
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -247,7 +251,10 @@ impl DockerEngine {
             .pool
             .fill(&docker, &spec, &labels)
             .await
-            .map_err(DockerAdminError::Api)
+            .map_err(|e| match e {
+                SpawnError::Preload(message) => DockerAdminError::Preload(message),
+                SpawnError::Other(message) => DockerAdminError::Api(message),
+            })
     }
 
     /// Open a session under `policy`: a container of its own (outside the pool, with
@@ -281,7 +288,7 @@ impl DockerEngine {
         let labels = inner.labels(&spec);
         let worker = Worker::spawn(&docker, &spec, labels)
             .await
-            .map_err(SessionError::Start)?;
+            .map_err(|e| SessionError::Start(e.into()))?;
         let mut receipt = inner.receipt(&spec, &worker, &policy);
         spr_protocol::session_receipt(&mut receipt);
         Ok(DockerSession::new(docker, worker, policy, receipt, permit))

@@ -5,7 +5,7 @@
 //! never create more than `pool_size` containers for one spec.
 
 use crate::config::{should_rotate, PoolSettings};
-use crate::worker::{ContainerSpec, Worker};
+use crate::worker::{ContainerSpec, SpawnError, Worker};
 use bollard::Docker;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -85,7 +85,7 @@ impl Pool {
                         Ok(w) => Ok(w),
                         Err(e) => {
                             self.forget(spec);
-                            Err(e)
+                            Err(e.into())
                         }
                     }
                 }
@@ -224,7 +224,7 @@ impl Pool {
         docker: &Docker,
         spec: &ContainerSpec,
         labels: &HashMap<String, String>,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, SpawnError> {
         let (want, generation) = {
             let mut state = self.lock();
             if state.closed {

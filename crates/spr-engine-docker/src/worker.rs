@@ -15,8 +15,8 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use spr_protocol::seccomp::Arch;
 use spr_protocol::{
-    encode_frame, FrameDecoder, HostMessage, PreloadCost, RunIsolation, RunReport, RunRequest,
-    WorkerMessage,
+    encode_frame, FatalCause, FrameDecoder, HostMessage, PreloadCost, RunIsolation, RunReport,
+    RunRequest, WorkerMessage,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -228,13 +228,37 @@ impl std::fmt::Debug for Worker {
     }
 }
 
+/// Why a container did not become a worker.
+#[derive(Debug)]
+pub(crate) enum SpawnError {
+    /// Its harness failed in the engine's `preload` or `warmup` (its fatal frame says
+    /// so): every container of this engine would fail the same way.
+    Preload(String),
+    /// Anything else: the daemon, the container, a harness that died or greeted wrongly.
+    Other(String),
+}
+
+impl From<String> for SpawnError {
+    fn from(message: String) -> Self {
+        SpawnError::Other(message)
+    }
+}
+
+impl From<SpawnError> for String {
+    fn from(err: SpawnError) -> Self {
+        match err {
+            SpawnError::Preload(message) | SpawnError::Other(message) => message,
+        }
+    }
+}
+
 impl Worker {
     /// Create, attach and start a container, then check the harness's greeting.
     pub async fn spawn(
         docker: &Docker,
         spec: &ContainerSpec,
         labels: HashMap<String, String>,
-    ) -> Result<Worker, String> {
+    ) -> Result<Worker, SpawnError> {
         let name = format!("{}-{}", spec.name_prefix, crate::unique_suffix());
         let body = create_body(spec, labels).map_err(|e| e.to_string())?;
         let seccomp_denied = isolation::run_filter(spec.arch)
@@ -260,7 +284,7 @@ impl Worker {
         }
     }
 
-    async fn attach_and_start(docker: &Docker, id: &str, name: &str) -> Result<Worker, String> {
+    async fn attach_and_start(docker: &Docker, id: &str, name: &str) -> Result<Worker, SpawnError> {
         // Attach before starting, so the greeting cannot be missed.
         let attached = docker
             .attach_container(
@@ -311,13 +335,15 @@ impl Worker {
                     "The container's harness did not greet within {} s{}",
                     HELLO_TIMEOUT.as_secs(),
                     worker.stderr_note()
-                ))
+                )
+                .into())
             }
             Ok(None) => {
                 return Err(format!(
                     "The container exited before its harness greeted{}",
                     worker.stderr_note()
-                ))
+                )
+                .into())
             }
             Ok(Some(m)) => m,
         };
@@ -332,7 +358,8 @@ impl Worker {
                         h.harness_hash,
                         spr_protocol::PROTOCOL_VERSION,
                         spr_protocol::harness_hash()
-                    ));
+                    )
+                    .into());
                 }
                 isolation::check(&h.isolation).map_err(|e| {
                     format!("The container was refused: {e}{}", worker.stderr_note())
@@ -341,16 +368,27 @@ impl Worker {
                 worker.preload = h.preload.map(Box::new);
                 worker.base_data_kb = h.base_data_kb;
             }
+            // The harness's message names the module or the warm-up's exception; its
+            // traceback on stderr would only repeat it.
+            WorkerMessage::Fatal {
+                message,
+                cause: Some(FatalCause::Preload),
+            } => {
+                return Err(SpawnError::Preload(format!(
+                    "The container's harness could not start: {message}"
+                )))
+            }
             WorkerMessage::Fatal { message, .. } => {
                 return Err(format!(
                     "The container's harness could not start: {message}{}",
                     worker.stderr_note()
-                ))
+                )
+                .into())
             }
             other => {
-                return Err(format!(
-                    "The container's harness sent {other:?} instead of a greeting"
-                ))
+                return Err(
+                    format!("The container's harness sent {other:?} instead of a greeting").into(),
+                )
             }
         }
         worker.created = Instant::now();
