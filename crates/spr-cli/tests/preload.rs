@@ -192,6 +192,12 @@ fn a_server_whose_warm_up_or_preload_fails_in_the_worker_stops_naming_it() {
             &["--preload", "spr_no_such_module"][..],
             "No module named 'spr_no_such_module'",
         ),
+        // No fatal frame: the worker is seen dying in the warm-up.
+        (
+            &["serve", "--stdio"][..],
+            &["--warmup", "import os\nos._exit(3)"][..],
+            "the worker died in the preload or warm-up (exit status: 3)",
+        ),
     ] {
         let out = run_within_holding_stdin(
             spr().args(door).arg("--venv-dir").arg(&venv).args(bad),
@@ -241,6 +247,11 @@ fn a_docker_server_whose_containers_fail_the_preload_stops_naming_it() {
             &["mcp"][..],
             &["--warmup", "raise RuntimeError('spr warm-up')"][..],
             "the warm-up failed: RuntimeError: spr warm-up",
+        ),
+        (
+            &["serve", "--http", "127.0.0.1:0"][..],
+            &["--warmup", "import os\nos._exit(3)"][..],
+            "The container's harness died in the preload or warm-up",
         ),
     ] {
         let out = run_within_holding_stdin(

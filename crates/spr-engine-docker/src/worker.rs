@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use spr_protocol::seccomp::Arch;
 use spr_protocol::{
     encode_frame, FatalCause, FrameDecoder, HostMessage, PreloadCost, RunIsolation, RunReport,
-    RunRequest, WorkerMessage,
+    RunRequest, StartStage, WorkerMessage,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -329,7 +329,25 @@ impl Worker {
             .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
             .await
             .map_err(|e| format!("Failed to start Docker container: {e}"))?;
-        let hello = match tokio::time::timeout(HELLO_TIMEOUT, worker.messages.recv()).await {
+        let mut preloading = false;
+        let greeting = async {
+            loop {
+                match worker.messages.recv().await {
+                    Some(WorkerMessage::Stage { stage }) => {
+                        preloading = stage == StartStage::Preload
+                    }
+                    other => return other,
+                }
+            }
+        };
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, greeting).await {
+            Err(_) if preloading => {
+                return Err(SpawnError::Preload(format!(
+                    "The container's harness did not finish its preload or warm-up within {} s{}",
+                    HELLO_TIMEOUT.as_secs(),
+                    worker.stderr_note()
+                )))
+            }
             Err(_) => {
                 return Err(format!(
                     "The container's harness did not greet within {} s{}",
@@ -337,6 +355,14 @@ impl Worker {
                     worker.stderr_note()
                 )
                 .into())
+            }
+            // A warm-up calling os._exit, a module crashing the interpreter, a memory
+            // limit the preload does not fit in: every container would do the same.
+            Ok(None) if preloading => {
+                return Err(SpawnError::Preload(format!(
+                    "The container's harness died in the preload or warm-up{}",
+                    worker.stderr_note()
+                )))
             }
             Ok(None) => {
                 return Err(format!(

@@ -97,7 +97,10 @@ impl LocalEngineError {
         match self {
             LocalEngineError::Worker(e) => matches!(
                 e.downcast_ref::<crate::worker::WorkerError>(),
-                Some(crate::worker::WorkerError::PreloadFailed(_))
+                Some(
+                    crate::worker::WorkerError::PreloadFailed(_)
+                        | crate::worker::WorkerError::DiedPreloading(_)
+                )
             ),
             _ => false,
         }

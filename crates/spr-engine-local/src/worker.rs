@@ -5,7 +5,7 @@ use crate::scratch::{ScratchRoot, WorkerDir};
 use spr_policy::RunnerPolicy;
 use spr_protocol::{
     encode_frame, harness_hash, FatalCause, FrameDecoder, FrameError, Freshness, HarnessPlan,
-    Hello, HostMessage, RunReport, RunRequest, WorkerMessage, PROTOCOL_VERSION,
+    Hello, HostMessage, RunReport, RunRequest, StartStage, WorkerMessage, PROTOCOL_VERSION,
 };
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -18,6 +18,8 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 /// How long a new worker may take to greet (interpreter start and preloads).
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a worker whose stdout closed is given to exit, for the status its error names.
+const EXIT_STATUS_WAIT: Duration = Duration::from_millis(500);
 /// The tail of a worker's own stderr kept for error messages.
 const STDERR_TAIL: usize = 4096;
 
@@ -57,6 +59,11 @@ pub(crate) enum WorkerError {
     /// fails the same way.
     #[error("worker reported a fatal error: {0}")]
     PreloadFailed(String),
+    /// The worker died (or hung) in the preload or the warm-up, before it could report
+    /// anything (a warm-up calling `os._exit`, a module crashing the interpreter, a
+    /// memory limit the preload does not fit in): the same options would do it again.
+    #[error("the worker died in the preload or warm-up{0}")]
+    DiedPreloading(String),
     #[error("worker sent a bad frame: {0}")]
     Frame(#[from] FrameError),
     /// The request did not fit in a frame: nothing was sent, the worker is unharmed.
@@ -185,12 +192,23 @@ impl Worker {
             lifeline: Some(lifeline_w),
             _dir: dir,
         };
-        let hello = match tokio::time::timeout(HELLO_TIMEOUT, worker.read_message()).await {
+        let mut preloading = false;
+        let greeting = tokio::time::timeout(HELLO_TIMEOUT, worker.read_greeting(&mut preloading));
+        let hello = match greeting.await {
+            Err(_) if preloading => {
+                return Err(WorkerError::DiedPreloading(format!(
+                    ": it did not finish within {HELLO_TIMEOUT:?}{}",
+                    worker.stderr_suffix()
+                )))
+            }
             Err(_) => {
                 return Err(WorkerError::HelloTimeout(
                     HELLO_TIMEOUT,
                     worker.stderr_suffix(),
                 ))
+            }
+            Ok(Err(WorkerError::Exited(how))) if preloading => {
+                return Err(WorkerError::DiedPreloading(how))
             }
             Ok(Err(e)) => return Err(e),
             Ok(Ok(WorkerMessage::Hello(hello))) => hello,
@@ -261,6 +279,17 @@ impl Worker {
         }
     }
 
+    /// The first frame of a new worker that is not a stage of its start; `preloading`
+    /// says whether it is in its preload or warm-up (between the two stages).
+    async fn read_greeting(&mut self, preloading: &mut bool) -> Result<WorkerMessage, WorkerError> {
+        loop {
+            match self.read_message().await? {
+                WorkerMessage::Stage { stage } => *preloading = stage == StartStage::Preload,
+                other => return Ok(other),
+            }
+        }
+    }
+
     async fn read_message(&mut self) -> Result<WorkerMessage, WorkerError> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -269,7 +298,11 @@ impl Worker {
             }
             let n = self.stdout.read(&mut buf).await?;
             if n == 0 {
-                let status = self.child.try_wait().ok().flatten();
+                // Its stdout closes as it exits: its status is moments away.
+                let status = tokio::time::timeout(EXIT_STATUS_WAIT, self.child.wait())
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
                 let how = match status {
                     Some(s) => format!(" ({s})"),
                     None => String::new(),

@@ -4515,6 +4515,12 @@ def main(argv):
     base_read_roots()
     resolve_writable_roots(plan, base)
     clean_environ()
+    preloading = bool(plan.preload or plan.warmup)
+    if preloading:
+        # Should this process die in the operator's code (a warm-up calling os._exit, a
+        # module that crashes the interpreter, a memory limit the preload does not fit
+        # in), no fatal frame can say so: the host knows it from where it stopped.
+        write_frame(wfd, {"type": "stage", "stage": "preload"})
     try:
         preload_modules(plan.preload, plan.warmup)
     except PreloadFailed as exc:
@@ -4522,7 +4528,8 @@ def main(argv):
         # The cause tells the host that every worker with this plan fails the same way.
         write_frame(wfd, {"type": "fatal", "message": str(exc), "cause": "preload"})
         return 5
-    if plan.preload or plan.warmup:
+    if preloading:
+        write_frame(wfd, {"type": "stage", "stage": "started"})
         # What the imports freed goes back to the system: every page M holds is copied
         # (as a page-table entry) by each fork of a run and dropped by its exit.
         try:

@@ -649,7 +649,13 @@ class Worker:
             [sys.executable, "-I", "-B", HARNESS, "--scratch", self.scratch] + list(args),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )
+        # The stages of its start (a worker with a preload or warm-up says them before
+        # its greeting), then the greeting or its fatal frame (None if it died first).
+        self.stages = []
         self.hello = self.read(30)
+        while self.hello is not None and self.hello["type"] == "stage":
+            self.stages.append(self.hello["stage"])
+            self.hello = self.read(30)
 
     def read(self, timeout):
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
@@ -1455,6 +1461,28 @@ class PreloadTests(unittest.TestCase):
                 self.assertEqual(w.hello.get("cause"), "preload", "the host stops a server on it")
             finally:
                 self.assertNotEqual(w.close(), 0)
+
+    def test_the_stages_of_a_start_tell_a_death_in_the_warm_up_from_one_elsewhere(self):
+        w = Worker()
+        try:
+            self.assertEqual(w.stages, [], "nothing to tell without a preload or warm-up")
+            self.assertEqual(w.hello["type"], "hello")
+        finally:
+            w.close()
+        w = self.preloaded("json")
+        try:
+            self.assertEqual(w.stages, ["preload", "started"])
+            self.assertEqual(w.hello["type"], "hello")
+        finally:
+            w.close()
+        # A warm-up that ends the process sends no fatal frame: the host sees it die
+        # after "preload" and before "started".
+        w = Worker("--plan", json.dumps({"warmup": "import os\nos._exit(3)"}))
+        try:
+            self.assertEqual(w.stages, ["preload"])
+            self.assertIsNone(w.hello)
+        finally:
+            self.assertEqual(w.close(), 3)
 
     def test_the_preload_leaves_the_runs_environment_as_it_was(self):
         w = self.preloaded(self.PROBE)

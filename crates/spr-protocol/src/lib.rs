@@ -31,7 +31,7 @@ pub use harness::{harness_hash, HARNESS_FILE_NAME, HARNESS_SOURCE};
 pub use json::{Json, JsonKind};
 pub use message::{
     ChildOutcome, ChildReport, FatalCause, Hello, HostMessage, MemoryLayout, PreloadCost,
-    RunReport, RunRequest, WorkerMessage,
+    RunReport, RunRequest, StartStage, WorkerMessage,
 };
 pub use plan::{
     denies_processes, validate_preload, validate_warmup, DevShm, Freshness, HarnessPlan,

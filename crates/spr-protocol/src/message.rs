@@ -88,6 +88,22 @@ pub enum WorkerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cause: Option<FatalCause>,
     },
+    /// Before the greeting, only from a worker with a preload or a warm-up: the stage of
+    /// its start it enters. A worker that dies or hangs after `preload` and before
+    /// `started` did so in the operator's code (a warm-up calling `os._exit`, a module
+    /// that crashes the interpreter, a memory limit the preload does not fit in): every
+    /// worker started with the same options would.
+    Stage { stage: StartStage },
+}
+
+/// A stage of a worker's start (see [`WorkerMessage::Stage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartStage {
+    /// The harness is about to import the preloaded modules and run the warm-up.
+    Preload,
+    /// The preload and the warm-up are done; the greeting follows.
+    Started,
 }
 
 /// Why a worker could not go on, when that is known to be the options it was started
@@ -285,6 +301,25 @@ mod tests {
             r#"{"type": "fatal", "message": "m", "cause": "chance"}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn stage_frames_name_the_stage_of_a_start() {
+        let read = |text: &str| serde_json::from_str::<WorkerMessage>(text);
+        assert_eq!(
+            read(r#"{"type": "stage", "stage": "preload"}"#).unwrap(),
+            WorkerMessage::Stage {
+                stage: StartStage::Preload
+            }
+        );
+        assert_eq!(
+            read(r#"{"type": "stage", "stage": "started"}"#).unwrap(),
+            WorkerMessage::Stage {
+                stage: StartStage::Started
+            }
+        );
+        assert!(read(r#"{"type": "stage", "stage": "later"}"#).is_err());
+        assert!(read(r#"{"type": "stage"}"#).is_err());
     }
 
     #[test]
