@@ -4,8 +4,8 @@
 use crate::error::CliError;
 use clap::{Args, ValueEnum};
 use spr_core::{
-    DockerEngine, DockerEngineConfig, Engine, LocalEngine, LocalEngineConfig, SandboxMode,
-    VenvManager,
+    DockerEngine, DockerEngineConfig, Engine, LocalEngine, LocalEngineConfig, RunnerPolicy,
+    SandboxMode, VenvManager,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -364,11 +364,12 @@ pub fn default_venv_dir() -> Option<PathBuf> {
     var("HOME").map(|home| PathBuf::from(home).join(".cache").join("spr").join("venv"))
 }
 
-/// Start the engine's warm workers now, so the first requests do not pay for them. A
+/// Start the engine's warm workers now (for the runs of `policy`, the server's default),
+/// so the first requests do not pay for them. A
 /// failure that may pass is a warning (each run reports it in its own result); one of the
 /// operator's `--preload` or `--warmup`, which every worker would repeat, is the error.
-pub async fn warm_up(engine: &dyn Engine) -> Result<(), CliError> {
-    let Err(e) = engine.warm_up().await else {
+pub async fn warm_up(engine: &dyn Engine, policy: &RunnerPolicy) -> Result<(), CliError> {
+    let Err(e) = engine.warm_up_for(policy).await else {
         return Ok(());
     };
     if e.is_preload_failure() {

@@ -125,6 +125,15 @@ pub trait Engine: Send + Sync {
         Box::pin(async { Ok(()) })
     }
 
+    /// [`Engine::warm_up`] for the runs of `policy` (the one most runs will use, such as
+    /// a server's default): the Docker engine sizes and keys its containers by a run's
+    /// policy, so it fills the pool those runs take from. The local engine's workers
+    /// serve every policy; the default ignores `policy`.
+    fn warm_up_for<'a>(&'a self, policy: &'a RunnerPolicy) -> WarmUpFuture<'a> {
+        let _ = policy;
+        self.warm_up()
+    }
+
     /// Stop the engine's idle workers (containers) and what it holds open. The engine
     /// stays usable: a later run starts new ones. The default does nothing.
     fn shutdown(&self) -> ShutdownFuture<'_> {
@@ -169,7 +178,11 @@ macro_rules! forward_engine {
             }
 
             fn warm_up(&self) -> WarmUpFuture<'_> {
-                Box::pin($warm_up(self))
+                Box::pin(async move { $warm_up(self, &RunnerPolicy::default()).await })
+            }
+
+            fn warm_up_for<'a>(&'a self, policy: &'a RunnerPolicy) -> WarmUpFuture<'a> {
+                Box::pin($warm_up(self, policy))
             }
 
             fn shutdown(&self) -> ShutdownFuture<'_> {
@@ -217,18 +230,25 @@ forward_engine!(
     warm_up_docker
 );
 
-/// Prepare (a failure there is [`WarmUpError::Prepare`]), then start the workers.
+/// Prepare (a failure there is [`WarmUpError::Prepare`]), then start the workers (which
+/// serve every policy).
 #[cfg(feature = "local")]
-async fn warm_up_local(engine: &spr_engine_local::LocalEngine) -> Result<(), WarmUpError> {
+async fn warm_up_local(
+    engine: &spr_engine_local::LocalEngine,
+    _policy: &RunnerPolicy,
+) -> Result<(), WarmUpError> {
     engine.prepare().await.map_err(WarmUpError::Prepare)?;
     engine.warm_up().await.map_err(WarmUpError::Workers)
 }
 
-/// The image, then a full pool for the default policy (the pool key most runs use).
+/// The image, then a full pool for `policy` (the pool key its runs use).
 #[cfg(feature = "docker")]
-async fn warm_up_docker(engine: &spr_engine_docker::DockerEngine) -> Result<(), WarmUpError> {
+async fn warm_up_docker(
+    engine: &spr_engine_docker::DockerEngine,
+    policy: &RunnerPolicy,
+) -> Result<(), WarmUpError> {
     engine
-        .prewarm(&RunnerPolicy::default())
+        .prewarm(policy)
         .await
         .map(|_| ())
         .map_err(WarmUpError::Docker)
@@ -254,6 +274,10 @@ impl<E: Engine + ?Sized> Engine for std::sync::Arc<E> {
 
     fn warm_up(&self) -> WarmUpFuture<'_> {
         (**self).warm_up()
+    }
+
+    fn warm_up_for<'a>(&'a self, policy: &'a RunnerPolicy) -> WarmUpFuture<'a> {
+        (**self).warm_up_for(policy)
     }
 
     fn shutdown(&self) -> ShutdownFuture<'_> {

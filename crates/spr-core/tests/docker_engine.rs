@@ -1,13 +1,15 @@
 //! The Docker engine through the `Engine` trait: `new` refuses counts of 0, `warm_up`
-//! resolves the image and fills the pool for the default policy (its failures typed),
-//! `shutdown` empties it. Needs the `docker` feature; the daemon tests skip locally (and
+//! resolves the image and fills the pool for the default policy (`warm_up_for`, for the
+//! policy given; its failures typed, a failing preload among them), `shutdown` empties
+//! it. Needs the `docker` feature; the daemon tests skip locally (and
 //! fail under CI) without a daemon and the runtime image.
 #![cfg(feature = "docker")]
 
 mod common;
 
 use spr_core::{
-    run_code, DockerAdminError, DockerEngine, DockerEngineConfig, Engine, PolicySource, WarmUpError,
+    run_code, DockerAdminError, DockerEngine, DockerEngineConfig, Engine, PolicySource,
+    RunnerPolicy, WarmUpError,
 };
 use std::sync::Arc;
 
@@ -88,6 +90,26 @@ async fn warm_up_fills_the_pool_that_runs_use_and_shutdown_empties_it() {
     assert_eq!(used, idle[0], "the run used the warmed container");
     engine.shutdown().await;
     assert!(docker.idle_containers().is_empty());
+
+    // `warm_up_for` fills the pool of the policy given (a container's size is its
+    // policy's): that policy's runs take the warmed container, not a new one.
+    let big = RunnerPolicy {
+        memory_limit_mb: 1024,
+        ..RunnerPolicy::default()
+    };
+    engine.warm_up_for(&big).await.unwrap();
+    let idle = docker.idle_containers();
+    assert_eq!(idle.len(), 1, "{idle:?}");
+    let r = run_code("result = 1", &engine, None, PolicySource::Policy(big))
+        .await
+        .unwrap();
+    assert!(r.ok, "{r:#?}");
+    assert_eq!(
+        r.sandbox.as_ref().unwrap().details["container"],
+        idle[0].as_str(),
+        "the run used the container warmed for its policy"
+    );
+    engine.shutdown().await;
 }
 
 /// A `preload` every container fails is the typed warm-up error a server stops on

@@ -340,14 +340,9 @@ impl Worker {
                 }
             }
         };
+        // A harness too slow to greet is not told apart by its stage: a preload slowed by
+        // a loaded machine would otherwise stop a server for good.
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, greeting).await {
-            Err(_) if preloading => {
-                return Err(SpawnError::Preload(format!(
-                    "The container's harness did not finish its preload or warm-up within {} s{}",
-                    HELLO_TIMEOUT.as_secs(),
-                    worker.stderr_note()
-                )))
-            }
             Err(_) => {
                 return Err(format!(
                     "The container's harness did not greet within {} s{}",

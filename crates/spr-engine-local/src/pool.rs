@@ -168,9 +168,11 @@ impl Pool {
             }));
         }
         let mut first_error = None;
+        let mut started = 0;
         for task in tasks {
             match task.await {
                 Ok(Ok(worker)) => {
+                    started += 1;
                     let mut idle = self.idle.lock().expect("pool lock");
                     if idle.len() < self.size {
                         idle.push(worker);
@@ -183,6 +185,11 @@ impl Pool {
                 }
                 Err(_) => {}
             }
+        }
+        // A worker that started with the same options shows the others' failure was
+        // not the options': not one to stop a server on.
+        if started > 0 {
+            first_error = first_error.map(WorkerError::by_chance);
         }
         first_error
     }

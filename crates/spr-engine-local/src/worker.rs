@@ -59,9 +59,9 @@ pub(crate) enum WorkerError {
     /// fails the same way.
     #[error("worker reported a fatal error: {0}")]
     PreloadFailed(String),
-    /// The worker died (or hung) in the preload or the warm-up, before it could report
-    /// anything (a warm-up calling `os._exit`, a module crashing the interpreter, a
-    /// memory limit the preload does not fit in): the same options would do it again.
+    /// The worker died in the preload or the warm-up, before it could report anything
+    /// (a warm-up calling `os._exit`, a module crashing the interpreter, a memory limit
+    /// the preload does not fit in): the same options would do it again.
     #[error("the worker died in the preload or warm-up{0}")]
     DiedPreloading(String),
     #[error("worker sent a bad frame: {0}")]
@@ -84,6 +84,18 @@ impl WorkerError {
         match cause {
             Some(FatalCause::Preload) => WorkerError::PreloadFailed(message),
             None => WorkerError::Fatal(message),
+        }
+    }
+
+    /// This failure of one worker, when another started with the same options: it was
+    /// chance (memory short for a moment, a signal), not the preload or warm-up.
+    pub(crate) fn by_chance(self) -> Self {
+        match self {
+            WorkerError::PreloadFailed(message) => WorkerError::Fatal(message),
+            WorkerError::DiedPreloading(how) => {
+                WorkerError::Exited(format!(" in the preload or warm-up{how}"))
+            }
+            other => other,
         }
     }
 }
@@ -194,13 +206,9 @@ impl Worker {
         };
         let mut preloading = false;
         let greeting = tokio::time::timeout(HELLO_TIMEOUT, worker.read_greeting(&mut preloading));
+        // A worker too slow to greet is not told apart by its stage: a preload slowed
+        // by a loaded machine would otherwise stop a server for good.
         let hello = match greeting.await {
-            Err(_) if preloading => {
-                return Err(WorkerError::DiedPreloading(format!(
-                    ": it did not finish within {HELLO_TIMEOUT:?}{}",
-                    worker.stderr_suffix()
-                )))
-            }
             Err(_) => {
                 return Err(WorkerError::HelloTimeout(
                     HELLO_TIMEOUT,
@@ -391,5 +399,28 @@ async fn drain_stderr(mut stderr: tokio::process::ChildStderr, tail: Arc<Mutex<V
         while tail.len() > STDERR_TAIL {
             tail.pop_front();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WorkerError;
+
+    #[test]
+    fn a_preload_failure_of_one_worker_among_started_ones_is_chance() {
+        let chance =
+            WorkerError::PreloadFailed("the warm-up failed: MemoryError".into()).by_chance();
+        assert!(matches!(&chance, WorkerError::Fatal(_)), "{chance:?}");
+        assert_eq!(
+            chance.to_string(),
+            "worker reported a fatal error: the warm-up failed: MemoryError"
+        );
+        let chance = WorkerError::DiedPreloading(" (signal: 9 (SIGKILL))".into()).by_chance();
+        assert_eq!(
+            chance.to_string(),
+            "worker exited unexpectedly in the preload or warm-up (signal: 9 (SIGKILL))"
+        );
+        let other = WorkerError::Unresponsive.by_chance();
+        assert!(matches!(other, WorkerError::Unresponsive));
     }
 }

@@ -89,8 +89,8 @@ pub enum WorkerMessage {
         cause: Option<FatalCause>,
     },
     /// Before the greeting, only from a worker with a preload or a warm-up: the stage of
-    /// its start it enters. A worker that dies or hangs after `preload` and before
-    /// `started` did so in the operator's code (a warm-up calling `os._exit`, a module
+    /// its start it enters. A worker that dies after `preload` and before `started` did
+    /// so in the operator's code (a warm-up calling `os._exit`, a module
     /// that crashes the interpreter, a memory limit the preload does not fit in): every
     /// worker started with the same options would.
     Stage { stage: StartStage },

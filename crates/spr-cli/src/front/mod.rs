@@ -90,6 +90,11 @@ impl Profiles {
         Profiles { default, named }
     }
 
+    /// The policy of the default profile (`--policy`, else the built-in default).
+    pub fn default_policy(&self) -> &RunnerPolicy {
+        &self.default
+    }
+
     /// The names a request may pick ("default" is always one).
     pub fn names(&self) -> Vec<String> {
         std::iter::once("default".to_string())

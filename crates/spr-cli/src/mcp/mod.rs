@@ -66,7 +66,14 @@ pub async fn run(args: McpArgs, conn: &DockerConnOpts) -> Result<Exit, CliError>
         Some(addr) => Some(front::bind(addr, token.as_ref(), "spr mcp").await?),
         None => None,
     };
-    let slot = EngineSlot::new(args.engine.clone(), conn.clone());
+    // The profile its runs use: the one fixed for the server, else the default.
+    let warm_policy = match &fixed {
+        Some(name) => profiles
+            .resolve(Some(name), None)
+            .map_err(|e| CliError::usage(format!("--use-profile: {e}")))?,
+        None => profiles.default_policy().clone(),
+    };
+    let slot = EngineSlot::new(args.engine.clone(), conn.clone(), warm_policy);
     // Built in the background: a client's initialize and tools/list need no engine.
     // A build still going at the end is left to the process's exit.
     drop(slot.start());

@@ -4,7 +4,7 @@
 use crate::engine_opts::{self, DockerConnOpts, EngineOpts};
 use crate::error::CliError;
 use crate::retry::Retrying;
-use spr_core::{Engine, RunnerResult, Sessions};
+use spr_core::{Engine, RunnerPolicy, RunnerResult, Sessions};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,9 @@ pub struct EngineSlot {
     sessions: tokio::sync::OnceCell<Arc<Sessions>>,
     opts: EngineOpts,
     conn: DockerConnOpts,
+    /// The policy of the server's default profile: its runs' pool is the one warmed up
+    /// (a Docker container's size is its policy's).
+    warm_policy: RunnerPolicy,
     /// Set when the engine's workers failed in the operator's `--preload` or `--warmup`:
     /// no worker started with these options can serve, so the server stops (see
     /// [`EngineSlot::stopping`]) rather than fail every request.
@@ -35,12 +38,17 @@ pub struct EngineSlot {
 }
 
 impl EngineSlot {
-    pub fn new(opts: EngineOpts, conn: DockerConnOpts) -> Arc<EngineSlot> {
+    pub fn new(
+        opts: EngineOpts,
+        conn: DockerConnOpts,
+        warm_policy: RunnerPolicy,
+    ) -> Arc<EngineSlot> {
         Arc::new(EngineSlot {
             engine: Retrying::new(ENGINE_RETRY_BACKOFF),
             sessions: tokio::sync::OnceCell::new(),
             opts,
             conn,
+            warm_policy,
             unusable: tokio::sync::watch::Sender::new(None),
         })
     }
@@ -92,7 +100,7 @@ impl EngineSlot {
                 match self.opts.build(&self.conn, None).await {
                     Ok(engine) => {
                         if self.opts.warms_up() {
-                            if let Err(err) = engine_opts::warm_up(&*engine).await {
+                            if let Err(err) = engine_opts::warm_up(&*engine, &self.warm_policy).await {
                                 self.unusable.send_replace(Some(err.one_line()));
                                 return Err(err);
                             }

@@ -71,7 +71,7 @@ pub async fn run(args: ServeArgs, conn: &DockerConnOpts) -> Result<Exit, CliErro
         None => RunnerPolicy::default(),
     });
     let concurrency = args.engine.concurrency();
-    let slot = EngineSlot::new(args.engine.clone(), conn.clone());
+    let slot = EngineSlot::new(args.engine.clone(), conn.clone(), (*default_policy).clone());
     let init = slot.start();
 
     let (tx, rx) = mpsc::channel::<String>(concurrency * 2 + 16);

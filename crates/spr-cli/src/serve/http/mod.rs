@@ -106,7 +106,11 @@ pub async fn run(
     let capacity = args.engine.concurrency();
     let queue = args.http_opts.queue.unwrap_or(capacity * QUEUE_PER_WORKER);
     let max_body_mb = args.http_opts.max_body_mb.unwrap_or(DEFAULT_MAX_BODY_MB);
-    let slot = EngineSlot::new(args.engine.clone(), conn.clone());
+    let slot = EngineSlot::new(
+        args.engine.clone(),
+        conn.clone(),
+        profiles.default_policy().clone(),
+    );
     let init = slot.start();
     let app = Arc::new(state::App {
         profiles,
