@@ -253,6 +253,12 @@ fn a_docker_server_whose_containers_fail_the_preload_stops_naming_it() {
             &["--warmup", "import os\nos._exit(3)"][..],
             "The container's harness died in the preload or warm-up",
         ),
+        // More than the container may hold: the daemon's out-of-memory kill is named.
+        (
+            &["serve", "--stdio"][..],
+            &["--warmup", "x = b'x' * (3 << 30)"][..],
+            "died in the preload or warm-up: out of memory (the container's limit is 1024 MiB)",
+        ),
     ] {
         let out = run_within_holding_stdin(
             spr()

@@ -9,7 +9,8 @@ use crate::isolation::{self, IsolationError};
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions,
+    RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -52,6 +53,10 @@ pub(crate) const PRELOAD_HEADROOM_MB: u64 = 256;
 /// How long a new container may take to greet (gVisor in ptrace mode is slow to start).
 const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 const STDERR_TAIL: usize = 4096;
+/// How often, and how far apart, a container that died starting is looked at for an
+/// out-of-memory kill.
+const OOM_CHECK_TRIES: usize = 10;
+const OOM_CHECK_PAUSE: Duration = Duration::from_millis(50);
 
 /// Everything that shapes a container. Two runs can share a container only when these
 /// are equal; the pool key is made from them.
@@ -355,7 +360,8 @@ impl Worker {
             // limit the preload does not fit in: every container would do the same.
             Ok(None) if preloading => {
                 return Err(SpawnError::Preload(format!(
-                    "The container's harness died in the preload or warm-up{}",
+                    "The container's harness died in the preload or warm-up{}{}",
+                    oom_note(docker, id).await,
                     worker.stderr_note()
                 )))
             }
@@ -504,6 +510,36 @@ impl Worker {
         self.reader.abort();
         remove(docker, &self.id).await;
     }
+}
+
+/// ": out of memory (...)" when the daemon says the container was killed for memory,
+/// else nothing. Its state is read once the daemon has seen it stop (moments after its
+/// attach stream ends).
+async fn oom_note(docker: &Docker, id: &str) -> String {
+    for _ in 0..OOM_CHECK_TRIES {
+        let Ok(c) = docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+        else {
+            return String::new();
+        };
+        let state = c.state.unwrap_or_default();
+        if state.running == Some(true) {
+            tokio::time::sleep(OOM_CHECK_PAUSE).await;
+            continue;
+        }
+        if state.oom_killed != Some(true) {
+            return String::new();
+        }
+        return match c.host_config.and_then(|h| h.memory) {
+            Some(bytes) if bytes > 0 => format!(
+                ": out of memory (the container's limit is {} MiB)",
+                bytes >> 20
+            ),
+            _ => ": out of memory".to_string(),
+        };
+    }
+    String::new()
 }
 
 pub(crate) async fn remove(docker: &Docker, id: &str) {
