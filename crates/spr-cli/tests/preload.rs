@@ -203,13 +203,7 @@ fn a_server_whose_warm_up_or_preload_fails_in_the_worker_stops_naming_it() {
             spr().args(door).arg("--venv-dir").arg(&venv).args(bad),
             std::time::Duration::from_secs(60),
         );
-        assert_eq!(code(&out), 125, "{door:?} {bad:?}: {}", render(&out, &[]));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("error: the server stopped: the --preload or --warmup failed"),
-            "{door:?}: {err}"
-        );
-        assert!(err.contains(says), "{door:?}: {err}");
+        assert_stopped_naming(&out, &format!("{door:?} {bad:?}"), says);
     }
 
     // A request that was waiting for the engine is answered with the failure first.
@@ -275,11 +269,18 @@ fn a_docker_server_whose_containers_fail_the_preload_stops_naming_it() {
             );
             return;
         }
-        assert_eq!(code(&out), 125, "{door:?} {bad:?}: {}", render(&out, &[]));
-        assert!(
-            err.contains("error: the server stopped: the --preload or --warmup failed"),
-            "{door:?}: {err}"
-        );
-        assert!(err.contains(says), "{door:?}: {err}");
+        assert_stopped_naming(&out, &format!("{door:?} {bad:?}"), says);
     }
+}
+
+/// `out` is a server that stopped on its `--preload` or `--warmup` (exit code 125), its
+/// error saying `says`; `what` names the case.
+fn assert_stopped_naming(out: &std::process::Output, what: &str, says: &str) {
+    assert_eq!(code(out), 125, "{what}: {}", render(out, &[]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error: the server stopped: the --preload or --warmup failed"),
+        "{what}: {err}"
+    );
+    assert!(err.contains(says), "{what}: {err}");
 }

@@ -905,7 +905,7 @@ def _wipe(path, dev):
     limit or PATH_MAX allows a path to be. Every process of the run is gone by now, so
     nothing moves under the walk. Names it cannot remove (another filesystem, a failure)
     are left and make `wipe_dir` report the directory not empty."""
-    _make_enterable(None, path)
+    _make_enterable(None, path, None)
     try:
         fd = os.open(path, DIR_FLAGS)
     except OSError:
@@ -933,7 +933,7 @@ def _wipe(path, dev):
                     continue
                 if not _same_mount(fd, name, mount):
                     continue
-                _make_enterable(fd, name)
+                _make_enterable(fd, name, mount)
                 try:
                     child = os.open(name, DIR_FLAGS, dir_fd=fd)
                 except OSError:
@@ -959,15 +959,16 @@ def _wipe(path, dev):
         os.close(fd)
 
 
-def _make_enterable(dirfd, name):
-    """Mode 0700 for directory `name` (relative to `dirfd`, or a path when None): the
-    run owns what it made, so M can always give itself access back."""
+def _make_enterable(dirfd, name, mount):
+    """Mode 0700 for directory `name` (relative to `dirfd`, or a path when None; on
+    `mount`, when given): the run owns what it made, so M can always give itself access
+    back."""
     try:
         os.chmod(name, 0o700, dir_fd=dirfd)
     except PermissionError:
         # Immutable: only a run with CAP_LINUX_IMMUTABLE (root without the sandbox)
         # can have made it so, and M, as that same user, can undo it.
-        if unfreeze(dirfd, name, mount_id(dirfd) if dirfd is not None else None):
+        if unfreeze(dirfd, name, mount):
             try:
                 os.chmod(name, 0o700, dir_fd=dirfd)
             except OSError:
