@@ -6,6 +6,7 @@ mod doctor;
 mod engine_opts;
 mod error;
 mod front;
+mod local_file;
 mod logging;
 mod mcp;
 mod output;

@@ -130,17 +130,26 @@ async fn read_code(args: &RunArgs) -> Result<String, CliError> {
         .expect("clap requires FILE or -c (the `source` group)");
     let bytes = if file.as_os_str() == "-" {
         let mut buf = Vec::new();
+        let cap = crate::local_file::MAX_REQUEST_FILE_BYTES;
         tokio::io::stdin()
+            .take(cap + 1)
             .read_to_end(&mut buf)
             .await
             .map_err(|e| {
                 CliError::usage("cannot read the code from standard input").caused_by(e)
             })?;
+        if buf.len() as u64 > cap {
+            return Err(CliError::usage(format!(
+                "the code on standard input is larger than the limit of {cap} bytes"
+            )));
+        }
         buf
     } else {
-        std::fs::read(file).map_err(|e| {
-            CliError::usage(format!("cannot read code file '{}'", file.display())).caused_by(e)
-        })?
+        crate::local_file::read(
+            file,
+            crate::local_file::MAX_REQUEST_FILE_BYTES,
+            &format!("cannot read code file '{}'", file.display()),
+        )?
     };
     String::from_utf8(bytes).map_err(|e| {
         let from = if file.as_os_str() == "-" {
@@ -157,9 +166,14 @@ fn read_input(args: &RunArgs) -> Result<Json, CliError> {
     let (text, what) = match (&args.input, &args.input_file) {
         (Some(text), _) => (text.clone(), "--input".to_string()),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                CliError::usage(format!("cannot read input file '{}'", path.display())).caused_by(e)
-            })?;
+            let what = format!("input file '{}'", path.display());
+            let bytes = crate::local_file::read(
+                path,
+                crate::local_file::MAX_REQUEST_FILE_BYTES,
+                &format!("cannot read {what}"),
+            )?;
+            let text = String::from_utf8(bytes)
+                .map_err(|e| CliError::usage(format!("{what} is not valid UTF-8")).caused_by(e))?;
             (text, format!("input file '{}'", path.display()))
         }
         (None, None) => return Ok(Json::null()),

@@ -14,9 +14,11 @@ pub fn read(files: &[String], collect: &[String]) -> Result<Attachments, CliErro
                 "--file {spec:?}: expected DEST=LOCALPATH (DEST relative to the run's directory)"
             )));
         };
-        let bytes = std::fs::read(local).map_err(|e| {
-            CliError::usage(format!("--file {dest}: cannot read '{local}'")).caused_by(e)
-        })?;
+        let bytes = crate::local_file::read(
+            Path::new(local),
+            crate::local_file::MAX_REQUEST_FILE_BYTES,
+            &format!("--file {dest}: cannot read '{local}'"),
+        )?;
         // Text goes as text (a third smaller on the wire); anything else as base64.
         out.push(match String::from_utf8(bytes) {
             Ok(text) => FileIn::text(dest, text),

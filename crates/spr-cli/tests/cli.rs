@@ -433,3 +433,58 @@ fn serve_answers_125_when_the_engine_cannot_start_and_keeps_serving() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("the engine failed to start"));
 }
+
+/// A device, a FIFO or a directory named as the code, the input, an upload or the token is
+/// refused before it is opened: `/dev/zero` would be read until memory ran out, a FIFO
+/// nobody writes to would block forever.
+#[test]
+fn files_that_are_not_regular_are_refused_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let fifo = fifo.to_str().unwrap();
+    let upload = format!("x={fifo}");
+    let cases: [(&[&str], &str, &str); 5] = [
+        (
+            &["run", "/dev/zero"],
+            "code file '/dev/zero'",
+            "character device",
+        ),
+        (
+            &["run", "-c", "result=1", "--input-file", "/dev/zero"],
+            "input file '/dev/zero'",
+            "character device",
+        ),
+        (
+            &["run", "-c", "result=1", "--file", &upload],
+            "--file x",
+            "a FIFO",
+        ),
+        (
+            &["run", "-c", "result=1", "--input-file", "/"],
+            "input file '/'",
+            "a directory",
+        ),
+        (
+            &[
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--token-file",
+                "/dev/zero",
+            ],
+            "--token-file /dev/zero",
+            "character device",
+        ),
+    ];
+    for (args, names, kind) in cases {
+        let out = run(spr().args(args), None);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(code(&out), 2, "{args:?}: {err}");
+        assert!(err.contains(names) && err.contains(kind), "{args:?}: {err}");
+    }
+}

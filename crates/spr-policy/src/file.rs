@@ -90,25 +90,75 @@ mod flags {
     pub const OPEN_FLAGS: i32 = O_NONBLOCK | O_NOCTTY;
 }
 
+/// Why a local file could not be read by [`read_regular_file`]; the caller names the path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalFileError {
+    /// Missing, unreadable, or failed while read.
+    #[error("{0}")]
+    Io(#[source] io::Error),
+    /// A directory, FIFO, socket or device: never opened for reading.
+    #[error("it is {0}, not a regular file")]
+    NotRegularFile(FileKind),
+    /// More than the caller's cap.
+    #[error("larger than the limit of {max_bytes} bytes")]
+    TooLarge { max_bytes: u64 },
+}
+
+/// Reads the regular file at `path`, at most `cap` bytes, without ever blocking on it: what a
+/// path names is looked at before it is opened (opening a device can have effects of its own:
+/// a watchdog arms, a tape rewinds), opened with `O_NONBLOCK | O_NOCTTY`, and looked at again
+/// (the path may have been swapped in between). Used for every file a caller names (policy
+/// files here; code, input, token and upload files in the CLI).
+pub fn read_regular_file(path: &Path, cap: u64) -> Result<Vec<u8>, LocalFileError> {
+    check_kind(&std::fs::metadata(path).map_err(LocalFileError::Io)?)?;
+    let file = open_nonblocking(path).map_err(LocalFileError::Io)?;
+    let metadata = file.metadata().map_err(LocalFileError::Io)?;
+    check_kind(&metadata)?;
+    if metadata.len() > cap {
+        return Err(LocalFileError::TooLarge { max_bytes: cap });
+    }
+    read_capped(file, cap)
+}
+
+/// At most `cap` bytes of `file`: it reads `cap + 1` at most, so a file that grows while it
+/// is read, or whose size the metadata misreports (`/proc`, `/sys`), cannot make us hold more.
+fn read_capped(file: File, cap: u64) -> Result<Vec<u8>, LocalFileError> {
+    let mut bytes = Vec::new();
+    file.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(LocalFileError::Io)?;
+    if bytes.len() as u64 > cap {
+        return Err(LocalFileError::TooLarge { max_bytes: cap });
+    }
+    Ok(bytes)
+}
+
 /// Reads the policy file at `path` as UTF-8 text.
 ///
 /// Refuses, with [`PolicyError::NotRegularFile`], anything but a regular file (after following
-/// symlinks), and, with [`PolicyError::TooLarge`], a file of more than
-/// [`MAX_POLICY_FILE_BYTES`]. Any other failure (missing, unreadable, not UTF-8) is
-/// [`PolicyError::Read`] with the `io::Error` as its source.
+/// symlinks), and with [`PolicyError::TooLarge`] one over [`MAX_POLICY_FILE_BYTES`]; see
+/// [`read_regular_file`].
 pub fn read_policy_file(path: &Path) -> Result<String, PolicyError> {
-    let read_error = |source| PolicyError::Read {
+    let bytes = read_regular_file(path, MAX_POLICY_FILE_BYTES).map_err(|e| match e {
+        LocalFileError::Io(source) => PolicyError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+        LocalFileError::NotRegularFile(kind) => PolicyError::NotRegularFile {
+            path: path.to_path_buf(),
+            kind,
+        },
+        LocalFileError::TooLarge { max_bytes } => PolicyError::TooLarge {
+            path: path.to_path_buf(),
+            max_bytes,
+        },
+    })?;
+    // The same error `std::fs::read_to_string` gives, with the position as its cause.
+    String::from_utf8(bytes).map_err(|e| PolicyError::Read {
         path: path.to_path_buf(),
-        source,
-    };
-    // Look before opening: opening a device can have effects of its own (a watchdog
-    // arms, a tape rewinds), so a path that is not a regular file is never opened.
-    check_kind(path, &std::fs::metadata(path).map_err(read_error)?)?;
-    let file = open_nonblocking(path).map_err(read_error)?;
-    // The path may have been swapped between the look and the open: check what was
-    // actually opened. The open itself could not block, thanks to O_NONBLOCK.
-    check_kind(path, &file.metadata().map_err(read_error)?)?;
-    read_capped(path, file, MAX_POLICY_FILE_BYTES)
+        source: io::Error::new(io::ErrorKind::InvalidData, e.utf8_error()),
+    })
 }
 
 fn open_nonblocking(path: &Path) -> io::Result<File> {
@@ -122,20 +172,16 @@ fn open_nonblocking(path: &Path) -> io::Result<File> {
     options.open(path)
 }
 
-fn check_kind(path: &Path, metadata: &std::fs::Metadata) -> Result<(), PolicyError> {
+fn check_kind(metadata: &std::fs::Metadata) -> Result<(), LocalFileError> {
     let file_type = metadata.file_type();
     if file_type.is_file() {
         return Ok(());
     }
-    let kind = if file_type.is_dir() {
+    Err(LocalFileError::NotRegularFile(if file_type.is_dir() {
         FileKind::Directory
     } else {
         unix_kind(&file_type)
-    };
-    Err(PolicyError::NotRegularFile {
-        path: path.to_path_buf(),
-        kind,
-    })
+    }))
 }
 
 #[cfg(unix)]
@@ -157,28 +203,6 @@ fn unix_kind(file_type: &std::fs::FileType) -> FileKind {
 #[cfg(not(unix))]
 fn unix_kind(_: &std::fs::FileType) -> FileKind {
     FileKind::Other
-}
-
-/// Reads at most `cap + 1` bytes, so a file that grows while it is read, or whose size the
-/// metadata misreports (`/proc`, `/sys`), still cannot make us hold more than that.
-fn read_capped(path: &Path, file: File, cap: u64) -> Result<String, PolicyError> {
-    let read_error = |source| PolicyError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut bytes = Vec::new();
-    file.take(cap + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    if bytes.len() as u64 > cap {
-        return Err(PolicyError::TooLarge {
-            path: path.to_path_buf(),
-            max_bytes: cap,
-        });
-    }
-    // The same error `std::fs::read_to_string` gives, with the position as its cause.
-    String::from_utf8(bytes)
-        .map_err(|e| read_error(io::Error::new(io::ErrorKind::InvalidData, e.utf8_error())))
 }
 
 #[cfg(test)]
@@ -249,8 +273,11 @@ mod tests {
         // /dev/zero through the inner reader: the open and kind checks are skipped, so
         // only the cap stands between it and unbounded memory.
         let file = File::open("/dev/zero").unwrap();
-        let err = read_capped(Path::new("/dev/zero"), file, 4096).unwrap_err();
-        assert!(matches!(err, PolicyError::TooLarge { .. }), "{err:?}");
+        let err = read_capped(file, 4096).unwrap_err();
+        assert!(
+            matches!(err, LocalFileError::TooLarge { max_bytes: 4096 }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -289,15 +316,9 @@ mod tests {
         let path = dir.0.join("fifo");
         mkfifo(&path);
         let file = open_nonblocking(&path).unwrap();
-        let err = check_kind(&path, &file.metadata().unwrap()).unwrap_err();
+        let err = check_kind(&file.metadata().unwrap()).unwrap_err();
         assert!(
-            matches!(
-                err,
-                PolicyError::NotRegularFile {
-                    kind: FileKind::Fifo,
-                    ..
-                }
-            ),
+            matches!(err, LocalFileError::NotRegularFile(FileKind::Fifo)),
             "{err:?}"
         );
     }

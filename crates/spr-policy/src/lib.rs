@@ -13,7 +13,9 @@ mod validate;
 mod value;
 
 pub use error::PolicyError;
-pub use file::{read_policy_file, FileKind, MAX_POLICY_FILE_BYTES};
+pub use file::{
+    read_policy_file, read_regular_file, FileKind, LocalFileError, MAX_POLICY_FILE_BYTES,
+};
 pub use load::{check_keys, POLICY_KEYS};
 pub use packages::{validate_pinned_packages, PackageSpecError};
 pub use sandbox::{

@@ -15,6 +15,9 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// A token file is one line; anything larger is the wrong file.
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
 /// Shortest token accepted: a guessable one would be no protection.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -22,10 +25,17 @@ impl Token {
     /// `--token-file` wins over `SPR_TOKEN`; neither means no token.
     pub fn load(file: Option<&Path>) -> Result<Option<Token>, CliError> {
         let text = match file {
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-                CliError::usage(format!("--token-file {}: cannot read it", path.display()))
-                    .caused_by(e)
-            })?),
+            Some(path) => {
+                let what = format!("--token-file {}", path.display());
+                let bytes = crate::local_file::read(
+                    path,
+                    MAX_TOKEN_FILE_BYTES,
+                    &format!("{what}: cannot read it"),
+                )?;
+                Some(String::from_utf8(bytes).map_err(|e| {
+                    CliError::usage(format!("{what}: not valid UTF-8")).caused_by(e)
+                })?)
+            }
             // Set but empty is unset: `SPR_TOKEN= spr serve ...` must not read as a token.
             None => std::env::var("SPR_TOKEN")
                 .ok()

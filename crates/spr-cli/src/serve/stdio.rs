@@ -433,6 +433,18 @@ fn parse_request(bytes: &[u8], line: u64) -> Result<Request, Invalid> {
     Ok(Request { id, line, op })
 }
 
+/// serde's error for a whole `policy` object does not say which key held the bad value:
+/// find the first key whose value alone fails, and put its name in front.
+fn name_the_key(map: &serde_json::Map<String, serde_json::Value>, e: serde_json::Error) -> String {
+    for (key, value) in map {
+        let one = serde_json::Map::from_iter([(key.clone(), value.clone())]);
+        if let Err(e) = serde_json::from_value::<RunnerPolicy>(serde_json::Value::Object(one)) {
+            return format!("{key}: {e}");
+        }
+    }
+    e.to_string()
+}
+
 /// A request's `policy` object as a policy, checked as strictly as a policy file.
 fn parse_policy(
     policy: Option<serde_json::Map<String, serde_json::Value>>,
@@ -447,8 +459,9 @@ fn parse_policy(
                 spr_core::check_policy_keys("sandbox", sandbox.keys().map(String::as_str))
                     .map_err(|e| format!("\"policy\": {e}"))?;
             }
-            let policy: RunnerPolicy = serde_json::from_value(serde_json::Value::Object(map))
-                .map_err(|e| format!("\"policy\": {e}"))?;
+            let policy: RunnerPolicy =
+                serde_json::from_value(serde_json::Value::Object(map.clone()))
+                    .map_err(|e| format!("\"policy\": {}", name_the_key(&map, e)))?;
             // `config_path` (allowed in JSON, see docs/POLICY.md) names a policy file on
             // the server's host that wins over the other fields: `execute` reads it, off
             // this reader loop (see policy_file.rs).
@@ -508,5 +521,27 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn a_bad_policy_value_names_its_key() {
+        for (policy, key) in [
+            (r#"{"timeout_seconds": -1}"#, "timeout_seconds: "),
+            (
+                r#"{"memory_limit_mb": 64, "timeout_seconds": 1.5}"#,
+                "timeout_seconds: ",
+            ),
+            (r#"{"blocked_imports": ["os", null]}"#, "blocked_imports: "),
+            (r#"{"mode": "deny"}"#, "mode: "),
+        ] {
+            let line = format!(r#"{{"id": 9, "code": "x", "policy": {policy}}}"#);
+            let err = parse_request(line.as_bytes(), 1).unwrap_err();
+            assert!(
+                err.message
+                    .starts_with(&format!("line 1: \"policy\": {key}")),
+                "{policy}: {}",
+                err.message
+            );
+        }
     }
 }
