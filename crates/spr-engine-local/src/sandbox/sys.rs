@@ -720,6 +720,9 @@ mod tests {
             ("mq_open", libc::SYS_mq_open),
             ("perf_event_open", libc::SYS_perf_event_open),
             ("userfaultfd", libc::SYS_userfaultfd),
+            ("inotify_init1", libc::SYS_inotify_init1),
+            ("inotify_add_watch", libc::SYS_inotify_add_watch),
+            ("fanotify_mark", libc::SYS_fanotify_mark),
         ];
         let p = Program::for_host(Options {
             profile: Profile::Run,
