@@ -174,7 +174,7 @@ fn read_input(args: &RunArgs) -> Result<Json, CliError> {
             )?;
             let text = String::from_utf8(bytes)
                 .map_err(|e| CliError::usage(format!("{what} is not valid UTF-8")).caused_by(e))?;
-            (text, format!("input file '{}'", path.display()))
+            (text, what)
         }
         (None, None) => return Ok(Json::null()),
     };

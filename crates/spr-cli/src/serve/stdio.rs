@@ -11,6 +11,7 @@ use super::{log_run, EngineSlot, Outcome, ServeArgs};
 use crate::engine_opts::DockerConnOpts;
 use crate::error::{CliError, Exit};
 use crate::{policy, policy_file};
+use serde::Deserialize;
 use spr_core::{
     run_code_with, Attachments, Json, PolicySource, RunError, RunnerPolicy, RunnerResult,
 };
@@ -459,9 +460,12 @@ fn parse_policy(
                 spr_core::check_policy_keys("sandbox", sandbox.keys().map(String::as_str))
                     .map_err(|e| format!("\"policy\": {e}"))?;
             }
-            let policy: RunnerPolicy =
-                serde_json::from_value(serde_json::Value::Object(map.clone()))
-                    .map_err(|e| format!("\"policy\": {}", name_the_key(&map, e)))?;
+            // Deserialized from a borrow: the map is read again only when it is refused.
+            let value = serde_json::Value::Object(map);
+            let policy = RunnerPolicy::deserialize(&value).map_err(|e| {
+                let map = value.as_object().expect("built as an object");
+                format!("\"policy\": {}", name_the_key(map, e))
+            })?;
             // `config_path` (allowed in JSON, see docs/POLICY.md) names a policy file on
             // the server's host that wins over the other fields: `execute` reads it, off
             // this reader loop (see policy_file.rs).
